@@ -2,8 +2,8 @@ package testenv
 
 import (
 	"context"
-	"net"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"sync"

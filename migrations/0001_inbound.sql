@@ -142,3 +142,18 @@ CREATE TABLE dead_letters (
     scrubbed_at      timestamptz
 );
 CREATE INDEX dead_letters_message_idx ON dead_letters (channel_id, message_id) WHERE message_id IS NOT NULL;
+
+-- What linepipe keeps of a message event whose message was unsent: the
+-- event with its message object reduced to id and type. Content, quote
+-- token and mark-as-read token are gone; every other field stays.
+CREATE FUNCTION linepipe_scrub_message(raw json) RETURNS json
+LANGUAGE sql IMMUTABLE STRICT AS $$
+    SELECT CASE
+        WHEN json_typeof(raw) = 'object' AND (raw::jsonb) ? 'message' THEN
+            jsonb_set(raw::jsonb, '{message}',
+                jsonb_strip_nulls(jsonb_build_object(
+                    'id',   raw::jsonb -> 'message' -> 'id',
+                    'type', raw::jsonb -> 'message' -> 'type')))::json
+        ELSE raw
+    END
+$$;

@@ -99,8 +99,8 @@ func (c Config) AllSubjects() string { return c.SubjectPrefix + ".>" }
 func ValidChannelID(id string) bool { return len(id) <= 64 && tokenRE.MatchString(id) }
 
 // Connect dials NATS with unlimited reconnects, so a service rides out a
-// NATS restart; logs connection changes on log.
-func Connect(cfg Config, name string, log *zap.Logger) (*nats.Conn, jetstream.JetStream, error) {
+// NATS restart, and logs connection changes on log.
+func Connect(cfg Config, name string, log *zap.Logger, opts ...jetstream.JetStreamOpt) (*nats.Conn, jetstream.JetStream, error) {
 	nc, err := nats.Connect(cfg.URL,
 		nats.Name(name),
 		nats.MaxReconnects(-1),
@@ -116,7 +116,7 @@ func Connect(cfg Config, name string, log *zap.Logger) (*nats.Conn, jetstream.Je
 	if err != nil {
 		return nil, nil, fmt.Errorf("connecting to nats: %w", err)
 	}
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, opts...)
 	if err != nil {
 		nc.Close()
 		return nil, nil, fmt.Errorf("creating jetstream context: %w", err)
@@ -156,4 +156,47 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// FromEnv reads the stream settings every stage shares.
+func FromEnv(env interface {
+	String(string, string) string
+	Int(string, int) int
+	Duration(string, time.Duration) time.Duration
+}) Config {
+	return Config{
+		URL:           env.String("NATS_URL", DefaultURL),
+		Stream:        env.String("NATS_STREAM", DefaultStream),
+		SubjectPrefix: env.String("NATS_SUBJECT_PREFIX", DefaultSubjectPrefix),
+		Replicas:      env.Int("NATS_REPLICAS", DefaultReplicas),
+		Duplicates:    env.Duration("NATS_DUPLICATES_WINDOW", DefaultDuplicates),
+	}.WithDefaults()
+}
+
+// EnsureInBackground keeps trying to create or update the stream until it
+// succeeds or ctx ends, and reports success by closing the returned
+// channel. Services start serving at once and become ready when it closes,
+// so a NATS outage at start-up delays readiness instead of crashing.
+func EnsureInBackground(ctx context.Context, js jetstream.JetStream, cfg Config, log *zap.Logger) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		for attempt := 0; ; attempt++ {
+			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := js.CreateOrUpdateStream(actx, cfg.StreamConfig())
+			cancel()
+			if err == nil {
+				close(done)
+				return
+			}
+			if attempt%20 == 0 {
+				log.Warn("stream not ready; retrying", zap.String("stream", cfg.Stream), zap.Error(err))
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}()
+	return done
 }

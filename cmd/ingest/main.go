@@ -1,0 +1,35 @@
+// Command ingest receives LINE webhooks, verifies their signatures and
+// stores each event durably in JetStream before answering 200.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"go.uber.org/zap"
+
+	"github.com/linepipe/linepipe/pkg/config"
+	"github.com/linepipe/linepipe/pkg/ingest"
+	"github.com/linepipe/linepipe/pkg/ops"
+)
+
+func main() {
+	settings, err := ingest.SettingsFromEnv(config.FromOS())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ingest: configuration:", err)
+		os.Exit(2)
+	}
+	log, err := ops.NewLogger(settings.LogLevel, "ingest")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ingest:", err)
+		os.Exit(2)
+	}
+	defer func() { _ = log.Sync() }()
+	ctx, stop := ops.SignalContext()
+	defer stop()
+	if err := ingest.Run(ctx, settings, log); err != nil {
+		log.Error("ingest stopped", zap.Error(err))
+		os.Exit(1)
+	}
+	log.Info("ingest stopped")
+}

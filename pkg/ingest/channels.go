@@ -1,0 +1,172 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+
+	"github.com/linepipe/linepipe/pkg/store"
+)
+
+var (
+	// ErrUnknownChannel means no channel with that id is configured: 404.
+	ErrUnknownChannel = errors.New("ingest: unknown channel")
+	// ErrSecretsUnavailable means the channel is not cached and the
+	// channels table cannot be read now: 503, so LINE redelivers later
+	// rather than losing the webhook to a wrong 404.
+	ErrSecretsUnavailable = errors.New("ingest: channel secrets unavailable")
+)
+
+// Secrets serves channel secrets from memory so ingest keeps accepting
+// webhooks while Postgres is down. The cache holds the channel configured
+// by environment and every row of the channels table, refreshed
+// periodically; a row in the table wins over the environment, so an
+// operator rotates a secret with one UPDATE.
+type Secrets struct {
+	db      *pgxpool.Pool // nil when ingest runs without a database
+	static  map[string]string
+	log     *zap.Logger
+	now     func() time.Time
+	timeout time.Duration // bound on a lookup done while a request waits
+
+	mu      sync.RWMutex
+	cached  map[string]string
+	missing map[string]time.Time // negative cache: unknown ids, until when
+	fetched map[string]time.Time // last direct lookup per id, to rate-limit them
+}
+
+// negativeTTL is how long an unknown channel id is remembered, so a flood
+// of requests for a bogus id costs one query, not one per request.
+const negativeTTL = 5 * time.Second
+
+// NewSecrets builds the cache. db may be nil.
+func NewSecrets(db *pgxpool.Pool, static map[string]string, log *zap.Logger, now func() time.Time) *Secrets {
+	if now == nil {
+		now = time.Now
+	}
+	s := &Secrets{db: db, static: static, log: log, now: now, timeout: 300 * time.Millisecond,
+		cached: map[string]string{}, missing: map[string]time.Time{}, fetched: map[string]time.Time{}}
+	for id, sec := range static {
+		s.cached[id] = sec
+	}
+	return s
+}
+
+// Secret returns the channel's secret from the cache, looking the channel
+// up in the table on a miss.
+func (s *Secrets) Secret(ctx context.Context, id string) (string, error) {
+	s.mu.RLock()
+	sec, ok := s.cached[id]
+	until, neg := s.missing[id]
+	s.mu.RUnlock()
+	if ok {
+		return sec, nil
+	}
+	if neg && s.now().Before(until) {
+		return "", ErrUnknownChannel
+	}
+	return s.lookup(ctx, id)
+}
+
+// Recheck reads the channel again after a signature mismatch, because the
+// secret may have been reissued (LINE invalidates the old one at once). It
+// returns the current secret and whether it differs from old. Lookups are
+// limited to one per channel per second so bad signatures cannot load the
+// database.
+func (s *Secrets) Recheck(ctx context.Context, id, old string) (string, bool) {
+	s.mu.Lock()
+	last := s.fetched[id]
+	if s.db == nil || s.now().Sub(last) < time.Second {
+		s.mu.Unlock()
+		return old, false
+	}
+	s.fetched[id] = s.now()
+	s.mu.Unlock()
+	sec, err := s.lookup(ctx, id)
+	if err != nil || sec == old {
+		return old, false
+	}
+	return sec, true
+}
+
+func (s *Secrets) lookup(ctx context.Context, id string) (string, error) {
+	if s.db == nil {
+		return "", ErrUnknownChannel
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	c, err := store.GetChannel(ctx, s.db, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		s.mu.Lock()
+		if sec, ok := s.static[id]; ok {
+			s.cached[id] = sec
+			s.mu.Unlock()
+			return sec, nil
+		}
+		s.missing[id] = s.now().Add(negativeTTL)
+		s.mu.Unlock()
+		return "", ErrUnknownChannel
+	case err != nil:
+		return "", ErrSecretsUnavailable
+	}
+	s.mu.Lock()
+	s.cached[id] = c.Secret
+	delete(s.missing, id)
+	s.mu.Unlock()
+	return c.Secret, nil
+}
+
+// Refresh reloads every channel from the table. On error the cache is
+// kept as it is: stale secrets beat refusing every webhook.
+func (s *Secrets) Refresh(ctx context.Context) error {
+	if s.db == nil {
+		return nil
+	}
+	chans, err := store.ListChannels(ctx, s.db)
+	if err != nil {
+		return err
+	}
+	next := make(map[string]string, len(chans)+len(s.static))
+	for id, sec := range s.static {
+		next[id] = sec
+	}
+	for _, c := range chans {
+		next[c.ID] = c.Secret
+	}
+	s.mu.Lock()
+	s.cached = next
+	s.missing = map[string]time.Time{}
+	s.mu.Unlock()
+	return nil
+}
+
+// Run refreshes the cache every interval until ctx ends.
+func (s *Secrets) Run(ctx context.Context, interval time.Duration) {
+	if s.db == nil {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	failing := false
+	for {
+		if err := s.Refresh(ctx); err != nil && ctx.Err() == nil {
+			if !failing {
+				s.log.Warn("channels table unreadable; serving cached secrets", zap.Error(err))
+			}
+			failing = true
+		} else if failing {
+			s.log.Info("channels table readable again")
+			failing = false
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,51 @@
+package ingest
+
+import (
+	"fmt"
+	"time"
+)
+
+// Defaults for Config.
+const (
+	// DefaultMaxBodyBytes bounds a webhook body. LINE documents no maximum;
+	// a webhook carries a handful of events of a few KiB, so 1 MiB leaves
+	// wide room while refusing abuse.
+	DefaultMaxBodyBytes = 1 << 20
+	// DefaultPublishTimeout is the budget for JetStream to acknowledge a
+	// webhook's events. LINE counts a webhook failed after 2 s; answering
+	// 503 well before that lets LINE redeliver instead of timing out.
+	DefaultPublishTimeout = time.Second
+)
+
+// Config is the webhook handler's behaviour.
+type Config struct {
+	// MaxBodyBytes is the largest body accepted; larger gets 413. Default 1 MiB.
+	MaxBodyBytes int64
+	// PublishTimeout bounds waiting for JetStream acks; past it, 503. Default 1s.
+	PublishTimeout time.Duration
+	// TrustProxy takes the sender IP from X-Forwarded-For. Default false:
+	// enable it only behind a reverse proxy that sets the header.
+	TrustProxy bool
+}
+
+// WithDefaults fills zero fields.
+func (c Config) WithDefaults() Config {
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.PublishTimeout == 0 {
+		c.PublishTimeout = DefaultPublishTimeout
+	}
+	return c
+}
+
+// Validate rejects settings that would break LINE's contract.
+func (c Config) Validate() error {
+	if c.MaxBodyBytes < 1024 {
+		return fmt.Errorf("max body bytes %d: at least 1024", c.MaxBodyBytes)
+	}
+	if c.PublishTimeout <= 0 || c.PublishTimeout >= 2*time.Second {
+		return fmt.Errorf("publish timeout %s: must be above 0 and below LINE's 2s", c.PublishTimeout)
+	}
+	return nil
+}

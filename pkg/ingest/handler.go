@@ -1,0 +1,172 @@
+// Package ingest is linepipe's webhook endpoint. It is deliberately thin:
+// verify x-line-signature over the raw bytes, split the webhook into its
+// events, publish each to JetStream, and answer 200 only once JetStream
+// has acknowledged every one. Everything else happens in the worker.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/linepipe/linepipe/pkg/events"
+	"github.com/linepipe/linepipe/pkg/stream"
+)
+
+// Handler serves POST /webhook/{channelID}.
+type Handler struct {
+	Config    Config
+	Stream    stream.Config
+	Secrets   *Secrets
+	Publisher Publisher
+	Metrics   *Metrics
+	Log       *zap.Logger
+	Now       func() time.Time
+}
+
+// outcome is what one request came to, for the log line and metrics.
+type outcome struct {
+	status    int
+	reason    string
+	channel   string
+	events    int
+	dups      int
+	webhookID string
+}
+
+// ServeHTTP handles one webhook and writes exactly one log line for it,
+// with the fields LINE's guideline asks to keep: sender IP, time, method,
+// path and status.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := h.Now()
+	out := h.serve(r, start)
+	if out.status == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", http.MethodPost)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(out.status)
+	if out.status == http.StatusOK {
+		_, _ = io.WriteString(w, "ok\n")
+	} else {
+		_, _ = io.WriteString(w, out.reason+"\n")
+	}
+	took := h.Now().Sub(start)
+	h.Metrics.observeRequest(out.status, took)
+	fields := []zap.Field{
+		zap.String("remote_ip", h.remoteIP(r)),
+		zap.Time("received_at", start),
+		zap.String("method", r.Method),
+		zap.String("path", r.URL.Path),
+		zap.Int("status", out.status),
+		zap.Duration("took", took),
+		zap.Int("events", out.events),
+	}
+	if out.webhookID != "" {
+		fields = append(fields, zap.String("webhook_id", out.webhookID), zap.Int("duplicates", out.dups))
+	}
+	if out.status == http.StatusOK {
+		h.Log.Info("webhook", fields...)
+	} else {
+		h.Log.Warn("webhook", append(fields, zap.String("reason", out.reason))...)
+	}
+}
+
+func (h *Handler) serve(r *http.Request, start time.Time) outcome {
+	if r.Method != http.MethodPost {
+		return outcome{status: http.StatusMethodNotAllowed, reason: "only POST is accepted"}
+	}
+	channel := r.PathValue("channelID")
+	if !stream.ValidChannelID(channel) {
+		return outcome{status: http.StatusNotFound, reason: "unknown channel"}
+	}
+	out := outcome{channel: channel}
+	secret, err := h.Secrets.Secret(r.Context(), channel)
+	switch {
+	case errors.Is(err, ErrUnknownChannel):
+		out.status, out.reason = http.StatusNotFound, "unknown channel"
+		return out
+	case err != nil:
+		out.status, out.reason = http.StatusServiceUnavailable, "channel secrets unavailable; retry later"
+		return out
+	}
+
+	// Read at most MaxBodyBytes: a larger body is refused before it is
+	// buffered, so a hostile client cannot exhaust memory.
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, h.Config.MaxBodyBytes))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		out.status, out.reason = http.StatusRequestEntityTooLarge, "body too large"
+		return out
+	case err != nil:
+		out.status, out.reason = http.StatusBadRequest, "could not read body"
+		return out
+	}
+
+	sig := r.Header.Get(events.SignatureHeader)
+	if err := events.VerifySignature(secret, sig, body); err != nil {
+		fresh, changed := h.Secrets.Recheck(r.Context(), channel, secret)
+		if !changed || events.VerifySignature(fresh, sig, body) != nil {
+			out.status, out.reason = http.StatusUnauthorized, "missing or invalid x-line-signature"
+			return out
+		}
+	}
+
+	wh, err := events.ParseWebhook(body)
+	if err != nil {
+		out.status, out.reason = http.StatusBadRequest, "malformed webhook body"
+		return out
+	}
+	out.events = len(wh.Events)
+	out.webhookID = uuid.NewString()
+	return h.publish(r, start, wh, out)
+}
+
+// publish stores the events, then the webhook's log record, within the
+// publish budget. The record goes second so that it never claims a 200
+// for a webhook whose events were not stored.
+func (h *Handler) publish(r *http.Request, start time.Time, wh *events.Webhook, out outcome) outcome {
+	ctx, cancel := context.WithTimeout(r.Context(), h.Config.PublishTimeout)
+	defer cancel()
+	meta := events.Meta{ChannelID: out.channel, Destination: wh.Destination, ReceivedAt: start, WebhookID: out.webhookID}
+	msgs, redelivery := eventMsgs(h.Stream, meta, wh.Events)
+	pubStart := h.Now()
+	dups, err := h.Publisher.Publish(ctx, msgs)
+	if err == nil {
+		rec := events.WebhookLog{WebhookID: out.webhookID, ChannelID: out.channel, RemoteIP: h.remoteIP(r),
+			ReceivedAt: start, Method: r.Method, Path: r.URL.Path, Status: http.StatusOK,
+			EventCount: len(wh.Events), Redelivery: redelivery}
+		_, err = h.Publisher.Publish(ctx, []*nats.Msg{webhookLogMsg(h.Stream, rec)})
+	}
+	h.Metrics.observePublish(len(msgs), dups, h.Now().Sub(pubStart), err)
+	out.dups = dups
+	if err != nil {
+		out.status, out.reason = http.StatusServiceUnavailable, "events not stored; retry later"
+		return out
+	}
+	out.status = http.StatusOK
+	return out
+}
+
+// remoteIP is the sender's address: the peer, or with TrustProxy the
+// first X-Forwarded-For hop a trusted reverse proxy recorded.
+func (h *Handler) remoteIP(r *http.Request) string {
+	if h.Config.TrustProxy {
+		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
+			return strings.TrimSpace(strings.Split(xff, ",")[0])
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

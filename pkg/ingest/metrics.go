@@ -1,0 +1,55 @@
+package ingest
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are ingest's Prometheus series.
+type Metrics struct {
+	webhooks   *prometheus.CounterVec
+	published  prometheus.Counter
+	duplicates prometheus.Counter
+	failures   prometheus.Counter
+	publishLat prometheus.Histogram
+	requestLat prometheus.Histogram
+}
+
+// NewMetrics registers ingest's series on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "linepipe_ingest_webhooks_total", Help: "Webhook requests by response status."}, []string{"status"}),
+		published: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "linepipe_ingest_events_published_total", Help: "Events acknowledged by JetStream (duplicates included)."}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "linepipe_ingest_events_duplicate_total", Help: "Events JetStream dropped as duplicates (redeliveries)."}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "linepipe_ingest_publish_failures_total", Help: "Webhooks answered 503 because JetStream did not acknowledge in time."}),
+		publishLat: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "linepipe_ingest_publish_seconds", Help: "Time to get JetStream acks for one webhook's events.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 13)}),
+		requestLat: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "linepipe_ingest_request_seconds", Help: "Webhook request handling time.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 13)}),
+	}
+	reg.MustRegister(m.webhooks, m.published, m.duplicates, m.failures, m.publishLat, m.requestLat)
+	return m
+}
+
+func (m *Metrics) observeRequest(status int, took time.Duration) {
+	m.webhooks.WithLabelValues(strconv.Itoa(status)).Inc()
+	m.requestLat.Observe(took.Seconds())
+}
+
+func (m *Metrics) observePublish(n, dups int, took time.Duration, err error) {
+	m.publishLat.Observe(took.Seconds())
+	if err != nil {
+		m.failures.Inc()
+		return
+	}
+	m.published.Add(float64(n))
+	m.duplicates.Add(float64(dups))
+}

@@ -1,0 +1,99 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/linepipe/linepipe/pkg/events"
+	"github.com/linepipe/linepipe/pkg/stream"
+)
+
+// Publisher stores messages durably. Publish returns once every message is
+// acknowledged by the stream (or was a duplicate of one already stored),
+// or an error when any is not acknowledged before ctx ends.
+type Publisher interface {
+	Publish(ctx context.Context, msgs []*nats.Msg) (duplicates int, err error)
+}
+
+// ErrNotStored means the stream did not acknowledge every message in time;
+// ingest answers 503 so LINE redelivers.
+var ErrNotStored = errors.New("ingest: events not acknowledged by JetStream")
+
+// JetStreamPublisher publishes asynchronously and waits for all acks, so a
+// webhook with many events costs one round trip, not one per event.
+type JetStreamPublisher struct {
+	JS jetstream.JetStream
+}
+
+// Publish implements Publisher.
+func (p JetStreamPublisher) Publish(ctx context.Context, msgs []*nats.Msg) (int, error) {
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	for _, m := range msgs {
+		f, err := p.JS.PublishMsgAsync(m, jetstream.WithMsgID(m.Header.Get(jetstream.MsgIDHeader)))
+		if err != nil {
+			return 0, fmt.Errorf("%w: %v", ErrNotStored, err)
+		}
+		futures = append(futures, f)
+	}
+	dups := 0
+	for _, f := range futures {
+		select {
+		case ack := <-f.Ok():
+			if ack.Duplicate {
+				dups++
+			}
+		case err := <-f.Err():
+			return dups, fmt.Errorf("%w: %v", ErrNotStored, err)
+		case <-ctx.Done():
+			return dups, fmt.Errorf("%w: %v", ErrNotStored, ctx.Err())
+		}
+	}
+	return dups, nil
+}
+
+// eventIDs is the little ingest reads of each event: enough to name it
+// for deduplication and carry the redelivery flag.
+type eventIDs struct {
+	WebhookEventID  string `json:"webhookEventId"`
+	DeliveryContext struct {
+		IsRedelivery bool `json:"isRedelivery"`
+	} `json:"deliveryContext"`
+}
+
+// eventMsgs builds one stream message per event: the raw event bytes with
+// linepipe's headers and the webhookEventId as Nats-Msg-Id, so JetStream
+// drops a redelivered event inside its duplicates window.
+func eventMsgs(cfg stream.Config, meta events.Meta, raw []json.RawMessage) ([]*nats.Msg, bool) {
+	msgs := make([]*nats.Msg, len(raw))
+	redelivery := false
+	subject := cfg.EventSubject(meta.ChannelID)
+	for i, ev := range raw {
+		var ids eventIDs
+		_ = json.Unmarshal(ev, &ids) // shape was checked by ParseWebhook; fields are optional
+		m := nats.NewMsg(subject)
+		m.Data = ev
+		em := meta
+		em.Redelivery = ids.DeliveryContext.IsRedelivery
+		redelivery = redelivery || em.Redelivery
+		em.SetHeaders(m.Header)
+		m.Header[events.HeaderKind] = []string{events.KindEvent}
+		m.Header[jetstream.MsgIDHeader] = []string{events.DedupID(meta.ChannelID, ids.WebhookEventID, ev)}
+		msgs[i] = m
+	}
+	return msgs, redelivery
+}
+
+// webhookLogMsg is the record the worker turns into a webhook_log row.
+func webhookLogMsg(cfg stream.Config, rec events.WebhookLog) *nats.Msg {
+	m := nats.NewMsg(cfg.WebhookLogSubject(rec.ChannelID))
+	m.Data, _ = json.Marshal(rec)
+	m.Header[events.HeaderKind] = []string{events.KindWebhookLog}
+	m.Header[events.HeaderChannel] = []string{rec.ChannelID}
+	m.Header[jetstream.MsgIDHeader] = []string{"webhook:" + rec.WebhookID}
+	return m
+}

@@ -1,0 +1,138 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/linepipe/linepipe/pkg/config"
+	"github.com/linepipe/linepipe/pkg/ops"
+	"github.com/linepipe/linepipe/pkg/store"
+	"github.com/linepipe/linepipe/pkg/stream"
+)
+
+// Settings is everything ingest reads from its environment.
+type Settings struct {
+	Handler         Config
+	Stream          stream.Config
+	Server          ops.ServerConfig
+	DatabaseURL     string // optional: the channels table
+	ChannelID       string // optional single channel configured by env
+	ChannelSecret   string
+	ChannelsRefresh time.Duration
+	ShutdownGrace   time.Duration
+	LogLevel        string
+}
+
+// SettingsFromEnv reads Settings; see the README's configuration table.
+func SettingsFromEnv(env *config.Env) (Settings, error) {
+	s := Settings{
+		Handler: Config{
+			MaxBodyBytes:   env.Bytes("INGEST_MAX_BODY_BYTES", DefaultMaxBodyBytes),
+			PublishTimeout: env.Duration("INGEST_PUBLISH_TIMEOUT", DefaultPublishTimeout),
+			TrustProxy:     env.Bool("INGEST_TRUST_PROXY", false),
+		}.WithDefaults(),
+		Stream: stream.FromEnv(env),
+		Server: ops.ServerConfig{
+			Addr:     env.String("INGEST_ADDR", ":8080"),
+			CertFile: env.String("TLS_CERT_FILE", ""),
+			KeyFile:  env.String("TLS_KEY_FILE", ""),
+		},
+		DatabaseURL:     env.String("DATABASE_URL", ""),
+		ChannelID:       env.String("LINE_CHANNEL_ID", ""),
+		ChannelSecret:   env.String("LINE_CHANNEL_SECRET", ""),
+		ChannelsRefresh: env.Duration("INGEST_CHANNELS_REFRESH", 30*time.Second),
+		ShutdownGrace:   env.Duration("SHUTDOWN_GRACE", 10*time.Second),
+		LogLevel:        env.String("LOG_LEVEL", "info"),
+	}
+	if err := env.Err(); err != nil {
+		return s, err
+	}
+	return s, s.Validate()
+}
+
+// Validate reports settings ingest cannot run with.
+func (s Settings) Validate() error {
+	var errs []error
+	errs = append(errs, s.Handler.Validate(), s.Stream.Validate())
+	if (s.ChannelID == "") != (s.ChannelSecret == "") {
+		errs = append(errs, errors.New("LINE_CHANNEL_ID and LINE_CHANNEL_SECRET go together"))
+	}
+	if s.ChannelID != "" && !stream.ValidChannelID(s.ChannelID) {
+		errs = append(errs, fmt.Errorf("LINE_CHANNEL_ID %q: letters, digits, - and _ only", s.ChannelID))
+	}
+	if s.ChannelID == "" && s.DatabaseURL == "" {
+		errs = append(errs, errors.New("no channel configured: set LINE_CHANNEL_ID and LINE_CHANNEL_SECRET, or DATABASE_URL for the channels table"))
+	}
+	if (s.Server.CertFile == "") != (s.Server.KeyFile == "") {
+		errs = append(errs, errors.New("TLS_CERT_FILE and TLS_KEY_FILE go together"))
+	}
+	return errors.Join(errs...)
+}
+
+// Run serves webhooks until ctx ends, then finishes in-flight requests and
+// drains the NATS connection.
+func Run(ctx context.Context, s Settings, log *zap.Logger) error {
+	nc, js, err := stream.Connect(s.Stream, "linepipe-ingest", log,
+		jetstream.WithPublishAsyncMaxPending(16384),
+		jetstream.WithPublishAsyncTimeout(5*time.Second))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = nc.Drain() }()
+	streamReady := stream.EnsureInBackground(ctx, js, s.Stream, log)
+
+	var secrets *Secrets
+	static := map[string]string{}
+	if s.ChannelID != "" {
+		static[s.ChannelID] = s.ChannelSecret
+	}
+	if s.DatabaseURL != "" {
+		pool, err := store.Open(ctx, s.DatabaseURL, 4)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		secrets = NewSecrets(pool, static, log, nil)
+		go secrets.Run(ctx, s.ChannelsRefresh)
+	} else {
+		secrets = NewSecrets(nil, static, log, nil)
+	}
+
+	reg := ops.NewRegistry()
+	h := &Handler{Config: s.Handler, Stream: s.Stream, Secrets: secrets, Publisher: JetStreamPublisher{JS: js},
+		Metrics: NewMetrics(reg), Log: log, Now: time.Now}
+	mux := http.NewServeMux()
+	mux.Handle("/webhook/{channelID}", h)
+	ops.Mount(mux, readiness(nc, js, streamReady, s.Stream.Stream), reg)
+
+	srv := ops.NewServer(s.Server, mux, log)
+	log.Info("ingest listening", zap.String("addr", s.Server.Addr), zap.Bool("tls", s.Server.CertFile != ""),
+		zap.String("stream", s.Stream.Stream))
+	return ops.Serve(ctx, srv, s.Server, s.ShutdownGrace)
+}
+
+// readiness is ready only while JetStream answers and the stream exists:
+// without them every webhook would get 503.
+func readiness(nc *nats.Conn, js jetstream.JetStream, streamReady <-chan struct{}, name string) ops.ReadyFunc {
+	return func(ctx context.Context) error {
+		select {
+		case <-streamReady:
+		default:
+			return errors.New("stream not created yet")
+		}
+		if !nc.IsConnected() {
+			return errors.New("nats disconnected")
+		}
+		if _, err := js.Stream(ctx, name); err != nil {
+			return fmt.Errorf("jetstream: %w", err)
+		}
+		return nil
+	}
+}

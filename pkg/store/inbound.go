@@ -1,0 +1,239 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/linepipe/linepipe/pkg/events"
+)
+
+// The worker stores a batch of stream messages in one transaction with a
+// few pipelined round trips: the statements below are queued on a
+// pgx.Batch rather than executed one by one.
+
+// EventRow is one webhook event as the events table keeps it.
+type EventRow struct {
+	DedupID     string // webhookEventId, or a digest for an event without one
+	ChannelID   string
+	Destination string
+	Type        string
+	Mode        string
+	Source      events.Source
+	MessageID   string
+	EventTime   time.Time
+	ReceivedAt  time.Time
+	Redelivery  bool
+	WebhookID   string
+	Raw         []byte
+}
+
+// QueueInsertEvent inserts ev unless an event with its id is stored
+// already; inserted is called with the new row id, or 0 for a duplicate,
+// when the batch runs. A duplicate must cause nothing else.
+func QueueInsertEvent(b *pgx.Batch, ev EventRow, inserted func(id int64)) {
+	b.Queue(`INSERT INTO events (webhook_event_id, channel_id, destination, type, mode, source_type,
+			user_id, group_id, room_id, message_id, event_time, received_at, is_redelivery, webhook_id, raw)
+		VALUES ($1, $2, $3, $4, nullif($5, ''), nullif($6, ''), nullif($7, ''), nullif($8, ''), nullif($9, ''),
+			nullif($10, ''), $11, $12, $13, nullif($14, ''), $15::text::json)
+		ON CONFLICT (webhook_event_id) DO NOTHING
+		RETURNING id`,
+		ev.DedupID, ev.ChannelID, ev.Destination, ev.Type, ev.Mode, ev.Source.Type, ev.Source.UserID,
+		ev.Source.GroupID, ev.Source.RoomID, ev.MessageID, ev.EventTime, ev.ReceivedAt, ev.Redelivery,
+		ev.WebhookID, string(ev.Raw),
+	).QueryRow(func(row pgx.Row) error {
+		var id int64
+		err := row.Scan(&id)
+		if err == pgx.ErrNoRows {
+			inserted(0)
+			return nil
+		}
+		if err == nil {
+			inserted(id)
+		}
+		return err
+	})
+}
+
+// QueueInsertWebhookLog records one accepted webhook (idempotent).
+func QueueInsertWebhookLog(b *pgx.Batch, rec events.WebhookLog) {
+	b.Queue(`INSERT INTO webhook_log (webhook_id, channel_id, remote_ip, received_at, method, path, status,
+			event_count, redelivery)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		ON CONFLICT (webhook_id) DO NOTHING`,
+		rec.WebhookID, rec.ChannelID, rec.RemoteIP, rec.ReceivedAt, rec.Method, rec.Path, rec.Status,
+		rec.EventCount, rec.Redelivery)
+}
+
+// MessageKey names one message of one channel.
+type MessageKey struct{ ChannelID, MessageID string }
+
+// UnsentAmong returns which of keys have an unsend tombstone.
+func UnsentAmong(ctx context.Context, q Querier, keys []MessageKey) (map[MessageKey]bool, error) {
+	out := map[MessageKey]bool{}
+	if len(keys) == 0 {
+		return out, nil
+	}
+	chans := make([]string, len(keys))
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		chans[i], ids[i] = k.ChannelID, k.MessageID
+	}
+	rows, err := q.Query(ctx, `SELECT u.channel_id, u.message_id FROM unsent_messages u
+		JOIN unnest($1::text[], $2::text[]) AS k(channel_id, message_id) USING (channel_id, message_id)`, chans, ids)
+	if err != nil {
+		return nil, fmt.Errorf("reading unsend tombstones: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k MessageKey
+		if err := rows.Scan(&k.ChannelID, &k.MessageID); err != nil {
+			return nil, err
+		}
+		out[k] = true
+	}
+	return out, rows.Err()
+}
+
+// LockMessages takes a transaction-scoped advisory lock per message, in
+// ascending order so concurrent batches cannot deadlock. Storing a message
+// and unsending it both hold the lock, so the two can never interleave in
+// a way that leaves content behind an unsend.
+func LockMessages(ctx context.Context, tx pgx.Tx, sortedKeys []int64) error {
+	if len(sortedKeys) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) WITH ORDINALITY AS t(k, n)`, sortedKeys)
+	if err != nil {
+		return fmt.Errorf("locking messages: %w", err)
+	}
+	return nil
+}
+
+// MessageRow is the current content of one message.
+type MessageRow struct {
+	MessageKey
+	Type           string
+	Source         events.Source
+	At             time.Time // the event's timestamp
+	Text           *string
+	Content        []byte // the message object as sent
+	WebhookEventID string
+}
+
+// QueueStoreMessage stores a message event's content. When a newer edit
+// is already stored (edits can arrive first), only sent_at is taken from
+// the original.
+func QueueStoreMessage(b *pgx.Batch, m MessageRow) {
+	b.Queue(`INSERT INTO messages (channel_id, message_id, type, source_type, user_id, group_id, room_id,
+			sent_at, text, content, content_at, webhook_event_id)
+		VALUES ($1, $2, $3, nullif($4, ''), nullif($5, ''), nullif($6, ''), nullif($7, ''), $8, $9,
+			$10::text::json, $8, $11)
+		ON CONFLICT (channel_id, message_id) DO UPDATE SET
+			sent_at = least(messages.sent_at, excluded.sent_at),
+			updated_at = now()`,
+		m.ChannelID, m.MessageID, m.Type, m.Source.Type, m.Source.UserID, m.Source.GroupID, m.Source.RoomID,
+		m.At, m.Text, string(m.Content), m.WebhookEventID)
+}
+
+// QueueEditMessage applies a messageEdited event: text and content change
+// only if this edit is newer than what is stored (last writer wins by
+// event time). An edit that arrives before its original creates the row.
+func QueueEditMessage(b *pgx.Batch, m MessageRow) {
+	b.Queue(`INSERT INTO messages (channel_id, message_id, type, source_type, user_id, group_id, room_id,
+			sent_at, text, content, content_at, edited, webhook_event_id)
+		VALUES ($1, $2, $3, nullif($4, ''), nullif($5, ''), nullif($6, ''), nullif($7, ''), $8, $9,
+			$10::text::json, $8, true, $11)
+		ON CONFLICT (channel_id, message_id) DO UPDATE SET
+			text = excluded.text, content = excluded.content, content_at = excluded.content_at,
+			edited = true, updated_at = now()
+		WHERE messages.content_at < excluded.content_at`,
+		m.ChannelID, m.MessageID, m.Type, m.Source.Type, m.Source.UserID, m.Source.GroupID, m.Source.RoomID,
+		m.At, m.Text, string(m.Content), m.WebhookEventID)
+}
+
+// QueueUnsend makes a message unreadable everywhere linepipe keeps it:
+// it records the tombstone, deletes the messages row, scrubs the stored
+// message and edit events, scrubs dead letters holding them, and cancels
+// and scrubs outbox rows derived from the message (an echo of its text).
+func QueueUnsend(b *pgx.Batch, k MessageKey, unsentAt time.Time, webhookEventID string) {
+	b.Queue(`INSERT INTO unsent_messages (channel_id, message_id, unsent_at, webhook_event_id)
+		VALUES ($1, $2, $3, $4) ON CONFLICT (channel_id, message_id) DO NOTHING`,
+		k.ChannelID, k.MessageID, unsentAt, webhookEventID)
+	b.Queue(`DELETE FROM messages WHERE channel_id = $1 AND message_id = $2`, k.ChannelID, k.MessageID)
+	QueueScrubMessageEvents(b, k)
+	b.Queue(`UPDATE dead_letters
+		SET data = convert_to(linepipe_scrub_message(convert_from(data, 'UTF8')::json)::text, 'UTF8'),
+			scrubbed_at = now()
+		WHERE channel_id = $1 AND message_id = $2 AND scrubbed_at IS NULL`, k.ChannelID, k.MessageID)
+	b.Queue(`UPDATE outbox SET body = '{}', scrubbed_at = now(),
+			status = CASE WHEN status IN ('pending', 'retrying') THEN 'cancelled' ELSE status END
+		WHERE channel_id = $1 AND source_message_id = $2 AND scrubbed_at IS NULL`, k.ChannelID, k.MessageID)
+}
+
+// QueueScrubMessageEvents scrubs the stored events of one message.
+func QueueScrubMessageEvents(b *pgx.Batch, k MessageKey) {
+	b.Queue(`UPDATE events SET raw = linepipe_scrub_message(raw), scrubbed_at = now()
+		WHERE channel_id = $1 AND message_id = $2 AND type <> 'unsend' AND scrubbed_at IS NULL`,
+		k.ChannelID, k.MessageID)
+}
+
+// QueueFollow records follow state, last writer wins by event time.
+func QueueFollow(b *pgx.Batch, channelID, userID string, following bool, at time.Time) {
+	b.Queue(`INSERT INTO followers (channel_id, user_id, following, state_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (channel_id, user_id) DO UPDATE
+		SET following = excluded.following, state_at = excluded.state_at, updated_at = now()
+		WHERE followers.state_at < excluded.state_at`, channelID, userID, following, at)
+}
+
+// QueueChat records whether the account is in a group or room, last
+// writer wins by event time.
+func QueueChat(b *pgx.Batch, channelID, chatID, chatType string, joined bool, at time.Time) {
+	b.Queue(`INSERT INTO chats (channel_id, chat_id, chat_type, joined, state_at) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (channel_id, chat_id) DO UPDATE
+		SET joined = excluded.joined, state_at = excluded.state_at, updated_at = now()
+		WHERE chats.state_at < excluded.state_at`, channelID, chatID, chatType, joined, at)
+}
+
+// QueueMember records whether a user is in a group or room, last writer
+// wins by event time.
+func QueueMember(b *pgx.Batch, channelID, chatID, userID string, member bool, at time.Time) {
+	b.Queue(`INSERT INTO chat_members (channel_id, chat_id, user_id, member, state_at) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (channel_id, chat_id, user_id) DO UPDATE
+		SET member = excluded.member, state_at = excluded.state_at, updated_at = now()
+		WHERE chat_members.state_at < excluded.state_at`, channelID, chatID, userID, member, at)
+}
+
+// DeadLetter is a stream message the worker gave up on.
+type DeadLetter struct {
+	Subject        string
+	StreamSeq      uint64
+	Deliveries     uint64
+	ChannelID      string
+	WebhookEventID string
+	MessageID      string
+	Headers        []byte // JSON object
+	Data           []byte
+	Error          string
+}
+
+// InsertDeadLetter keeps a failed message for an operator. If its message
+// was unsent already, the data is stored scrubbed.
+func InsertDeadLetter(ctx context.Context, q Querier, d DeadLetter) error {
+	_, err := q.Exec(ctx, `INSERT INTO dead_letters (subject, stream_seq, deliveries, channel_id, webhook_event_id,
+			message_id, headers, data, error, scrubbed_at)
+		SELECT $1, $2, $3, nullif($4, ''), nullif($5, ''), nullif($6, ''), $7::text::json,
+			CASE WHEN u.message_id IS NULL THEN $8::bytea
+				ELSE convert_to(linepipe_scrub_message(convert_from($8::bytea, 'UTF8')::json)::text, 'UTF8') END,
+			$9, CASE WHEN u.message_id IS NULL THEN NULL ELSE now() END
+		FROM (SELECT 1) one
+		LEFT JOIN unsent_messages u ON u.channel_id = $4 AND u.message_id = $6`,
+		d.Subject, int64(d.StreamSeq), int64(d.Deliveries), d.ChannelID, d.WebhookEventID, d.MessageID,
+		string(d.Headers), d.Data, d.Error)
+	if err != nil {
+		return fmt.Errorf("inserting dead letter: %w", err)
+	}
+	return nil
+}

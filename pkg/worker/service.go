@@ -1,0 +1,129 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/linepipe/linepipe/pkg/config"
+	"github.com/linepipe/linepipe/pkg/ops"
+	"github.com/linepipe/linepipe/pkg/store"
+	"github.com/linepipe/linepipe/pkg/stream"
+)
+
+// Settings is everything the worker reads from its environment.
+type Settings struct {
+	Worker        Config
+	Stream        stream.Config
+	Server        ops.ServerConfig
+	DatabaseURL   string
+	Concurrency   int  // consuming loops per process
+	EchoBot       bool // reply to text messages with their text
+	ShutdownGrace time.Duration
+	LogLevel      string
+}
+
+// SettingsFromEnv reads Settings; see the README's configuration table.
+func SettingsFromEnv(env *config.Env) (Settings, error) {
+	s := Settings{
+		Worker: Config{
+			Consumer:    env.String("WORKER_CONSUMER", DefaultConsumer),
+			BatchSize:   env.Int("WORKER_BATCH_SIZE", DefaultBatchSize),
+			AckWait:     env.Duration("WORKER_ACK_WAIT", DefaultAckWait),
+			MaxAttempts: env.Int("WORKER_MAX_ATTEMPTS", DefaultMaxAttempts),
+		}.WithDefaults(),
+		Stream:        stream.FromEnv(env),
+		Server:        ops.ServerConfig{Addr: env.String("WORKER_ADDR", ":8081")},
+		DatabaseURL:   env.String("DATABASE_URL", ""),
+		Concurrency:   env.Int("WORKER_CONCURRENCY", 2),
+		EchoBot:       env.Bool("ECHO_BOT", false),
+		ShutdownGrace: env.Duration("SHUTDOWN_GRACE", 10*time.Second),
+		LogLevel:      env.String("LOG_LEVEL", "info"),
+	}
+	if err := env.Err(); err != nil {
+		return s, err
+	}
+	var errs []error
+	errs = append(errs, s.Worker.Validate(), s.Stream.Validate())
+	if s.DatabaseURL == "" {
+		errs = append(errs, errors.New("DATABASE_URL is required"))
+	}
+	if s.Concurrency < 1 || s.Concurrency > 64 {
+		errs = append(errs, fmt.Errorf("WORKER_CONCURRENCY %d: 1 to 64", s.Concurrency))
+	}
+	return s, errors.Join(errs...)
+}
+
+// Run consumes until ctx ends, serving /healthz, /readyz and /metrics.
+func Run(ctx context.Context, s Settings, log *zap.Logger, handlers ...Handler) error {
+	pool, err := store.Open(ctx, s.DatabaseURL, int32(s.Concurrency+4))
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	nc, js, err := stream.Connect(s.Stream, "linepipe-worker", log)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = nc.Drain() }()
+
+	reg := ops.NewRegistry()
+	w := New(s.Worker, s.Stream, js, pool, NewMetrics(reg), log, handlers...)
+	mux := http.NewServeMux()
+	ops.Mount(mux, readiness(pool, nc), reg)
+	srv := ops.NewServer(s.Server, mux, log)
+
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	errc := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		errc <- ops.Serve(sctx, srv, s.Server, s.ShutdownGrace)
+	}()
+	for i := 0; i < s.Concurrency; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = w.Run(sctx)
+		}()
+	}
+	<-sctx.Done()
+	wg.Wait()
+	return <-errc
+}
+
+func readiness(pool *pgxpool.Pool, nc *nats.Conn) ops.ReadyFunc {
+	return func(ctx context.Context) error {
+		if !nc.IsConnected() {
+			return errors.New("nats disconnected")
+		}
+		if err := pool.Ping(ctx); err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		return nil
+	}
+}
+
+// Migrate applies the embedded migrations to databaseURL.
+func Migrate(ctx context.Context, databaseURL string, log *zap.Logger) error {
+	pool, err := store.Open(ctx, databaseURL, 2)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	applied, err := store.Migrate(ctx, pool)
+	if err != nil {
+		return err
+	}
+	log.Info("migrations applied", zap.Strings("versions", applied))
+	return nil
+}

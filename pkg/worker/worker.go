@@ -1,0 +1,242 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/linepipe/linepipe/pkg/store"
+	"github.com/linepipe/linepipe/pkg/stream"
+)
+
+// Worker consumes the stream into Postgres.
+type Worker struct {
+	cfg      Config
+	stream   stream.Config
+	js       jetstream.JetStream
+	db       *pgxpool.Pool
+	handlers []Handler
+	metrics  *Metrics
+	log      *zap.Logger
+	now      func() time.Time
+}
+
+// New builds a worker. Handlers run, in order, for every newly stored event.
+func New(cfg Config, sc stream.Config, js jetstream.JetStream, db *pgxpool.Pool, m *Metrics, log *zap.Logger, handlers ...Handler) *Worker {
+	return &Worker{cfg: cfg.WithDefaults(), stream: sc, js: js, db: db, handlers: handlers, metrics: m, log: log, now: time.Now}
+}
+
+// ConsumerConfig is the durable pull consumer every replica shares.
+func (w *Worker) ConsumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       w.cfg.Consumer,
+		Description:   "linepipe worker: stores events in Postgres",
+		FilterSubject: w.stream.AllSubjects(),
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       w.cfg.AckWait,
+		// Never stop redelivering: the worker itself moves a message that
+		// fails through its own fault to dead_letters after MaxAttempts.
+		// A server-side limit would instead strand every event in the
+		// stream during a long Postgres outage.
+		MaxDeliver: -1,
+		// Redeliveries after a missed ack (a replica died mid-batch) back
+		// off, so a message that crashes workers cannot crash-loop them.
+		BackOff:       []time.Duration{w.cfg.AckWait, 2 * w.cfg.AckWait, 4 * w.cfg.AckWait},
+		MaxAckPending: 20 * w.cfg.BatchSize,
+	}
+}
+
+// Run consumes until ctx ends. The batch in hand when ctx ends is still
+// committed and acknowledged.
+func (w *Worker) Run(ctx context.Context) error {
+	var cons jetstream.Consumer
+	for {
+		s, err := stream.Ensure(ctx, w.js, w.stream)
+		if err == nil {
+			cons, err = s.CreateOrUpdateConsumer(ctx, w.ConsumerConfig())
+		}
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		w.log.Warn("consumer not ready; retrying", zap.Error(err))
+		sleep(ctx, time.Second)
+	}
+	w.log.Info("worker consuming", zap.String("stream", w.stream.Stream), zap.String("consumer", w.cfg.Consumer))
+	for ctx.Err() == nil {
+		msgs, err := w.fetch(cons)
+		if err != nil {
+			if ctx.Err() == nil {
+				w.log.Warn("fetching from stream", zap.Error(err))
+				sleep(ctx, time.Second)
+			}
+			continue
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.AckWait)
+		w.process(bctx, msgs)
+		cancel()
+	}
+	return nil
+}
+
+// fetch takes whatever is waiting, up to BatchSize; on an empty stream it
+// waits for one message and then tops up. Busy streams get full batches,
+// quiet ones low latency.
+func (w *Worker) fetch(cons jetstream.Consumer) ([]jetstream.Msg, error) {
+	b, err := cons.FetchNoWait(w.cfg.BatchSize)
+	if err != nil {
+		return nil, err
+	}
+	msgs := collect(b)
+	if len(msgs) > 0 {
+		return msgs, nil
+	}
+	b, err = cons.Fetch(1, jetstream.FetchMaxWait(w.cfg.IdleWait))
+	if err != nil {
+		return nil, err
+	}
+	msgs = collect(b)
+	if len(msgs) == 0 || w.cfg.BatchSize == 1 {
+		return msgs, nil
+	}
+	if more, err := cons.FetchNoWait(w.cfg.BatchSize - 1); err == nil {
+		msgs = append(msgs, collect(more)...)
+	}
+	return msgs, nil
+}
+
+func collect(b jetstream.MessageBatch) []jetstream.Msg {
+	var msgs []jetstream.Msg
+	for m := range b.Messages() {
+		msgs = append(msgs, m)
+	}
+	return msgs
+}
+
+// process stores a batch and acknowledges it after commit. If the batch
+// fails, each message is retried alone, so one bad message cannot hold
+// back the others.
+func (w *Worker) process(ctx context.Context, msgs []jetstream.Msg) {
+	start := w.now()
+	items := make([]*item, 0, len(msgs))
+	for _, m := range msgs {
+		it, err := decode(m, start)
+		if err != nil {
+			w.deadLetter(ctx, it, err)
+			continue
+		}
+		items = append(items, it)
+	}
+	if len(items) == 0 {
+		return
+	}
+	err := w.persist(ctx, items)
+	if err == nil {
+		w.ack(items)
+		w.metrics.observeBatch(items, w.now().Sub(start))
+		w.log.Debug("batch stored", zap.Int("messages", len(items)), zap.Duration("took", w.now().Sub(start)))
+		return
+	}
+	w.log.Warn("batch failed; storing messages one by one", zap.Int("messages", len(items)), zap.Error(err))
+	for _, it := range items {
+		it.id = 0
+		err := w.persist(ctx, []*item{it})
+		if err == nil {
+			w.ack([]*item{it})
+			w.metrics.observeBatch([]*item{it}, w.now().Sub(start))
+			continue
+		}
+		w.retryOrDeadLetter(ctx, it, err)
+	}
+}
+
+func (w *Worker) ack(items []*item) {
+	for _, it := range items {
+		if err := it.msg.Ack(); err != nil {
+			// The rows are committed; a lost ack means a redelivery that
+			// the unique keys turn into a no-op.
+			w.log.Warn("ack failed; message will be redelivered and deduplicated", zap.Error(err))
+		}
+	}
+}
+
+// retryOrDeadLetter decides a message's fate after it failed alone.
+// Failures that are not the message's fault (Postgres unreachable,
+// deadlock, shutdown) never count towards dead-lettering.
+func (w *Worker) retryOrDeadLetter(ctx context.Context, it *item, err error) {
+	md, _ := it.msg.Metadata()
+	var deliveries uint64 = 1
+	if md != nil {
+		deliveries = md.NumDelivered
+	}
+	if !w.transient(ctx, err) && deliveries >= uint64(w.cfg.MaxAttempts) {
+		w.deadLetter(ctx, it, err)
+		return
+	}
+	w.metrics.retries.Inc()
+	w.log.Warn("storing message failed; will retry", zap.Uint64("deliveries", deliveries),
+		zap.String("webhook_event_id", it.row.DedupID), zap.Error(err))
+	_ = it.msg.NakWithDelay(redeliveryDelay(deliveries))
+}
+
+// transient reports failures that say nothing about the message itself.
+func (w *Worker) transient(ctx context.Context, err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code[:2] {
+		case "08", "40", "53", "57", "58": // connection, rollback (deadlock, serialization), resources, shutdown, system
+			return true
+		}
+		return false
+	}
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return w.db.Ping(pctx) != nil
+}
+
+// deadLetter keeps the message in dead_letters with its bytes and the
+// error, then terminates it so it leaves the stream. If the row cannot be
+// written the message is left for redelivery: never dropped.
+func (w *Worker) deadLetter(ctx context.Context, it *item, cause error) {
+	m := it.msg
+	d := store.DeadLetter{Subject: m.Subject(), Data: m.Data(), Error: cause.Error(), ChannelID: it.meta.ChannelID,
+		WebhookEventID: it.row.DedupID, MessageID: it.key.MessageID}
+	if md, err := m.Metadata(); err == nil {
+		d.StreamSeq, d.Deliveries = md.Sequence.Stream, md.NumDelivered
+	}
+	d.Headers, _ = json.Marshal(m.Headers())
+	if err := store.InsertDeadLetter(ctx, w.db, d); err != nil {
+		w.log.Error("dead-lettering failed; message will be redelivered", zap.Error(err))
+		_ = m.NakWithDelay(5 * time.Second)
+		return
+	}
+	if err := m.Term(); err != nil {
+		w.log.Warn("terminating dead-lettered message", zap.Error(err))
+	}
+	w.metrics.deadLetters.Inc()
+	w.log.Error("message dead-lettered", zap.String("subject", d.Subject), zap.Uint64("stream_seq", d.StreamSeq),
+		zap.Uint64("deliveries", d.Deliveries), zap.String("webhook_event_id", d.WebhookEventID), zap.String("error", d.Error))
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+

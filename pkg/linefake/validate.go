@@ -1,0 +1,160 @@
+package linefake
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"unicode/utf16"
+)
+
+// LINE's request limits (REF; OAPI maxItems).
+const (
+	MaxMessages         = 5
+	MaxTextUTF16        = 5000
+	MaxMulticastTargets = 500
+)
+
+// User ids are documented as U + 32 lowercase hex. Group and room id
+// formats are UNCONFIRMED; LINE's examples start with C and R and have the
+// same length, which is what the emulator requires.
+var (
+	userIDPattern = regexp.MustCompile(`^U[0-9a-f]{32}$`)
+	chatIDPattern = regexp.MustCompile(`^[CR][0-9a-f]{32}$`)
+)
+
+// messageTypes are the send-side message object types in the OpenAPI
+// definition (Message discriminator).
+var messageTypes = map[string]bool{
+	"text": true, "textV2": true, "sticker": true, "image": true, "video": true, "audio": true,
+	"location": true, "imagemap": true, "template": true, "flex": true, "coupon": true,
+}
+
+// quotable types get a quoteToken in sentMessages: LINE includes it only
+// for message objects that can be quoted (text, sticker, image, video).
+var quotable = map[string]bool{"text": true, "textV2": true, "sticker": true, "image": true, "video": true}
+
+// ErrorDetail and ErrorBody are LINE's error response (OAPI ErrorResponse).
+type ErrorDetail struct {
+	Message  string `json:"message,omitempty"`
+	Property string `json:"property,omitempty"`
+}
+
+// ErrorBody is the JSON body of every non-2xx send response.
+type ErrorBody struct {
+	Message      string        `json:"message"`
+	Details      []ErrorDetail `json:"details,omitempty"`
+	SentMessages []SentMessage `json:"sentMessages,omitempty"`
+}
+
+// sendRequest is what the emulator needs from a valid send body.
+type sendRequest struct {
+	replyToken   string
+	recipients   []string // push: one id; multicast: the user ids
+	messageTypes []string
+}
+
+type rawSend struct {
+	ReplyToken json.RawMessage   `json:"replyToken"`
+	To         json.RawMessage   `json:"to"`
+	Messages   []json.RawMessage `json:"messages"`
+}
+
+// validate checks body against LINE's rules for endpoint ep. It returns
+// the error body to answer 400 with, or nil.
+func validate(ep string, body []byte) (*sendRequest, *ErrorBody) {
+	var raw rawSend
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&raw); err != nil || dec.More() {
+		return nil, &ErrorBody{Message: "The request body could not be parsed as JSON"}
+	}
+	var req sendRequest
+	var details []ErrorDetail
+	add := func(prop, msg string) { details = append(details, ErrorDetail{Message: msg, Property: prop}) }
+
+	switch ep {
+	case epReply:
+		if err := json.Unmarshal(raw.ReplyToken, &req.replyToken); err != nil || req.replyToken == "" {
+			add("replyToken", "must be specified")
+		}
+	case epPush:
+		var to string
+		if err := json.Unmarshal(raw.To, &to); err != nil || to == "" {
+			add("to", "must be specified")
+		} else if !userIDPattern.MatchString(to) && !chatIDPattern.MatchString(to) {
+			add("to", "The property, 'to', in the request body is invalid")
+		}
+		req.recipients = []string{to}
+	case epMulticast:
+		req.recipients, details = validateMulticastTo(raw.To, details)
+	}
+	req.messageTypes, details = validateMessages(raw.Messages, details)
+	if len(details) > 0 {
+		return nil, &ErrorBody{Message: fmt.Sprintf("The request body has %d error(s)", len(details)), Details: details}
+	}
+	return &req, nil
+}
+
+func validateMulticastTo(raw json.RawMessage, details []ErrorDetail) ([]string, []ErrorDetail) {
+	var to []string
+	if err := json.Unmarshal(raw, &to); err != nil || to == nil {
+		return nil, append(details, ErrorDetail{Message: "must be specified", Property: "to"})
+	}
+	if len(to) < 1 || len(to) > MaxMulticastTargets {
+		return nil, append(details, ErrorDetail{Message: fmt.Sprintf("Size must be between 1 and %d", MaxMulticastTargets), Property: "to"})
+	}
+	for i, id := range to {
+		// Multicast is for users only; group and room ids are a 400.
+		if !userIDPattern.MatchString(id) {
+			details = append(details, ErrorDetail{Message: "Invalid user ID", Property: fmt.Sprintf("to[%d]", i)})
+		}
+	}
+	return to, details
+}
+
+func validateMessages(msgs []json.RawMessage, details []ErrorDetail) ([]string, []ErrorDetail) {
+	if len(msgs) < 1 || len(msgs) > MaxMessages {
+		return nil, append(details, ErrorDetail{Message: fmt.Sprintf("Size must be between 1 and %d", MaxMessages), Property: "messages"})
+	}
+	types := make([]string, len(msgs))
+	for i, m := range msgs {
+		var obj struct {
+			Type string  `json:"type"`
+			Text *string `json:"text"`
+		}
+		prop := fmt.Sprintf("messages[%d]", i)
+		if err := json.Unmarshal(m, &obj); err != nil {
+			details = append(details, ErrorDetail{Message: "must be an object", Property: prop})
+			continue
+		}
+		types[i] = obj.Type
+		if !messageTypes[obj.Type] {
+			details = append(details, ErrorDetail{Message: "Invalid message type", Property: prop + ".type"})
+			continue
+		}
+		if obj.Type != "text" && obj.Type != "textV2" {
+			continue
+		}
+		switch {
+		case obj.Text == nil || *obj.Text == "":
+			details = append(details, ErrorDetail{Message: "must be specified", Property: prop + ".text"})
+		case utf16Len(*obj.Text) > MaxTextUTF16:
+			details = append(details, ErrorDetail{Message: fmt.Sprintf("Length must be between 0 and %d", MaxTextUTF16), Property: prop + ".text"})
+		}
+	}
+	return types, details
+}
+
+// utf16Len counts UTF-16 code units, the unit of LINE's 5,000 limit: an
+// emoji outside the BMP counts twice.
+func utf16Len(s string) int {
+	n := 0
+	for _, r := range s {
+		if utf16.RuneLen(r) == 2 {
+			n += 2
+		} else {
+			n++
+		}
+	}
+	return n
+}

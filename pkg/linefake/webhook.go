@@ -1,0 +1,189 @@
+package linefake
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/linepipe/linepipe/pkg/events"
+)
+
+// WebhookEvent is one event as LINE's webhook sender writes it (OAPI
+// webhook.yml Event). Properties without a value are omitted, as at LINE.
+type WebhookEvent struct {
+	Type            string          `json:"type"`
+	Message         *EventMessage   `json:"message,omitempty"`
+	Unsend          *EventUnsend    `json:"unsend,omitempty"`
+	Follow          *EventFollow    `json:"follow,omitempty"`
+	WebhookEventID  string          `json:"webhookEventId"`
+	DeliveryContext DeliveryContext `json:"deliveryContext"`
+	Timestamp       int64           `json:"timestamp"`
+	Source          *EventSource    `json:"source,omitempty"`
+	ReplyToken      string          `json:"replyToken,omitempty"`
+	Mode            string          `json:"mode"`
+}
+
+// EventMessage is a text message object of a message event.
+type EventMessage struct {
+	ID              string `json:"id"`
+	Type            string `json:"type"`
+	QuoteToken      string `json:"quoteToken,omitempty"`
+	MarkAsReadToken string `json:"markAsReadToken,omitempty"`
+	Text            string `json:"text,omitempty"`
+}
+
+// EventUnsend is the unsend event's body.
+type EventUnsend struct {
+	MessageID string `json:"messageId"`
+}
+
+// EventFollow is the follow event's body.
+type EventFollow struct {
+	IsUnblocked bool `json:"isUnblocked"`
+}
+
+// DeliveryContext says whether LINE is redelivering the event.
+type DeliveryContext struct {
+	IsRedelivery bool `json:"isRedelivery"`
+}
+
+// EventSource is a user, group or room source.
+type EventSource struct {
+	Type    string `json:"type"`
+	UserID  string `json:"userId,omitempty"`
+	GroupID string `json:"groupId,omitempty"`
+	RoomID  string `json:"roomId,omitempty"`
+}
+
+// WebhookBody is the whole webhook request body.
+type WebhookBody struct {
+	Destination string         `json:"destination"`
+	Events      []WebhookEvent `json:"events"`
+}
+
+// TextEvent builds a text message event from userID, as LINE would send it
+// now, with a fresh reply token registered for channelID.
+func (s *Server) TextEvent(channelID, userID, text string) WebhookEvent {
+	e := s.baseEvent(events.TypeMessage, userID)
+	e.ReplyToken = s.IssueReplyToken(channelID)
+	e.Message = &EventMessage{
+		ID: s.nextMessageID(), Type: "text", Text: text,
+		QuoteToken:      s.randomToken(24, b64Encoding),
+		MarkAsReadToken: s.randomToken(16, b64Encoding),
+	}
+	return e
+}
+
+// FollowEvent builds a follow event (replyable) from userID.
+func (s *Server) FollowEvent(channelID, userID string) WebhookEvent {
+	e := s.baseEvent(events.TypeFollow, userID)
+	e.ReplyToken = s.IssueReplyToken(channelID)
+	e.Follow = &EventFollow{}
+	return e
+}
+
+// UnfollowEvent builds an unfollow event; it has no reply token.
+func (s *Server) UnfollowEvent(userID string) WebhookEvent {
+	return s.baseEvent(events.TypeUnfollow, userID)
+}
+
+// UnsendEvent builds an unsend event for messageID; no reply token.
+func (s *Server) UnsendEvent(userID, messageID string) WebhookEvent {
+	e := s.baseEvent(events.TypeUnsend, userID)
+	e.Unsend = &EventUnsend{MessageID: messageID}
+	return e
+}
+
+func (s *Server) baseEvent(typ, userID string) WebhookEvent {
+	now := s.now()
+	return WebhookEvent{
+		Type: typ, Mode: "active", Timestamp: now.UnixMilli(),
+		Source:         &EventSource{Type: "user", UserID: userID},
+		WebhookEventID: s.newULID(now),
+	}
+}
+
+// SendWebhook posts events to url as LINE does for channelID: the bot's
+// user id as destination, the body signed with the channel secret in
+// x-line-signature. It returns the response status.
+func (s *Server) SendWebhook(ctx context.Context, url, channelID string, evs ...WebhookEvent) (int, error) {
+	ch, ok := s.channels.get(channelID)
+	if !ok {
+		return 0, fmt.Errorf("sending webhook for %q: %w", channelID, ErrUnknownChannel)
+	}
+	if evs == nil {
+		evs = []WebhookEvent{} // LINE's verification request: "events":[]
+	}
+	body, err := json.Marshal(WebhookBody{Destination: ch.BotUserID, Events: evs})
+	if err != nil {
+		return 0, fmt.Errorf("encoding webhook: %w", err)
+	}
+	return s.SendWebhookBody(ctx, url, channelID, body)
+}
+
+// RedeliverWebhook sends events again as LINE's redelivery does:
+// identical, with the same webhookEventId and replyToken, but
+// deliveryContext.isRedelivery true. Each reply token works for another
+// ReplyTokenTTL unless it was used or the event is older than
+// RedeliveredReplyLimit.
+func (s *Server) RedeliverWebhook(ctx context.Context, url, channelID string, evs ...WebhookEvent) (int, error) {
+	now := s.now()
+	again := make([]WebhookEvent, len(evs))
+	for i, e := range evs {
+		e.DeliveryContext.IsRedelivery = true
+		if e.ReplyToken != "" {
+			s.replies.rearm(e.ReplyToken, now)
+		}
+		again[i] = e
+	}
+	return s.SendWebhook(ctx, url, channelID, again...)
+}
+
+// SendWebhookBody signs body with channelID's secret and posts it as is,
+// for bodies the builders do not cover (other event types, odd shapes).
+func (s *Server) SendWebhookBody(ctx context.Context, url, channelID string, body []byte) (int, error) {
+	ch, ok := s.channels.get(channelID)
+	if !ok {
+		return 0, fmt.Errorf("sending webhook for %q: %w", channelID, ErrUnknownChannel)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, fmt.Errorf("building webhook request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	req.Header.Set(events.SignatureHeader, events.Sign(ch.Secret, body))
+	res, err := s.cfg.WebhookClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("posting webhook: %w", err)
+	}
+	defer res.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 1<<20))
+	return res.StatusCode, nil
+}
+
+const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+// newULID returns a ULID: 48 bits of Unix milliseconds then 80 random
+// bits, as 26 Crockford base32 characters. LINE's webhookEventId is a
+// ULID, so ids sort by event time like LINE's.
+func (s *Server) newULID(t time.Time) string {
+	var b [16]byte
+	ms := uint64(t.UnixMilli())
+	binary.BigEndian.PutUint16(b[0:2], uint16(ms>>32))
+	binary.BigEndian.PutUint32(b[2:6], uint32(ms))
+	s.chaos.bytes(b[6:])
+	hi := binary.BigEndian.Uint64(b[0:8])
+	lo := binary.BigEndian.Uint64(b[8:16])
+	var out [26]byte
+	for i := 25; i >= 0; i-- {
+		out[i] = crockford[lo&31]
+		lo = lo>>5 | hi<<59
+		hi >>= 5
+	}
+	return string(out[:])
+}

@@ -34,6 +34,7 @@ type retryKeys struct {
 	window    time.Duration
 	keys      map[string]*keyEntry // channel|lowercased key
 	lastPurge time.Time
+	waiting   int // requests waiting on an in-flight key, for tests
 }
 
 type keyEntry struct {
@@ -89,11 +90,19 @@ func (r *retryKeys) reserve(ctx context.Context, channel, key string, now func()
 			return nil, res, nil
 		}
 		wait := e.done
+		r.waiting++
 		r.mu.Unlock()
+		var err error
 		select {
 		case <-wait:
 		case <-ctx.Done():
-			return nil, nil, ctx.Err()
+			err = ctx.Err()
+		}
+		r.mu.Lock()
+		r.waiting--
+		r.mu.Unlock()
+		if err != nil {
+			return nil, nil, err
 		}
 	}
 }
@@ -128,4 +137,11 @@ func (r *retryKeys) purge(now time.Time) {
 			delete(r.keys, k)
 		}
 	}
+}
+
+// waiters is how many requests wait on an in-flight key right now.
+func (r *retryKeys) waiters() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.waiting
 }

@@ -121,6 +121,9 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, c sendCall) {
 		}
 		res = rsv
 	}
+	if s.beforeDeliver != nil {
+		s.beforeDeliver(c)
+	}
 	d, status, msg := s.deliver(c)
 	if res != nil {
 		res.finish(status < 300, c.requestID, d.SentMessages, d.At)

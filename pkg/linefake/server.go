@@ -61,6 +61,9 @@ type Server struct {
 	chaos    *chaos
 	ledger   *ledger
 	msgSeq   atomic.Uint64
+	// beforeDeliver, when set by a test, runs while a request holds its
+	// retry key, so tests can hold a request in flight.
+	beforeDeliver func(sendCall)
 }
 
 // New builds a Server. It panics if cfg does not validate: the

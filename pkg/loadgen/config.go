@@ -210,15 +210,13 @@ func (c *Config) applyDefaults() {
 	if c.Users <= 0 {
 		c.Users = DefaultUsers
 	}
+	// Negative GroupShare and Retries mean "none" and are kept negative,
+	// so applying defaults twice (Validate, then Run) changes nothing.
 	if c.GroupShare == 0 {
 		c.GroupShare = DefaultGroupShare
-	} else if c.GroupShare < 0 {
-		c.GroupShare = 0
 	}
 	if c.Retries == 0 {
 		c.Retries = DefaultRetries
-	} else if c.Retries < 0 {
-		c.Retries = 0
 	}
 	if c.Backoff == 0 {
 		c.Backoff = DefaultBackoff

@@ -37,7 +37,7 @@ func (s *sender) deliver(ctx context.Context, w *webhook) {
 		s.finish(w, true)
 		return
 	}
-	if s.cfg.Retries == 0 {
+	if s.cfg.Retries <= 0 {
 		s.finish(w, false)
 		return
 	}

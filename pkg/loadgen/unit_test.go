@@ -137,6 +137,12 @@ func TestConfigValidate(t *testing.T) {
 		ok.Retries != DefaultRetries || ok.EventsPerRequest != 1 || len(ok.Mix) != len(Kinds) || ok.BaseURL != "http://127.0.0.1:1" {
 		t.Errorf("defaults not applied: %+v", ok)
 	}
+	none := Config{BaseURL: "http://x", Channels: testChannels(), Retries: -1, GroupShare: -1}
+	for range 2 {
+		if err := none.Validate(); err != nil || none.Retries >= 0 || none.GroupShare >= 0 {
+			t.Fatalf("negative retries and group share must stay \"none\" across Validate calls: %+v, %v", none, err)
+		}
+	}
 	for name, c := range map[string]Config{
 		"no url":         {Channels: testChannels()},
 		"no channels":    {BaseURL: "http://x"},

@@ -1,0 +1,120 @@
+package linefake
+
+import (
+	"net/http"
+	"testing"
+	"time"
+)
+
+func TestRateLimitReturns429AndRefills(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *Config) { c.RateLimits.Push = Limit{Requests: 5, Per: time.Second} })
+	for i := range 5 {
+		if r := b.send(PathPush, push(userA, text("x")), ""); r.status != http.StatusOK {
+			t.Fatalf("request %d: status %d within the limit", i, r.status)
+		}
+	}
+	r := b.send(PathPush, push(userA, text("x")), "")
+	wantStatus(t, r, http.StatusTooManyRequests)
+	if msg := r.errorBody(t).Message; msg != "The API rate limit has been exceeded. Try again later." {
+		t.Fatalf("message %q", msg)
+	}
+	// Other endpoints and channels have their own buckets.
+	wantStatus(t, b.send(PathMulticast, map[string]any{"to": []string{userA}, "messages": texts(1)}, ""), http.StatusOK)
+
+	b.clock.Advance(200 * time.Millisecond) // refills one token at 5/s
+	wantStatus(t, b.send(PathPush, push(userA, text("x")), ""), http.StatusOK)
+	wantStatus(t, b.send(PathPush, push(userA, text("x")), ""), http.StatusTooManyRequests)
+
+	st := b.srv.Stats()
+	if st.Count("push", 200) != 6 || st.Count("push", 429) != 2 {
+		t.Fatalf("push counts %v, want 6x200 and 2x429", st.Requests["push"])
+	}
+	if n := len(b.srv.Accepted()); n != 7 {
+		t.Fatalf("accepted %d, want 7 (rate-limited requests send nothing)", n)
+	}
+}
+
+// LINE's narrowcast and broadcast allow 60 requests an hour by default.
+func TestDefaultBroadcastRateIs60PerHour(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	body := map[string]any{"messages": texts(1)}
+	for i := range 60 {
+		if r := b.send(PathBroadcast, body, ""); r.status != http.StatusOK {
+			t.Fatalf("broadcast %d: status %d", i, r.status)
+		}
+	}
+	wantStatus(t, b.send(PathBroadcast, body, ""), http.StatusTooManyRequests)
+	b.clock.Advance(time.Minute)
+	wantStatus(t, b.send(PathBroadcast, body, ""), http.StatusOK)
+	wantStatus(t, b.send(PathBroadcast, body, ""), http.StatusTooManyRequests)
+}
+
+func TestMaxRequestsPerSecondWindow(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *Config) { c.RateLimits.Push = Limit{Requests: 4, Per: time.Second} })
+	sendN := func(n int) {
+		for range n {
+			b.send(PathPush, push(userA, text("x")), "")
+		}
+	}
+	sendN(3) // t=0: 3 admitted
+	b.clock.Advance(500 * time.Millisecond)
+	sendN(3) // t=0.5: bucket 1+2 = 3 tokens, all admitted: 6 admitted, 6 attempts in [0, 1s)
+	b.clock.Advance(600 * time.Millisecond)
+	sendN(2) // t=1.1: the t=0 requests left the window; 5 in (0.1, 1.1]
+	var w *RateWindow
+	for _, rw := range b.srv.Stats().RateWindows {
+		if rw.Channel == testChannel && rw.Endpoint == "push" {
+			w = &rw
+		}
+	}
+	if w == nil {
+		t.Fatal("no rate window for push")
+	}
+	if w.MaxAttempts != 6 || w.MaxAdmitted != 6 {
+		t.Fatalf("window %+v, want 6 attempts and 6 admitted in the busiest second", *w)
+	}
+	sendN(4) // t=1.1: 0.4 tokens left, so all four get 429; attempts in (0.1, 1.1] reach 9
+	w = nil
+	for _, rw := range b.srv.Stats().RateWindows {
+		if rw.Endpoint == "push" {
+			w = &rw
+		}
+	}
+	if w.MaxAttempts != 9 || w.MaxAdmitted != 6 {
+		t.Fatalf("window %+v, want 9 attempts and still 6 admitted", *w)
+	}
+	if n := b.srv.Stats().Count("push", 429); n != 4 {
+		t.Fatalf("%d 429s, want 4", n)
+	}
+}
+
+func TestSameUserCap(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *Config) { c.UserCap = UserCap{Messages: 3, Per: time.Hour} })
+	wantStatus(t, b.send(PathPush, push(userA, text("1"), text("2")), ""), http.StatusOK)
+	r := b.send(PathPush, push(userA, text("3"), text("4")), "")
+	wantStatus(t, r, http.StatusTooManyRequests)
+	if r.errorBody(t).Message != "A large number of messages were sent to the same user" {
+		t.Fatalf("body %s", r.body)
+	}
+	wantStatus(t, b.send(PathPush, push(userA, text("3")), ""), http.StatusOK)
+	wantStatus(t, b.send(PathPush, push(userB, text("1")), ""), http.StatusOK)
+	b.clock.Advance(time.Hour)
+	wantStatus(t, b.send(PathPush, push(userA, text("5"), text("6"), text("7")), ""), http.StatusOK)
+	if n := len(b.srv.Accepted()); n != 4 {
+		t.Fatalf("accepted %d, want 4", n)
+	}
+}
+
+func TestUserCapOffByDefault(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	for i := range 50 {
+		if r := b.send(PathPush, push(userA, texts(5)...), ""); r.status != http.StatusOK {
+			t.Fatalf("push %d: %d", i, r.status)
+		}
+	}
+}

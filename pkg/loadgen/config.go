@@ -13,20 +13,31 @@ import (
 
 // Defaults, in one place. Each Config field's comment names the one it uses.
 const (
-	DefaultConcurrency       = 16
-	DefaultDuration          = 10 * time.Second
-	DefaultEventsPerRequest  = 1
-	DefaultUsers             = 1000
-	DefaultGroupShare        = 0.1
-	DefaultRetries           = 3
-	DefaultTimeout           = 2 * time.Second
-	DefaultBackoff           = 200 * time.Millisecond
-	DefaultMaxBackoff        = 5 * time.Second
-	DefaultUnsendPool        = 10000
-	DefaultMaxInFlight       = 8192
-	DefaultMaxConns          = 256
-	DefaultMaxEventsPerReq   = 500
-	DefaultNoopMaxBodyBytes  = 2 << 20
+	DefaultConcurrency      = 16
+	DefaultDuration         = 10 * time.Second
+	DefaultEventsPerRequest = 1
+	DefaultUsers            = 1000
+	DefaultGroupShare       = 0.1
+	DefaultRetries          = 3
+	DefaultTimeout          = 2 * time.Second // LINE's webhook timeout
+	DefaultBackoff          = 200 * time.Millisecond
+	DefaultMaxBackoff       = 5 * time.Second
+	DefaultUnsendPool       = 10000
+	DefaultMaxInFlight      = 8192
+	DefaultMaxConns         = 256
+)
+
+// Limits.
+const (
+	// MaxEventsPerRequest is a sanity bound, not a LINE figure: LINE does
+	// not document how many events one webhook may carry.
+	MaxEventsPerRequest = 500
+	// NoopMaxBodyBytes bounds what the no-op server reads. LINE documents
+	// no webhook size limit; 2 MB is its Messaging API request limit.
+	NoopMaxBodyBytes = 2 << 20
+)
+
+const (
 	defaultMixSpecification  = "text=60,sticker=10,image=5,follow=5,unfollow=3,postback=10,unsend=5,futureThing=2"
 	channelIDPatternExplains = "letters, digits, '-' or '_', 1 to 64 characters"
 )
@@ -142,8 +153,8 @@ type Config struct {
 	// Client, when set, sends the requests instead of one built from
 	// Timeout and MaxConns. Timeout still bounds each attempt.
 	Client *http.Client
-	// Now is the clock for event timestamps, ULIDs and elapsed time.
-	// Default time.Now.
+	// Now is the clock for event timestamps and ULIDs. Latency and
+	// elapsed time always use the monotonic wall clock. Default time.Now.
 	Now func() time.Time
 	// Seed seeds the generator's randomness (IDs, mix, users, jitter) so
 	// a run's choices can be reproduced. 0 means seeded from the clock.
@@ -178,8 +189,8 @@ func (c *Config) Validate() error {
 	if c.Rate > 0 && c.Concurrency > 0 {
 		bad("set either rate (open loop) or concurrency (closed loop), not both")
 	}
-	if c.EventsPerRequest < 1 || c.EventsPerRequest > DefaultMaxEventsPerReq {
-		bad("events per request %d: want 1..%d", c.EventsPerRequest, DefaultMaxEventsPerReq)
+	if c.EventsPerRequest < 1 || c.EventsPerRequest > MaxEventsPerRequest {
+		bad("events per request %d: want 1..%d", c.EventsPerRequest, MaxEventsPerRequest)
 	}
 	if err := c.Mix.validate(); err != nil {
 		errs = append(errs, err)

@@ -15,7 +15,7 @@ import (
 
 // NoopHandler answers webhooks the way ingest does up to the point where
 // ingest would publish: POST /webhook/{channelID}, body read (at most
-// DefaultNoopMaxBodyBytes, else 413), signature verified (401 if bad),
+// NoopMaxBodyBytes, else 413), signature verified (401 if bad),
 // then 200. It publishes nothing. Driven by the same generator in the same
 // run, it is the HTTP ceiling that ingest's throughput is compared with.
 type NoopHandler struct {
@@ -50,7 +50,7 @@ func (h *NoopHandler) webhook(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusNotFound)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, DefaultNoopMaxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, NoopMaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {

@@ -221,7 +221,7 @@ func TestNoopServer(t *testing.T) {
 	if got := post("/webhook/999", events.Sign("x", body), body); got != http.StatusNotFound {
 		t.Errorf("unknown channel: %d, want 404", got)
 	}
-	big := bytes.Repeat([]byte("x"), DefaultNoopMaxBodyBytes+1)
+	big := bytes.Repeat([]byte("x"), NoopMaxBodyBytes+1)
 	if got := post("/webhook/"+chans[0].ID, events.Sign(chans[0].Secret, big), big); got != http.StatusRequestEntityTooLarge {
 		t.Errorf("oversized body: %d, want 413", got)
 	}

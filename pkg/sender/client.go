@@ -1,0 +1,92 @@
+package sender
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// maxAnswerBytes bounds how much of an answer is read: LINE's answers are
+// small JSON documents, and error bodies are stored in last_error.
+const maxAnswerBytes = 64 << 10
+
+// newHTTPClient sets every timeout, unlike http.DefaultClient, so a stuck
+// connection ends as a retryable "no answer" well inside the row's lease.
+// Redirects are not followed: the Messaging API does not redirect, and a
+// followed POST could be replayed somewhere else.
+func newHTTPClient(timeout time.Duration) *http.Client {
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ResponseHeaderTimeout: timeout,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   64,
+		ForceAttemptHTTP2:     true,
+	}
+	return &http.Client{
+		Transport: tr,
+		Timeout:   timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}
+
+// do sends one request. A non-nil error means no HTTP answer arrived.
+// The Authorization header is set here and goes nowhere else.
+func do(ctx context.Context, c *http.Client, req *http.Request, token string) (apiResponse, error) {
+	req = req.WithContext(ctx)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		return apiResponse{}, fmt.Errorf("%s %s: %w", req.Method, req.URL.Path, redact(err))
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, maxAnswerBytes))
+	out := apiResponse{
+		Status:            res.StatusCode,
+		RequestID:         res.Header.Get("X-Line-Request-Id"),
+		AcceptedRequestID: res.Header.Get("X-Line-Accepted-Request-Id"),
+		Body:              body,
+	}
+	if err != nil {
+		// The status arrived, so LINE decided; a torn body only loses
+		// details (e.g. sentMessages).
+		out.Body = nil
+	}
+	return out, nil
+}
+
+// messageRequest builds the POST for an outbox row: the stored bytes,
+// unchanged, and the retry key where LINE accepts one.
+func messageRequest(baseURL, endpoint string, body []byte, retryKey string) (*http.Request, error) {
+	req, err := http.NewRequest(http.MethodPost, baseURL+"/v2/bot/message/"+endpoint, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("building %s request: %w", endpoint, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if retryKey != "" {
+		req.Header.Set("X-Line-Retry-Key", retryKey)
+	}
+	return req, nil
+}
+
+// redact drops the URL from a transport error: the method and path are
+// already in the message, and a configured base URL could carry
+// credentials.
+func redact(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}

@@ -1,0 +1,252 @@
+package sender
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/linepipe/linepipe/pkg/config"
+	"github.com/linepipe/linepipe/pkg/store"
+)
+
+// Defaults, in one place. Each is explained on the Config field it fills.
+const (
+	DefaultBaseURL        = "https://api.line.me"
+	DefaultBatchSize      = 100
+	DefaultPollInterval   = 250 * time.Millisecond
+	DefaultLease          = time.Minute
+	DefaultConcurrency    = 32
+	DefaultRequestTimeout = 15 * time.Second
+	DefaultBackoffBase    = time.Second
+	DefaultBackoffMax     = 10 * time.Minute
+	DefaultKeyMaxAge      = 23 * time.Hour
+	DefaultReplyTokenTTL  = time.Minute
+	DefaultRateSlack      = 20 * time.Millisecond
+	DefaultRateHorizon    = time.Second
+	// DefaultRecipientCap: LINE answers push with 429 "A large number of
+	// messages were sent to the same user" without publishing a number;
+	// 60 message objects a minute keeps a bot well clear of mass sending.
+	DefaultRecipientCap = "60/1m"
+)
+
+// Rate is a limit of Limit requests (or, for the recipient cap, message
+// objects) per Per. Limit <= 0 means unlimited.
+type Rate struct {
+	Limit int
+	Per   time.Duration
+}
+
+func (r Rate) String() string {
+	if r.Limit <= 0 {
+		return "off"
+	}
+	return fmt.Sprintf("%d/%s", r.Limit, r.Per)
+}
+
+// ParseRate reads "N/duration" ("2000/1s", "60/1h") or "off".
+func ParseRate(s string) (Rate, error) {
+	s = strings.TrimSpace(s)
+	if s == "off" {
+		return Rate{}, nil
+	}
+	n, per, ok := strings.Cut(s, "/")
+	limit, err := strconv.Atoi(n)
+	if !ok || err != nil || limit <= 0 {
+		return Rate{}, fmt.Errorf("rate %q: want N/duration or off", s)
+	}
+	d, err := time.ParseDuration(per)
+	if err != nil || d <= 0 {
+		return Rate{}, fmt.Errorf("rate %q: bad period", s)
+	}
+	return Rate{Limit: limit, Per: d}, nil
+}
+
+// LINERates are LINE's published limits per channel and endpoint
+// (Messaging API reference, "Rate limits").
+func LINERates() map[string]Rate {
+	return map[string]Rate{
+		store.EndpointPush:       {2000, time.Second},
+		store.EndpointReply:      {2000, time.Second},
+		store.EndpointMulticast:  {200, time.Second},
+		store.EndpointNarrowcast: {60, time.Hour},
+		store.EndpointBroadcast:  {60, time.Hour},
+	}
+}
+
+// Config configures a Sender. Zero values take the defaults above.
+type Config struct {
+	// BaseURL of the Messaging API (LINE_API_BASE_URL). Default
+	// https://api.line.me; tests point it at the emulator.
+	BaseURL string
+	// Owner is written to claimed_by so an operator sees which replica
+	// holds a row. Default hostname-pid.
+	Owner string
+	// BatchSize is the most rows one claim takes. Default 100.
+	BatchSize int
+	// PollInterval is the wait after a claim that found less than a full
+	// batch. Default 250ms.
+	PollInterval time.Duration
+	// Lease is how long a claim owns a row after its send slot. Another
+	// replica takes over a row whose lease expired, so it must exceed the
+	// longest send (token issue plus request, both bounded by
+	// RequestTimeout). Default 1m.
+	Lease time.Duration
+	// Concurrency is how many requests one replica has in flight. Default 32.
+	Concurrency int
+	// RequestTimeout bounds one HTTP call to LINE. After it the attempt
+	// counts as "no answer" and is retried with the same key. Default 15s.
+	RequestTimeout time.Duration
+	// BackoffBase and BackoffMax shape exponential backoff with jitter
+	// after a 5xx, timeout or 429. Defaults 1s and 10m.
+	BackoffBase, BackoffMax time.Duration
+	// KeyMaxAge: a retry key first used longer ago than this is never sent
+	// again (LINE forgets keys after 24h, so a resend could duplicate);
+	// the row ends expired. Default 23h.
+	KeyMaxAge time.Duration
+	// ReplyTokenTTL is a reply row's validity when not_after is null:
+	// LINE's reply token is usable within one minute. Default 1m.
+	ReplyTokenTTL time.Duration
+	// SkipUnfollowed: a push to a user followers shows as not following
+	// ends skipped. Default true.
+	SkipUnfollowed bool
+	// Rates per endpoint; missing entries take LINERates.
+	Rates map[string]Rate
+	// RecipientCap limits message objects pushed to one recipient, as a
+	// sustained rate with bursts up to Limit. Zero is off; FromEnv
+	// defaults it to DefaultRecipientCap (SENDER_RECIPIENT_CAP).
+	RecipientCap Rate
+	// RateSlack is the most a send may start after its reserved slot;
+	// later, the row is released and re-slotted. Slots are spaced so that
+	// sends within the slack still respect the limit. Default 20ms.
+	RateSlack time.Duration
+	// RateHorizon is how far ahead a claim reserves slots. Default 1s.
+	RateHorizon time.Duration
+
+	// Clock is the sender's time (what is due, key age, reply validity).
+	// Leases and rate slots use the database clock. Default time.Now.
+	Clock func() time.Time
+	// Rand returns a float in [0,1) for backoff jitter. Default math/rand.
+	Rand func() float64
+	// HTTPClient calls LINE. Default: timeouts from RequestTimeout, no
+	// redirects followed.
+	HTTPClient *http.Client
+	// Log gets one line per API call. Default: no logging.
+	Log *zap.Logger
+	// Registerer takes the metrics. Default: none registered.
+	Registerer prometheus.Registerer
+}
+
+// FromEnv reads the sender's environment variables (see docs/OUTBOX.md).
+// The error lists unparsable rates; env.Err() has the rest.
+func FromEnv(env *config.Env) (Config, error) {
+	c := Config{
+		BaseURL:        env.String("LINE_API_BASE_URL", DefaultBaseURL),
+		BatchSize:      env.Int("SENDER_BATCH_SIZE", DefaultBatchSize),
+		PollInterval:   env.Duration("SENDER_POLL_INTERVAL", DefaultPollInterval),
+		Lease:          env.Duration("SENDER_LEASE", DefaultLease),
+		Concurrency:    env.Int("SENDER_CONCURRENCY", DefaultConcurrency),
+		RequestTimeout: env.Duration("SENDER_HTTP_TIMEOUT", DefaultRequestTimeout),
+		BackoffBase:    env.Duration("SENDER_BACKOFF_BASE", DefaultBackoffBase),
+		BackoffMax:     env.Duration("SENDER_BACKOFF_MAX", DefaultBackoffMax),
+		KeyMaxAge:      env.Duration("SENDER_RETRY_KEY_MAX_AGE", DefaultKeyMaxAge),
+		ReplyTokenTTL:  env.Duration("REPLY_TOKEN_TTL", DefaultReplyTokenTTL),
+		SkipUnfollowed: env.Bool("SENDER_SKIP_UNFOLLOWED", true),
+		RateSlack:      env.Duration("SENDER_RATE_SLACK", DefaultRateSlack),
+		RateHorizon:    env.Duration("SENDER_RATE_HORIZON", DefaultRateHorizon),
+		Rates:          map[string]Rate{},
+	}
+	var errs []error
+	for ep := range LINERates() {
+		if v := env.String("SENDER_RATE_"+strings.ToUpper(ep), ""); v != "" {
+			r, err := ParseRate(v)
+			errs = append(errs, err)
+			c.Rates[ep] = r
+		}
+	}
+	rc, err := ParseRate(env.String("SENDER_RECIPIENT_CAP", DefaultRecipientCap))
+	errs = append(errs, err)
+	c.RecipientCap = rc
+	return c, errors.Join(errs...)
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.BaseURL == "" {
+		c.BaseURL = DefaultBaseURL
+	}
+	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
+	if c.Owner == "" {
+		host, _ := os.Hostname()
+		c.Owner = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	def(&c.PollInterval, DefaultPollInterval)
+	def(&c.Lease, DefaultLease)
+	def(&c.RequestTimeout, DefaultRequestTimeout)
+	def(&c.BackoffBase, DefaultBackoffBase)
+	def(&c.BackoffMax, DefaultBackoffMax)
+	def(&c.KeyMaxAge, DefaultKeyMaxAge)
+	def(&c.ReplyTokenTTL, DefaultReplyTokenTTL)
+	def(&c.RateSlack, DefaultRateSlack)
+	def(&c.RateHorizon, DefaultRateHorizon)
+	rates := LINERates()
+	for ep, r := range c.Rates {
+		rates[ep] = r
+	}
+	c.Rates = rates
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.Rand == nil {
+		c.Rand = rand.Float64
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = newHTTPClient(c.RequestTimeout)
+	}
+	if c.Log == nil {
+		c.Log = zap.NewNop()
+	}
+}
+
+// Validate reports every setting that cannot work.
+func (c *Config) Validate() error {
+	var errs []error
+	if !strings.HasPrefix(c.BaseURL, "http://") && !strings.HasPrefix(c.BaseURL, "https://") {
+		errs = append(errs, fmt.Errorf("LINE_API_BASE_URL %q: want an http(s) URL", c.BaseURL))
+	}
+	if c.BatchSize < 1 || c.Concurrency < 1 {
+		errs = append(errs, errors.New("batch size and concurrency must be at least 1"))
+	}
+	// A lease shorter than the longest send would let a second replica
+	// resend a row that is still in flight.
+	if min := c.RateHorizon + 2*c.RequestTimeout + 5*time.Second; c.Lease < min {
+		errs = append(errs, fmt.Errorf("lease %s must be at least %s (rate horizon + 2 x HTTP timeout + 5s)", c.Lease, min))
+	}
+	if c.KeyMaxAge <= 0 || c.KeyMaxAge+c.Lease >= 24*time.Hour {
+		errs = append(errs, fmt.Errorf("retry key max age %s plus lease must stay under LINE's 24h key period", c.KeyMaxAge))
+	}
+	if c.BackoffBase <= 0 || c.BackoffMax < c.BackoffBase {
+		errs = append(errs, errors.New("backoff base must be positive and at most backoff max"))
+	}
+	if c.RateSlack <= 0 || c.RateHorizon <= 0 || c.PollInterval <= 0 || c.ReplyTokenTTL <= 0 {
+		errs = append(errs, errors.New("rate slack, rate horizon, poll interval and reply token TTL must be positive"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,49 @@
+package sender
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	rows      *prometheus.CounterVec   // row outcomes by status
+	calls     *prometheus.CounterVec   // API calls by endpoint and code
+	latency   *prometheus.HistogramVec // API call duration by endpoint
+	batch     prometheus.Histogram     // rows per claim
+	leaseLost prometheus.Counter
+	released  prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		rows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "linepipe_sender_rows_total",
+			Help: "Outbox row outcomes per attempt or check: delivered, retrying, failed, expired, skipped, cancelled, uncertain.",
+		}, []string{"status"}),
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "linepipe_sender_api_calls_total",
+			Help: "Calls to the LINE Platform by endpoint and HTTP status (0: no answer).",
+		}, []string{"endpoint", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "linepipe_sender_api_call_seconds",
+			Help:    "Duration of calls to the LINE Platform.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+		}, []string{"endpoint"}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "linepipe_sender_claim_batch_rows",
+			Help:    "Rows taken by one claim (sent or finished).",
+			Buckets: []float64{0, 1, 2, 5, 10, 20, 50, 100, 200, 500},
+		}),
+		leaseLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "linepipe_sender_lease_lost_total",
+			Help: "Completions refused because another claim had taken the row over.",
+		}),
+		released: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "linepipe_sender_slot_missed_total",
+			Help: "Claimed rows handed back unsent because their rate slot had passed.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.rows, m.calls, m.latency, m.batch, m.leaseLost, m.released)
+	}
+	return m
+}

@@ -1,0 +1,139 @@
+package sender
+
+import (
+	"time"
+
+	"github.com/linepipe/linepipe/pkg/store"
+)
+
+// planner decides, inside a claim's transaction, what happens to each due
+// row: finish it without a call (invalid, expired, skipped), reserve a
+// rate slot and send it, or postpone it until its buckets have room.
+//
+// Rate limits are GCRA buckets ("theoretical arrival time") in the
+// outbox_rate table, locked by the claim, so every replica draws slots
+// from the same schedule: a replica-local limiter could not keep N
+// replicas under LINE's per-channel limits. Endpoint buckets allow no
+// burst; their slots are (Per+RateSlack)/Limit apart, so even a send that
+// starts up to RateSlack after its slot keeps every window of Per under
+// Limit. Recipient buckets count message objects and allow a burst of
+// Limit.
+type planner struct {
+	cfg *Config
+	now time.Time // sender clock
+}
+
+type bucketSpec struct {
+	key      store.RateKey
+	interval time.Duration // one cell
+	weight   int           // cells this send takes
+	burst    time.Duration // how far ahead of tat a send may go
+}
+
+func (p *planner) specs(c store.OutboxCandidate) []bucketSpec {
+	var out []bucketSpec
+	if r := p.cfg.Rates[c.Endpoint]; r.Limit > 0 {
+		out = append(out, bucketSpec{
+			key:      store.RateKey{ChannelID: c.ChannelID, Bucket: c.Endpoint},
+			interval: (r.Per + p.cfg.RateSlack) / time.Duration(r.Limit),
+			weight:   1,
+		})
+	}
+	if r := p.cfg.RecipientCap; r.Limit > 0 && c.Recipient != "" {
+		iv := r.Per / time.Duration(r.Limit)
+		out = append(out, bucketSpec{
+			key:      store.RateKey{ChannelID: c.ChannelID, Bucket: "to:" + c.Recipient},
+			interval: iv,
+			weight:   messageCount(c.Body),
+			burst:    time.Duration(r.Limit-1) * iv,
+		})
+	}
+	return out
+}
+
+// Keys implements store.Planner.
+func (p *planner) Keys(c store.OutboxCandidate) []store.RateKey {
+	if p.decide(c) != nil {
+		return nil
+	}
+	var keys []store.RateKey
+	for _, s := range p.specs(c) {
+		keys = append(keys, s.key)
+	}
+	return keys
+}
+
+// Plan implements store.Planner. Candidates come in due order; each send
+// moves its buckets' tats on before the next is planned.
+func (p *planner) Plan(dbNow time.Time, cands []store.OutboxCandidate, tats map[store.RateKey]time.Time) store.ClaimPlan {
+	plan := store.ClaimPlan{Tats: map[store.RateKey]time.Time{}}
+	horizon := dbNow.Add(p.cfg.RateHorizon)
+	for _, c := range cands {
+		if f := p.decide(c); f != nil {
+			plan.Finish = append(plan.Finish, *f)
+			continue
+		}
+		specs := p.specs(c)
+		slot := dbNow
+		for _, s := range specs {
+			tat := tats[s.key]
+			if start := tat.Add(time.Duration(s.weight-1)*s.interval - s.burst); start.After(slot) {
+				slot = start
+			}
+		}
+		if slot.After(horizon) {
+			// Not now: move it out of the due window so rows behind it
+			// (other recipients, other channels) are not starved.
+			plan.Postpone = append(plan.Postpone, store.OutboxReserve{ID: c.ID, SendAt: p.now.Add(slot.Sub(dbNow))})
+			continue
+		}
+		for _, s := range specs {
+			tat := tats[s.key]
+			if tat.Before(slot) {
+				tat = slot
+			}
+			tats[s.key] = tat.Add(time.Duration(s.weight) * s.interval)
+			plan.Tats[s.key] = tats[s.key]
+		}
+		plan.Send = append(plan.Send, store.OutboxReserve{ID: c.ID, SendAt: slot})
+	}
+	return plan
+}
+
+// decide returns how c ends without a call, or nil when it is to be sent.
+func (p *planner) decide(c store.OutboxCandidate) *store.OutboxFinish {
+	fin := func(status, msg string) *store.OutboxFinish {
+		return &store.OutboxFinish{ID: c.ID, Status: status, Error: msg}
+	}
+	if err := validateRow(c.Endpoint, c.Body, c.Scrubbed); err != nil {
+		return fin(store.OutboxFailed, err.Error())
+	}
+	if usesRetryKey(c.Endpoint) && c.FirstAttemptAt != nil && p.now.Sub(*c.FirstAttemptAt) >= p.cfg.KeyMaxAge {
+		return fin(store.OutboxExpired, "retry key first used at "+c.FirstAttemptAt.UTC().Format(time.RFC3339)+
+			"; LINE keeps retry keys 24h, so resending it now could deliver twice")
+	}
+	if dl := p.deadline(c); dl != nil && !p.now.Before(*dl) {
+		if c.Endpoint == store.EndpointReply && (c.MaybeDelivered || c.Status == store.OutboxInFlight) {
+			return fin(store.OutboxUncertain, "reply token validity ended after an attempt that got no answer; it may have been delivered")
+		}
+		return fin(store.OutboxExpired, "not sent before not_after "+dl.UTC().Format(time.RFC3339))
+	}
+	if p.cfg.SkipUnfollowed && c.Endpoint == store.EndpointPush && c.Following != nil && !*c.Following &&
+		userPattern.MatchString(c.Recipient) {
+		return fin(store.OutboxSkipped, "recipient does not follow the account (followers.following = false)")
+	}
+	return nil
+}
+
+// deadline is the instant after which c must not be sent: not_after, or
+// for a reply the reply token's validity.
+func (p *planner) deadline(c store.OutboxCandidate) *time.Time {
+	if c.NotAfter != nil {
+		return c.NotAfter
+	}
+	if c.Endpoint == store.EndpointReply {
+		t := c.CreatedAt.Add(p.cfg.ReplyTokenTTL)
+		return &t
+	}
+	return nil
+}

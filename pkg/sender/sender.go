@@ -1,0 +1,253 @@
+// Package sender delivers the outbox to the LINE Messaging API exactly
+// once: rows are claimed under a fenced lease, each keyed request carries
+// the row's X-Line-Retry-Key on every attempt, and every replica draws
+// rate-limit slots from buckets shared in Postgres. See docs/OUTBOX.md.
+package sender
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+
+	"github.com/linepipe/linepipe/pkg/store"
+)
+
+// leaseSafety is how long before its lease ends a claim stops working on
+// a row, covering commit latency and clock drift between the sender and
+// the database that measured the lease.
+const leaseSafety = 5 * time.Second
+
+// Sender drains the outbox. Run it on any number of replicas.
+type Sender struct {
+	cfg    Config
+	db     *pgxpool.Pool
+	tokens *tokenSource
+	m      *metrics
+	log    *zap.Logger
+	slots  chan struct{} // one per request in flight
+	wg     sync.WaitGroup
+}
+
+// New builds a Sender; cfg's zero values take the defaults.
+func New(cfg Config, db *pgxpool.Pool) (*Sender, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("sender config: %w", err)
+	}
+	s := &Sender{cfg: cfg, db: db, m: newMetrics(cfg.Registerer), log: cfg.Log,
+		slots: make(chan struct{}, cfg.Concurrency)}
+	s.tokens = newTokenSource(db, cfg.HTTPClient, cfg.BaseURL, cfg.Clock, s.logTokenCall)
+	return s, nil
+}
+
+// Run claims and sends until ctx ends. Then it stops claiming, lets every
+// claimed row finish its request and records the result, and returns.
+// Sends do not use ctx: a request cut off mid-flight would leave a row
+// whose fate only a later 409 can tell.
+func (s *Sender) Run(ctx context.Context) error {
+	defer s.wg.Wait()
+	for {
+		n := s.reserve(ctx)
+		if n == 0 {
+			return nil
+		}
+		res, err := s.claim(ctx, n)
+		for i := len(res.Claimed); i < n; i++ {
+			<-s.slots
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.log.Warn("claiming outbox rows", zap.Error(err))
+		}
+		if err == nil && res.Seen == n {
+			continue // a full batch: more are probably due
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(s.cfg.PollInterval):
+		}
+	}
+}
+
+// reserve blocks until at least one request slot is free and takes up to
+// BatchSize of them, so a claim never takes rows it cannot start at once
+// (a claimed row waiting for a worker would miss its rate slot).
+func (s *Sender) reserve(ctx context.Context) int {
+	select {
+	case <-ctx.Done():
+		return 0
+	case s.slots <- struct{}{}:
+	}
+	n := 1
+	for n < s.cfg.BatchSize {
+		select {
+		case s.slots <- struct{}{}:
+			n++
+		default:
+			return n
+		}
+	}
+	return n
+}
+
+// claim takes up to n rows and starts a delivery for each one claimed.
+func (s *Sender) claim(ctx context.Context, n int) (store.ClaimResult, error) {
+	pl := &planner{cfg: &s.cfg, now: s.cfg.Clock()}
+	res, err := store.ClaimOutbox(ctx, s.db, store.ClaimParams{
+		Limit: n, Now: pl.now, Owner: s.cfg.Owner, Lease: s.cfg.Lease, Horizon: s.cfg.RateHorizon,
+	}, pl)
+	if err != nil {
+		return res, err
+	}
+	claimedAt := time.Now()
+	s.m.batch.Observe(float64(len(res.Claimed) + len(res.Finished)))
+	for _, f := range res.Finished {
+		s.m.rows.WithLabelValues(f.Status).Inc()
+	}
+	if len(res.Finished) > 0 || len(res.Claimed) > 0 {
+		s.log.Debug("claimed outbox rows", zap.Int("seen", res.Seen), zap.Int("claimed", len(res.Claimed)),
+			zap.Int("finished_without_call", len(res.Finished)))
+	}
+	for _, row := range res.Claimed {
+		s.wg.Add(1)
+		go s.deliver(row, claimedAt, pl)
+	}
+	return res, nil
+}
+
+// deliver makes one attempt for a claimed row and records it.
+func (s *Sender) deliver(row store.OutboxClaimed, claimedAt time.Time, pl *planner) {
+	defer func() { <-s.slots; s.wg.Done() }()
+	// The slot is on the database clock; measure it from when the claim
+	// came back, which is after the database read its clock, so a send
+	// is never early.
+	target := claimedAt.Add(max(row.SendAt.Sub(row.DBNow), 0))
+	ctx, cancel := context.WithDeadline(context.Background(), target.Add(s.cfg.Lease-leaseSafety))
+	defer cancel()
+
+	token, err := s.tokens.Get(ctx, row.ChannelID)
+	if err != nil {
+		status := store.OutboxRetrying
+		if errors.Is(err, ErrUnknownChannel) {
+			status = store.OutboxFailed
+		}
+		s.complete(ctx, row, outcome{Status: status, Backoff: true, Error: err.Error()}, apiResponse{}, nil)
+		return
+	}
+	if d := time.Until(target); d > 0 {
+		time.Sleep(d) // at most RateHorizon
+	} else if -d > s.cfg.RateSlack/2 {
+		s.release(ctx, row)
+		return
+	}
+	if dl := pl.deadline(row.OutboxCandidate); dl != nil && !s.cfg.Clock().Before(*dl) {
+		s.complete(ctx, row, outcome{Status: store.OutboxExpired, Error: "not sent before " + dl.UTC().Format(time.RFC3339)}, apiResponse{}, nil)
+		return
+	}
+
+	key := ""
+	if usesRetryKey(row.Endpoint) {
+		key = row.RetryKey.String()
+	}
+	req, err := messageRequest(s.cfg.BaseURL, row.Endpoint, row.Body, key)
+	if err != nil {
+		s.complete(ctx, row, outcome{Status: store.OutboxFailed, Error: err.Error()}, apiResponse{}, nil)
+		return
+	}
+	calledAt, start := s.cfg.Clock(), time.Now()
+	resp, callErr := do(ctx, s.cfg.HTTPClient, req, token)
+	took := time.Since(start)
+
+	maybe := row.MaybeDelivered || row.Status == store.OutboxInFlight
+	out := classify(row.OutboxCandidate, maybe, resp, callErr)
+	if out.RefreshToken {
+		s.tokens.Invalidate(row.ChannelID, token)
+	}
+	id, rk := row.ID, row.RetryKey
+	entry := &store.APILogEntry{CalledAt: calledAt, Method: http.MethodPost, Endpoint: req.URL.Path,
+		Status: resp.Status, RequestID: resp.RequestID, AcceptedRequestID: resp.AcceptedRequestID,
+		ChannelID: row.ChannelID, OutboxID: &id, Duration: took}
+	if key != "" {
+		entry.RetryKey = &rk
+	}
+	if resp.Status < 200 || resp.Status >= 300 {
+		entry.Error = out.Error
+	}
+	s.m.calls.WithLabelValues(row.Endpoint, strconv.Itoa(resp.Status)).Inc()
+	s.m.latency.WithLabelValues(row.Endpoint).Observe(took.Seconds())
+	// One line per call, as LINE's guideline asks: never the token, the
+	// body or LINE's error text (which can quote the body).
+	s.log.Info("line api call", zap.Int64("outbox_id", row.ID), zap.String("channel_id", row.ChannelID),
+		zap.String("method", http.MethodPost), zap.String("endpoint", req.URL.Path), zap.Int("status", resp.Status),
+		zap.String("request_id", resp.RequestID), zap.String("accepted_request_id", resp.AcceptedRequestID),
+		zap.String("retry_key", key), zap.Int("attempt", row.Attempts+1), zap.String("outcome", out.Status),
+		zap.Duration("duration", took), zap.Bool("no_answer", callErr != nil))
+	s.complete(ctx, row, out, resp, entry)
+}
+
+// complete records an attempt's outcome. It uses a fresh context: the
+// call already happened, and its result must be written even when the
+// row's deadline has just passed.
+func (s *Sender) complete(_ context.Context, row store.OutboxClaimed, out outcome, resp apiResponse, entry *store.APILogEntry) {
+	now := s.cfg.Clock()
+	next := now
+	if out.Backoff {
+		next = now.Add(backoff(row.Attempts+1, s.cfg.BackoffBase, s.cfg.BackoffMax, s.cfg.Rand))
+	}
+	c := store.OutboxCompletion{ID: row.ID, ClaimID: row.ClaimID, Status: out.Status, Now: now,
+		NextAttemptAt: next, StatusCode: resp.Status, Error: out.Error, RequestID: resp.RequestID,
+		AcceptedRequestID: resp.AcceptedRequestID, SentMessageIDs: out.SentMessageIDs, Ambiguous: out.Ambiguous}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := store.CompleteOutbox(ctx, s.db, c, entry)
+	switch {
+	case errors.Is(err, store.ErrLeaseLost):
+		s.m.leaseLost.Inc()
+		s.log.Warn("outbox lease lost before completion; the new owner's result stands",
+			zap.Int64("outbox_id", row.ID), zap.String("outcome", out.Status))
+	case err != nil:
+		// The lease will expire and another claim will retry with the
+		// same key; LINE's 409 then tells what happened.
+		s.log.Error("recording outbox attempt", zap.Int64("outbox_id", row.ID), zap.Error(err))
+	default:
+		s.m.rows.WithLabelValues(out.Status).Inc()
+	}
+}
+
+func (s *Sender) release(ctx context.Context, row store.OutboxClaimed) {
+	s.m.released.Inc()
+	if err := store.ReleaseOutbox(ctx, s.db, row.ID, row.ClaimID); err != nil {
+		s.log.Warn("releasing outbox row after a missed rate slot", zap.Int64("outbox_id", row.ID), zap.Error(err))
+	}
+}
+
+// logTokenCall records a token issue in api_log and the zap log.
+func (s *Sender) logTokenCall(e store.APILogEntry, callErr error) {
+	s.m.calls.WithLabelValues("token", strconv.Itoa(e.Status)).Inc()
+	s.log.Info("line api call", zap.String("channel_id", e.ChannelID), zap.String("method", e.Method),
+		zap.String("endpoint", e.Endpoint), zap.Int("status", e.Status), zap.String("request_id", e.RequestID),
+		zap.Duration("duration", e.Duration), zap.Bool("no_answer", callErr != nil))
+	if callErr != nil {
+		e.Error = callErr.Error()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := store.InsertAPILog(ctx, s.db, e); err != nil {
+		s.log.Warn("writing api_log", zap.Error(err))
+	}
+}
+
+// Ready reports whether the database answers.
+func (s *Sender) Ready(ctx context.Context) error {
+	return s.db.Ping(ctx)
+}

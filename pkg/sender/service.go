@@ -1,0 +1,94 @@
+package sender
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/linepipe/linepipe/pkg/config"
+	"github.com/linepipe/linepipe/pkg/ops"
+	"github.com/linepipe/linepipe/pkg/store"
+)
+
+// Settings is the sender service's whole configuration.
+type Settings struct {
+	Sender      Config
+	DatabaseURL string // DATABASE_URL
+	Addr        string // SENDER_ADDR: /healthz, /readyz, /metrics
+	LogLevel    string // LOG_LEVEL
+	// Channel, when LINE_CHANNEL_ID is set, is upserted into channels at
+	// start, so a single-channel deployment needs no SQL. channels stays
+	// the one place tokens are read from.
+	Channel store.Channel
+	// Grace bounds the HTTP server's shutdown.
+	Grace time.Duration
+}
+
+// SettingsFromEnv reads the service's environment.
+func SettingsFromEnv(env *config.Env) (Settings, error) {
+	cfg, rateErr := FromEnv(env)
+	s := Settings{
+		Sender:      cfg,
+		DatabaseURL: env.String("DATABASE_URL", ""),
+		Addr:        env.String("SENDER_ADDR", ":8082"),
+		LogLevel:    env.String("LOG_LEVEL", "info"),
+		Channel: store.Channel{
+			ID:          env.String("LINE_CHANNEL_ID", ""),
+			Secret:      env.String("LINE_CHANNEL_SECRET", ""),
+			AccessToken: env.String("LINE_CHANNEL_ACCESS_TOKEN", ""),
+		},
+		Grace: env.Duration("SENDER_SHUTDOWN_GRACE", 10*time.Second),
+	}
+	errs := []error{env.Err(), rateErr}
+	if s.DatabaseURL == "" {
+		errs = append(errs, errors.New("DATABASE_URL is required"))
+	}
+	if s.Channel.ID != "" && s.Channel.Secret == "" {
+		errs = append(errs, errors.New("LINE_CHANNEL_SECRET is required with LINE_CHANNEL_ID"))
+	}
+	return s, errors.Join(errs...)
+}
+
+// RunService runs the sender and its ops endpoints until ctx ends.
+func RunService(ctx context.Context, st Settings, log *zap.Logger) error {
+	pool, err := store.Open(ctx, st.DatabaseURL, int32(st.Sender.Concurrency+4))
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if st.Channel.ID != "" {
+		if err := store.UpsertChannel(ctx, pool, st.Channel); err != nil {
+			return err
+		}
+	}
+	reg := ops.NewRegistry()
+	cfg := st.Sender
+	cfg.Log, cfg.Registerer = log, reg
+	snd, err := New(cfg, pool)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	ops.Mount(mux, snd.Ready, reg)
+	srvCfg := ops.ServerConfig{Addr: st.Addr}
+	srv := ops.NewServer(srvCfg, mux, log)
+
+	// The ops server outlives the sender's drain so /healthz answers
+	// while in-flight sends finish.
+	srvCtx, stopSrv := context.WithCancel(context.Background())
+	defer stopSrv()
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- ops.Serve(srvCtx, srv, srvCfg, st.Grace) }()
+
+	log.Info("sender started", zap.String("addr", st.Addr), zap.String("api", cfg.BaseURL))
+	runErr := snd.Run(ctx)
+	stopSrv()
+	if err := <-srvErr; err != nil && runErr == nil {
+		return fmt.Errorf("ops server: %w", err)
+	}
+	return runErr
+}

@@ -1,0 +1,138 @@
+package sender
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/linepipe/linepipe/pkg/store"
+)
+
+// staticTokenTTL is how long a channel's static access token is reused
+// before channels is read again, so an operator's new token is picked up
+// without a restart.
+const staticTokenTTL = time.Minute
+
+// ErrUnknownChannel means an outbox row names a channel not in channels.
+var ErrUnknownChannel = errors.New("channel not configured")
+
+// tokenSource hands out an access token per channel: the static token in
+// channels.access_token when set, otherwise a stateless token issued with
+// the channel id and secret (POST /oauth2/v3/token), reused until shortly
+// before it expires. Stateless tokens cannot be revoked and are "designed
+// to be issued each time a channel is used", so caching them is only an
+// optimisation. Tokens are never logged.
+type tokenSource struct {
+	db      store.Querier
+	client  *http.Client
+	baseURL string
+	clock   func() time.Time
+	logCall func(store.APILogEntry, error) // records the issue call
+
+	mu      sync.Mutex
+	entries map[string]*tokenEntry
+}
+
+type tokenEntry struct {
+	mu      sync.Mutex // one issue at a time per channel
+	token   string
+	expires time.Time
+}
+
+func newTokenSource(db store.Querier, client *http.Client, baseURL string, clock func() time.Time,
+	logCall func(store.APILogEntry, error)) *tokenSource {
+	return &tokenSource{db: db, client: client, baseURL: baseURL, clock: clock, logCall: logCall,
+		entries: map[string]*tokenEntry{}}
+}
+
+func (s *tokenSource) entry(channel string) *tokenEntry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.entries[channel]
+	if e == nil {
+		e = &tokenEntry{}
+		s.entries[channel] = e
+	}
+	return e
+}
+
+// Get returns a valid token for channel.
+func (s *tokenSource) Get(ctx context.Context, channel string) (string, error) {
+	e := s.entry(channel)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.token != "" && s.clock().Before(e.expires) {
+		return e.token, nil
+	}
+	ch, err := store.GetChannel(ctx, s.db, channel)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", fmt.Errorf("channel %s: %w", channel, ErrUnknownChannel)
+	}
+	if err != nil {
+		return "", err
+	}
+	if ch.AccessToken != "" {
+		e.token, e.expires = ch.AccessToken, s.clock().Add(staticTokenTTL)
+		return e.token, nil
+	}
+	tok, ttl, err := s.issue(ctx, ch)
+	if err != nil {
+		return "", err
+	}
+	// Renew a tenth of the lifetime (at most a minute) early, so a token
+	// never expires between being handed out and being used.
+	early := ttl / 10
+	if early > time.Minute {
+		early = time.Minute
+	}
+	e.token, e.expires = tok, s.clock().Add(ttl-early)
+	return tok, nil
+}
+
+// Invalidate drops token for channel after LINE answered 401 to it; a
+// token already replaced by another goroutine is left alone.
+func (s *tokenSource) Invalidate(channel, token string) {
+	e := s.entry(channel)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.token == token {
+		e.token = ""
+	}
+}
+
+func (s *tokenSource) issue(ctx context.Context, ch store.Channel) (string, time.Duration, error) {
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {ch.ID}, "client_secret": {ch.Secret}}
+	req, err := http.NewRequest(http.MethodPost, s.baseURL+"/oauth2/v3/token", strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", 0, fmt.Errorf("building token request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	start := s.clock()
+	r, callErr := do(ctx, s.client, req, "")
+	entry := store.APILogEntry{CalledAt: start, Method: http.MethodPost, Endpoint: "/oauth2/v3/token",
+		Status: r.Status, RequestID: r.RequestID, ChannelID: ch.ID, Duration: s.clock().Sub(start)}
+	if r.Status != http.StatusOK {
+		entry.Error = string(r.Body) // OAuth error body; holds no secret
+	}
+	s.logCall(entry, callErr)
+	if callErr != nil {
+		return "", 0, fmt.Errorf("issuing access token for channel %s: %w", ch.ID, callErr)
+	}
+	if r.Status != http.StatusOK {
+		return "", 0, fmt.Errorf("issuing access token for channel %s: status %d: %s", ch.ID, r.Status, r.Body)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+		ExpiresIn   int64  `json:"expires_in"`
+	}
+	if err := json.Unmarshal(r.Body, &tok); err != nil || tok.AccessToken == "" || tok.ExpiresIn <= 0 {
+		return "", 0, fmt.Errorf("issuing access token for channel %s: unreadable answer", ch.ID)
+	}
+	return tok.AccessToken, time.Duration(tok.ExpiresIn) * time.Second, nil
+}

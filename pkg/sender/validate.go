@@ -1,0 +1,123 @@
+package sender
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"unicode/utf16"
+
+	"github.com/linepipe/linepipe/pkg/store"
+)
+
+// LINE's request limits (Messaging API reference and OpenAPI).
+const (
+	MaxBodyBytes        = 2 << 20 // larger requests get 413
+	MaxMessages         = 5       // message objects per request
+	MaxTextUTF16        = 5000    // text message length in UTF-16 code units
+	MaxMulticastTargets = 500
+)
+
+var (
+	// recipientPattern: user, group or room id. User ids are documented
+	// as U + 32 hex; group and room ids follow the same form in LINE's
+	// examples.
+	recipientPattern = regexp.MustCompile(`^[UCR][0-9a-f]{32}$`)
+	userPattern      = regexp.MustCompile(`^U[0-9a-f]{32}$`)
+)
+
+// ErrInvalid marks a row LINE would refuse: it fails without a call.
+var ErrInvalid = errors.New("invalid outbox row")
+
+type requestBody struct {
+	To         json.RawMessage   `json:"to"`
+	ReplyToken *string           `json:"replyToken"`
+	Messages   []json.RawMessage `json:"messages"`
+}
+
+type messageObject struct {
+	Type string  `json:"type"`
+	Text *string `json:"text"`
+}
+
+// validateRow checks what LINE checks and answers 4xx for, so a row that
+// cannot succeed fails at once with a readable reason. The stored bytes
+// are never modified: they are what is sent.
+func validateRow(endpoint string, body []byte, scrubbed bool) error {
+	if scrubbed {
+		return fmt.Errorf("%w: body was scrubbed because its source message was unsent", ErrInvalid)
+	}
+	if !store.KnownEndpoint(endpoint) {
+		return fmt.Errorf("%w: unknown endpoint %q (want reply, push, multicast, narrowcast or broadcast)", ErrInvalid, endpoint)
+	}
+	if len(body) > MaxBodyBytes {
+		return fmt.Errorf("%w: body is %d bytes, LINE accepts at most 2MB", ErrInvalid, len(body))
+	}
+	var b requestBody
+	if err := json.Unmarshal(body, &b); err != nil {
+		return fmt.Errorf("%w: body is not a JSON object: %v", ErrInvalid, err)
+	}
+	if err := validateMessages(b.Messages); err != nil {
+		return err
+	}
+	switch endpoint {
+	case store.EndpointReply:
+		if b.ReplyToken == nil || *b.ReplyToken == "" {
+			return fmt.Errorf("%w: reply body has no replyToken", ErrInvalid)
+		}
+	case store.EndpointPush:
+		var to string
+		if err := json.Unmarshal(b.To, &to); err != nil || !recipientPattern.MatchString(to) {
+			return fmt.Errorf("%w: push \"to\" must be a user, group or room id (U, C or R + 32 hex)", ErrInvalid)
+		}
+	case store.EndpointMulticast:
+		var to []string
+		if err := json.Unmarshal(b.To, &to); err != nil || len(to) == 0 {
+			return fmt.Errorf("%w: multicast \"to\" must be a non-empty array of user ids", ErrInvalid)
+		}
+		if len(to) > MaxMulticastTargets {
+			return fmt.Errorf("%w: multicast \"to\" has %d user ids, at most %d", ErrInvalid, len(to), MaxMulticastTargets)
+		}
+		for i, u := range to {
+			if !userPattern.MatchString(u) {
+				return fmt.Errorf("%w: multicast to[%d] is not a user id (U + 32 hex)", ErrInvalid, i)
+			}
+		}
+	}
+	return nil
+}
+
+func validateMessages(msgs []json.RawMessage) error {
+	if len(msgs) == 0 {
+		return fmt.Errorf("%w: body has no messages", ErrInvalid)
+	}
+	if len(msgs) > MaxMessages {
+		return fmt.Errorf("%w: body has %d messages, at most %d", ErrInvalid, len(msgs), MaxMessages)
+	}
+	for i, raw := range msgs {
+		var m messageObject
+		if err := json.Unmarshal(raw, &m); err != nil || m.Type == "" {
+			return fmt.Errorf("%w: messages[%d] is not a message object with a type", ErrInvalid, i)
+		}
+		if m.Type != "text" {
+			continue
+		}
+		if m.Text == nil || *m.Text == "" {
+			return fmt.Errorf("%w: messages[%d].text is empty", ErrInvalid, i)
+		}
+		if n := len(utf16.Encode([]rune(*m.Text))); n > MaxTextUTF16 {
+			return fmt.Errorf("%w: messages[%d].text is %d UTF-16 code units, at most %d", ErrInvalid, i, n, MaxTextUTF16)
+		}
+	}
+	return nil
+}
+
+// messageCount is the number of message objects in body (for the
+// per-recipient cap); 1 when it cannot be read.
+func messageCount(body []byte) int {
+	var b requestBody
+	if json.Unmarshal(body, &b) != nil || len(b.Messages) == 0 {
+		return 1
+	}
+	return len(b.Messages)
+}

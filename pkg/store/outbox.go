@@ -1,0 +1,475 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// Outbox endpoints: the Messaging API send endpoint a row goes to.
+const (
+	EndpointReply      = "reply"
+	EndpointPush       = "push"
+	EndpointMulticast  = "multicast"
+	EndpointNarrowcast = "narrowcast"
+	EndpointBroadcast  = "broadcast"
+)
+
+// Outbox statuses. docs/OUTBOX.md says what each means and what an
+// operator may do in it.
+const (
+	OutboxPending   = "pending"
+	OutboxInFlight  = "in_flight"
+	OutboxRetrying  = "retrying"
+	OutboxDelivered = "delivered"
+	OutboxFailed    = "failed"
+	OutboxExpired   = "expired"
+	OutboxSkipped   = "skipped"
+	OutboxCancelled = "cancelled"
+	OutboxUncertain = "uncertain"
+)
+
+// KnownEndpoint reports whether e is an endpoint the outbox sends to.
+func KnownEndpoint(e string) bool {
+	switch e {
+	case EndpointReply, EndpointPush, EndpointMulticast, EndpointNarrowcast, EndpointBroadcast:
+		return true
+	}
+	return false
+}
+
+// ErrUnknownEndpoint is returned by EnqueueOutbox for an endpoint the
+// sender would refuse anyway.
+var ErrUnknownEndpoint = errors.New("store: unknown outbox endpoint")
+
+// OutboxInsert is one message request for the sender. Body is the exact
+// JSON body LINE expects; it is stored and sent byte for byte.
+type OutboxInsert struct {
+	ChannelID       string
+	Endpoint        string
+	Body            []byte
+	SourceMessageID string     // the user message it derives from, so an unsend can scrub it
+	NotAfter        *time.Time // never send after this (reply: the token's validity)
+}
+
+// EnqueueOutbox inserts a row for the sender and returns its id. Bot
+// logic calls it inside its own transaction, so the message is queued if
+// and only if the work that produced it commits.
+func EnqueueOutbox(ctx context.Context, q Querier, in OutboxInsert) (int64, error) {
+	if !KnownEndpoint(in.Endpoint) {
+		return 0, fmt.Errorf("enqueueing %q: %w", in.Endpoint, ErrUnknownEndpoint)
+	}
+	var id int64
+	err := q.QueryRow(ctx, `INSERT INTO outbox (channel_id, endpoint, body, source_message_id, not_after)
+		VALUES ($1, $2, $3::text::json, nullif($4, ''), $5) RETURNING id`,
+		in.ChannelID, in.Endpoint, string(in.Body), in.SourceMessageID, in.NotAfter).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("enqueueing %s to channel %s: %w", in.Endpoint, in.ChannelID, err)
+	}
+	return id, nil
+}
+
+// OutboxCandidate is a due row as a claim sees it, before it is claimed.
+type OutboxCandidate struct {
+	ID             int64
+	ChannelID      string
+	Endpoint       string
+	Body           []byte
+	RetryKey       uuid.UUID
+	Status         string // pending, retrying, or in_flight with an expired lease
+	Scrubbed       bool
+	NotAfter       *time.Time
+	CreatedAt      time.Time
+	FirstAttemptAt *time.Time
+	Attempts       int
+	LastStatusCode int
+	MaybeDelivered bool
+	Recipient      string // push "to", "" otherwise
+	Following      *bool  // followers.following for Recipient; nil when unknown
+}
+
+// RateKey names one shared rate bucket: a channel's endpoint ("push") or
+// a recipient ("to:U...").
+type RateKey struct{ ChannelID, Bucket string }
+
+// OutboxFinish ends a candidate without calling LINE (invalid, expired,
+// skipped).
+type OutboxFinish struct {
+	ID     int64
+	Status string
+	Error  string
+}
+
+// OutboxReserve claims a candidate for sending at SendAt.
+type OutboxReserve struct {
+	ID     int64
+	SendAt time.Time
+}
+
+// ClaimPlan is what a Planner decided for one batch. Postponed rows get
+// next_attempt_at = SendAt (no rate capacity before then); candidates in
+// no list stay untouched.
+type ClaimPlan struct {
+	Finish   []OutboxFinish
+	Send     []OutboxReserve
+	Postpone []OutboxReserve
+	Tats     map[RateKey]time.Time // new theoretical arrival times
+}
+
+// Planner decides, inside the claim transaction, what happens to each
+// candidate. Keys names the buckets a send of c would debit (nil when c
+// will not be sent); Plan gets those buckets' current tats, locked for the
+// rest of the transaction, and the database clock.
+type Planner interface {
+	Keys(c OutboxCandidate) []RateKey
+	Plan(dbNow time.Time, cands []OutboxCandidate, tats map[RateKey]time.Time) ClaimPlan
+}
+
+// ClaimParams bound one claim.
+type ClaimParams struct {
+	Limit   int
+	Now     time.Time // the sender's clock: what is due
+	Owner   string    // claimed_by, for operators
+	Lease   time.Duration
+	Horizon time.Duration // endpoints whose bucket is booked further ahead are not read
+}
+
+// OutboxClaimed is a row this claim owns until its lease ends.
+type OutboxClaimed struct {
+	OutboxCandidate
+	ClaimID uuid.UUID
+	SendAt  time.Time
+	DBNow   time.Time // database clock when claimed; SendAt is on it
+}
+
+// ClaimResult lists what one claim did.
+type ClaimResult struct {
+	Claimed  []OutboxClaimed
+	Finished []OutboxFinish
+	Seen     int // candidates read
+}
+
+// Beginner starts transactions (a pool or a connection).
+type Beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// ClaimOutbox claims up to p.Limit due rows in one transaction: due rows
+// (and in_flight rows whose lease expired) are locked with FOR UPDATE
+// SKIP LOCKED, so replicas never take the same row; the rate buckets they
+// would debit are locked in a fixed order, so the planner's slots are
+// globally consistent; then rows are flipped to in_flight with a fresh
+// claim_id (the fencing token) or finished. Leases and buckets use the
+// database clock so replicas agree on them.
+func ClaimOutbox(ctx context.Context, db Beginner, p ClaimParams, pl Planner) (ClaimResult, error) {
+	var res ClaimResult
+	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		cands, err := selectCandidates(ctx, tx, p)
+		if err != nil {
+			return err
+		}
+		res.Seen = len(cands)
+		if len(cands) == 0 {
+			return nil
+		}
+		dbNow, tats, err := lockBuckets(ctx, tx, cands, pl)
+		if err != nil {
+			return err
+		}
+		plan := pl.Plan(dbNow, cands, tats)
+		if err := applyFinish(ctx, tx, p.Now, plan.Finish); err != nil {
+			return err
+		}
+		claimID := uuid.New()
+		if err := applyReserve(ctx, tx, p, claimID, plan.Send); err != nil {
+			return err
+		}
+		if err := applyPostpone(ctx, tx, plan.Postpone); err != nil {
+			return err
+		}
+		if err := saveTats(ctx, tx, plan.Tats); err != nil {
+			return err
+		}
+		byID := make(map[int64]OutboxCandidate, len(cands))
+		for _, c := range cands {
+			byID[c.ID] = c
+		}
+		for _, r := range plan.Send {
+			res.Claimed = append(res.Claimed, OutboxClaimed{OutboxCandidate: byID[r.ID], ClaimID: claimID, SendAt: r.SendAt, DBNow: dbNow})
+		}
+		res.Finished = plan.Finish
+		return nil
+	})
+	if err != nil {
+		return ClaimResult{}, fmt.Errorf("claiming outbox rows: %w", err)
+	}
+	return res, nil
+}
+
+const selectCandidatesSQL = `
+SELECT o.id, o.channel_id, o.endpoint, o.body::text, o.retry_key, o.status, o.scrubbed_at IS NOT NULL,
+       o.not_after, o.created_at, o.first_attempt_at, o.attempts, coalesce(o.last_status_code, 0),
+       o.maybe_delivered, coalesce(o.recipient, ''), f.following
+FROM outbox o
+LEFT JOIN followers f ON f.channel_id = o.channel_id AND f.user_id = o.recipient
+WHERE ((o.status IN ('pending', 'retrying') AND o.next_attempt_at <= $1)
+       OR (o.status = 'in_flight' AND o.lease_until < clock_timestamp()))
+  AND NOT EXISTS (SELECT 1 FROM outbox_rate r
+                  WHERE r.channel_id = o.channel_id AND r.bucket = o.endpoint
+                    AND r.tat > clock_timestamp() + $3::interval)
+ORDER BY o.next_attempt_at, o.id
+LIMIT $2
+FOR UPDATE OF o SKIP LOCKED`
+
+func selectCandidates(ctx context.Context, tx pgx.Tx, p ClaimParams) ([]OutboxCandidate, error) {
+	rows, err := tx.Query(ctx, selectCandidatesSQL, p.Now, p.Limit, p.Horizon)
+	if err != nil {
+		return nil, fmt.Errorf("selecting due rows: %w", err)
+	}
+	cands, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (OutboxCandidate, error) {
+		var c OutboxCandidate
+		var body string
+		err := r.Scan(&c.ID, &c.ChannelID, &c.Endpoint, &body, &c.RetryKey, &c.Status, &c.Scrubbed,
+			&c.NotAfter, &c.CreatedAt, &c.FirstAttemptAt, &c.Attempts, &c.LastStatusCode,
+			&c.MaybeDelivered, &c.Recipient, &c.Following)
+		c.Body = []byte(body)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading due rows: %w", err)
+	}
+	return cands, nil
+}
+
+// lockBuckets creates missing buckets and locks every bucket the batch
+// needs, sorted, so two replicas never deadlock on them.
+func lockBuckets(ctx context.Context, tx pgx.Tx, cands []OutboxCandidate, pl Planner) (time.Time, map[RateKey]time.Time, error) {
+	set := map[RateKey]bool{}
+	for _, c := range cands {
+		for _, k := range pl.Keys(c) {
+			set[k] = true
+		}
+	}
+	keys := make([]RateKey, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].ChannelID != keys[j].ChannelID {
+			return keys[i].ChannelID < keys[j].ChannelID
+		}
+		return keys[i].Bucket < keys[j].Bucket
+	})
+	chans := make([]string, len(keys))
+	buckets := make([]string, len(keys))
+	for i, k := range keys {
+		chans[i], buckets[i] = k.ChannelID, k.Bucket
+	}
+	tats := make(map[RateKey]time.Time, len(keys))
+	if len(keys) > 0 {
+		if _, err := tx.Exec(ctx, `INSERT INTO outbox_rate (channel_id, bucket, tat)
+			SELECT c, b, 'epoch' FROM unnest($1::text[], $2::text[]) AS k(c, b) ORDER BY c, b
+			ON CONFLICT DO NOTHING`, chans, buckets); err != nil {
+			return time.Time{}, nil, fmt.Errorf("creating rate buckets: %w", err)
+		}
+		rows, err := tx.Query(ctx, `SELECT r.channel_id, r.bucket, r.tat FROM outbox_rate r
+			JOIN unnest($1::text[], $2::text[]) AS k(c, b) ON r.channel_id = k.c AND r.bucket = k.b
+			ORDER BY r.channel_id, r.bucket FOR UPDATE OF r`, chans, buckets)
+		if err != nil {
+			return time.Time{}, nil, fmt.Errorf("locking rate buckets: %w", err)
+		}
+		var k RateKey
+		var tat time.Time
+		if _, err := pgx.ForEachRow(rows, []any{&k.ChannelID, &k.Bucket, &tat}, func() error {
+			tats[k] = tat
+			return nil
+		}); err != nil {
+			return time.Time{}, nil, fmt.Errorf("reading rate buckets: %w", err)
+		}
+	}
+	// Read the clock after the locks: a slot computed from an earlier
+	// reading could fall before a competing replica's last slot.
+	var dbNow time.Time
+	if err := tx.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&dbNow); err != nil {
+		return time.Time{}, nil, fmt.Errorf("reading database clock: %w", err)
+	}
+	return dbNow, tats, nil
+}
+
+func applyFinish(ctx context.Context, tx pgx.Tx, now time.Time, fs []OutboxFinish) error {
+	if len(fs) == 0 {
+		return nil
+	}
+	ids := make([]int64, len(fs))
+	statuses := make([]string, len(fs))
+	errs := make([]string, len(fs))
+	for i, f := range fs {
+		ids[i], statuses[i], errs[i] = f.ID, f.Status, f.Error
+	}
+	_, err := tx.Exec(ctx, `UPDATE outbox o SET status = f.status, last_error = f.error, finished_at = $4,
+			maybe_delivered = o.maybe_delivered OR o.status = 'in_flight',
+			claim_id = NULL, claimed_by = NULL, lease_until = NULL
+		FROM unnest($1::bigint[], $2::text[], $3::text[]) AS f(id, status, error)
+		WHERE o.id = f.id`, ids, statuses, errs, now)
+	if err != nil {
+		return fmt.Errorf("finishing unsendable rows: %w", err)
+	}
+	return nil
+}
+
+// applyReserve flips reserved rows to in_flight. The attempt is counted
+// and first_attempt_at set before the request goes out, so a sender that
+// dies mid-request still leaves the retry key's age on record. A row taken
+// over from an expired lease may have reached LINE: maybe_delivered.
+func applyReserve(ctx context.Context, tx pgx.Tx, p ClaimParams, claimID uuid.UUID, rs []OutboxReserve) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	ids := make([]int64, len(rs))
+	at := make([]time.Time, len(rs))
+	for i, r := range rs {
+		ids[i], at[i] = r.ID, r.SendAt
+	}
+	_, err := tx.Exec(ctx, `UPDATE outbox o SET status = 'in_flight', claim_id = $3, claimed_by = $4,
+			send_at = r.send_at, lease_until = greatest(r.send_at, clock_timestamp()) + $5::interval,
+			maybe_delivered = o.maybe_delivered OR o.status = 'in_flight',
+			attempts = o.attempts + 1, first_attempt_at = coalesce(o.first_attempt_at, $6),
+			last_attempt_at = $6
+		FROM unnest($1::bigint[], $2::timestamptz[]) AS r(id, send_at)
+		WHERE o.id = r.id`, ids, at, claimID, p.Owner, p.Lease, p.Now)
+	if err != nil {
+		return fmt.Errorf("claiming rows: %w", err)
+	}
+	return nil
+}
+
+func applyPostpone(ctx context.Context, tx pgx.Tx, rs []OutboxReserve) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	ids := make([]int64, len(rs))
+	at := make([]time.Time, len(rs))
+	for i, r := range rs {
+		ids[i], at[i] = r.ID, r.SendAt
+	}
+	_, err := tx.Exec(ctx, `UPDATE outbox o SET next_attempt_at = r.at
+		FROM unnest($1::bigint[], $2::timestamptz[]) AS r(id, at) WHERE o.id = r.id`, ids, at)
+	if err != nil {
+		return fmt.Errorf("postponing rate-limited rows: %w", err)
+	}
+	return nil
+}
+
+func saveTats(ctx context.Context, tx pgx.Tx, tats map[RateKey]time.Time) error {
+	if len(tats) == 0 {
+		return nil
+	}
+	var chans, buckets []string
+	var at []time.Time
+	for k, t := range tats {
+		chans, buckets, at = append(chans, k.ChannelID), append(buckets, k.Bucket), append(at, t)
+	}
+	_, err := tx.Exec(ctx, `UPDATE outbox_rate r SET tat = u.tat
+		FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(c, b, tat)
+		WHERE r.channel_id = u.c AND r.bucket = u.b`, chans, buckets, at)
+	if err != nil {
+		return fmt.Errorf("saving rate buckets: %w", err)
+	}
+	return nil
+}
+
+// OutboxCompletion records how one attempt of a claimed row ended.
+type OutboxCompletion struct {
+	ID      int64
+	ClaimID uuid.UUID
+	// Status is delivered, retrying, failed, expired or uncertain. A
+	// retrying row that was scrubbed meanwhile ends cancelled instead.
+	Status            string
+	Now               time.Time
+	NextAttemptAt     time.Time // retrying only
+	StatusCode        int
+	Error             string
+	RequestID         string
+	AcceptedRequestID string
+	SentMessageIDs    []string
+	// Ambiguous: the attempt got no answer (timeout, network error, 5xx),
+	// so LINE may have accepted it.
+	Ambiguous bool
+}
+
+// ErrLeaseLost is returned when a completion's claim no longer owns the
+// row: its lease expired and another claim took it over. The new owner's
+// result stands.
+var ErrLeaseLost = errors.New("store: outbox lease lost")
+
+// CompleteOutbox records an attempt's outcome and its api_log entry in one
+// statement (log may be nil when no call was made). It matches id and claim_id, so a sender whose lease was taken
+// over changes nothing (ErrLeaseLost); the api_log entry is kept either
+// way, since the call did happen.
+func CompleteOutbox(ctx context.Context, q Querier, c OutboxCompletion, log *APILogEntry) error {
+	args := []any{c.ID, c.ClaimID, c.Status, c.StatusCode, c.Error, c.RequestID, c.AcceptedRequestID,
+		nilIfEmpty(c.SentMessageIDs), c.Ambiguous, c.NextAttemptAt, c.Now}
+	logCTE := ""
+	if log != nil {
+		logCTE = ", l AS (" + insertAPILogSQL + ")"
+		args = append(args, log.CalledAt, log.Method, log.Endpoint, log.Status, log.RequestID,
+			log.AcceptedRequestID, log.ChannelID, log.OutboxID, log.RetryKey, log.Duration.Seconds()*1000, log.Error)
+	}
+	var n int
+	err := q.QueryRow(ctx, `WITH u AS (`+completeSQL+`)`+logCTE+` SELECT count(*) FROM u`, args...).Scan(&n)
+	if err != nil {
+		return fmt.Errorf("completing outbox row %d: %w", c.ID, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("completing outbox row %d: %w", c.ID, ErrLeaseLost)
+	}
+	return nil
+}
+
+// completeSQL never turns a cancelled or scrubbed row back into a retry:
+// an unsend during the attempt wins unless LINE already accepted it.
+const completeSQL = `UPDATE outbox SET
+		status = CASE WHEN $3 = 'retrying' AND (scrubbed_at IS NOT NULL OR status = 'cancelled')
+		              THEN 'cancelled' ELSE $3 END,
+		last_status_code = nullif($4, 0), last_error = nullif($5, ''),
+		request_id = coalesce(nullif($6, ''), request_id),
+		accepted_request_id = coalesce(nullif($7, ''), accepted_request_id),
+		sent_message_ids = coalesce($8, sent_message_ids),
+		maybe_delivered = maybe_delivered OR $9,
+		next_attempt_at = CASE WHEN $3 = 'retrying' THEN $10 ELSE next_attempt_at END,
+		delivered_at = CASE WHEN $3 = 'delivered' THEN $11 END,
+		finished_at = CASE WHEN $3 = 'retrying' AND scrubbed_at IS NULL AND status <> 'cancelled'
+		                   THEN NULL ELSE $11 END,
+		claim_id = NULL, claimed_by = NULL, lease_until = NULL
+	WHERE id = $1 AND claim_id = $2
+	RETURNING id`
+
+// ReleaseOutbox hands a claimed row back without an attempt (its rate
+// slot was missed), to be claimed again at once with a fresh slot.
+func ReleaseOutbox(ctx context.Context, q Querier, id int64, claimID uuid.UUID) error {
+	tag, err := q.Exec(ctx, `UPDATE outbox SET
+			status = CASE WHEN scrubbed_at IS NOT NULL THEN 'cancelled'
+			              WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END,
+			attempts = attempts - 1, next_attempt_at = least(next_attempt_at, now()),
+			claim_id = NULL, claimed_by = NULL, lease_until = NULL
+		WHERE id = $1 AND claim_id = $2`, id, claimID)
+	if err != nil {
+		return fmt.Errorf("releasing outbox row %d: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("releasing outbox row %d: %w", id, ErrLeaseLost)
+	}
+	return nil
+}
+
+func nilIfEmpty(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}

@@ -131,10 +131,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.ledger.count(ep, status)
 		}
 		// Never the Authorization header, the body or its text.
-		s.cfg.Log.Info("request",
-			zap.String("requestId", id), zap.String("method", r.Method),
-			zap.String("path", r.URL.Path), zap.String("status", status),
-			zap.Duration("duration", time.Since(start)))
+		fields := []zap.Field{zap.String("requestId", id), zap.String("method", r.Method),
+			zap.String("path", r.URL.Path), zap.Int("status", rec.code()),
+			zap.Duration("duration", time.Since(start))}
+		if rec.outcome != "" {
+			fields = append(fields, zap.String("outcome", rec.outcome))
+		}
+		s.cfg.Log.Info("request", fields...)
 	}()
 	s.mux.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
 }
@@ -162,6 +165,15 @@ func (r *recorder) Write(b []byte) (int, error) {
 }
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// code is the status sent, 0 when the connection was dropped or the
+// client went away first.
+func (r *recorder) code() int {
+	if r.status == 0 && r.outcome == "" {
+		return http.StatusOK
+	}
+	return r.status
+}
 
 func (r *recorder) statusText() string {
 	switch {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 )
 
 // Admin API paths. They let a process outside Go (chaos runs,
@@ -49,12 +50,23 @@ func decodeAdmin(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-// adminDeliveries is GET /linefake/deliveries[?channel=&endpoint=].
+// adminDeliveries is GET /linefake/deliveries[?channel=&endpoint=&since=].
+// since=N returns only deliveries with Seq > N, so an auditor can poll.
 func (s *Server) adminDeliveries(w http.ResponseWriter, r *http.Request) {
-	ch, ep := r.URL.Query().Get("channel"), r.URL.Query().Get("endpoint")
+	q := r.URL.Query()
+	ch, ep := q.Get("channel"), q.Get("endpoint")
+	since := 0
+	if v := q.Get("since"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "since must be an integer")
+			return
+		}
+		since = n
+	}
 	out := []Delivery{}
 	for _, d := range s.Accepted() {
-		if (ch == "" || d.Channel == ch) && (ep == "" || d.Endpoint == ep) {
+		if d.Seq > since && (ch == "" || d.Channel == ch) && (ep == "" || d.Endpoint == ep) {
 			out = append(out, d)
 		}
 	}

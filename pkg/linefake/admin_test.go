@@ -58,6 +58,12 @@ func TestAdminDeliveriesDuplicatesStatsReset(t *testing.T) {
 	if err := json.Unmarshal(ds[2].Body, &body); err != nil || body.Messages[0].Text != "order-2" {
 		t.Fatalf("delivery body %s not kept as sent", ds[2].Body)
 	}
+	ds = nil // Unmarshal would reuse elements, keeping omitted fields
+	getJSON(t, b, PathAdminDeliveries+"?since=2", &ds)
+	if len(ds) != 2 || ds[0].Seq != 3 || ds[1].Endpoint != "broadcast" {
+		t.Fatalf("since=2 gave %+v, want deliveries 3 and 4", ds)
+	}
+	ds = nil
 	getJSON(t, b, PathAdminDeliveries+"?channel=nope", &ds)
 	if len(ds) != 0 {
 		t.Fatalf("channel filter let %d through", len(ds))
@@ -68,6 +74,7 @@ func TestAdminDeliveriesDuplicatesStatsReset(t *testing.T) {
 	if len(groups) != 1 || len(groups[0].Deliveries) != 2 || groups[0].Deliveries[0].RetryKey != key {
 		t.Fatalf("duplicates by key %+v", groups)
 	}
+	groups = nil
 	getJSON(t, b, PathAdminDuplicates+"?path=messages.0.text", &groups)
 	if len(groups) != 1 || groups[0].Key != testChannel+`|"order-1"` {
 		t.Fatalf("duplicates by text %+v", groups)

@@ -78,9 +78,12 @@ func (l *limiter) limitFor(ep string) Limit {
 // allow takes one token from the channel's bucket for ep, refilling it
 // continuously at Requests/Per up to Requests. It reports false when the
 // bucket is empty: LINE's 429.
-func (l *limiter) allow(channel, ep string, now time.Time) bool {
+// The clock is read under the lock so that the one-second windows see
+// requests in time order.
+func (l *limiter) allow(channel, ep string, clock func() time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := clock()
 	k := channel + "|" + ep
 	w := l.windows[k]
 	if w == nil {

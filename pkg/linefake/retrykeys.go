@@ -28,7 +28,9 @@ var uuidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]
 // UNCONFIRMED; the emulator takes the safe reading: the second waits for
 // the first to finish, then gets 409 if the first was accepted, or is
 // handled as a new request if the first was not. Two requests with one key
-// are therefore never both accepted within the window.
+// are therefore never both accepted within the window. The registry is
+// keyed on the key alone, not the body: a reused key with a changed body
+// also gets 409, as reported against LINE in line-bot-sdk-go#435.
 type retryKeys struct {
 	mu        sync.Mutex
 	window    time.Duration

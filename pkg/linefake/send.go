@@ -29,25 +29,26 @@ type sendCall struct {
 }
 
 // send handles one send endpoint. The order mirrors what a client can
-// observe at LINE: authentication, header checks, the rate limit (every
-// request counts, retries included), size and body validation, then the
-// retry-key registry, and only then acceptance.
+// observe at LINE: authentication, the rate limit (every authenticated
+// request counts, retries and bad requests included), header checks, size
+// and body validation, then the retry-key registry, and only then
+// acceptance. Injected latency comes first, as network delay would.
 func (s *Server) send(ep string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		c := sendCall{ep: ep, requestID: requestID(r)}
-		var ok bool
-		if c.channel, ok = s.authenticate(w, r); !ok {
-			return
-		}
-		if c.key, ok = retryKeyOf(w, r, ep); !ok {
-			return
-		}
 		if err := sleep(r.Context(), s.chaos.delay()); err != nil {
 			setOutcome(w, "canceled")
 			return
 		}
-		if !s.limiter.allow(c.channel, ep, s.now()) {
+		var ok bool
+		if c.channel, ok = s.authenticate(w, r); !ok {
+			return
+		}
+		if !s.limiter.allow(c.channel, ep, s.now) {
 			writeError(w, http.StatusTooManyRequests, msgRateLimited)
+			return
+		}
+		if c.key, ok = retryKeyOf(w, r, ep); !ok {
 			return
 		}
 		if c.body, ok = s.readBody(w, r); !ok {

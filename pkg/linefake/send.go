@@ -134,7 +134,7 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, c sendCall) {
 		return
 	}
 	if c.fate == outcomeDrop {
-		dropConnection(w)
+		s.dropConnection(w, c.ep)
 		return
 	}
 	switch c.ep {
@@ -196,10 +196,16 @@ func (s *Server) deliver(c sendCall) (Delivery, int, string) {
 }
 
 // dropConnection closes the TCP connection without writing a response:
-// LINE accepted the send but the client never learns it. Where hijacking
-// is impossible (HTTP/2) the handler aborts, which resets the stream.
-func dropConnection(w http.ResponseWriter) {
+// LINE accepted the send but the client never learns it. The drop is
+// counted before the close, so stats are exact by the time the client
+// sees its error. Where hijacking is impossible (HTTP/2) the handler
+// aborts, which resets the stream.
+func (s *Server) dropConnection(w http.ResponseWriter, ep string) {
 	setOutcome(w, "dropped")
+	s.ledger.count(ep, "dropped")
+	if rec, ok := w.(*recorder); ok {
+		rec.counted = true
+	}
 	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		panic(http.ErrAbortHandler)

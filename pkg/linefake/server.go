@@ -127,7 +127,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// is still counted and logged.
 	defer func() {
 		status := rec.statusText()
-		if ep, ok := apiPaths[r.URL.Path]; ok {
+		if ep, ok := apiPaths[r.URL.Path]; ok && !rec.counted {
 			s.ledger.count(ep, status)
 		}
 		// Never the Authorization header, the body or its text.
@@ -148,6 +148,7 @@ type recorder struct {
 	http.ResponseWriter
 	status  int
 	outcome string // "dropped" or "canceled" when no status was sent
+	counted bool   // already counted in the stats
 }
 
 func (r *recorder) WriteHeader(code int) {

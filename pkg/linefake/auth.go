@@ -61,6 +61,11 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request) {
 	}
 	f := r.PostForm
 	switch {
+	case r.Header.Get(RetryKeyHeader) != "":
+		// LINE: any API other than push, multicast, narrowcast and
+		// broadcast answers 400 to X-Line-Retry-Key.
+		writeJSON(w, http.StatusBadRequest, OAuthError{"invalid_request", "X-Line-Retry-Key is not supported by this API"})
+		return
 	case f.Get("grant_type") != "client_credentials":
 		writeJSON(w, http.StatusBadRequest, OAuthError{"unsupported_grant_type", "grant_type must be client_credentials"})
 		return

@@ -89,6 +89,9 @@ func TestRetryKeyRejectedOnReplyAndWhenNotUUID(t *testing.T) {
 	if n := len(b.srv.Accepted()); n != 0 {
 		t.Fatalf("accepted %d sends with a rejected key", n)
 	}
+	tr := b.must(http.MethodPost, PathToken, []byte("grant_type=client_credentials&client_id="+testChannel+"&client_secret="+testSecret),
+		map[string]string{"Content-Type": "application/x-www-form-urlencoded", RetryKeyHeader: uuid.NewString()})
+	wantStatus(t, tr, http.StatusBadRequest)
 	// The reply was refused before the token was spent: it still works.
 	wantStatus(t, b.send(PathReply, map[string]any{"replyToken": tok, "messages": texts(1)}, ""), http.StatusOK)
 }

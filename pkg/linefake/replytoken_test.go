@@ -118,3 +118,23 @@ func TestAdminIssuesReplyTokens(t *testing.T) {
 	wantStatus(t, b.send(PathReply, reply(got.ReplyToken, text("x")), ""), http.StatusOK)
 	wantStatus(t, b.must(http.MethodPost, PathAdminReplyTokens, []byte(`{"channelId":"nope"}`), nil), http.StatusNotFound)
 }
+
+// Tokens that can never work again are forgotten, so a long run does not
+// grow without bound; a used token stays known while a redelivery could
+// still name it.
+func TestReplyTokensArePurged(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	old := b.srv.IssueReplyToken(testChannel)
+	b.clock.Advance(2 * time.Minute)
+	recent := b.srv.IssueReplyToken(testChannel)
+	b.clock.Advance(19 * time.Minute) // old's event is 21m old, recent's 19m
+	b.srv.IssueReplyToken(testChannel)
+	b.srv.replies.mu.Lock()
+	_, hasOld := b.srv.replies.tokens[old]
+	_, hasRecent := b.srv.replies.tokens[recent]
+	b.srv.replies.mu.Unlock()
+	if hasOld || !hasRecent {
+		t.Fatalf("after purge: old kept %v, recent kept %v; want only recent", hasOld, hasRecent)
+	}
+}

@@ -233,3 +233,21 @@ func TestFailedReservationFreesKeyForWaiter(t *testing.T) {
 	}
 	r3.finish(false, "", nil, now())
 }
+
+func TestExpiredRetryKeysArePurged(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	wantStatus(t, b.send(PathPush, push(userA, text("x")), uuid.NewString()), http.StatusOK)
+	b.clock.Advance(time.Hour)
+	kept := uuid.NewString()
+	wantStatus(t, b.send(PathPush, push(userA, text("x")), kept), http.StatusOK)
+	b.clock.Advance(23*time.Hour + time.Minute)
+	wantStatus(t, b.send(PathPush, push(userA, text("x")), uuid.NewString()), http.StatusOK)
+	b.srv.keys.mu.Lock()
+	n := len(b.srv.keys.keys)
+	b.srv.keys.mu.Unlock()
+	if n != 2 {
+		t.Fatalf("%d keys remembered, want 2 (the first is past 24h)", n)
+	}
+	wantStatus(t, b.send(PathPush, push(userA, text("x")), kept), http.StatusConflict)
+}

@@ -53,6 +53,17 @@ func (s Stats) Count(endpoint string, status int) int {
 	return s.Requests[endpoint][strconv.Itoa(status)]
 }
 
+// Window is the one-second maxima for channel and endpoint; zero when
+// that pair saw no request.
+func (s Stats) Window(channel, endpoint string) RateWindow {
+	for _, w := range s.RateWindows {
+		if w.Channel == channel && w.Endpoint == endpoint {
+			return w
+		}
+	}
+	return RateWindow{Channel: channel, Endpoint: endpoint}
+}
+
 // ledger is the emulator's record of what it accepted and answered.
 type ledger struct {
 	mu         sync.Mutex

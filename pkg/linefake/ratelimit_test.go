@@ -64,30 +64,20 @@ func TestMaxRequestsPerSecondWindow(t *testing.T) {
 	sendN(3) // t=0.5: bucket 1+2 = 3 tokens, all admitted: 6 admitted, 6 attempts in [0, 1s)
 	b.clock.Advance(600 * time.Millisecond)
 	sendN(2) // t=1.1: the t=0 requests left the window; 5 in (0.1, 1.1]
-	var w *RateWindow
-	for _, rw := range b.srv.Stats().RateWindows {
-		if rw.Channel == testChannel && rw.Endpoint == "push" {
-			w = &rw
-		}
-	}
-	if w == nil {
-		t.Fatal("no rate window for push")
-	}
+	w := b.srv.Stats().Window(testChannel, EndpointPush)
 	if w.MaxAttempts != 6 || w.MaxAdmitted != 6 {
-		t.Fatalf("window %+v, want 6 attempts and 6 admitted in the busiest second", *w)
+		t.Fatalf("window %+v, want 6 attempts and 6 admitted in the busiest second", w)
 	}
 	sendN(4) // t=1.1: 0.4 tokens left, so all four get 429; attempts in (0.1, 1.1] reach 9
-	w = nil
-	for _, rw := range b.srv.Stats().RateWindows {
-		if rw.Endpoint == "push" {
-			w = &rw
-		}
-	}
+	w = b.srv.Stats().Window(testChannel, EndpointPush)
 	if w.MaxAttempts != 9 || w.MaxAdmitted != 6 {
-		t.Fatalf("window %+v, want 9 attempts and still 6 admitted", *w)
+		t.Fatalf("window %+v, want 9 attempts and still 6 admitted", w)
 	}
 	if n := b.srv.Stats().Count("push", 429); n != 4 {
 		t.Fatalf("%d 429s, want 4", n)
+	}
+	if w := b.srv.Stats().Window(testChannel, EndpointReply); w.MaxAttempts != 0 {
+		t.Fatalf("reply window %+v without any reply", w)
 	}
 }
 

@@ -26,12 +26,19 @@ import (
 
 // Endpoint names, as used in Delivery.Endpoint, Stats and RateWindow.
 const (
-	epReply      = "reply"
-	epPush       = "push"
-	epMulticast  = "multicast"
-	epNarrowcast = "narrowcast"
-	epBroadcast  = "broadcast"
-	epToken      = "token"
+	EndpointReply      = "reply"
+	EndpointPush       = "push"
+	EndpointMulticast  = "multicast"
+	EndpointNarrowcast = "narrowcast"
+	EndpointBroadcast  = "broadcast"
+	EndpointToken      = "token"
+
+	epReply      = EndpointReply
+	epPush       = EndpointPush
+	epMulticast  = EndpointMulticast
+	epNarrowcast = EndpointNarrowcast
+	epBroadcast  = EndpointBroadcast
+	epToken      = EndpointToken
 )
 
 // API paths LINE serves and the emulator answers.

@@ -43,7 +43,8 @@ func New(cfg Config, db *pgxpool.Pool) (*Sender, error) {
 	}
 	s := &Sender{cfg: cfg, db: db, m: newMetrics(cfg.Registerer), log: cfg.Log,
 		slots: make(chan struct{}, cfg.Concurrency)}
-	s.tokens = newTokenSource(db, cfg.HTTPClient, cfg.BaseURL, cfg.Clock, s.logTokenCall)
+	lookup := func(ctx context.Context, id string) (store.Channel, error) { return store.GetChannel(ctx, db, id) }
+	s.tokens = newTokenSource(lookup, cfg.HTTPClient, cfg.BaseURL, cfg.Clock, s.logTokenCall)
 	return s, nil
 }
 

@@ -29,7 +29,7 @@ var ErrUnknownChannel = errors.New("channel not configured")
 // to be issued each time a channel is used", so caching them is only an
 // optimisation. Tokens are never logged.
 type tokenSource struct {
-	db      store.Querier
+	lookup  func(ctx context.Context, channel string) (store.Channel, error)
 	client  *http.Client
 	baseURL string
 	clock   func() time.Time
@@ -45,9 +45,9 @@ type tokenEntry struct {
 	expires time.Time
 }
 
-func newTokenSource(db store.Querier, client *http.Client, baseURL string, clock func() time.Time,
-	logCall func(store.APILogEntry, error)) *tokenSource {
-	return &tokenSource{db: db, client: client, baseURL: baseURL, clock: clock, logCall: logCall,
+func newTokenSource(lookup func(context.Context, string) (store.Channel, error), client *http.Client,
+	baseURL string, clock func() time.Time, logCall func(store.APILogEntry, error)) *tokenSource {
+	return &tokenSource{lookup: lookup, client: client, baseURL: baseURL, clock: clock, logCall: logCall,
 		entries: map[string]*tokenEntry{}}
 }
 
@@ -70,7 +70,7 @@ func (s *tokenSource) Get(ctx context.Context, channel string) (string, error) {
 	if e.token != "" && s.clock().Before(e.expires) {
 		return e.token, nil
 	}
-	ch, err := store.GetChannel(ctx, s.db, channel)
+	ch, err := s.lookup(ctx, channel)
 	if errors.Is(err, store.ErrNotFound) {
 		return "", fmt.Errorf("channel %s: %w", channel, ErrUnknownChannel)
 	}

@@ -434,17 +434,17 @@ func CompleteOutbox(ctx context.Context, q Querier, c OutboxCompletion, log *API
 // completeSQL never turns a cancelled or scrubbed row back into a retry:
 // an unsend during the attempt wins unless LINE already accepted it.
 const completeSQL = `UPDATE outbox SET
-		status = CASE WHEN $3 = 'retrying' AND (scrubbed_at IS NOT NULL OR status = 'cancelled')
-		              THEN 'cancelled' ELSE $3 END,
-		last_status_code = nullif($4, 0), last_error = nullif($5, ''),
+		status = CASE WHEN $3::text = 'retrying' AND (scrubbed_at IS NOT NULL OR status = 'cancelled')
+		              THEN 'cancelled' ELSE $3::text END,
+		last_status_code = nullif($4::integer, 0), last_error = nullif($5, ''),
 		request_id = coalesce(nullif($6, ''), request_id),
 		accepted_request_id = coalesce(nullif($7, ''), accepted_request_id),
-		sent_message_ids = coalesce($8, sent_message_ids),
-		maybe_delivered = maybe_delivered OR $9,
-		next_attempt_at = CASE WHEN $3 = 'retrying' THEN $10 ELSE next_attempt_at END,
-		delivered_at = CASE WHEN $3 = 'delivered' THEN $11 END,
-		finished_at = CASE WHEN $3 = 'retrying' AND scrubbed_at IS NULL AND status <> 'cancelled'
-		                   THEN NULL ELSE $11 END,
+		sent_message_ids = coalesce($8::text[], sent_message_ids),
+		maybe_delivered = maybe_delivered OR $9::boolean,
+		next_attempt_at = CASE WHEN $3::text = 'retrying' THEN $10::timestamptz ELSE next_attempt_at END,
+		delivered_at = CASE WHEN $3::text = 'delivered' THEN $11::timestamptz END,
+		finished_at = CASE WHEN $3::text = 'retrying' AND scrubbed_at IS NULL AND status <> 'cancelled'
+		                   THEN NULL ELSE $11::timestamptz END,
 		claim_id = NULL, claimed_by = NULL, lease_until = NULL
 	WHERE id = $1 AND claim_id = $2
 	RETURNING id`

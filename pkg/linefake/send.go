@@ -71,9 +71,10 @@ func (s *Server) send(ep string) http.HandlerFunc {
 	}
 }
 
-// retryKeyOf reads X-Line-Retry-Key. An empty value counts as absent: the
-// official Go SDK always sets the header and sends it empty when the
-// caller passes no key. Any other value must be a UUID, and only push,
+// retryKeyOf reads X-Line-Retry-Key. An empty value counts as absent
+// (UNCONFIRMED how LINE treats it): the official Go SDK always sets the
+// header and sends it empty when the caller passes no key, and its README
+// does so for push. Any other value must be a UUID, and only push,
 // multicast, narrowcast and broadcast accept one.
 func retryKeyOf(w http.ResponseWriter, r *http.Request, ep string) (string, bool) {
 	key := strings.TrimSpace(r.Header.Get(RetryKeyHeader))

@@ -8,8 +8,18 @@
 // LINE is silent. It records every send it accepts, so a test can prove
 // that a client never sent a message twice and never exceeded a rate.
 //
-// The admin API under /linefake/ is unauthenticated: never expose the
-// emulator beyond a test network.
+// Where LINE's documentation is silent the emulator takes the strict or
+// safe reading, each marked UNCONFIRMED at its code:
+//   - a non-UUID X-Line-Retry-Key is 400; an empty one counts as absent
+//     (the official Go SDK sends it empty when given no key);
+//   - a second request with a key still in flight waits for the first and
+//     then gets 409, or runs as new if the first was not accepted;
+//   - group and room ids are C or R plus 32 lowercase hex, like user ids;
+//   - error texts other than LINE's documented ones are the emulator's own.
+//
+// The ledger of accepted sends keeps every body and grows for the life of
+// the process (Reset clears it). The admin API under /linefake/ is
+// unauthenticated: never expose the emulator beyond a test network.
 package linefake
 
 import (

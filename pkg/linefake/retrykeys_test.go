@@ -251,3 +251,19 @@ func TestExpiredRetryKeysArePurged(t *testing.T) {
 	}
 	wantStatus(t, b.send(PathPush, push(userA, text("x")), kept), http.StatusConflict)
 }
+
+// The official Go SDK sends an empty X-Line-Retry-Key when given no key;
+// the emulator treats it as absent on every endpoint, reply included.
+func TestEmptyRetryKeyCountsAsAbsent(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	h := map[string]string{"Authorization": "Bearer " + testToken, RetryKeyHeader: ""}
+	wantStatus(t, b.must(http.MethodPost, PathPush, mustJSON(t, push(userA, text("x"))), h), http.StatusOK)
+	wantStatus(t, b.must(http.MethodPost, PathPush, mustJSON(t, push(userA, text("x"))), h), http.StatusOK)
+	tok := b.srv.IssueReplyToken(testChannel)
+	wantStatus(t, b.must(http.MethodPost, PathReply, mustJSON(t, reply(tok, text("x"))), h), http.StatusOK)
+	ds := b.srv.Accepted()
+	if len(ds) != 3 || ds[0].RetryKey != "" || len(Duplicates(ds, ByRetryKey)) != 0 {
+		t.Fatalf("deliveries %+v, want three without a key", ds)
+	}
+}

@@ -1,0 +1,204 @@
+package tests
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/linepipe/linepipe/pkg/linefake"
+	"github.com/linepipe/linepipe/pkg/store"
+)
+
+// hangAfterAccept lets a send reach LINE, swallows the answer and then
+// blocks: a sender frozen (or killed) between "LINE accepted" and "row
+// updated".
+type hangAfterAccept struct {
+	next    http.RoundTripper
+	once    sync.Once
+	hung    chan struct{}
+	release chan struct{}
+}
+
+func (h *hangAfterAccept) RoundTrip(r *http.Request) (*http.Response, error) {
+	if !strings.HasPrefix(r.URL.Path, "/v2/bot/message/") {
+		return h.next.RoundTrip(r)
+	}
+	res, err := h.next.RoundTrip(r)
+	if err == nil {
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+	}
+	h.once.Do(func() { close(h.hung) })
+	<-h.release
+	return nil, errors.New("sender process died")
+}
+
+// TestSenderKilledAfterAccept: LINE accepted a push but its sender never
+// recorded it. Once the lease expires another replica resends with the
+// same retry key, gets 409, and marks the row delivered with the accepted
+// request id; the stale sender's late result cannot overwrite it.
+func TestSenderKilledAfterAccept(t *testing.T) {
+	t.Parallel()
+	b := setupSender(t, linefake.Config{})
+	id := b.insert(t, "push", pushBody(userID(1), "hello"))
+
+	h := &hangAfterAccept{next: http.DefaultTransport, hung: make(chan struct{}), release: make(chan struct{})}
+	stale := b.config("stale")
+	stale.HTTPClient = &http.Client{Transport: h}
+	stopStale := b.start(t, stale)
+	select {
+	case <-h.hung:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the first send never reached LINE")
+	}
+	accepted := b.line.Accepted()
+	if len(accepted) != 1 {
+		t.Fatalf("LINE accepted %d sends, want 1", len(accepted))
+	}
+	if r := b.row(t, id); r.Status != "in_flight" {
+		t.Fatalf("row is %s while its sender hangs, want in_flight", r.Status)
+	}
+
+	// Time passes: the hung sender's lease runs out.
+	if _, err := b.db.Pool.Exec(context.Background(),
+		`UPDATE outbox SET lease_until = now() - interval '1 second' WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	b.start(t, b.config("rescuer"))
+	r := b.waitStatus(t, id, "delivered")
+	if r.AcceptedRequestID == nil || *r.AcceptedRequestID != accepted[0].RequestID {
+		t.Fatalf("accepted_request_id %v, want the first request %s", r.AcceptedRequestID, accepted[0].RequestID)
+	}
+	if len(r.SentMessageIDs) != 1 || r.SentMessageIDs[0] != accepted[0].SentMessages[0].ID {
+		t.Fatalf("sent ids %v, want those of the accepted push %v", r.SentMessageIDs, accepted[0].SentMessages)
+	}
+	if !r.MaybeDelivered || r.Attempts != 2 {
+		t.Fatalf("row %+v: want maybe_delivered after a lease takeover and 2 attempts", r)
+	}
+	if n := len(b.line.Accepted()); n != 1 || b.line.Stats().Count("push", 409) != 1 {
+		t.Fatalf("LINE accepted %d sends and answered %d 409s, want 1 and 1", n, b.line.Stats().Count("push", 409))
+	}
+
+	// The stale sender wakes up with "no answer": fencing keeps its
+	// result out of the row.
+	close(h.release)
+	stopStale()
+	after := b.row(t, id)
+	if after.Status != "delivered" || *after.AcceptedRequestID != accepted[0].RequestID {
+		t.Fatalf("stale sender overwrote the row: %+v", after)
+	}
+}
+
+// allPlanner sends every candidate now, with no rate buckets: enough to
+// drive store.ClaimOutbox directly.
+type allPlanner struct{}
+
+func (allPlanner) Keys(store.OutboxCandidate) []store.RateKey { return nil }
+func (allPlanner) Plan(now time.Time, cs []store.OutboxCandidate, _ map[store.RateKey]time.Time) store.ClaimPlan {
+	var p store.ClaimPlan
+	for _, c := range cs {
+		p.Send = append(p.Send, store.OutboxReserve{ID: c.ID, SendAt: now})
+	}
+	return p
+}
+
+// TestOutboxLeaseFencing: a live lease keeps a row from other claims; an
+// expired one lets a new claim take it, and the old claim's completion is
+// refused.
+func TestOutboxLeaseFencing(t *testing.T) {
+	t.Parallel()
+	b := setupSender(t, linefake.Config{})
+	ctx := context.Background()
+	id := b.insert(t, "push", pushBody(userID(1), "hi"))
+	params := store.ClaimParams{Limit: 10, Now: time.Now(), Owner: "a", Lease: 300 * time.Millisecond, Horizon: time.Second}
+
+	first, err := store.ClaimOutbox(ctx, b.db.Pool, params, allPlanner{})
+	if err != nil || len(first.Claimed) != 1 {
+		t.Fatalf("first claim: %v, %d rows", err, len(first.Claimed))
+	}
+	params.Owner, params.Lease = "b", time.Minute
+	again, err := store.ClaimOutbox(ctx, b.db.Pool, params, allPlanner{})
+	if err != nil || len(again.Claimed) != 0 {
+		t.Fatalf("a row under a live lease was claimed again: %v, %d rows", err, len(again.Claimed))
+	}
+	var second store.ClaimResult
+	waitFor(t, "the lease to expire and the row to be claimable", func() (bool, string) {
+		params.Now = time.Now()
+		second, err = store.ClaimOutbox(ctx, b.db.Pool, params, allPlanner{})
+		return err == nil && len(second.Claimed) == 1, ""
+	})
+	if second.Claimed[0].ClaimID == first.Claimed[0].ClaimID {
+		t.Fatal("the takeover reused the old claim id")
+	}
+	stale := store.OutboxCompletion{ID: id, ClaimID: first.Claimed[0].ClaimID, Status: store.OutboxFailed, Now: time.Now(), StatusCode: 400}
+	if err := store.CompleteOutbox(ctx, b.db.Pool, stale, nil); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("stale completion: %v, want ErrLeaseLost", err)
+	}
+	fresh := store.OutboxCompletion{ID: id, ClaimID: second.Claimed[0].ClaimID, Status: store.OutboxDelivered, Now: time.Now(), StatusCode: 200}
+	if err := store.CompleteOutbox(ctx, b.db.Pool, fresh, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.CompleteOutbox(ctx, b.db.Pool, stale, nil); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("stale completion after delivery: %v, want ErrLeaseLost", err)
+	}
+	if r := b.row(t, id); r.Status != "delivered" || !r.MaybeDelivered {
+		t.Fatalf("row %+v, want delivered and maybe_delivered after a takeover", r)
+	}
+}
+
+// TestOutboxScrubDuringAttempt: an unsend scrubs a row while it is in
+// flight; a retryable outcome then ends it cancelled, never retrying.
+func TestOutboxScrubDuringAttempt(t *testing.T) {
+	t.Parallel()
+	b := setupSender(t, linefake.Config{})
+	ctx := context.Background()
+	id, err := store.EnqueueOutbox(ctx, b.db.Pool, store.OutboxInsert{ChannelID: b.channel, Endpoint: "push",
+		Body: []byte(pushBody(userID(3), "secret text")), SourceMessageID: "m-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := store.ClaimOutbox(ctx, b.db.Pool, store.ClaimParams{Limit: 1, Now: time.Now(), Owner: "a",
+		Lease: time.Minute, Horizon: time.Second}, allPlanner{})
+	if err != nil || len(c.Claimed) != 1 {
+		t.Fatalf("claim: %v %d", err, len(c.Claimed))
+	}
+	scrub := `UPDATE outbox SET body = '{}', scrubbed_at = now(),
+		status = CASE WHEN status IN ('pending','retrying') THEN 'cancelled' ELSE status END
+		WHERE channel_id = $1 AND source_message_id = $2`
+	if _, err := b.db.Pool.Exec(ctx, scrub, b.channel, "m-1"); err != nil {
+		t.Fatal(err)
+	}
+	done := store.OutboxCompletion{ID: id, ClaimID: c.Claimed[0].ClaimID, Status: store.OutboxRetrying,
+		Now: time.Now(), NextAttemptAt: time.Now(), StatusCode: 500, Ambiguous: true}
+	if err := store.CompleteOutbox(ctx, b.db.Pool, done, nil); err != nil {
+		t.Fatal(err)
+	}
+	var status, body string
+	if err := b.db.Pool.QueryRow(ctx, `SELECT status, body::text FROM outbox WHERE id = $1`, id).Scan(&status, &body); err != nil {
+		t.Fatal(err)
+	}
+	if status != "cancelled" || body != "{}" {
+		t.Fatalf("scrubbed row is %s with body %s, want cancelled and {}", status, body)
+	}
+	// A pending row derived from the same message is cancelled by the
+	// scrub and never sent.
+	id2, _ := store.EnqueueOutbox(ctx, b.db.Pool, store.OutboxInsert{ChannelID: b.channel, Endpoint: "push",
+		Body: []byte(pushBody(userID(3), "secret again")), SourceMessageID: "m-2"})
+	if _, err := b.db.Pool.Exec(ctx, scrub, b.channel, "m-2"); err != nil {
+		t.Fatal(err)
+	}
+	b.start(t, b.config("s"))
+	marker := b.insert(t, "push", pushBody(userID(4), "after"))
+	b.waitStatus(t, marker, "delivered")
+	if r := b.row(t, id2); r.Status != "cancelled" || r.Attempts != 0 {
+		t.Fatalf("cancelled row %+v was touched", r)
+	}
+	if n := len(b.line.Accepted()); n != 1 {
+		t.Fatalf("LINE accepted %d sends, want only the marker", n)
+	}
+}

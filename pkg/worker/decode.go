@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -60,9 +61,12 @@ func decode(m jetstream.Msg, now time.Time) (*item, error) {
 		}
 		ev = looseEvent(raw)
 	}
+	sanitize(ev)
 	it.ev = ev
 	at := ev.Time()
-	if ev.Timestamp == 0 {
+	if ev.Timestamp <= 0 || ev.Timestamp > maxTimestampMillis {
+		// Missing or not representable in Postgres: the receive time is
+		// the best stand-in, and the raw event keeps what LINE sent.
 		at = it.meta.ReceivedAt
 	}
 	it.row = store.EventRow{
@@ -75,6 +79,39 @@ func decode(m jetstream.Msg, now time.Time) (*item, error) {
 		it.key = store.MessageKey{ChannelID: it.meta.ChannelID, MessageID: id}
 	}
 	return it, nil
+}
+
+// maxTimestampMillis is 9999-12-31T23:59:59.999Z, the last instant every
+// Postgres client and server represents alike.
+const maxTimestampMillis = 253402300799999
+
+// sanitize removes NUL characters from the fields stored in text
+// columns: JSON may carry \u0000, Postgres text cannot, and one odd
+// character must not make an event unstorable. The raw event (type json)
+// keeps it as sent.
+func sanitize(ev *events.Event) {
+	for _, s := range []*string{&ev.Type, &ev.Mode, &ev.WebhookEventID, &ev.ReplyToken,
+		&ev.Source.Type, &ev.Source.UserID, &ev.Source.GroupID, &ev.Source.RoomID} {
+		*s = strings.ReplaceAll(*s, "\x00", "")
+	}
+	if ev.Message != nil {
+		for _, s := range []*string{&ev.Message.ID, &ev.Message.Type, &ev.Message.Text} {
+			*s = strings.ReplaceAll(*s, "\x00", "")
+		}
+	}
+	if ev.Unsend != nil {
+		ev.Unsend.MessageID = strings.ReplaceAll(ev.Unsend.MessageID, "\x00", "")
+	}
+	if ev.Joined != nil {
+		for i := range ev.Joined.Members {
+			ev.Joined.Members[i].UserID = strings.ReplaceAll(ev.Joined.Members[i].UserID, "\x00", "")
+		}
+	}
+	if ev.Left != nil {
+		for i := range ev.Left.Members {
+			ev.Left.Members[i].UserID = strings.ReplaceAll(ev.Left.Members[i].UserID, "\x00", "")
+		}
+	}
 }
 
 // looseEvent reads whichever routing fields decode on their own.

@@ -33,4 +33,3 @@ type HandlerFunc func(ctx context.Context, tx pgx.Tx, ev Stored) error
 
 // Handle implements Handler.
 func (f HandlerFunc) Handle(ctx context.Context, tx pgx.Tx, ev Stored) error { return f(ctx, tx, ev) }
-

@@ -27,6 +27,9 @@ type Worker struct {
 	now      func() time.Time
 }
 
+// maxDeliver is the consumer's delivery cap; see ConsumerConfig.
+const maxDeliver = 10000
+
 // New builds a worker. Handlers run, in order, for every newly stored event.
 func New(cfg Config, sc stream.Config, js jetstream.JetStream, db *pgxpool.Pool, m *Metrics, log *zap.Logger, handlers ...Handler) *Worker {
 	return &Worker{cfg: cfg.WithDefaults(), stream: sc, js: js, db: db, handlers: handlers, metrics: m, log: log, now: time.Now}
@@ -41,11 +44,13 @@ func (w *Worker) ConsumerConfig() jetstream.ConsumerConfig {
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       w.cfg.AckWait,
-		// Never stop redelivering: the worker itself moves a message that
-		// fails through its own fault to dead_letters after MaxAttempts.
-		// A server-side limit would instead strand every event in the
-		// stream during a long Postgres outage.
-		MaxDeliver: -1,
+		// The worker itself moves a message that fails through its own
+		// fault to dead_letters after MaxAttempts; failures that are not
+		// the message's fault (Postgres down) are retried with delays
+		// capped at a minute. The server-side cap is therefore set far
+		// out of reach: 10,000 deliveries is about a week of outage, and
+		// a message past it would stay in the stream, not be dropped.
+		MaxDeliver: maxDeliver,
 		// Redeliveries after a missed ack (a replica died mid-batch) back
 		// off, so a message that crashes workers cannot crash-loop them.
 		BackOff:       []time.Duration{w.cfg.AckWait, 2 * w.cfg.AckWait, 4 * w.cfg.AckWait},
@@ -239,4 +244,3 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-time.After(d):
 	}
 }
-

@@ -1,0 +1,80 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"go.uber.org/zap"
+
+	"github.com/linepipe/linepipe/pkg/store"
+	"github.com/linepipe/linepipe/tests/testenv"
+)
+
+// Ingest keeps serving cached secrets while Postgres is unreachable, and
+// answers "unavailable" (503), not "unknown" (404), for channels it cannot
+// check.
+func TestSecretsSurvivePostgresOutage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testenv.NewDB(t)
+	if err := store.UpsertChannel(ctx, db.Pool, store.Channel{ID: "111", Secret: "from-table"}); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := store.Open(ctx, db.URL, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewSecrets(pool, map[string]string{"222": "from-env", "111": "env-loses"}, zap.NewNop(), nil)
+	if err := s.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if sec, _ := s.Secret(ctx, "111"); sec != "from-table" {
+		t.Fatalf("table should win over env: %q", sec)
+	}
+	if _, err := s.Secret(ctx, "333"); !errors.Is(err, ErrUnknownChannel) {
+		t.Fatalf("unknown channel: %v", err)
+	}
+
+	pool.Close() // Postgres is now unreachable for this cache
+	for id, want := range map[string]string{"111": "from-table", "222": "from-env"} {
+		if sec, err := s.Secret(ctx, id); err != nil || sec != want {
+			t.Fatalf("channel %s during outage: %q, %v", id, sec, err)
+		}
+	}
+	if _, err := s.Secret(ctx, "444"); !errors.Is(err, ErrSecretsUnavailable) {
+		t.Fatalf("uncached channel during outage: %v, want ErrSecretsUnavailable", err)
+	}
+	if err := s.Refresh(ctx); err == nil {
+		t.Fatal("refresh during outage reported success")
+	}
+	if sec, _ := s.Secret(ctx, "111"); sec != "from-table" {
+		t.Fatal("a failed refresh dropped the cache")
+	}
+}
+
+// A reissued secret is picked up at the first signature mismatch.
+func TestSecretsRecheckAfterRotation(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testenv.NewDB(t)
+	if err := store.UpsertChannel(ctx, db.Pool, store.Channel{ID: "555", Secret: "old"}); err != nil {
+		t.Fatal(err)
+	}
+	s := NewSecrets(db.Pool, nil, zap.NewNop(), nil)
+	if sec, _ := s.Secret(ctx, "555"); sec != "old" {
+		t.Fatal(sec)
+	}
+	if err := store.UpsertChannel(ctx, db.Pool, store.Channel{ID: "555", Secret: "new"}); err != nil {
+		t.Fatal(err)
+	}
+	if sec, changed := s.Recheck(ctx, "555", "old"); !changed || sec != "new" {
+		t.Fatalf("recheck: %q %v", sec, changed)
+	}
+	if sec, _ := s.Secret(ctx, "555"); sec != "new" {
+		t.Fatalf("cache kept the old secret: %q", sec)
+	}
+	if _, changed := s.Recheck(ctx, "555", "new"); changed {
+		t.Fatal("a second recheck within a second should not query")
+	}
+}

@@ -1,0 +1,210 @@
+package tests
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/linepipe/linepipe/tests/testenv"
+)
+
+// buildOnce compiles the commands once per test binary.
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+func binaries(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "linepipe-bin-")
+		if buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", binDir+"/", "./cmd/ingest", "./cmd/worker", "./cmd/sender", "./cmd/linefake", "./cmd/sendwebhook")
+		cmd.Dir = ".."
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// proc is a service running as a real process, its output in a file.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  *bytes.Buffer
+	mu   *sync.Mutex
+	done chan error
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func start(t *testing.T, name string, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, log: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(filepath.Join(binaries(t), args[0]), args[1:]...)
+	p.cmd.Env = append(os.Environ(), env...)
+	w := lockedWriter{p.mu, p.log}
+	p.cmd.Stdout, p.cmd.Stderr = w, w
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("%s output:\n%s", p.name, p.output())
+		}
+	})
+	return p
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+// stop sends SIGTERM and requires a clean exit: graceful shutdown.
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Errorf("%s exited with %v after SIGTERM", p.name, err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("%s did not stop within 30s of SIGTERM", p.name)
+	}
+}
+
+func waitReady(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready after 60s", addr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// The quick start, as real processes: migrate, ingest, two workers;
+// a signed webhook becomes rows, an unsend erases its text, and every
+// service stops cleanly on SIGTERM without having logged text or secret.
+func TestProcessesQuickStart(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	names := testenv.NewNames()
+	const channel, secret = "1234567890", "5ce2a6c7e7b44c21bd1a4c8f2e1d9b7a"
+	common := []string{"DATABASE_URL=" + db.URL, "NATS_URL=" + testenv.NATSURL(t), "NATS_STREAM=" + names.Stream,
+		"NATS_SUBJECT_PREFIX=" + names.SubjectPrefix, "LINE_CHANNEL_ID=" + channel, "LINE_CHANNEL_SECRET=" + secret,
+		"LOG_LEVEL=debug"}
+
+	mig := exec.Command(filepath.Join(binaries(t), "worker"), "migrate")
+	mig.Env = append(os.Environ(), common...)
+	if out, err := mig.CombinedOutput(); err != nil || !strings.Contains(string(out), "migrations applied") {
+		t.Fatalf("worker migrate: %v\n%s", err, out)
+	}
+
+	ingestAddr, w1, w2 := freeAddr(t), freeAddr(t), freeAddr(t)
+	ing := start(t, "ingest", append(common, "INGEST_ADDR="+ingestAddr), "ingest")
+	wk1 := start(t, "worker-1", append(common, "WORKER_ADDR="+w1), "worker")
+	wk2 := start(t, "worker-2", append(common, "WORKER_ADDR="+w2), "worker")
+	for _, a := range []string{ingestAddr, w1, w2} {
+		waitReady(t, a)
+	}
+	p := &pipeline{t: t, db: db}
+
+	text := secretText()
+	send := func(args ...string) map[string]any {
+		cmd := exec.Command(filepath.Join(binaries(t), "sendwebhook"),
+			append([]string{"-url", "http://" + ingestAddr + "/webhook/" + channel, "-channel", channel, "-secret", secret}, args...)...)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("sendwebhook %v: %v %s", args, err, out)
+		}
+		var res map[string]any
+		if err := json.Unmarshal(out, &res); err != nil || res["status"] != float64(200) {
+			t.Fatalf("sendwebhook answered %s", out)
+		}
+		return res
+	}
+	res := send("-text", text)
+	msgID := res["messageId"].(string)
+	p.waitCount(1, `SELECT count(*) FROM messages WHERE message_id = $1 AND text = $2`, msgID, text)
+	p.waitCount(1, `SELECT count(*) FROM webhook_log WHERE channel_id = $1`, channel)
+
+	send("-unsend", msgID)
+	p.waitCount(1, `SELECT count(*) FROM unsent_messages WHERE message_id = $1`, msgID)
+	p.waitCount(0, `SELECT count(*) FROM messages`)
+	p.waitCount(0, `SELECT count(*) FROM events WHERE raw::text LIKE $1`, "%"+text+"%")
+
+	resp, err := http.Get("http://" + ingestAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var metrics bytes.Buffer
+	_, _ = metrics.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(metrics.String(), `linepipe_ingest_webhooks_total{status="200"} 2`) {
+		t.Errorf("ingest metrics lack the two accepted webhooks")
+	}
+
+	for _, s := range []*proc{ing, wk1, wk2} {
+		s.stop(t)
+	}
+	for _, s := range []*proc{ing, wk1, wk2} {
+		out := s.output()
+		if strings.Contains(out, text) || strings.Contains(out, secret) {
+			t.Errorf("%s logged message text or the channel secret", s.name)
+		}
+	}
+	if !strings.Contains(ing.output(), `"remote_ip":"127.0.0.1"`) || !strings.Contains(ing.output(), `"status":200`) {
+		t.Errorf("ingest did not log webhooks as LINE recommends:\n%s", ing.output())
+	}
+}

@@ -3,9 +3,14 @@ package tests
 import (
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/linepipe/linepipe/pkg/linefake"
+	"github.com/linepipe/linepipe/pkg/sender"
 	"github.com/linepipe/linepipe/pkg/worker"
 	"github.com/linepipe/linepipe/tests/fixture"
 )
@@ -46,5 +51,44 @@ func TestEchoBotEnqueuesOneReply(t *testing.T) {
 	}
 	if !notAfter.Equal(received.Add(time.Minute)) {
 		t.Fatalf("reply valid until %s, want a minute after receipt (%s)", notAfter, received)
+	}
+}
+
+// The echo bot end to end: a signed webhook from the emulator's webhook
+// side reaches ingest, the worker stores it and enqueues the reply in the
+// same transaction, and the sender delivers exactly one reply, even when
+// LINE redelivers the webhook.
+func TestEchoBotEndToEnd(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, pipelineOpts{handlers: []worker.Handler{worker.EchoBot{}}})
+	line := linefake.New(linefake.Config{Channels: []linefake.Channel{{ID: p.channel, Secret: p.secret}}})
+	api := httptest.NewServer(line)
+	t.Cleanup(api.Close)
+	s, err := sender.New(sender.Config{BaseURL: api.URL, PollInterval: 20 * time.Millisecond}, p.db.Pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	ev := line.TextEvent(p.channel, fixture.UserID(60), "echo end to end")
+	url := p.url + "/webhook/" + p.channel
+	if code, err := line.SendWebhook(ctx, url, p.channel, ev); err != nil || code != http.StatusOK {
+		t.Fatalf("webhook: %d %v", code, err)
+	}
+	if code, err := line.RedeliverWebhook(ctx, url, p.channel, ev); err != nil || code != http.StatusOK {
+		t.Fatalf("redelivered webhook: %d %v", code, err)
+	}
+	p.waitCount(1, `SELECT count(*) FROM outbox WHERE status = 'delivered' AND sent_message_ids IS NOT NULL`)
+	replies := 0
+	for _, d := range line.Accepted() {
+		if d.Endpoint == "reply" && d.ReplyToken == ev.ReplyToken && strings.Contains(string(d.Body), `"echo end to end"`) {
+			replies++
+		}
+	}
+	if replies != 1 || len(line.Accepted()) != 1 {
+		t.Fatalf("%d echo replies among %d accepted sends, want exactly one", replies, len(line.Accepted()))
 	}
 }

@@ -3,7 +3,6 @@ package linefake
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -166,24 +165,10 @@ func (s *Server) SendWebhookBody(ctx context.Context, url, channelID string, bod
 	return res.StatusCode, nil
 }
 
-const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-// newULID returns a ULID: 48 bits of Unix milliseconds then 80 random
-// bits, as 26 Crockford base32 characters. LINE's webhookEventId is a
-// ULID, so ids sort by event time like LINE's.
+// newULID returns a webhookEventId for time t, its entropy from the
+// seeded source so runs are reproducible.
 func (s *Server) newULID(t time.Time) string {
-	var b [16]byte
-	ms := uint64(t.UnixMilli())
-	binary.BigEndian.PutUint16(b[0:2], uint16(ms>>32))
-	binary.BigEndian.PutUint32(b[2:6], uint32(ms))
-	s.chaos.bytes(b[6:])
-	hi := binary.BigEndian.Uint64(b[0:8])
-	lo := binary.BigEndian.Uint64(b[8:16])
-	var out [26]byte
-	for i := 25; i >= 0; i-- {
-		out[i] = crockford[lo&31]
-		lo = lo>>5 | hi<<59
-		hi >>= 5
-	}
-	return string(out[:])
+	var e [10]byte
+	s.chaos.bytes(e[:])
+	return events.ULID(uint64(t.UnixMilli()), e)
 }

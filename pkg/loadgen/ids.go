@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/linepipe/linepipe/pkg/events"
 )
 
 // lockedRand is a seeded generator safe for concurrent use. Every random
@@ -52,9 +54,6 @@ func (l *lockedRand) hexID(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// crockford is the ULID alphabet: Crockford's base32, no I, L, O or U.
-const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
 // ulidGen mints webhookEventIds as LINE does: ULIDs, 48 bits of Unix
 // milliseconds then 80 random bits, 26 Crockford base32 characters.
 // Within one millisecond it increments the random part, so IDs are
@@ -85,11 +84,7 @@ func (g *ulidGen) New() string {
 		// keeps the order and the uniqueness.
 		g.lastMS++
 	}
-	var b [16]byte
-	binary.BigEndian.PutUint16(b[:2], uint16(g.lastMS>>32))
-	binary.BigEndian.PutUint32(b[2:6], uint32(g.lastMS))
-	copy(b[6:], g.last[:])
-	return encodeULID(b)
+	return events.ULID(g.lastMS, g.last)
 }
 
 // increment adds one to a big-endian number, reporting false on overflow.
@@ -101,48 +96,6 @@ func increment(b []byte) bool {
 		}
 	}
 	return false
-}
-
-// encodeULID writes 128 bits as 26 base32 characters, most significant
-// first; the first character carries the top 3 bits.
-func encodeULID(b [16]byte) string {
-	hi := binary.BigEndian.Uint64(b[:8])
-	lo := binary.BigEndian.Uint64(b[8:])
-	var out [26]byte
-	for i := 25; i >= 0; i-- {
-		out[i] = crockford[lo&31]
-		lo = lo>>5 | hi<<59
-		hi >>= 5
-	}
-	return string(out[:])
-}
-
-// ULIDTime decodes the millisecond timestamp of a ULID, reporting false
-// for a string that is not a ULID. Audits use it to order event IDs.
-func ULIDTime(id string) (time.Time, bool) {
-	if len(id) != 26 || id[0] > '7' {
-		return time.Time{}, false
-	}
-	var ms uint64
-	for i := 0; i < 26; i++ {
-		v := indexCrockford(id[i])
-		if v < 0 {
-			return time.Time{}, false
-		}
-		if i < 10 {
-			ms = ms<<5 | uint64(v)
-		}
-	}
-	return time.UnixMilli(int64(ms)).UTC(), true
-}
-
-func indexCrockford(c byte) int {
-	for i := 0; i < len(crockford); i++ {
-		if crockford[i] == c {
-			return i
-		}
-	}
-	return -1
 }
 
 // messageIDs mints message IDs: unique decimal strings like LINE's. Each

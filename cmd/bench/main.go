@@ -1,0 +1,67 @@
+// Command bench measures ingest, worker and sender as real processes,
+// each against a reference taken in the same run, and prints one table.
+// See docs/PERFORMANCE.md.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/linepipe/linepipe/pkg/bench"
+	"github.com/linepipe/linepipe/pkg/ops"
+)
+
+func main() {
+	var cfg bench.Config
+	var jsonPath string
+	flag.StringVar(&cfg.DatabaseURL, "database-url", envOr("BENCH_DATABASE_URL", os.Getenv("TEST_DATABASE_URL")), "base Postgres URL (a private schema is created on it); default postgres://postgres@127.0.0.1:5432/test")
+	flag.StringVar(&cfg.NATSServer, "nats-server", envOr("NATS_SERVER_BIN", bench.DefaultNATSServer), "nats-server binary for the private JetStream node")
+	flag.StringVar(&cfg.Dir, "dir", "", "work directory for binaries, logs and profiles (default: a temp dir)")
+	flag.BoolVar(&cfg.Keep, "keep", false, "keep the work directory (logs, profiles)")
+	flag.BoolVar(&cfg.Profile, "profile", false, "run services under CPU profiles (implies -keep); profiles land in the work directory")
+	flag.StringVar(&jsonPath, "json", "", "also write the result as JSON to this file")
+	flag.IntVar(&cfg.Concurrency, "concurrency", 0, "closed-loop webhook senders for peak runs (default 32)")
+	flag.DurationVar(&cfg.PeakDuration, "peak", 0, "length of each peak run (default 10s)")
+	flag.DurationVar(&cfg.HalfDuration, "half", 0, "length of the half-peak latency run (default 10s)")
+	flag.IntVar(&cfg.WorkerEvents, "worker-events", 0, "webhooks queued for the worker stage (default 30000)")
+	flag.IntVar(&cfg.Workers, "workers", 0, "worker processes (default 1)")
+	flag.IntVar(&cfg.WorkerConcurrency, "worker-concurrency", 0, "WORKER_CONCURRENCY per worker (default 2)")
+	flag.IntVar(&cfg.SenderRows, "sender-rows", 0, "outbox rows with limits lifted (default 10000)")
+	flag.IntVar(&cfg.SenderLimitedRows, "sender-limited-rows", 0, "outbox rows under LINE's push limit (default 20000)")
+	flag.Float64Var(&cfg.E2ERate, "e2e-rate", 0, "webhooks per second in the end-to-end run (default 50)")
+	flag.DurationVar(&cfg.E2EDuration, "e2e", 0, "length of the end-to-end run (default 15s)")
+	flag.Uint64Var(&cfg.Seed, "seed", 0, "load generator seed (0: from the clock)")
+	flag.Parse()
+	if cfg.Profile {
+		cfg.Keep = true
+	}
+
+	ctx, stop := ops.SignalContext()
+	defer stop()
+	res, err := bench.Run(ctx, cfg)
+	if res != nil {
+		fmt.Println()
+		_ = res.WriteTable(os.Stdout)
+		if res.Dir != "" {
+			fmt.Println("\nlogs and profiles:", res.Dir)
+		}
+		if jsonPath != "" {
+			if f, ferr := os.Create(jsonPath); ferr == nil {
+				_ = res.WriteJSON(f)
+				_ = f.Close()
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,264 @@
+// Package bench measures linepipe's services as real processes, each line
+// against a reference taken in the same run on the same machine (the no-op
+// HTTP server for ingest, a raw COPY of the same rows for the worker,
+// LINE's own rate limit for the sender), so the ratios hold on a noisy
+// shared machine where absolute numbers do not.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+
+	"github.com/linepipe/linepipe/pkg/loadgen"
+	"github.com/linepipe/linepipe/pkg/stream"
+)
+
+// Config sizes a run. Zero values take the defaults in WithDefaults.
+type Config struct {
+	DatabaseURL string // base Postgres URL; a private schema is created on it
+	NATSServer  string // nats-server binary for the private JetStream node
+	Dir         string // work directory (binaries, logs, profiles); default a temp dir
+	Keep        bool   // keep Dir afterwards
+	Profile     bool   // run services under CPU profiles written to Dir
+	Seed        uint64
+
+	Concurrency       int           // closed-loop senders for peak runs
+	PeakDuration      time.Duration // each peak run (ceiling and ingest)
+	HalfDuration      time.Duration // ingest at half its peak
+	WorkerEvents      int           // events in the stream the worker drains
+	Workers           int           // worker processes
+	WorkerConcurrency int           // WORKER_CONCURRENCY of each
+	SenderRows        int           // outbox rows with limits lifted
+	SenderLimitedRows int           // outbox rows under LINE's push limit
+	E2ERate           float64       // webhooks per second, end to end
+	E2EDuration       time.Duration
+	DrainTimeout      time.Duration // longest wait for any stage to finish
+
+	Log io.Writer // progress lines; default stderr
+}
+
+// WithDefaults fills zero fields; the defaults keep a run near 4 minutes
+// on a 2-core machine.
+func (c Config) WithDefaults() Config {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defd := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if c.DatabaseURL == "" {
+		c.DatabaseURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	}
+	if c.NATSServer == "" {
+		c.NATSServer = DefaultNATSServer
+	}
+	def(&c.Concurrency, 32)
+	defd(&c.PeakDuration, 10*time.Second)
+	defd(&c.HalfDuration, 10*time.Second)
+	def(&c.WorkerEvents, 30000)
+	def(&c.Workers, 1)
+	def(&c.WorkerConcurrency, 2)
+	def(&c.SenderRows, 10000)
+	def(&c.SenderLimitedRows, 20000)
+	if c.E2ERate == 0 {
+		c.E2ERate = 50
+	}
+	defd(&c.E2EDuration, 15*time.Second)
+	defd(&c.DrainTimeout, 90*time.Second)
+	if c.Log == nil {
+		c.Log = os.Stderr
+	}
+	return c
+}
+
+// Validate reports sizes that cannot make a measurement.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Concurrency < 1 || c.Workers < 1 || c.WorkerConcurrency < 1 {
+		errs = append(errs, errors.New("concurrency, workers and worker concurrency must be at least 1"))
+	}
+	if c.WorkerEvents < 100 || c.SenderRows < 100 || c.SenderLimitedRows < 100 {
+		errs = append(errs, errors.New("worker events and sender rows must be at least 100"))
+	}
+	if c.PeakDuration < time.Second || c.HalfDuration < time.Second || c.E2EDuration < time.Second || c.E2ERate <= 0 {
+		errs = append(errs, errors.New("durations must be at least 1s and the end-to-end rate positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// Result is one run's measurements.
+type Result struct {
+	Ingest  IngestResult     `json:"ingest"`
+	Worker  WorkerResult     `json:"worker"`
+	Sender  SenderResult     `json:"sender"`
+	E2E     E2EResult        `json:"endToEnd"`
+	PeakRSS map[string]int64 `json:"peakRssKiB"`
+	Dir     string           `json:"dir,omitempty"`
+	Started time.Time        `json:"started"`
+	Seconds float64          `json:"seconds"`
+}
+
+// Bench is one run in progress.
+type Bench struct {
+	cfg    Config
+	stack  *Stack
+	schema *Schema
+	mu     sync.Mutex
+	procs  []*Proc
+}
+
+func (b *Bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.cfg.Log, "%s bench: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// start launches p, remembers it for RSS sampling and waits for /readyz.
+func (b *Bench) start(p *Proc) error {
+	if err := p.Start(); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.procs = append(b.procs, p)
+	b.mu.Unlock()
+	if err := p.WaitReady(context.Background(), 30*time.Second); err != nil {
+		return fmt.Errorf("%s: %w (log: %s)", p.Name, err, p.LogPath)
+	}
+	return nil
+}
+
+func runLoad(ctx context.Context, cfg loadgen.Config) (*loadgen.Report, error) {
+	return loadgen.Run(ctx, cfg)
+}
+
+// Run builds the services, starts a private NATS node and Postgres
+// schema, runs every stage and cleans up.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	res := &Result{Started: time.Now().UTC(), PeakRSS: map[string]int64{}}
+	dir := cfg.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "linepipe-bench-")
+		if err != nil {
+			return nil, err
+		}
+		dir = d
+	}
+	if !cfg.Keep {
+		defer os.RemoveAll(dir)
+	} else {
+		res.Dir = dir
+	}
+	b := &Bench{cfg: cfg}
+	b.logf("building services into %s", dir)
+	bin := filepath.Join(dir, "bin")
+	if err := Build(ctx, bin, "./cmd/ingest", "./cmd/worker", "./cmd/sender", "./cmd/bench/profiled"); err != nil {
+		return nil, err
+	}
+	natsNode, err := NewNATSNode(cfg.NATSServer, dir, "nats")
+	if err != nil {
+		return nil, err
+	}
+	if err := natsNode.Start(); err != nil {
+		return nil, err
+	}
+	b.procs = append(b.procs, natsNode.Proc)
+	defer func() { _ = natsNode.Stop(5 * time.Second) }()
+	if err := natsNode.WaitReady(ctx, 20*time.Second); err != nil {
+		return nil, err
+	}
+	schema, err := NewSchema(ctx, cfg.DatabaseURL, "bench", 16)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = schema.Drop(context.Background()) }()
+	b.schema = schema
+	id := strings.ReplaceAll(uuid.NewString(), "-", "")[:12]
+	b.stack = &Stack{BinDir: bin, Dir: dir, Profile: cfg.Profile, NATSURL: natsNode.URL(),
+		Stream: "BENCH_" + id, SubjectPrefix: "bench_" + id, DatabaseURL: schema.URL,
+		ChannelID: "2000000001", ChannelSecret: uuid.NewString(), AccessToken: "bench-" + uuid.NewString()}
+
+	stopSampling := b.sampleRSS()
+	err = b.stages(ctx, res)
+	stopSampling()
+	for _, p := range b.procs {
+		name, _, _ := strings.Cut(p.Name, "-")
+		if k := p.PeakRSSKB(); k > res.PeakRSS[name] {
+			res.PeakRSS[name] = k
+		}
+	}
+	res.Seconds = time.Since(res.Started).Seconds()
+	return res, err
+}
+
+func (b *Bench) stages(ctx context.Context, res *Result) error {
+	nc, js, err := stream.Connect(stream.Config{URL: b.stack.NATSURL}, "linepipe-bench", zap.NewNop())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	ing, err := b.stack.Ingest("ingest")
+	if err != nil {
+		return err
+	}
+	if err := b.start(ing); err != nil {
+		return err
+	}
+	defer func() { _ = ing.Stop(10 * time.Second) }()
+
+	if res.Ingest, err = b.runIngest(ctx, ing); err != nil {
+		return fmt.Errorf("ingest stage: %w", err)
+	}
+	if res.Worker, err = b.runWorker(ctx, ing, js); err != nil {
+		return fmt.Errorf("worker stage: %w", err)
+	}
+	if res.Sender, err = b.runSender(ctx); err != nil {
+		return fmt.Errorf("sender stage: %w", err)
+	}
+	if res.E2E, err = b.runE2E(ctx, ing); err != nil {
+		return fmt.Errorf("end-to-end stage: %w", err)
+	}
+	return nil
+}
+
+// sampleRSS reads every running process's VmHWM twice a second, so a
+// process's peak is known even if it dies before it is stopped.
+func (b *Bench) sampleRSS() func() {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			b.mu.Lock()
+			ps := append([]*Proc(nil), b.procs...)
+			b.mu.Unlock()
+			for _, p := range ps {
+				p.SampleRSS()
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}

@@ -1,0 +1,154 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/linepipe/linepipe/pkg/linefake"
+	"github.com/linepipe/linepipe/pkg/loadgen"
+)
+
+// E2EResult is latency through the whole pipeline at a steady rate:
+// LINE's webhook to the stored events row, and to the echo bot's reply
+// arriving at LINE.
+type E2EResult struct {
+	Rate     float64                `json:"rate"`
+	Webhooks int                    `json:"webhooks"`
+	ToRow    loadgen.LatencySummary `json:"toRow"`
+	ToReply  loadgen.LatencySummary `json:"toReply"`
+	Missing  int                    `json:"missingReplies"`
+	PollMS   float64                `json:"rowPollMs"`
+}
+
+// rowPoll is how often stored rows are looked for; it bounds the
+// resolution of the webhook-to-row latency.
+const rowPoll = 5 * time.Millisecond
+
+// runE2E has the emulator send text webhooks (with reply tokens it will
+// honour) to ingest at a steady rate while a worker with the echo bot and
+// a sender run, and times each event to its row and to its reply.
+func (b *Bench) runE2E(ctx context.Context, ing *Proc) (E2EResult, error) {
+	res := E2EResult{Rate: b.cfg.E2ERate, PollMS: float64(rowPoll) / float64(time.Millisecond)}
+	ch := linefake.Channel{ID: b.stack.ChannelID, Secret: b.stack.ChannelSecret, AccessTokens: []string{b.stack.AccessToken}}
+	emu, err := StartEmulator(linefake.Config{Channels: []linefake.Channel{ch}, Seed: 3})
+	if err != nil {
+		return res, err
+	}
+	defer emu.Close()
+	if _, err := b.schema.Pool.Exec(ctx, "TRUNCATE outbox, outbox_rate, api_log, events, messages, webhook_log, unsent_messages"); err != nil {
+		return res, err
+	}
+	w, err := b.stack.Worker("worker-e2e", "ECHO_BOT=true")
+	if err != nil {
+		return res, err
+	}
+	s, err := b.stack.Sender("sender-e2e")
+	if err != nil {
+		return res, err
+	}
+	s.Env = append(s.Env, "LINE_API_BASE_URL="+emu.URL)
+	for _, p := range []*Proc{w, s} {
+		if err := b.start(p); err != nil {
+			return res, err
+		}
+		defer func(p *Proc) { _ = p.Stop(10 * time.Second) }(p)
+	}
+
+	var mu sync.Mutex
+	sentAt := map[string]time.Time{} // webhookEventId -> send start
+	byToken := map[string]string{}   // replyToken -> webhookEventId
+	pctx, stopPoll := context.WithCancel(ctx)
+	seen := make(chan map[string]time.Time, 1)
+	go func() { seen <- b.pollRows(pctx) }()
+
+	url := "http://" + ing.Addr + "/webhook/" + b.stack.ChannelID
+	n := int(b.cfg.E2ERate * b.cfg.E2EDuration.Seconds())
+	tick := time.NewTicker(time.Duration(float64(time.Second) / b.cfg.E2ERate))
+	var wg sync.WaitGroup
+	var failed int
+	for i := 0; i < n; i++ {
+		<-tick.C
+		ev := emu.TextEvent(b.stack.ChannelID, fmt.Sprintf("U%032x", i%50+1), fmt.Sprintf("e2e %d", i))
+		mu.Lock()
+		sentAt[ev.WebhookEventID] = time.Now()
+		byToken[ev.ReplyToken] = ev.WebhookEventID
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, err := emu.SendWebhook(ctx, url, b.stack.ChannelID, ev)
+			if err != nil || code != 200 {
+				mu.Lock()
+				failed++
+				mu.Unlock()
+			}
+		}()
+	}
+	tick.Stop()
+	wg.Wait()
+	res.Webhooks = n
+
+	deadline := time.Now().Add(b.cfg.DrainTimeout)
+	for len(replies(emu)) < n-failed && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	stopPoll()
+	rows := <-seen
+	var toRow, toReply []time.Duration
+	for id, at := range rows {
+		if t0, ok := sentAt[id]; ok {
+			toRow = append(toRow, at.Sub(t0))
+		}
+	}
+	got := replies(emu)
+	for _, d := range got {
+		if id, ok := byToken[d.ReplyToken]; ok {
+			toReply = append(toReply, d.At.Sub(sentAt[id]))
+		}
+	}
+	res.Missing = n - len(got)
+	res.ToRow, res.ToReply = loadgen.Summarize(toRow), loadgen.Summarize(toReply)
+	b.logf("e2e at %.0f/s: row p50 %s p99 %s; reply p50 %s p99 %s; %d replies missing, %d webhooks failed",
+		res.Rate, res.ToRow.P50, res.ToRow.P99, res.ToReply.P50, res.ToReply.P99, res.Missing, failed)
+	return res, nil
+}
+
+func replies(emu *Emulator) []linefake.Delivery {
+	var out []linefake.Delivery
+	for _, d := range emu.Accepted() {
+		if d.Endpoint == linefake.EndpointReply {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// pollRows notes when each events row first becomes visible, until ctx ends.
+func (b *Bench) pollRows(ctx context.Context) map[string]time.Time {
+	seen := map[string]time.Time{}
+	var last int64
+	for ctx.Err() == nil {
+		// Identity values commit out of order across concurrent
+		// transactions, so a window below the highest id seen is re-read.
+		rows, err := b.schema.Pool.Query(ctx, "SELECT id, webhook_event_id FROM events WHERE id > $1", last-500)
+		if err == nil {
+			now := time.Now()
+			for rows.Next() {
+				var id int64
+				var wid string
+				if rows.Scan(&id, &wid) != nil {
+					continue
+				}
+				if _, ok := seen[wid]; !ok {
+					seen[wid] = now
+				}
+				last = max(last, id)
+			}
+			rows.Close()
+		}
+		time.Sleep(rowPoll)
+	}
+	return seen
+}

@@ -1,0 +1,222 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/linepipe/linepipe/pkg/worker"
+)
+
+// WorkerResult compares the worker draining a full stream with a raw
+// batched COPY of the very rows it wrote, into copies of its tables.
+type WorkerResult struct {
+	Events              int64   `json:"events"`
+	StreamMessages      uint64  `json:"streamMessages"`
+	Seconds             float64 `json:"seconds"`
+	EventsPerSec        float64 `json:"eventsPerSec"`
+	CeilingSeconds      float64 `json:"ceilingSeconds"`
+	CeilingEventsPerSec float64 `json:"ceilingEventsPerSec"`
+	Ratio               float64 `json:"ratio"`
+	Loops               int     `json:"loops"`
+}
+
+// copiedTables are the tables a worker batch writes for the event mix;
+// the ceiling writes the same rows to copies of them.
+var copiedTables = []string{"events", "messages", "webhook_log", "unsent_messages"}
+
+// runWorker fills the stream through ingest with workers stopped, then
+// starts the workers and times until the stream is empty (every message
+// committed and acknowledged).
+func (b *Bench) runWorker(ctx context.Context, ing *Proc, js jetstream.JetStream) (WorkerResult, error) {
+	var res WorkerResult
+	st, err := js.Stream(ctx, b.stack.Stream)
+	if err != nil {
+		return res, err
+	}
+	if err := st.Purge(ctx); err != nil {
+		return res, fmt.Errorf("purging stream: %w", err)
+	}
+	cfg := b.loadConfig("http://" + ing.Addr)
+	cfg.Concurrency = b.cfg.Concurrency
+	cfg.Requests = b.cfg.WorkerEvents
+	rep, err := runLoad(ctx, cfg)
+	if err != nil {
+		return res, err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.StreamMessages = info.State.Msgs
+	b.logf("worker: stream holds %d messages (%d events accepted)", info.State.Msgs, rep.EventsAccepted)
+
+	var procs []*Proc
+	for i := 0; i < b.cfg.Workers; i++ {
+		p, err := b.stack.Worker(fmt.Sprintf("worker-%d", i+1), fmt.Sprintf("WORKER_CONCURRENCY=%d", b.cfg.WorkerConcurrency))
+		if err != nil {
+			return res, err
+		}
+		procs = append(procs, p)
+	}
+	res.Loops = b.cfg.Workers * b.cfg.WorkerConcurrency
+	start := time.Now()
+	for _, p := range procs {
+		if err := b.start(p); err != nil {
+			return res, err
+		}
+	}
+	deadline := start.Add(b.cfg.DrainTimeout)
+	for {
+		info, err := st.Info(ctx)
+		if err == nil && info.State.Msgs == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return res, fmt.Errorf("worker did not drain the stream within %s", b.cfg.DrainTimeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	res.Seconds = time.Since(start).Seconds()
+	for _, p := range procs {
+		if err := p.Stop(10 * time.Second); err != nil {
+			b.logf("stopping %s: %v", p.Name, err)
+		}
+	}
+	if err := b.schema.Pool.QueryRow(ctx, "SELECT count(*) FROM events").Scan(&res.Events); err != nil {
+		return res, err
+	}
+	res.EventsPerSec = float64(res.Events) / res.Seconds
+	b.logf("worker: %d events in %.2fs = %.0f events/s", res.Events, res.Seconds, res.EventsPerSec)
+
+	secs, err := copyCeiling(ctx, b.schema.Pool, b.workerBatch(), res.Loops)
+	if err != nil {
+		return res, fmt.Errorf("storage ceiling: %w", err)
+	}
+	res.CeilingSeconds = secs
+	res.CeilingEventsPerSec = float64(res.Events) / secs
+	res.Ratio = res.EventsPerSec / res.CeilingEventsPerSec
+	b.logf("storage ceiling: %.2fs = %.0f events/s", secs, res.CeilingEventsPerSec)
+	return res, nil
+}
+
+func (b *Bench) workerBatch() int { return worker.DefaultBatchSize }
+
+type tableRows struct {
+	name string
+	cols []string
+	rows [][]any
+}
+
+// copyCeiling reads back what the worker stored and COPYs it into fresh
+// tables LIKE the originals (same columns, defaults, indexes and unique
+// keys), in transactions of batch events plus their share of the other
+// tables, on loops connections at once: the fastest a client can make
+// Postgres hold these rows with the worker's batching and parallelism.
+func copyCeiling(ctx context.Context, pool *pgxpool.Pool, batch, loops int) (float64, error) {
+	var tables []tableRows
+	for _, t := range copiedTables {
+		tr, err := readTable(ctx, pool, t)
+		if err != nil {
+			return 0, err
+		}
+		if _, err := pool.Exec(ctx, fmt.Sprintf("CREATE TABLE ceiling_%s (LIKE %s INCLUDING ALL)", t, t)); err != nil {
+			return 0, fmt.Errorf("creating ceiling_%s: %w", t, err)
+		}
+		tables = append(tables, tr)
+	}
+	chunks := (len(tables[0].rows) + batch - 1) / batch
+	if chunks == 0 {
+		return 0, fmt.Errorf("no events stored")
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, loops)
+	start := time.Now()
+	for l := 0; l < loops; l++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= chunks {
+					return
+				}
+				if err := copyChunk(ctx, pool, tables, i, chunks); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start).Seconds()
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, err
+	}
+	return elapsed, nil
+}
+
+func copyChunk(ctx context.Context, pool *pgxpool.Pool, tables []tableRows, i, n int) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		for _, t := range tables {
+			lo, hi := i*len(t.rows)/n, (i+1)*len(t.rows)/n
+			if lo == hi {
+				continue
+			}
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ceiling_" + t.name}, t.cols, pgx.CopyFromRows(t.rows[lo:hi])); err != nil {
+				return fmt.Errorf("copy into ceiling_%s: %w", t.name, err)
+			}
+		}
+		return nil
+	})
+}
+
+// readTable reads every row of table except identity columns, json
+// columns as text so they are written back byte for byte.
+func readTable(ctx context.Context, pool *pgxpool.Pool, table string) (tableRows, error) {
+	tr := tableRows{name: table}
+	rows, err := pool.Query(ctx, `SELECT column_name, data_type FROM information_schema.columns
+		WHERE table_schema = current_schema() AND table_name = $1 AND is_identity = 'NO' AND is_generated = 'NEVER'
+		ORDER BY ordinal_position`, table)
+	if err != nil {
+		return tr, err
+	}
+	var sel []string
+	for rows.Next() {
+		var col, typ string
+		if err := rows.Scan(&col, &typ); err != nil {
+			return tr, err
+		}
+		tr.cols = append(tr.cols, col)
+		if typ == "json" {
+			sel = append(sel, col+"::text")
+		} else {
+			sel = append(sel, col)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return tr, err
+	}
+	rows, err = pool.Query(ctx, "SELECT "+strings.Join(sel, ", ")+" FROM "+table)
+	if err != nil {
+		return tr, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		v, err := rows.Values()
+		if err != nil {
+			return tr, err
+		}
+		tr.rows = append(tr.rows, v)
+	}
+	return tr, rows.Err()
+}

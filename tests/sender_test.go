@@ -2,9 +2,7 @@ package tests
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -29,7 +27,7 @@ type senderBundle struct {
 
 const testChannel = "1234567890"
 
-func setupSender(t *testing.T, lc linefake.Config) *senderBundle {
+func setupSender(t testing.TB, lc linefake.Config) *senderBundle {
 	t.Helper()
 	lc.Channels = append(lc.Channels, linefake.Channel{ID: testChannel, Secret: "s3cr3t-" + t.Name()})
 	b := &senderBundle{db: testenv.NewDB(t), line: linefake.New(lc), channel: testChannel}
@@ -60,7 +58,7 @@ func (b *senderBundle) config(owner string) sender.Config {
 
 // start runs a sender until the test ends (or stop is called) and waits
 // for it to return.
-func (b *senderBundle) start(t *testing.T, cfg sender.Config) (stop func()) {
+func (b *senderBundle) start(t testing.TB, cfg sender.Config) (stop func()) {
 	t.Helper()
 	s, err := sender.New(cfg, b.db.Pool)
 	if err != nil {
@@ -89,7 +87,7 @@ func pushBody(to, text string) string {
 }
 
 // insert adds a row the way an operator does: one SQL statement.
-func (b *senderBundle) insert(t *testing.T, endpoint, body string) int64 {
+func (b *senderBundle) insert(t testing.TB, endpoint, body string) int64 {
 	t.Helper()
 	var id int64
 	err := b.db.Pool.QueryRow(context.Background(),
@@ -114,7 +112,7 @@ type outboxRow struct {
 	MaybeDelivered    bool
 }
 
-func (b *senderBundle) row(t *testing.T, id int64) outboxRow {
+func (b *senderBundle) row(t testing.TB, id int64) outboxRow {
 	t.Helper()
 	var r outboxRow
 	err := b.db.Pool.QueryRow(context.Background(), `SELECT id, status, retry_key::text, attempts, last_status_code,
@@ -127,7 +125,7 @@ func (b *senderBundle) row(t *testing.T, id int64) outboxRow {
 	return r
 }
 
-func (b *senderBundle) statusCounts(t *testing.T) map[string]int {
+func (b *senderBundle) statusCounts(t testing.TB) map[string]int {
 	t.Helper()
 	rows, err := b.db.Pool.Query(context.Background(), `SELECT status, count(*) FROM outbox GROUP BY status`)
 	if err != nil {
@@ -148,7 +146,7 @@ func (b *senderBundle) statusCounts(t *testing.T) map[string]int {
 
 // waitFor polls cond until it holds, failing after a generous deadline:
 // a slow machine makes the test slower, never red.
-func waitFor(t *testing.T, what string, cond func() (bool, string)) {
+func waitFor(t testing.TB, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -163,7 +161,7 @@ func waitFor(t *testing.T, what string, cond func() (bool, string)) {
 	}
 }
 
-func (b *senderBundle) waitStatus(t *testing.T, id int64, status string) outboxRow {
+func (b *senderBundle) waitStatus(t testing.TB, id int64, status string) outboxRow {
 	t.Helper()
 	var r outboxRow
 	waitFor(t, fmt.Sprintf("row %d to be %s", id, status), func() (bool, string) {
@@ -242,7 +240,3 @@ func TestSenderExactlyOnceUnderFaults(t *testing.T) {
 		t.Fatalf("api_log has %d push calls, LINE answered %d", logged, want)
 	}
 }
-
-var errTest = errors.New("test")
-
-var _ = http.MethodPost

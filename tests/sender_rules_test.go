@@ -78,7 +78,7 @@ func TestSenderSkipsUnfollowedRecipients(t *testing.T) {
 			friend := b.insert(t, "push", pushBody(userID(2), "b"))
 			stranger := b.insert(t, "push", pushBody(userID(3), "c"))
 			cfg := b.config("s")
-			cfg.SkipUnfollowed = skip
+			cfg.SendToUnfollowed = !skip
 			b.start(t, cfg)
 			b.waitStatus(t, friend, "delivered")
 			b.waitStatus(t, stranger, "delivered")

@@ -114,9 +114,11 @@ type Config struct {
 	// ReplyTokenTTL is a reply row's validity when not_after is null:
 	// LINE's reply token is usable within one minute. Default 1m.
 	ReplyTokenTTL time.Duration
-	// SkipUnfollowed: a push to a user followers shows as not following
-	// ends skipped. Default true.
-	SkipUnfollowed bool
+	// SendToUnfollowed turns off the followers check. By default a push
+	// to a user whom followers shows as not following ends skipped: LINE
+	// answers 200 but nobody receives it (SENDER_SKIP_UNFOLLOWED=false
+	// sets this).
+	SendToUnfollowed bool
 	// Rates per endpoint; missing entries take LINERates.
 	Rates map[string]Rate
 	// RecipientCap limits message objects pushed to one recipient, as a
@@ -148,20 +150,20 @@ type Config struct {
 // The error lists unparsable rates; env.Err() has the rest.
 func FromEnv(env *config.Env) (Config, error) {
 	c := Config{
-		BaseURL:        env.String("LINE_API_BASE_URL", DefaultBaseURL),
-		BatchSize:      env.Int("SENDER_BATCH_SIZE", DefaultBatchSize),
-		PollInterval:   env.Duration("SENDER_POLL_INTERVAL", DefaultPollInterval),
-		Lease:          env.Duration("SENDER_LEASE", DefaultLease),
-		Concurrency:    env.Int("SENDER_CONCURRENCY", DefaultConcurrency),
-		RequestTimeout: env.Duration("SENDER_HTTP_TIMEOUT", DefaultRequestTimeout),
-		BackoffBase:    env.Duration("SENDER_BACKOFF_BASE", DefaultBackoffBase),
-		BackoffMax:     env.Duration("SENDER_BACKOFF_MAX", DefaultBackoffMax),
-		KeyMaxAge:      env.Duration("SENDER_RETRY_KEY_MAX_AGE", DefaultKeyMaxAge),
-		ReplyTokenTTL:  env.Duration("REPLY_TOKEN_TTL", DefaultReplyTokenTTL),
-		SkipUnfollowed: env.Bool("SENDER_SKIP_UNFOLLOWED", true),
-		RateSlack:      env.Duration("SENDER_RATE_SLACK", DefaultRateSlack),
-		RateHorizon:    env.Duration("SENDER_RATE_HORIZON", DefaultRateHorizon),
-		Rates:          map[string]Rate{},
+		BaseURL:          env.String("LINE_API_BASE_URL", DefaultBaseURL),
+		BatchSize:        env.Int("SENDER_BATCH_SIZE", DefaultBatchSize),
+		PollInterval:     env.Duration("SENDER_POLL_INTERVAL", DefaultPollInterval),
+		Lease:            env.Duration("SENDER_LEASE", DefaultLease),
+		Concurrency:      env.Int("SENDER_CONCURRENCY", DefaultConcurrency),
+		RequestTimeout:   env.Duration("SENDER_HTTP_TIMEOUT", DefaultRequestTimeout),
+		BackoffBase:      env.Duration("SENDER_BACKOFF_BASE", DefaultBackoffBase),
+		BackoffMax:       env.Duration("SENDER_BACKOFF_MAX", DefaultBackoffMax),
+		KeyMaxAge:        env.Duration("SENDER_RETRY_KEY_MAX_AGE", DefaultKeyMaxAge),
+		ReplyTokenTTL:    env.Duration("REPLY_TOKEN_TTL", DefaultReplyTokenTTL),
+		SendToUnfollowed: !env.Bool("SENDER_SKIP_UNFOLLOWED", true),
+		RateSlack:        env.Duration("SENDER_RATE_SLACK", DefaultRateSlack),
+		RateHorizon:      env.Duration("SENDER_RATE_HORIZON", DefaultRateHorizon),
+		Rates:            map[string]Rate{},
 	}
 	var errs []error
 	for ep := range LINERates() {

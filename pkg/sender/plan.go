@@ -118,7 +118,7 @@ func (p *planner) decide(c store.OutboxCandidate) *store.OutboxFinish {
 		}
 		return fin(store.OutboxExpired, "not sent before not_after "+dl.UTC().Format(time.RFC3339))
 	}
-	if p.cfg.SkipUnfollowed && c.Endpoint == store.EndpointPush && c.Following != nil && !*c.Following &&
+	if !p.cfg.SendToUnfollowed && c.Endpoint == store.EndpointPush && c.Following != nil && !*c.Following &&
 		userPattern.MatchString(c.Recipient) {
 		return fin(store.OutboxSkipped, "recipient does not follow the account (followers.following = false)")
 	}

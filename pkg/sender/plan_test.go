@@ -1,0 +1,153 @@
+package sender
+
+import (
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/linepipe/linepipe/pkg/store"
+)
+
+func testPlanner(now time.Time) *planner {
+	cfg := Config{BaseURL: "http://line.test", Rates: map[string]Rate{"push": {Limit: 10, Per: time.Second}}}
+	cfg.setDefaults()
+	return &planner{cfg: &cfg, now: now}
+}
+
+func pushCand(id int64, to string) store.OutboxCandidate {
+	return store.OutboxCandidate{ID: id, ChannelID: "c", Endpoint: "push", Recipient: to,
+		Body: []byte(`{"to":"` + to + `","messages":[{"type":"text","text":"x"}]}`)}
+}
+
+// TestPlanNeverExceedsRate drives many claims at random moments, as
+// replicas would, and checks LINE's view: in any one-second window, even
+// with every send starting up to RateSlack after its slot, at most Limit
+// requests.
+func TestPlanNeverExceedsRate(t *testing.T) {
+	base := time.Unix(1_700_000_000, 0)
+	p := testPlanner(base)
+	tats := map[store.RateKey]time.Time{}
+	rng := rand.New(rand.NewPCG(1, 2))
+	var sends []time.Time
+	now := base
+	id := int64(0)
+	for i := 0; i < 400; i++ {
+		now = now.Add(time.Duration(rng.IntN(300)) * time.Millisecond)
+		var cands []store.OutboxCandidate
+		for j := rng.IntN(15); j >= 0; j-- {
+			id++
+			cands = append(cands, pushCand(id, "U"+strings.Repeat("a", 32)))
+		}
+		plan := p.Plan(now, cands, tats)
+		for _, s := range plan.Send {
+			if s.SendAt.Before(now) || s.SendAt.After(now.Add(p.cfg.RateHorizon)) {
+				t.Fatalf("slot %s outside [now, now+horizon]", s.SendAt)
+			}
+			late := time.Duration(rng.Int64N(int64(p.cfg.RateSlack)))
+			sends = append(sends, s.SendAt.Add(late))
+		}
+		if len(plan.Send)+len(plan.Postpone) != len(cands) {
+			t.Fatalf("plan lost candidates: %d sent, %d postponed of %d", len(plan.Send), len(plan.Postpone), len(cands))
+		}
+	}
+	sort.Slice(sends, func(i, j int) bool { return sends[i].Before(sends[j]) })
+	peak, lo := 0, 0
+	for hi := range sends {
+		for sends[hi].Sub(sends[lo]) >= time.Second {
+			lo++
+		}
+		peak = max(peak, hi-lo+1)
+	}
+	if peak > 10 || peak < 9 {
+		t.Fatalf("peak %d sends in one second, want at most (and close to) 10", peak)
+	}
+}
+
+func TestPlanRecipientBurstThenSpacing(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	p := testPlanner(now)
+	p.cfg.RecipientCap = Rate{Limit: 3, Per: time.Minute}
+	user := "U" + strings.Repeat("b", 32)
+	var cands []store.OutboxCandidate
+	for i := int64(1); i <= 5; i++ {
+		cands = append(cands, pushCand(i, user))
+	}
+	plan := p.Plan(now, cands, map[store.RateKey]time.Time{})
+	if len(plan.Send) != 3 || len(plan.Postpone) != 2 {
+		t.Fatalf("burst of 3 allowed %d sends, postponed %d", len(plan.Send), len(plan.Postpone))
+	}
+	if d := plan.Postpone[0].SendAt.Sub(now); d < 19*time.Second || d > 21*time.Second {
+		t.Fatalf("fourth message postponed %s, want one interval (20s)", d)
+	}
+}
+
+func TestPlanDecide(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	p := testPlanner(now)
+	ago := func(d time.Duration) *time.Time { t := now.Add(-d); return &t }
+	no := false
+	user := "U" + strings.Repeat("c", 32)
+	reply := store.OutboxCandidate{ID: 1, Endpoint: "reply", CreatedAt: now.Add(-30 * time.Second),
+		Body: []byte(`{"replyToken":"t","messages":[{"type":"text","text":"x"}]}`)}
+	cases := []struct {
+		name string
+		mod  func(c *store.OutboxCandidate)
+		base store.OutboxCandidate
+		want string // "" = send
+	}{
+		{"fresh push", func(*store.OutboxCandidate) {}, pushCand(1, user), ""},
+		{"key 22h59m old", func(c *store.OutboxCandidate) { c.FirstAttemptAt = ago(23*time.Hour - time.Minute) }, pushCand(1, user), ""},
+		{"key 23h old", func(c *store.OutboxCandidate) { c.FirstAttemptAt = ago(23 * time.Hour) }, pushCand(1, user), "expired"},
+		{"not_after passed", func(c *store.OutboxCandidate) { c.NotAfter = ago(time.Second) }, pushCand(1, user), "expired"},
+		{"unfollowed", func(c *store.OutboxCandidate) { c.Following = &no }, pushCand(1, user), "skipped"},
+		{"reply in time", func(*store.OutboxCandidate) {}, reply, ""},
+		{"reply token past a minute", func(c *store.OutboxCandidate) { c.CreatedAt = now.Add(-time.Minute) }, reply, "expired"},
+		{"reply past, maybe delivered", func(c *store.OutboxCandidate) { c.CreatedAt = now.Add(-2 * time.Minute); c.MaybeDelivered = true }, reply, "uncertain"},
+		{"reply not_after wins", func(c *store.OutboxCandidate) { c.CreatedAt = now.Add(-time.Hour); f := now.Add(time.Second); c.NotAfter = &f }, reply, ""},
+		{"reply keys never expire by age", func(c *store.OutboxCandidate) { c.FirstAttemptAt = ago(48 * time.Hour) }, reply, ""},
+		{"scrubbed", func(c *store.OutboxCandidate) { c.Scrubbed = true }, pushCand(1, user), "failed"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cand := c.base
+			c.mod(&cand)
+			f := p.decide(cand)
+			got := ""
+			if f != nil {
+				got = f.Status
+			}
+			if got != c.want {
+				t.Fatalf("decided %q (%+v), want %q", got, f, c.want)
+			}
+			if (len(p.Keys(cand)) > 0) != (c.want == "") {
+				t.Fatalf("keys %v for decision %q", p.Keys(cand), got)
+			}
+		})
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	c := Config{}
+	c.setDefaults()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("defaults invalid: %v", err)
+	}
+	short := Config{Lease: 10 * time.Second}
+	short.setDefaults()
+	if err := short.Validate(); err == nil || !strings.Contains(err.Error(), "lease") {
+		t.Fatalf("a lease shorter than a send passed: %v", err)
+	}
+	old := Config{KeyMaxAge: 24 * time.Hour}
+	old.setDefaults()
+	if err := old.Validate(); err == nil {
+		t.Fatal("a key max age of 24h passed")
+	}
+	if r, err := ParseRate("60/1h"); err != nil || r.Limit != 60 || r.Per != time.Hour {
+		t.Fatalf("ParseRate: %v %v", r, err)
+	}
+	if _, err := ParseRate("fast"); err == nil {
+		t.Fatal("ParseRate accepted junk")
+	}
+}

@@ -1,0 +1,125 @@
+package sender
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/linepipe/linepipe/pkg/store"
+)
+
+// tokenServer answers POST /oauth2/v3/token like LINE's stateless token
+// endpoint, numbering the tokens it issues.
+func tokenServer(t *testing.T, secret string, expiresIn int) (*httptest.Server, *atomic.Int32) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/oauth2/v3/token" || r.ParseForm() != nil || r.PostForm.Get("grant_type") != "client_credentials" {
+			http.Error(w, `{"error":"invalid_request"}`, http.StatusBadRequest)
+			return
+		}
+		if r.PostForm.Get("client_secret") != secret {
+			http.Error(w, `{"error":"invalid_client"}`, http.StatusBadRequest)
+			return
+		}
+		i := n.Add(1)
+		fmt.Fprintf(w, `{"access_token":"tok-%d","expires_in":%d,"token_type":"Bearer"}`, i, expiresIn)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &n
+}
+
+func channels(m map[string]store.Channel) func(context.Context, string) (store.Channel, error) {
+	var mu sync.Mutex
+	return func(_ context.Context, id string) (store.Channel, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		c, ok := m[id]
+		if !ok {
+			return c, store.ErrNotFound
+		}
+		return c, nil
+	}
+}
+
+func TestTokenSourceStateless(t *testing.T) {
+	srv, issued := tokenServer(t, "sec", 900)
+	now := time.Unix(1_700_000_000, 0)
+	clock := func() time.Time { return now }
+	var logged []store.APILogEntry
+	ts := newTokenSource(channels(map[string]store.Channel{"c1": {ID: "c1", Secret: "sec"}, "bad": {ID: "bad", Secret: "nope"}}),
+		srv.Client(), srv.URL, clock, func(e store.APILogEntry, _ error) { logged = append(logged, e) })
+	ctx := context.Background()
+
+	get := func(ch string) string {
+		t.Helper()
+		tok, err := ts.Get(ctx, ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	if a, b := get("c1"), get("c1"); a != "tok-1" || b != "tok-1" || issued.Load() != 1 {
+		t.Fatalf("tokens %s %s after %d issues: want one cached token", a, b, issued.Load())
+	}
+	now = now.Add(13*time.Minute + 59*time.Second) // renewed a minute early
+	if tok := get("c1"); tok != "tok-1" {
+		t.Fatalf("token renewed too early: %s", tok)
+	}
+	now = now.Add(2 * time.Second)
+	if tok := get("c1"); tok != "tok-2" {
+		t.Fatalf("token not renewed before expiry: %s", tok)
+	}
+	ts.Invalidate("c1", "tok-1") // stale: leaves tok-2 alone
+	if tok := get("c1"); tok != "tok-2" {
+		t.Fatalf("stale invalidation dropped the current token: %s", tok)
+	}
+	ts.Invalidate("c1", "tok-2")
+	if tok := get("c1"); tok != "tok-3" {
+		t.Fatalf("401 did not force a new token: %s", tok)
+	}
+	if _, err := ts.Get(ctx, "bad"); err == nil {
+		t.Fatal("a rejected secret gave a token")
+	}
+	if _, err := ts.Get(ctx, "missing"); !errors.Is(err, ErrUnknownChannel) {
+		t.Fatalf("unknown channel: %v", err)
+	}
+	if len(logged) != 4 || logged[0].Endpoint != "/oauth2/v3/token" || logged[3].Status != 400 {
+		t.Fatalf("token calls logged: %+v", logged)
+	}
+}
+
+func TestTokenSourceStatic(t *testing.T) {
+	srv, issued := tokenServer(t, "sec", 900)
+	m := map[string]store.Channel{"c1": {ID: "c1", Secret: "sec", AccessToken: "static-1"}}
+	ts := newTokenSource(channels(m), srv.Client(), srv.URL, time.Now, func(store.APILogEntry, error) {})
+	tok, err := ts.Get(context.Background(), "c1")
+	if err != nil || tok != "static-1" || issued.Load() != 0 {
+		t.Fatalf("static token: %q %v, %d issued", tok, err, issued.Load())
+	}
+}
+
+func TestTokenSourceConcurrentIssueOnce(t *testing.T) {
+	srv, issued := tokenServer(t, "sec", 900)
+	ts := newTokenSource(channels(map[string]store.Channel{"c1": {ID: "c1", Secret: "sec"}}),
+		srv.Client(), srv.URL, time.Now, func(store.APILogEntry, error) {})
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := ts.Get(context.Background(), "c1"); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if issued.Load() != 1 {
+		t.Fatalf("%d tokens issued for one channel at once, want 1", issued.Load())
+	}
+}

@@ -1,0 +1,101 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/linepipe/linepipe/pkg/config"
+	"github.com/linepipe/linepipe/pkg/linefake"
+	"github.com/linepipe/linepipe/pkg/sender"
+)
+
+// TestSenderGracefulShutdown: stopping a sender while requests are in
+// flight lets them finish and records them; nothing is left in_flight and
+// nothing LINE accepted is left unrecorded.
+func TestSenderGracefulShutdown(t *testing.T) {
+	t.Parallel()
+	b := setupSender(t, linefake.Config{Faults: linefake.Faults{Latency: 400 * time.Millisecond}})
+	for i := 0; i < 30; i++ {
+		b.insert(t, "push", pushBody(userID(i), "slow"))
+	}
+	cfg := b.config("s")
+	cfg.Concurrency, cfg.BatchSize = 4, 4
+	stop := b.start(t, cfg)
+	waitFor(t, "requests in flight", func() (bool, string) {
+		c := b.statusCounts(t)
+		return c["in_flight"] > 0, fmt.Sprint(c)
+	})
+	stop()
+	c := b.statusCounts(t)
+	if c["in_flight"] != 0 || c["delivered"] == 0 || c["delivered"] != len(b.line.Accepted()) || c["pending"] == 0 {
+		t.Fatalf("after shutdown: %v, LINE accepted %d", c, len(b.line.Accepted()))
+	}
+}
+
+// TestSenderService runs the service as cmd/sender does: configuration
+// from the environment, the single channel upserted, ops endpoints up, a
+// row delivered, and a clean return on cancellation.
+func TestSenderService(t *testing.T) {
+	t.Parallel()
+	b := setupSender(t, linefake.Config{})
+	if err := b.line.AddChannel(linefake.Channel{ID: "2000000001", Secret: "env-secret"}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	st, err := sender.SettingsFromEnv(config.FromMap(map[string]string{
+		"DATABASE_URL": b.db.URL, "LINE_API_BASE_URL": b.api.URL, "SENDER_ADDR": addr,
+		"LINE_CHANNEL_ID": "2000000001", "LINE_CHANNEL_SECRET": "env-secret",
+		"SENDER_POLL_INTERVAL": "20ms", "SENDER_RATE_BROADCAST": "30/1h",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sender.SettingsFromEnv(config.FromMap(map[string]string{"SENDER_RATE_PUSH": "fast"})); err == nil {
+		t.Fatal("bad settings accepted")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sender.RunService(ctx, st, zap.NewNop()) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("service: %v", err)
+		}
+	}()
+
+	var id int64
+	if err := b.db.Pool.QueryRow(ctx, `INSERT INTO outbox (channel_id, endpoint, body) VALUES ('2000000001', 'push', $1) RETURNING id`,
+		pushBody(userID(1), "via env channel")).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	b.waitStatus(t, id, "delivered")
+	get := func(path string) (int, string) {
+		res, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(body)
+	}
+	waitFor(t, "ops endpoints", func() (bool, string) {
+		code, _ := get("/readyz")
+		return code == 200, fmt.Sprint(code)
+	})
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, `linepipe_sender_rows_total{status="delivered"} 1`) {
+		t.Fatalf("metrics %d: missing the delivery", code)
+	}
+}

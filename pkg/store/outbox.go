@@ -211,39 +211,62 @@ func ClaimOutbox(ctx context.Context, db Beginner, p ClaimParams, pl Planner) (C
 	return res, nil
 }
 
-const selectCandidatesSQL = `
+// candidateSQL reads due rows. %s is one of the two conditions below, kept
+// apart (not OR-ed) so each uses its partial index in order and a large
+// backlog is never sorted whole. Rows whose endpoint bucket is booked
+// beyond the horizon are not read: they could not be claimed anyway.
+const candidateSQL = `
 SELECT o.id, o.channel_id, o.endpoint, o.body::text, o.retry_key, o.status, o.scrubbed_at IS NOT NULL,
        o.not_after, o.created_at, o.first_attempt_at, o.attempts, coalesce(o.last_status_code, 0),
        o.maybe_delivered, coalesce(o.recipient, ''), f.following
 FROM outbox o
 LEFT JOIN followers f ON f.channel_id = o.channel_id AND f.user_id = o.recipient
-WHERE ((o.status IN ('pending', 'retrying') AND o.next_attempt_at <= $1)
-       OR (o.status = 'in_flight' AND o.lease_until < clock_timestamp()))
+WHERE %s
   AND NOT EXISTS (SELECT 1 FROM outbox_rate r
                   WHERE r.channel_id = o.channel_id AND r.bucket = o.endpoint
-                    AND r.tat > clock_timestamp() + $3::interval)
-ORDER BY o.next_attempt_at, o.id
-LIMIT $2
+                    AND r.tat > clock_timestamp() + $2::interval)
+ORDER BY %s
+LIMIT $1
 FOR UPDATE OF o SKIP LOCKED`
 
+var (
+	// Rows whose sender's lease ran out come first: they have waited
+	// longest. lease_until is on the database clock, like the lease.
+	expiredLeaseSQL = fmt.Sprintf(candidateSQL, `o.status = 'in_flight' AND o.lease_until < clock_timestamp()`, `o.lease_until`)
+	dueSQL          = fmt.Sprintf(candidateSQL, `o.status IN ('pending', 'retrying') AND o.next_attempt_at <= $3`, `o.next_attempt_at, o.id`)
+)
+
 func selectCandidates(ctx context.Context, tx pgx.Tx, p ClaimParams) ([]OutboxCandidate, error) {
-	rows, err := tx.Query(ctx, selectCandidatesSQL, p.Now, p.Limit, p.Horizon)
-	if err != nil {
-		return nil, fmt.Errorf("selecting due rows: %w", err)
+	var out []OutboxCandidate
+	for _, sql := range []string{expiredLeaseSQL, dueSQL} {
+		if len(out) >= p.Limit {
+			break
+		}
+		args := []any{p.Limit - len(out), p.Horizon}
+		if sql == dueSQL {
+			args = append(args, p.Now)
+		}
+		rows, err := tx.Query(ctx, sql, args...)
+		if err != nil {
+			return nil, fmt.Errorf("selecting due rows: %w", err)
+		}
+		cands, err := pgx.CollectRows(rows, scanCandidate)
+		if err != nil {
+			return nil, fmt.Errorf("reading due rows: %w", err)
+		}
+		out = append(out, cands...)
 	}
-	cands, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (OutboxCandidate, error) {
-		var c OutboxCandidate
-		var body string
-		err := r.Scan(&c.ID, &c.ChannelID, &c.Endpoint, &body, &c.RetryKey, &c.Status, &c.Scrubbed,
-			&c.NotAfter, &c.CreatedAt, &c.FirstAttemptAt, &c.Attempts, &c.LastStatusCode,
-			&c.MaybeDelivered, &c.Recipient, &c.Following)
-		c.Body = []byte(body)
-		return c, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reading due rows: %w", err)
-	}
-	return cands, nil
+	return out, nil
+}
+
+func scanCandidate(r pgx.CollectableRow) (OutboxCandidate, error) {
+	var c OutboxCandidate
+	var body string
+	err := r.Scan(&c.ID, &c.ChannelID, &c.Endpoint, &body, &c.RetryKey, &c.Status, &c.Scrubbed,
+		&c.NotAfter, &c.CreatedAt, &c.FirstAttemptAt, &c.Attempts, &c.LastStatusCode,
+		&c.MaybeDelivered, &c.Recipient, &c.Following)
+	c.Body = []byte(body)
+	return c, err
 }
 
 // lockBuckets creates missing buckets and locks every bucket the batch
@@ -357,7 +380,12 @@ func applyPostpone(ctx context.Context, tx pgx.Tx, rs []OutboxReserve) error {
 	for i, r := range rs {
 		ids[i], at[i] = r.ID, r.SendAt
 	}
-	_, err := tx.Exec(ctx, `UPDATE outbox o SET next_attempt_at = r.at
+	// A row taken from an expired lease leaves in_flight, so it is not
+	// read again before it is due.
+	_, err := tx.Exec(ctx, `UPDATE outbox o SET next_attempt_at = r.at,
+			status = CASE WHEN o.status = 'in_flight' THEN 'retrying' ELSE o.status END,
+			maybe_delivered = o.maybe_delivered OR o.status = 'in_flight',
+			claim_id = NULL, claimed_by = NULL, lease_until = NULL
 		FROM unnest($1::bigint[], $2::timestamptz[]) AS r(id, at) WHERE o.id = r.id`, ids, at)
 	if err != nil {
 		return fmt.Errorf("postponing rate-limited rows: %w", err)

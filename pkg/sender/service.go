@@ -26,6 +26,10 @@ type Settings struct {
 	Channel store.Channel
 	// Grace bounds the HTTP server's shutdown.
 	Grace time.Duration
+	// DBMaxConns (SENDER_DB_MAX_CONNS) caps the pool. Each attempt holds
+	// a connection only for its one completion statement, so a few serve
+	// hundreds of requests in flight; Postgres connections are scarce.
+	DBMaxConns int
 }
 
 // SettingsFromEnv reads the service's environment.
@@ -41,9 +45,13 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 			Secret:      env.String("LINE_CHANNEL_SECRET", ""),
 			AccessToken: env.String("LINE_CHANNEL_ACCESS_TOKEN", ""),
 		},
-		Grace: env.Duration("SENDER_SHUTDOWN_GRACE", 10*time.Second),
+		Grace:      env.Duration("SENDER_SHUTDOWN_GRACE", 10*time.Second),
+		DBMaxConns: env.Int("SENDER_DB_MAX_CONNS", 8),
 	}
 	errs := []error{env.Err(), rateErr}
+	if s.DBMaxConns < 2 {
+		errs = append(errs, errors.New("SENDER_DB_MAX_CONNS must be at least 2"))
+	}
 	if s.DatabaseURL == "" {
 		errs = append(errs, errors.New("DATABASE_URL is required"))
 	}
@@ -55,7 +63,7 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 
 // RunService runs the sender and its ops endpoints until ctx ends.
 func RunService(ctx context.Context, st Settings, log *zap.Logger) error {
-	pool, err := store.Open(ctx, st.DatabaseURL, int32(st.Sender.Concurrency+4))
+	pool, err := store.Open(ctx, st.DatabaseURL, int32(st.DBMaxConns))
 	if err != nil {
 		return err
 	}

@@ -169,6 +169,7 @@ func QueueUnsend(b *pgx.Batch, k MessageKey, unsentAt time.Time, webhookEventID 
 			scrubbed_at = now()
 		WHERE channel_id = $1 AND message_id = $2 AND scrubbed_at IS NULL`, k.ChannelID, k.MessageID)
 	b.Queue(`UPDATE outbox SET body = '{}', scrubbed_at = now(),
+			finished_at = CASE WHEN status IN ('pending', 'retrying') THEN now() ELSE finished_at END,
 			status = CASE WHEN status IN ('pending', 'retrying') THEN 'cancelled' ELSE status END
 		WHERE channel_id = $1 AND source_message_id = $2 AND scrubbed_at IS NULL`, k.ChannelID, k.MessageID)
 }

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/linepipe/linepipe/pkg/bench"
 	"github.com/linepipe/linepipe/pkg/ops"
@@ -32,7 +33,12 @@ func main() {
 	flag.Float64Var(&cfg.E2ERate, "e2e-rate", 0, "webhooks per second in the end-to-end run (default 50)")
 	flag.DurationVar(&cfg.E2EDuration, "e2e", 0, "length of the end-to-end run (default 15s)")
 	flag.Uint64Var(&cfg.Seed, "seed", 0, "load generator seed (0: from the clock)")
+	var env, dbParams, stages string
+	flag.StringVar(&stages, "stages", "", "comma-separated stages to run: ingest, worker, sender, e2e (default all)")
+	flag.StringVar(&env, "env", "", "comma-separated KEY=value pairs added to every service's environment")
+	flag.StringVar(&dbParams, "db-params", "", "comma-separated key=value pairs added to the services' DATABASE_URL")
 	flag.Parse()
+	cfg.Env, cfg.DBParams, cfg.Stages = splitList(env), splitList(dbParams), splitList(stages)
 	if cfg.Profile {
 		cfg.Keep = true
 	}
@@ -57,6 +63,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
 }
 
 func envOr(key, def string) string {

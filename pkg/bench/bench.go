@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -31,6 +32,13 @@ type Config struct {
 	Keep        bool   // keep Dir afterwards
 	Profile     bool   // run services under CPU profiles written to Dir
 	Seed        uint64
+	// Env is added to every service's environment (KEY=value), for
+	// trying a setting; DBParams are added to the database URL the
+	// services get (e.g. synchronous_commit=off).
+	Env      []string
+	DBParams []string
+	// Stages to run, of ingest, worker, sender and e2e; default all.
+	Stages []string
 
 	Concurrency       int           // closed-loop senders for peak runs
 	PeakDuration      time.Duration // each peak run (ceiling and ingest)
@@ -119,6 +127,7 @@ type Bench struct {
 	schema *Schema
 	mu     sync.Mutex
 	procs  []*Proc
+	pgLast float64
 }
 
 func (b *Bench) logf(format string, args ...any) {
@@ -188,9 +197,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	defer func() { _ = schema.Drop(context.Background()) }()
 	b.schema = schema
+	svcURL := schema.URL
+	for _, kv := range cfg.DBParams {
+		k, v, _ := strings.Cut(kv, "=")
+		if svcURL, err = withParam(svcURL, k, v); err != nil {
+			return nil, err
+		}
+	}
 	id := strings.ReplaceAll(uuid.NewString(), "-", "")[:12]
 	b.stack = &Stack{BinDir: bin, Dir: dir, Profile: cfg.Profile, NATSURL: natsNode.URL(),
-		Stream: "BENCH_" + id, SubjectPrefix: "bench_" + id, DatabaseURL: schema.URL,
+		Stream: "BENCH_" + id, SubjectPrefix: "bench_" + id, DatabaseURL: svcURL, Extra: cfg.Env,
 		ChannelID: "2000000001", ChannelSecret: uuid.NewString(), AccessToken: "bench-" + uuid.NewString()}
 
 	stopSampling := b.sampleRSS()
@@ -221,19 +237,111 @@ func (b *Bench) stages(ctx context.Context, res *Result) error {
 	}
 	defer func() { _ = ing.Stop(10 * time.Second) }()
 
-	if res.Ingest, err = b.runIngest(ctx, ing); err != nil {
-		return fmt.Errorf("ingest stage: %w", err)
+	stages := []struct {
+		name string
+		run  func() error
+	}{
+		{"ingest", func() (err error) { res.Ingest, err = b.runIngest(ctx, ing); return err }},
+		{"worker", func() (err error) { res.Worker, err = b.runWorker(ctx, ing, js); return err }},
+		{"sender", func() (err error) { res.Sender, err = b.runSender(ctx); return err }},
+		{"e2e", func() (err error) { res.E2E, err = b.runE2E(ctx, ing); return err }},
 	}
-	if res.Worker, err = b.runWorker(ctx, ing, js); err != nil {
-		return fmt.Errorf("worker stage: %w", err)
-	}
-	if res.Sender, err = b.runSender(ctx); err != nil {
-		return fmt.Errorf("sender stage: %w", err)
-	}
-	if res.E2E, err = b.runE2E(ctx, ing); err != nil {
-		return fmt.Errorf("end-to-end stage: %w", err)
+	for _, st := range stages {
+		if !b.wants(st.name) {
+			continue
+		}
+		if err := b.sampled(st.name, st.run); err != nil {
+			return fmt.Errorf("%s stage: %w", st.name, err)
+		}
 	}
 	return nil
+}
+
+// pgProc stands for the run's Postgres backends in CPU accounting.
+var pgProc = &Proc{Name: "postgres-backends"}
+
+func (b *Bench) cpuByProc() map[*Proc]float64 {
+	b.mu.Lock()
+	procs := append([]*Proc(nil), b.procs...)
+	b.mu.Unlock()
+	m := map[*Proc]float64{}
+	for _, p := range procs {
+		m[p] = p.CPUSeconds()
+	}
+	m[pgProc] = b.pgCPU()
+	return m
+}
+
+// pgCPU sums the CPU time of the Postgres backends serving this run's
+// connections (found by application_name), which run on the same machine.
+// Backends that ended are not counted.
+func (b *Bench) pgCPU() float64 {
+	rows, err := b.schema.Pool.Query(context.Background(),
+		"SELECT pid FROM pg_stat_activity WHERE application_name = $1", b.schema.Name)
+	if err != nil {
+		return 0
+	}
+	defer rows.Close()
+	var sum float64
+	for rows.Next() {
+		var pid int
+		if rows.Scan(&pid) == nil {
+			sum += readCPU(pid)
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	// Backends come and go; keep the sum from ever going backwards.
+	if sum < b.pgLast {
+		sum = b.pgLast
+	}
+	b.pgLast = sum
+	return sum
+}
+
+// logCPU logs the CPU share each process still running used during a
+// stage; processes that ended within it are not counted.
+func (b *Bench) logCPU(stage string, before map[*Proc]float64, since time.Time) {
+	wall := time.Since(since).Seconds()
+	var parts []string
+	for p, c := range b.cpuByProc() {
+		if d := c - before[p]; d > 0.05 {
+			parts = append(parts, fmt.Sprintf("%s %.0f%%", p.Name, 100*d/wall))
+		}
+	}
+	sort.Strings(parts)
+	b.logf("%s stage: %.1fs, CPU of one core: %s", stage, wall, strings.Join(parts, ", "))
+}
+
+func (b *Bench) wants(stage string) bool {
+	if len(b.cfg.Stages) == 0 {
+		return true
+	}
+	for _, s := range b.cfg.Stages {
+		if s == stage {
+			return true
+		}
+	}
+	return false
+}
+
+// sampled runs a stage under the Postgres activity sampler when
+// profiling, and logs where the database spent the stage.
+func (b *Bench) sampled(stage string, f func() error) error {
+	cpu0, wall0 := b.cpuByProc(), time.Now()
+	if !b.cfg.Profile {
+		err := f()
+		b.logCPU(stage, cpu0, wall0)
+		return err
+	}
+	s := StartPGSampler(b.schema.Pool, b.schema.Name, 10*time.Millisecond)
+	err := f()
+	b.logCPU(stage, cpu0, wall0)
+	b.logf("postgres activity during the %s stage (average connections per state, wait and statement):", stage)
+	for _, l := range s.Stop(12) {
+		b.logf("  %s", l)
+	}
+	return err
 }
 
 // sampleRSS reads every running process's VmHWM twice a second, so a

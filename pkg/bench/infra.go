@@ -90,6 +90,9 @@ func NewSchema(ctx context.Context, base, prefix string, maxConns int32) (*Schem
 		return nil, fmt.Errorf("creating schema: %w", err)
 	}
 	u, err := WithSearchPath(base, name)
+	if err == nil {
+		u, err = withParam(u, "application_name", name)
+	}
 	if err != nil {
 		admin.Close()
 		return nil, err
@@ -123,6 +126,17 @@ func WithSearchPath(base, schema string) (string, error) {
 	}
 	q := u.Query()
 	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+func withParam(base, key, value string) (string, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", fmt.Errorf("parsing database url: %w", err)
+	}
+	q := u.Query()
+	q.Set(key, value)
 	u.RawQuery = q.Encode()
 	return u.String(), nil
 }

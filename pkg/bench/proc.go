@@ -32,7 +32,9 @@ type Proc struct {
 	cmd     *exec.Cmd
 	done    chan struct{}
 	waitErr error
-	peakKB  int64 // largest VmHWM seen across this Proc's lifetimes
+	peakKB  int64   // largest VmHWM seen across this Proc's lifetimes
+	cpu     float64 // CPU seconds of earlier lifetimes
+	lastCPU float64 // CPU seconds of the current one when last read
 }
 
 // Start runs the process with a minimal environment (PATH, HOME and Env),
@@ -57,6 +59,8 @@ func (p *Proc) Start() error {
 	}
 	done := make(chan struct{})
 	p.cmd, p.done = cmd, done
+	p.cpu += p.lastCPU
+	p.lastCPU = 0
 	go func() {
 		err := cmd.Wait()
 		_ = logf.Close()
@@ -102,6 +106,7 @@ func (p *Proc) SampleRSS() int64 {
 		return p.PeakRSSKB()
 	}
 	kb := readVmHWM(pid)
+	p.CPUSeconds()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if kb > p.peakKB {
@@ -259,4 +264,42 @@ func Build(ctx context.Context, dir string, pkgs ...string) error {
 		return fmt.Errorf("go build: %w\n%s", err, out)
 	}
 	return nil
+}
+
+// CPUSeconds is the user plus system CPU time used by every process this
+// Proc started, from /proc/<pid>/stat; a process that exited counts with
+// what it had used when last read (Stop and Kill read it first).
+func (p *Proc) CPUSeconds() float64 {
+	pid := p.Pid()
+	if pid != 0 && p.Running() {
+		if c := readCPU(pid); c > 0 {
+			p.mu.Lock()
+			p.lastCPU = c
+			p.mu.Unlock()
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cpu + p.lastCPU
+}
+
+func readCPU(pid int) float64 {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0
+	}
+	// Fields after the parenthesised command name; utime and stime are
+	// the 14th and 15th fields overall, in clock ticks (100 per second).
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100
 }

@@ -26,7 +26,8 @@ type Stack struct {
 	ChannelSecret string
 	AccessToken   string
 	LineAPIURL    string
-	// Extra is appended to every service's environment.
+	// Extra is appended to every service's environment, last, so it
+	// overrides what the stack would set.
 	Extra []string
 }
 
@@ -43,7 +44,7 @@ func (s *Stack) common() []string {
 		"LOG_LEVEL=info",
 		"SHUTDOWN_GRACE=5s",
 	}
-	return append(env, s.Extra...)
+	return env
 }
 
 func (s *Stack) proc(service, name, addrVar string, env []string) (*Proc, error) {
@@ -57,7 +58,7 @@ func (s *Stack) proc(service, name, addrVar string, env []string) (*Proc, error)
 		p.Path = filepath.Join(s.BinDir, "profiled")
 		p.Args = []string{service, filepath.Join(s.Dir, name+".cpu.pprof")}
 	}
-	p.Env = append(append(s.common(), addrVar+"="+addr), env...)
+	p.Env = append(append(append(s.common(), addrVar+"="+addr), env...), s.Extra...)
 	return p, nil
 }
 

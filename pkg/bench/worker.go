@@ -25,6 +25,10 @@ type WorkerResult struct {
 	CeilingSeconds      float64 `json:"ceilingSeconds"`
 	CeilingEventsPerSec float64 `json:"ceilingEventsPerSec"`
 	Ratio               float64 `json:"ratio"`
+	// RowwiseEventsPerSec is the same rows written one INSERT ... ON
+	// CONFLICT DO NOTHING per row, pipelined in the same batches: what
+	// the statement style alone costs, without NATS or decoding.
+	RowwiseEventsPerSec float64 `json:"rowwiseEventsPerSec"`
 	Loops               int     `json:"loops"`
 }
 
@@ -67,6 +71,7 @@ func (b *Bench) runWorker(ctx context.Context, ing *Proc, js jetstream.JetStream
 		procs = append(procs, p)
 	}
 	res.Loops = b.cfg.Workers * b.cfg.WorkerConcurrency
+	cpu0 := b.cpuByProc()
 	start := time.Now()
 	for _, p := range procs {
 		if err := b.start(p); err != nil {
@@ -85,6 +90,7 @@ func (b *Bench) runWorker(ctx context.Context, ing *Proc, js jetstream.JetStream
 		time.Sleep(20 * time.Millisecond)
 	}
 	res.Seconds = time.Since(start).Seconds()
+	b.logCPU("worker drain", cpu0, start)
 	for _, p := range procs {
 		if err := p.Stop(10 * time.Second); err != nil {
 			b.logf("stopping %s: %v", p.Name, err)
@@ -96,10 +102,20 @@ func (b *Bench) runWorker(ctx context.Context, ing *Proc, js jetstream.JetStream
 	res.EventsPerSec = float64(res.Events) / res.Seconds
 	b.logf("worker: %d events in %.2fs = %.0f events/s", res.Events, res.Seconds, res.EventsPerSec)
 
-	secs, err := copyCeiling(ctx, b.schema.Pool, b.workerBatch(), res.Loops)
+	tables, err := readTables(ctx, b.schema.Pool)
+	if err != nil {
+		return res, err
+	}
+	secs, err := writeAll(ctx, b.schema.Pool, tables, "ceiling_", copyChunk, b.workerBatch(), res.Loops)
 	if err != nil {
 		return res, fmt.Errorf("storage ceiling: %w", err)
 	}
+	rowSecs, err := writeAll(ctx, b.schema.Pool, tables, "rowwise_", insertChunk, b.workerBatch(), res.Loops)
+	if err != nil {
+		return res, fmt.Errorf("row-wise reference: %w", err)
+	}
+	res.RowwiseEventsPerSec = float64(res.Events) / rowSecs
+	b.logf("row-wise INSERT of the same rows: %.2fs = %.0f events/s", rowSecs, res.RowwiseEventsPerSec)
 	res.CeilingSeconds = secs
 	res.CeilingEventsPerSec = float64(res.Events) / secs
 	res.Ratio = res.EventsPerSec / res.CeilingEventsPerSec
@@ -115,22 +131,31 @@ type tableRows struct {
 	rows [][]any
 }
 
-// copyCeiling reads back what the worker stored and COPYs it into fresh
-// tables LIKE the originals (same columns, defaults, indexes and unique
-// keys), in transactions of batch events plus their share of the other
-// tables, on loops connections at once: the fastest a client can make
-// Postgres hold these rows with the worker's batching and parallelism.
-func copyCeiling(ctx context.Context, pool *pgxpool.Pool, batch, loops int) (float64, error) {
+func readTables(ctx context.Context, pool *pgxpool.Pool) ([]tableRows, error) {
 	var tables []tableRows
 	for _, t := range copiedTables {
 		tr, err := readTable(ctx, pool, t)
 		if err != nil {
-			return 0, err
-		}
-		if _, err := pool.Exec(ctx, fmt.Sprintf("CREATE TABLE ceiling_%s (LIKE %s INCLUDING ALL)", t, t)); err != nil {
-			return 0, fmt.Errorf("creating ceiling_%s: %w", t, err)
+			return nil, err
 		}
 		tables = append(tables, tr)
+	}
+	return tables, nil
+}
+
+type chunkWriter func(ctx context.Context, pool *pgxpool.Pool, prefix string, tables []tableRows, i, n int) error
+
+// writeAll writes what the worker stored into fresh tables LIKE the
+// originals (same columns, defaults, indexes and unique keys), in
+// transactions of batch events plus their share of the other tables, on
+// loops connections at once. With copyChunk it is the fastest a client
+// can make Postgres hold these rows with the worker's batching and
+// parallelism: the storage ceiling.
+func writeAll(ctx context.Context, pool *pgxpool.Pool, tables []tableRows, prefix string, write chunkWriter, batch, loops int) (float64, error) {
+	for _, t := range tables {
+		if _, err := pool.Exec(ctx, fmt.Sprintf("CREATE TABLE %s%s (LIKE %s INCLUDING ALL)", prefix, t.name, t.name)); err != nil {
+			return 0, fmt.Errorf("creating %s%s: %w", prefix, t.name, err)
+		}
 	}
 	chunks := (len(tables[0].rows) + batch - 1) / batch
 	if chunks == 0 {
@@ -149,7 +174,7 @@ func copyCeiling(ctx context.Context, pool *pgxpool.Pool, batch, loops int) (flo
 				if i >= chunks {
 					return
 				}
-				if err := copyChunk(ctx, pool, tables, i, chunks); err != nil {
+				if err := write(ctx, pool, prefix, tables, i, chunks); err != nil {
 					errs <- err
 					return
 				}
@@ -165,18 +190,39 @@ func copyCeiling(ctx context.Context, pool *pgxpool.Pool, batch, loops int) (flo
 	return elapsed, nil
 }
 
-func copyChunk(ctx context.Context, pool *pgxpool.Pool, tables []tableRows, i, n int) error {
+func copyChunk(ctx context.Context, pool *pgxpool.Pool, prefix string, tables []tableRows, i, n int) error {
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		for _, t := range tables {
 			lo, hi := i*len(t.rows)/n, (i+1)*len(t.rows)/n
 			if lo == hi {
 				continue
 			}
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ceiling_" + t.name}, t.cols, pgx.CopyFromRows(t.rows[lo:hi])); err != nil {
-				return fmt.Errorf("copy into ceiling_%s: %w", t.name, err)
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{prefix + t.name}, t.cols, pgx.CopyFromRows(t.rows[lo:hi])); err != nil {
+				return fmt.Errorf("copy into %s%s: %w", prefix, t.name, err)
 			}
 		}
 		return nil
+	})
+}
+
+// insertChunk writes a chunk the way the worker does: one INSERT ... ON
+// CONFLICT DO NOTHING per row, all rows of the chunk pipelined.
+func insertChunk(ctx context.Context, pool *pgxpool.Pool, prefix string, tables []tableRows, i, n int) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		for _, t := range tables {
+			lo, hi := i*len(t.rows)/n, (i+1)*len(t.rows)/n
+			ph := make([]string, len(t.cols))
+			for j := range ph {
+				ph[j] = fmt.Sprintf("$%d", j+1)
+			}
+			sql := fmt.Sprintf("INSERT INTO %s%s (%s) VALUES (%s) ON CONFLICT DO NOTHING",
+				prefix, t.name, strings.Join(t.cols, ", "), strings.Join(ph, ", "))
+			for _, r := range t.rows[lo:hi] {
+				b.Queue(sql, r...)
+			}
+		}
+		return tx.SendBatch(ctx, b).Close()
 	})
 }
 

@@ -27,6 +27,9 @@ type Proc struct {
 	LogPath string
 	// Addr is the process's ops listener (host:port), when it has one.
 	Addr string
+	// Credential, when set, runs the process as another user (Postgres
+	// refuses to run as root).
+	Credential *syscall.Credential
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -52,7 +55,7 @@ func (p *Proc) Start() error {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// A child must not outlive the run that started it, even when the
 	// run itself is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: p.Credential}
 	if err := cmd.Start(); err != nil {
 		_ = logf.Close()
 		return fmt.Errorf("starting %s: %w", p.Name, err)
@@ -143,6 +146,13 @@ func readVmHWM(pid int) int64 {
 func (p *Proc) Stop(grace time.Duration) error {
 	p.SampleRSS()
 	return p.signalAndWait(syscall.SIGTERM, grace)
+}
+
+// Signal sends sig to the process and waits up to grace for it to exit,
+// then kills it.
+func (p *Proc) Signal(sig syscall.Signal, grace time.Duration) error {
+	p.SampleRSS()
+	return p.signalAndWait(sig, grace)
 }
 
 // Kill ends the process at once (SIGKILL), as a crash would.

@@ -7,10 +7,12 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
 
 	"github.com/linepipe/linepipe/pkg/bench"
 	"github.com/linepipe/linepipe/pkg/linefake"
 	"github.com/linepipe/linepipe/pkg/loadgen"
+	"github.com/linepipe/linepipe/pkg/stream"
 )
 
 // load runs webhooks through the proxy and outbox inserts for
@@ -138,8 +140,8 @@ func (r *run) injectFaults(ctx context.Context) {
 		case !natsDone && elapsed >= natsAt:
 			natsDone = true
 			if r.cfg.Cluster {
-				node := r.nats[1+r.rnd.IntN(len(r.nats)-1)]
-				r.fault("kill -9 %s (cluster node), back in 10s", node.Name)
+				node, role := r.streamLeader(ctx)
+				r.fault("kill -9 %s (%s), back in 10s", node.Name, role)
 				_ = node.Kill()
 				bg.Add(1)
 				go func() {
@@ -174,6 +176,34 @@ func (r *run) injectFaults(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// streamLeader is the cluster node leading the stream's replicas, the
+// kill that forces an election mid-write; a random node if it cannot be
+// told.
+func (r *run) streamLeader(ctx context.Context) (*bench.NATSNode, string) {
+	fallback := r.nats[r.rnd.IntN(len(r.nats))]
+	nc, js, err := stream.Connect(stream.Config{URL: r.natsURL()}, "linepipe-chaos", zap.NewNop())
+	if err != nil {
+		return fallback, "random node"
+	}
+	defer nc.Close()
+	sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	st, err := js.Stream(sctx, r.stack.Stream)
+	if err != nil {
+		return fallback, "random node"
+	}
+	info, err := st.Info(sctx)
+	if err != nil || info.Cluster == nil {
+		return fallback, "random node"
+	}
+	for _, n := range r.nats {
+		if n.Name == info.Cluster.Leader {
+			return n, "stream leader"
+		}
+	}
+	return fallback, "random node"
 }
 
 func (r *run) restartNATS(ctx context.Context, node *bench.NATSNode) {

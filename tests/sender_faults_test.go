@@ -115,26 +115,49 @@ func TestOutboxLeaseFencing(t *testing.T) {
 	b := setupSender(t, linefake.Config{})
 	ctx := context.Background()
 	id := b.insert(t, "push", pushBody(userID(1), "hi"))
-	params := store.ClaimParams{Limit: 10, Now: time.Now(), Owner: "a", Lease: 300 * time.Millisecond, Horizon: time.Second}
+	params := store.ClaimParams{Limit: 10, Now: time.Now(), Owner: "a", Lease: time.Minute, Horizon: time.Second}
 
 	first, err := store.ClaimOutbox(ctx, b.db.Pool, params, allPlanner{})
 	if err != nil || len(first.Claimed) != 1 {
 		t.Fatalf("first claim: %v, %d rows", err, len(first.Claimed))
 	}
-	params.Owner, params.Lease = "b", time.Minute
+	params.Owner = "b"
 	again, err := store.ClaimOutbox(ctx, b.db.Pool, params, allPlanner{})
 	if err != nil || len(again.Claimed) != 0 {
 		t.Fatalf("a row under a live lease was claimed again: %v, %d rows", err, len(again.Claimed))
 	}
-	var second store.ClaimResult
-	waitFor(t, "the lease to expire and the row to be claimable", func() (bool, string) {
-		params.Now = time.Now()
-		second, err = store.ClaimOutbox(ctx, b.db.Pool, params, allPlanner{})
-		return err == nil && len(second.Claimed) == 1, ""
-	})
+	// The minute passes.
+	if _, err := b.db.Pool.Exec(ctx, `UPDATE outbox SET lease_until = now() - interval '1 second' WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	second, err := store.ClaimOutbox(ctx, b.db.Pool, params, allPlanner{})
+	if err != nil || len(second.Claimed) != 1 {
+		t.Fatalf("expired lease not taken over: %v, %d rows", err, len(second.Claimed))
+	}
 	if second.Claimed[0].ClaimID == first.Claimed[0].ClaimID {
 		t.Fatal("the takeover reused the old claim id")
 	}
+	// A late sender re-slots only under its own claim.
+	key := store.RateKey{ChannelID: b.channel, Bucket: "push"}
+	if _, err := b.db.Pool.Exec(ctx, `INSERT INTO outbox_rate (channel_id, bucket, tat) VALUES ($1, 'push', now() + interval '1 hour')`, b.channel); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := store.ReslotOutbox(ctx, b.db.Pool, id, first.Claimed[0].ClaimID, key, time.Second, time.Minute); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("stale re-slot: %v, want ErrLeaseLost", err)
+	}
+	slot, slotLocal, err := store.ReslotOutbox(ctx, b.db.Pool, id, second.Claimed[0].ClaimID, key, time.Second, time.Minute)
+	if err != nil || time.Until(slotLocal) < 59*time.Minute {
+		t.Fatalf("re-slot: %v, slot in %s, want the bucket's next slot an hour out", err, time.Until(slotLocal))
+	}
+	var tat, lease time.Time
+	if err := b.db.Pool.QueryRow(ctx, `SELECT (SELECT tat FROM outbox_rate WHERE channel_id = $1 AND bucket = 'push'),
+		lease_until FROM outbox WHERE id = $2`, b.channel, id).Scan(&tat, &lease); err != nil {
+		t.Fatal(err)
+	}
+	if !tat.Equal(slot.Add(time.Second)) || !lease.Equal(slot.Add(time.Minute)) {
+		t.Fatalf("re-slot left tat %s and lease %s for slot %s", tat, lease, slot)
+	}
+
 	stale := store.OutboxCompletion{ID: id, ClaimID: first.Claimed[0].ClaimID, Status: store.OutboxFailed, Now: time.Now(), StatusCode: 400}
 	if err := store.CompleteOutbox(ctx, b.db.Pool, stale, nil); !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("stale completion: %v, want ErrLeaseLost", err)

@@ -22,8 +22,10 @@ import (
 // nothing LINE accepted is left unrecorded.
 func TestSenderGracefulShutdown(t *testing.T) {
 	t.Parallel()
-	b := setupSender(t, linefake.Config{Faults: linefake.Faults{Latency: 400 * time.Millisecond}})
-	for i := 0; i < 30; i++ {
+	// 40 rows, 4 at a time, a second each: ten seconds of work, so the
+	// stop lands while most rows still wait.
+	b := setupSender(t, linefake.Config{Faults: linefake.Faults{Latency: time.Second}})
+	for i := 0; i < 40; i++ {
 		b.insert(t, "push", pushBody(userID(i), "slow"))
 	}
 	cfg := b.config("s")

@@ -5,12 +5,13 @@ import (
 )
 
 type metrics struct {
-	rows      *prometheus.CounterVec   // row outcomes by status
-	calls     *prometheus.CounterVec   // API calls by endpoint and code
-	latency   *prometheus.HistogramVec // API call duration by endpoint
-	batch     prometheus.Histogram     // rows per claim
-	leaseLost prometheus.Counter
-	released  prometheus.Counter
+	rows       *prometheus.CounterVec   // row outcomes by status
+	calls      *prometheus.CounterVec   // API calls by endpoint and code
+	latency    *prometheus.HistogramVec // API call duration by endpoint
+	batch      prometheus.Histogram     // rows per claim
+	leaseLost  prometheus.Counter
+	slotMissed prometheus.Counter
+	released   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -37,13 +38,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "linepipe_sender_lease_lost_total",
 			Help: "Completions refused because another claim had taken the row over.",
 		}),
-		released: prometheus.NewCounter(prometheus.CounterOpts{
+		slotMissed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "linepipe_sender_slot_missed_total",
-			Help: "Claimed rows handed back unsent because their rate slot had passed.",
+			Help: "Sends that reached their rate slot too late and took a fresh one.",
+		}),
+		released: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "linepipe_sender_released_total",
+			Help: "Claimed rows handed back unsent after missing their rate slot repeatedly.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.rows, m.calls, m.latency, m.batch, m.leaseLost, m.released)
+		reg.MustRegister(m.rows, m.calls, m.latency, m.batch, m.leaseLost, m.slotMissed, m.released)
 	}
 	return m
 }

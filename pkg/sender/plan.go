@@ -51,6 +51,16 @@ func (p *planner) specs(c store.OutboxCandidate) []bucketSpec {
 	return out
 }
 
+// endpointSpec is c's endpoint bucket, when its endpoint is limited.
+func (p *planner) endpointSpec(c store.OutboxCandidate) (bucketSpec, bool) {
+	for _, s := range p.specs(c) {
+		if s.key.Bucket == c.Endpoint {
+			return s, true
+		}
+	}
+	return bucketSpec{}, false
+}
+
 // Keys implements store.Planner.
 func (p *planner) Keys(c store.OutboxCandidate) []store.RateKey {
 	if p.decide(c) != nil {

@@ -105,7 +105,11 @@ func TestPlanDecide(t *testing.T) {
 		{"reply in time", func(*store.OutboxCandidate) {}, reply, ""},
 		{"reply token past a minute", func(c *store.OutboxCandidate) { c.CreatedAt = now.Add(-time.Minute) }, reply, "expired"},
 		{"reply past, maybe delivered", func(c *store.OutboxCandidate) { c.CreatedAt = now.Add(-2 * time.Minute); c.MaybeDelivered = true }, reply, "uncertain"},
-		{"reply not_after wins", func(c *store.OutboxCandidate) { c.CreatedAt = now.Add(-time.Hour); f := now.Add(time.Second); c.NotAfter = &f }, reply, ""},
+		{"reply not_after wins", func(c *store.OutboxCandidate) {
+			c.CreatedAt = now.Add(-time.Hour)
+			f := now.Add(time.Second)
+			c.NotAfter = &f
+		}, reply, ""},
 		{"reply keys never expire by age", func(c *store.OutboxCandidate) { c.FirstAttemptAt = ago(48 * time.Hour) }, reply, ""},
 		{"scrubbed", func(c *store.OutboxCandidate) { c.Scrubbed = true }, pushCand(1, user), "failed"},
 	}

@@ -110,7 +110,6 @@ func (s *Sender) claim(ctx context.Context, n int) (store.ClaimResult, error) {
 	if err != nil {
 		return res, err
 	}
-	claimedAt := time.Now()
 	s.m.batch.Observe(float64(len(res.Claimed) + len(res.Finished)))
 	for _, f := range res.Finished {
 		s.m.rows.WithLabelValues(f.Status).Inc()
@@ -121,38 +120,35 @@ func (s *Sender) claim(ctx context.Context, n int) (store.ClaimResult, error) {
 	}
 	for _, row := range res.Claimed {
 		s.wg.Add(1)
-		go s.deliver(row, claimedAt, pl)
+		go s.deliver(row, pl)
 	}
 	return res, nil
 }
 
 // deliver makes one attempt for a claimed row and records it.
-func (s *Sender) deliver(row store.OutboxClaimed, claimedAt time.Time, pl *planner) {
+func (s *Sender) deliver(row store.OutboxClaimed, pl *planner) {
 	defer func() { <-s.slots; s.wg.Done() }()
-	// The slot is on the database clock; measure it from when the claim
-	// came back, which is after the database read its clock, so a send
-	// is never early.
-	target := claimedAt.Add(max(row.SendAt.Sub(row.DBNow), 0))
-	ctx, cancel := context.WithDeadline(context.Background(), target.Add(s.cfg.Lease-leaseSafety))
-	defer cancel()
-
-	token, err := s.tokens.Get(ctx, row.ChannelID)
+	target := row.SendAtLocal
+	tctx, tcancel := context.WithDeadline(context.Background(), target.Add(s.cfg.Lease-leaseSafety))
+	token, err := s.tokens.Get(tctx, row.ChannelID)
+	tcancel()
 	if err != nil {
 		status := store.OutboxRetrying
 		if errors.Is(err, ErrUnknownChannel) {
 			status = store.OutboxFailed
 		}
-		s.complete(ctx, row, outcome{Status: status, Backoff: true, Error: err.Error()}, apiResponse{}, nil)
+		s.complete(row, outcome{Status: status, Backoff: true, Error: err.Error()}, apiResponse{}, nil)
 		return
 	}
-	if d := time.Until(target); d > 0 {
-		time.Sleep(d) // at most RateHorizon
-	} else if -d > s.cfg.RateSlack/2 {
-		s.release(ctx, row)
+	target, ok := s.awaitSlot(row, target, pl)
+	if !ok {
 		return
 	}
+	// Never past the lease: after it another replica may resend the row.
+	ctx, cancel := context.WithDeadline(context.Background(), target.Add(s.cfg.Lease-leaseSafety))
+	defer cancel()
 	if dl := pl.deadline(row.OutboxCandidate); dl != nil && !s.cfg.Clock().Before(*dl) {
-		s.complete(ctx, row, outcome{Status: store.OutboxExpired, Error: "not sent before " + dl.UTC().Format(time.RFC3339)}, apiResponse{}, nil)
+		s.complete(row, outcome{Status: store.OutboxExpired, Error: "not sent before " + dl.UTC().Format(time.RFC3339)}, apiResponse{}, nil)
 		return
 	}
 
@@ -162,7 +158,7 @@ func (s *Sender) deliver(row store.OutboxClaimed, claimedAt time.Time, pl *plann
 	}
 	req, err := messageRequest(s.cfg.BaseURL, row.Endpoint, row.Body, key)
 	if err != nil {
-		s.complete(ctx, row, outcome{Status: store.OutboxFailed, Error: err.Error()}, apiResponse{}, nil)
+		s.complete(row, outcome{Status: store.OutboxFailed, Error: err.Error()}, apiResponse{}, nil)
 		return
 	}
 	calledAt, start := s.cfg.Clock(), time.Now()
@@ -193,13 +189,13 @@ func (s *Sender) deliver(row store.OutboxClaimed, claimedAt time.Time, pl *plann
 		zap.String("request_id", resp.RequestID), zap.String("accepted_request_id", resp.AcceptedRequestID),
 		zap.String("retry_key", key), zap.Int("attempt", row.Attempts+1), zap.String("outcome", out.Status),
 		zap.Duration("duration", took), zap.Bool("no_answer", callErr != nil))
-	s.complete(ctx, row, out, resp, entry)
+	s.complete(row, out, resp, entry)
 }
 
 // complete records an attempt's outcome. It uses a fresh context: the
 // call already happened, and its result must be written even when the
 // row's deadline has just passed.
-func (s *Sender) complete(_ context.Context, row store.OutboxClaimed, out outcome, resp apiResponse, entry *store.APILogEntry) {
+func (s *Sender) complete(row store.OutboxClaimed, out outcome, resp apiResponse, entry *store.APILogEntry) {
 	now := s.cfg.Clock()
 	next := now
 	if out.Backoff {
@@ -225,8 +221,49 @@ func (s *Sender) complete(_ context.Context, row store.OutboxClaimed, out outcom
 	}
 }
 
-func (s *Sender) release(ctx context.Context, row store.OutboxClaimed) {
+// maxSlotMisses bounds re-slotting; a row that keeps missing its slot
+// (an overloaded replica) is handed back for another claim.
+const maxSlotMisses = 3
+
+// awaitSlot waits until target, the row's rate slot. A send starting more
+// than half the slack late could crowd the next window, so a late row
+// takes a fresh slot in its endpoint's shared bucket (its lease extended)
+// and waits again. It reports false when the row was handed back or its
+// lease lost.
+func (s *Sender) awaitSlot(row store.OutboxClaimed, target time.Time, pl *planner) (time.Time, bool) {
+	spec, limited := pl.endpointSpec(row.OutboxCandidate)
+	for misses := 0; ; {
+		d := time.Until(target)
+		if d > 0 {
+			time.Sleep(d) // at most RateHorizon
+			continue
+		}
+		if !limited || -d <= s.cfg.RateSlack/2 {
+			return target, true
+		}
+		s.m.slotMissed.Inc()
+		if misses++; misses > maxSlotMisses {
+			s.release(row)
+			return target, false
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, slotLocal, err := store.ReslotOutbox(ctx, s.db, row.ID, row.ClaimID, spec.key, spec.interval, s.cfg.Lease)
+		cancel()
+		if err != nil {
+			s.log.Warn("re-slotting a late outbox row", zap.Int64("outbox_id", row.ID), zap.Error(err))
+			if !errors.Is(err, store.ErrLeaseLost) {
+				s.release(row)
+			}
+			return target, false
+		}
+		target = slotLocal
+	}
+}
+
+func (s *Sender) release(row store.OutboxClaimed) {
 	s.m.released.Inc()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	if err := store.ReleaseOutbox(ctx, s.db, row.ID, row.ClaimID); err != nil {
 		s.log.Warn("releasing outbox row after a missed rate slot", zap.Int64("outbox_id", row.ID), zap.Error(err))
 	}

@@ -48,7 +48,9 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 		Grace:      env.Duration("SENDER_SHUTDOWN_GRACE", 10*time.Second),
 		DBMaxConns: env.Int("SENDER_DB_MAX_CONNS", 8),
 	}
-	errs := []error{env.Err(), rateErr}
+	chk := cfg
+	chk.setDefaults()
+	errs := []error{env.Err(), rateErr, chk.Validate()}
 	if s.DBMaxConns < 2 {
 		errs = append(errs, errors.New("SENDER_DB_MAX_CONNS must be at least 2"))
 	}

@@ -145,6 +145,11 @@ type OutboxClaimed struct {
 	ClaimID uuid.UUID
 	SendAt  time.Time
 	DBNow   time.Time // database clock when claimed; SendAt is on it
+	// SendAtLocal is SendAt on this process's monotonic clock: the local
+	// instant the database clock was read, plus the wait. It is taken as
+	// the clock reading returns, so it is never early and late only by
+	// that one-way latency, not by the rest of the transaction.
+	SendAtLocal time.Time
 }
 
 // ClaimResult lists what one claim did.
@@ -177,7 +182,7 @@ func ClaimOutbox(ctx context.Context, db Beginner, p ClaimParams, pl Planner) (C
 		if len(cands) == 0 {
 			return nil
 		}
-		dbNow, tats, err := lockBuckets(ctx, tx, cands, pl)
+		dbNow, localNow, tats, err := lockBuckets(ctx, tx, cands, pl)
 		if err != nil {
 			return err
 		}
@@ -200,7 +205,8 @@ func ClaimOutbox(ctx context.Context, db Beginner, p ClaimParams, pl Planner) (C
 			byID[c.ID] = c
 		}
 		for _, r := range plan.Send {
-			res.Claimed = append(res.Claimed, OutboxClaimed{OutboxCandidate: byID[r.ID], ClaimID: claimID, SendAt: r.SendAt, DBNow: dbNow})
+			res.Claimed = append(res.Claimed, OutboxClaimed{OutboxCandidate: byID[r.ID], ClaimID: claimID,
+				SendAt: r.SendAt, DBNow: dbNow, SendAtLocal: localNow.Add(max(r.SendAt.Sub(dbNow), 0))})
 		}
 		res.Finished = plan.Finish
 		return nil
@@ -271,7 +277,7 @@ func scanCandidate(r pgx.CollectableRow) (OutboxCandidate, error) {
 
 // lockBuckets creates missing buckets and locks every bucket the batch
 // needs, sorted, so two replicas never deadlock on them.
-func lockBuckets(ctx context.Context, tx pgx.Tx, cands []OutboxCandidate, pl Planner) (time.Time, map[RateKey]time.Time, error) {
+func lockBuckets(ctx context.Context, tx pgx.Tx, cands []OutboxCandidate, pl Planner) (dbNow, localNow time.Time, tats map[RateKey]time.Time, err error) {
 	set := map[RateKey]bool{}
 	for _, c := range cands {
 		for _, k := range pl.Keys(c) {
@@ -293,18 +299,18 @@ func lockBuckets(ctx context.Context, tx pgx.Tx, cands []OutboxCandidate, pl Pla
 	for i, k := range keys {
 		chans[i], buckets[i] = k.ChannelID, k.Bucket
 	}
-	tats := make(map[RateKey]time.Time, len(keys))
+	tats = make(map[RateKey]time.Time, len(keys))
 	if len(keys) > 0 {
 		if _, err := tx.Exec(ctx, `INSERT INTO outbox_rate (channel_id, bucket, tat)
 			SELECT c, b, 'epoch' FROM unnest($1::text[], $2::text[]) AS k(c, b) ORDER BY c, b
 			ON CONFLICT DO NOTHING`, chans, buckets); err != nil {
-			return time.Time{}, nil, fmt.Errorf("creating rate buckets: %w", err)
+			return dbNow, localNow, nil, fmt.Errorf("creating rate buckets: %w", err)
 		}
 		rows, err := tx.Query(ctx, `SELECT r.channel_id, r.bucket, r.tat FROM outbox_rate r
 			JOIN unnest($1::text[], $2::text[]) AS k(c, b) ON r.channel_id = k.c AND r.bucket = k.b
 			ORDER BY r.channel_id, r.bucket FOR UPDATE OF r`, chans, buckets)
 		if err != nil {
-			return time.Time{}, nil, fmt.Errorf("locking rate buckets: %w", err)
+			return dbNow, localNow, nil, fmt.Errorf("locking rate buckets: %w", err)
 		}
 		var k RateKey
 		var tat time.Time
@@ -312,16 +318,15 @@ func lockBuckets(ctx context.Context, tx pgx.Tx, cands []OutboxCandidate, pl Pla
 			tats[k] = tat
 			return nil
 		}); err != nil {
-			return time.Time{}, nil, fmt.Errorf("reading rate buckets: %w", err)
+			return dbNow, localNow, nil, fmt.Errorf("reading rate buckets: %w", err)
 		}
 	}
 	// Read the clock after the locks: a slot computed from an earlier
 	// reading could fall before a competing replica's last slot.
-	var dbNow time.Time
 	if err := tx.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&dbNow); err != nil {
-		return time.Time{}, nil, fmt.Errorf("reading database clock: %w", err)
+		return dbNow, localNow, nil, fmt.Errorf("reading database clock: %w", err)
 	}
-	return dbNow, tats, nil
+	return dbNow, time.Now(), tats, nil
 }
 
 func applyFinish(ctx context.Context, tx pgx.Tx, now time.Time, fs []OutboxFinish) error {
@@ -500,4 +505,40 @@ func nilIfEmpty(s []string) []string {
 		return nil
 	}
 	return s
+}
+
+// ReslotOutbox reserves a fresh slot in key's bucket for a claimed row
+// whose sender missed its slot, and extends the row's lease to match. It
+// returns the slot on the database clock and on this process's monotonic
+// clock (see OutboxClaimed.SendAtLocal), or ErrLeaseLost.
+func ReslotOutbox(ctx context.Context, db Beginner, id int64, claimID uuid.UUID, key RateKey,
+	interval, lease time.Duration) (slot, slotLocal time.Time, err error) {
+	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		var tat, dbNow time.Time
+		if err := tx.QueryRow(ctx, `SELECT tat, clock_timestamp() FROM outbox_rate
+			WHERE channel_id = $1 AND bucket = $2 FOR UPDATE`, key.ChannelID, key.Bucket).Scan(&tat, &dbNow); err != nil {
+			return fmt.Errorf("locking rate bucket: %w", err)
+		}
+		localNow := time.Now()
+		slot = dbNow
+		if tat.After(slot) {
+			slot = tat
+		}
+		slotLocal = localNow.Add(slot.Sub(dbNow))
+		tag, err := tx.Exec(ctx, `UPDATE outbox SET send_at = $3, lease_until = $3::timestamptz + $4::interval
+			WHERE id = $1 AND claim_id = $2`, id, claimID, slot, lease)
+		if err != nil {
+			return fmt.Errorf("extending lease: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return ErrLeaseLost
+		}
+		_, err = tx.Exec(ctx, `UPDATE outbox_rate SET tat = $3 WHERE channel_id = $1 AND bucket = $2`,
+			key.ChannelID, key.Bucket, slot.Add(interval))
+		return err
+	})
+	if err != nil {
+		return time.Time{}, time.Time{}, fmt.Errorf("re-slotting outbox row %d: %w", id, err)
+	}
+	return slot, slotLocal, nil
 }

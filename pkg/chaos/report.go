@@ -38,6 +38,9 @@ func (r *Result) WriteSummary(w io.Writer) error {
 	check("messages the worker consumer still owes", a.ConsumerOpen, a.ConsumerOpen == 0)
 	info("messages left on the stream after ack", a.StreamLeft)
 	check("left messages whose event is not stored", a.StreamUnstored, a.StreamUnstored == 0)
+	if a.StreamLeft > 0 {
+		info("unsent texts in messages left on the stream", a.StreamUnsent)
+	}
 	check("outbox rows not terminal", fmt.Sprintf("%d of %d", a.OutboxOpen, a.OutboxRows), a.OutboxOpen == 0)
 	check("committed pushes missing from outbox", a.OutboxPushesLost, a.OutboxPushesLost == 0)
 	check("delivered rows LINE never accepted", a.DeliveredMissing, a.DeliveredMissing == 0)

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/linepipe/linepipe/pkg/linefake"
 	"github.com/linepipe/linepipe/pkg/sender"
+	"github.com/linepipe/linepipe/pkg/store"
 )
 
 // The operator statements documented in docs/OUTBOX.md, run verbatim.
@@ -131,4 +133,37 @@ func BenchmarkDrain(bm *testing.B) {
 	bm.StopTimer()
 	stop()
 	bm.ReportMetric(float64(bm.N)/time.Since(start).Seconds(), "rows/s")
+}
+
+// TestSenderSendsStoredBytes: the body goes out exactly as enqueued
+// (spacing, key order, escapes), on every attempt, so a retry with the
+// same key is the same request LINE saw first.
+func TestSenderSendsStoredBytes(t *testing.T) {
+	t.Parallel()
+	b := setupSender(t, linefake.Config{Seed: 3, Faults: linefake.Faults{FailRate: 0.5}})
+	ctx := context.Background()
+	body := "{ \"messages\" : [ {\"text\":\"caf\\u00e9 \U0001F600\",  \"type\":\"text\"} ],\n  \"to\":\"" + userID(5) + "\" }"
+	var ids []int64
+	for i := 0; i < 10; i++ {
+		id, err := store.EnqueueOutbox(ctx, b.db.Pool, store.OutboxInsert{ChannelID: b.channel, Endpoint: "push", Body: []byte(body)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if _, err := store.EnqueueOutbox(ctx, b.db.Pool, store.OutboxInsert{ChannelID: b.channel, Endpoint: "fax", Body: []byte(body)}); !errors.Is(err, store.ErrUnknownEndpoint) {
+		t.Fatalf("unknown endpoint enqueued: %v", err)
+	}
+	b.start(t, b.config("s"))
+	for _, id := range ids {
+		b.waitStatus(t, id, "delivered")
+	}
+	for _, d := range b.line.Accepted() {
+		if string(d.Body) != body {
+			t.Fatalf("LINE received %q, stored %q", d.Body, body)
+		}
+	}
+	if b.line.Stats().Count("push", 500) == 0 {
+		t.Fatal("no attempt was retried")
+	}
 }

@@ -95,8 +95,8 @@ func (r *run) drainAndAudit(ctx context.Context, res *Result) error {
 	}
 	defer nc.Close()
 
-	start := time.Now()
-	deadline := start.Add(r.cfg.DrainTimeout)
+	start := r.faultsStopped
+	deadline := time.Now().Add(r.cfg.DrainTimeout)
 	for {
 		settled, err := r.settled(ctx, conn, js, a)
 		if err == nil && settled {
@@ -111,7 +111,7 @@ func (r *run) drainAndAudit(ctx context.Context, res *Result) error {
 		time.Sleep(250 * time.Millisecond)
 	}
 	res.DrainSeconds = time.Since(start).Seconds()
-	r.logf("drain took %.1fs", res.DrainSeconds)
+	r.logf("pipeline settled %.1fs after the faults stopped", res.DrainSeconds)
 	if err := r.auditEvents(ctx, conn, a); err != nil {
 		return err
 	}

@@ -66,6 +66,7 @@ func (r *run) load(ctx context.Context, res *Result) error {
 	go func() { inserted <- r.insertPushes(lctx, pool) }()
 
 	r.injectFaults(ctx)
+	r.faultsStopped = time.Now()
 	stopLoad()
 	res.OutboxInserted = <-inserted
 	if err := r.emu.SetFaults(linefake.Faults{}); err != nil {

@@ -32,7 +32,7 @@ func (r *Result) WriteSummary(w io.Writer) error {
 		info("attempts / redeliveries", fmt.Sprintf("%d / %d", l.Requests, l.Redeliveries))
 		info("status counts", statusLine(l.Status))
 	}
-	check("pipeline drained after faults", fmt.Sprintf("%.1fs", r.DrainSeconds), r.Drained)
+	check("drained, counted from the last fault", fmt.Sprintf("%.1fs", r.DrainSeconds), r.Drained)
 	check("acknowledged events stored", fmt.Sprintf("%d of %d", a.EventsAccepted-a.EventsLost, a.EventsAccepted), a.EventsLost == 0)
 	check("events stored twice", a.EventsDuplicated, a.EventsDuplicated == 0)
 	check("messages the worker consumer still owes", a.ConsumerOpen, a.ConsumerOpen == 0)

@@ -46,6 +46,9 @@ type run struct {
 	start  time.Time
 	mu     sync.Mutex
 	faults []string
+	// faultsStopped is when the last fault was injected; the drain is
+	// timed from it.
+	faultsStopped time.Time
 	// streamLeft holds the data of messages left on the stream, for the
 	// unsent-text search.
 	streamLeft []string

@@ -39,6 +39,8 @@ type pipeline struct {
 	channel string
 	secret  string
 	logs    *observer.ObservedLogs // everything ingest and workers logged
+	log     *zap.Logger
+	opts    pipelineOpts
 
 	mu      sync.Mutex
 	cancel  context.CancelFunc
@@ -105,17 +107,25 @@ func newPipeline(t *testing.T, o pipelineOpts) *pipeline {
 	t.Cleanup(srv.Close)
 	p.url = srv.URL
 
+	p.log, p.opts = log, o
 	if o.workers > 0 {
-		wctx, wcancel := context.WithCancel(context.Background())
-		p.cancel = wcancel
-		w := worker.New(worker.Config{AckWait: 5 * time.Second, MaxAttempts: o.maxAttempts, IdleWait: time.Second},
-			p.sc, p.js, p.db.Pool, worker.NewMetrics(ops.NewRegistry()), log, o.handlers...)
-		for i := 0; i < o.workers; i++ {
-			p.workers.Add(1)
-			go func() { defer p.workers.Done(); _ = w.Run(wctx) }()
-		}
+		p.startWorkers(o.workers)
 	}
 	return p
+}
+
+// startWorkers runs n worker loops until the test ends.
+func (p *pipeline) startWorkers(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	wctx, wcancel := context.WithCancel(context.Background())
+	p.cancel = wcancel
+	w := worker.New(worker.Config{AckWait: 5 * time.Second, MaxAttempts: p.opts.maxAttempts, IdleWait: time.Second},
+		p.sc, p.js, p.db.Pool, worker.NewMetrics(ops.NewRegistry()), p.log, p.opts.handlers...)
+	for i := 0; i < n; i++ {
+		p.workers.Add(1)
+		go func() { defer p.workers.Done(); _ = w.Run(wctx) }()
+	}
 }
 
 func (p *pipeline) stopWorkers() {

@@ -30,86 +30,113 @@ type EventRow struct {
 	Raw         []byte
 }
 
-// QueueInsertEvent inserts ev unless an event with its id is stored
-// already; inserted is called with the new row id, or 0 for a duplicate,
-// when the batch runs. A duplicate must cause nothing else.
-func QueueInsertEvent(b *pgx.Batch, ev EventRow, inserted func(id int64)) {
+// QueueInsertEvents inserts rows with one set-based statement, skipping
+// any whose id is stored already (or repeats earlier in rows). inserted
+// is called, when the batch runs, with each new row's index in rows and
+// its id; a row it is not called for is a duplicate and must cause
+// nothing else.
+func QueueInsertEvents(b *pgx.Batch, rows []EventRow, inserted func(i int, id int64)) {
+	if len(rows) == 0 {
+		return
+	}
+	n := len(rows)
+	ids, chans, dests, types, modes := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	stypes, users, groups, rooms, msgs := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	at, recv := make([]time.Time, n), make([]time.Time, n)
+	redeliv := make([]bool, n)
+	hooks, raws := make([]string, n), make([]string, n)
+	first := make(map[string]int, n)
+	for i, ev := range rows {
+		ids[i], chans[i], dests[i], types[i], modes[i] = ev.DedupID, ev.ChannelID, ev.Destination, ev.Type, ev.Mode
+		stypes[i], users[i], groups[i], rooms[i] = ev.Source.Type, ev.Source.UserID, ev.Source.GroupID, ev.Source.RoomID
+		msgs[i], at[i], recv[i], redeliv[i], hooks[i], raws[i] = ev.MessageID, ev.EventTime, ev.ReceivedAt, ev.Redelivery, ev.WebhookID, string(ev.Raw)
+		if _, seen := first[ev.DedupID]; !seen {
+			first[ev.DedupID] = i
+		}
+	}
 	b.Queue(`INSERT INTO events (webhook_event_id, channel_id, destination, type, mode, source_type,
 			user_id, group_id, room_id, message_id, event_time, received_at, is_redelivery, webhook_id, raw)
-		VALUES ($1, $2, $3, $4, nullif($5, ''), nullif($6, ''), nullif($7, ''), nullif($8, ''), nullif($9, ''),
-			nullif($10, ''), $11, $12, $13, nullif($14, ''), $15::text::json)
+		SELECT id, ch, dest, typ, nullif(mode, ''), nullif(st, ''), nullif(u, ''), nullif(g, ''), nullif(r, ''),
+			nullif(m, ''), at, recv, redeliv, nullif(hook, ''), raw::json
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+			$9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[], $13::bool[], $14::text[], $15::text[])
+			AS t(id, ch, dest, typ, mode, st, u, g, r, m, at, recv, redeliv, hook, raw)
 		ON CONFLICT (webhook_event_id) DO NOTHING
-		RETURNING id`,
-		ev.DedupID, ev.ChannelID, ev.Destination, ev.Type, ev.Mode, ev.Source.Type, ev.Source.UserID,
-		ev.Source.GroupID, ev.Source.RoomID, ev.MessageID, ev.EventTime, ev.ReceivedAt, ev.Redelivery,
-		ev.WebhookID, string(ev.Raw),
-	).QueryRow(func(row pgx.Row) error {
-		var id int64
-		err := row.Scan(&id)
-		if err == pgx.ErrNoRows {
-			inserted(0)
-			return nil
+		RETURNING webhook_event_id, id`,
+		ids, chans, dests, types, modes, stypes, users, groups, rooms, msgs, at, recv, redeliv, hooks, raws,
+	).Query(func(res pgx.Rows) error {
+		for res.Next() {
+			var key string
+			var id int64
+			if err := res.Scan(&key, &id); err != nil {
+				return err
+			}
+			inserted(first[key], id)
 		}
-		if err == nil {
-			inserted(id)
-		}
-		return err
+		return res.Err()
 	})
 }
 
-// QueueInsertWebhookLog records one accepted webhook (idempotent).
-func QueueInsertWebhookLog(b *pgx.Batch, rec events.WebhookLog) {
+// QueueInsertWebhookLogs records accepted webhooks (idempotent).
+func QueueInsertWebhookLogs(b *pgx.Batch, recs []events.WebhookLog) {
+	if len(recs) == 0 {
+		return
+	}
+	n := len(recs)
+	ids, chans, ips, methods, paths := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	at := make([]time.Time, n)
+	status, count := make([]int32, n), make([]int32, n)
+	redeliv := make([]bool, n)
+	for i, r := range recs {
+		ids[i], chans[i], ips[i], methods[i], paths[i] = r.WebhookID, r.ChannelID, r.RemoteIP, r.Method, r.Path
+		at[i], status[i], count[i], redeliv[i] = r.ReceivedAt, int32(r.Status), int32(r.EventCount), r.Redelivery
+	}
 	b.Queue(`INSERT INTO webhook_log (webhook_id, channel_id, remote_ip, received_at, method, path, status,
 			event_count, redelivery)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
+			$7::int[], $8::int[], $9::bool[])
 		ON CONFLICT (webhook_id) DO NOTHING`,
-		rec.WebhookID, rec.ChannelID, rec.RemoteIP, rec.ReceivedAt, rec.Method, rec.Path, rec.Status,
-		rec.EventCount, rec.Redelivery)
+		ids, chans, ips, at, methods, paths, status, count, redeliv)
 }
 
 // MessageKey names one message of one channel.
 type MessageKey struct{ ChannelID, MessageID string }
 
-// UnsentAmong returns which of keys have an unsend tombstone.
-func UnsentAmong(ctx context.Context, q Querier, keys []MessageKey) (map[MessageKey]bool, error) {
-	out := map[MessageKey]bool{}
+// QueueUnsentAmong finds which of keys have an unsend tombstone; found is
+// called for each when the batch runs.
+func QueueUnsentAmong(b *pgx.Batch, keys []MessageKey, found func(MessageKey)) {
 	if len(keys) == 0 {
-		return out, nil
+		return
 	}
 	chans := make([]string, len(keys))
 	ids := make([]string, len(keys))
 	for i, k := range keys {
 		chans[i], ids[i] = k.ChannelID, k.MessageID
 	}
-	rows, err := q.Query(ctx, `SELECT u.channel_id, u.message_id FROM unsent_messages u
-		JOIN unnest($1::text[], $2::text[]) AS k(channel_id, message_id) USING (channel_id, message_id)`, chans, ids)
-	if err != nil {
-		return nil, fmt.Errorf("reading unsend tombstones: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var k MessageKey
-		if err := rows.Scan(&k.ChannelID, &k.MessageID); err != nil {
-			return nil, err
+	b.Queue(`SELECT u.channel_id, u.message_id FROM unsent_messages u
+		JOIN unnest($1::text[], $2::text[]) AS k(channel_id, message_id) USING (channel_id, message_id)`, chans, ids,
+	).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var k MessageKey
+			if err := rows.Scan(&k.ChannelID, &k.MessageID); err != nil {
+				return err
+			}
+			found(k)
 		}
-		out[k] = true
-	}
-	return out, rows.Err()
+		return rows.Err()
+	})
 }
 
-// LockMessages takes a transaction-scoped advisory lock per message, in
-// ascending order so concurrent batches cannot deadlock. Storing a message
-// and unsending it both hold the lock, so the two can never interleave in
-// a way that leaves content behind an unsend.
-func LockMessages(ctx context.Context, tx pgx.Tx, sortedKeys []int64) error {
+// QueueLockMessages takes a transaction-scoped advisory lock per message,
+// in ascending order so concurrent batches cannot deadlock. Storing a
+// message and unsending it both hold the lock, so the two can never
+// interleave in a way that leaves content behind an unsend. Queue it
+// before any statement that reads or writes those messages.
+func QueueLockMessages(b *pgx.Batch, sortedKeys []int64) {
 	if len(sortedKeys) == 0 {
-		return nil
+		return
 	}
-	_, err := tx.Exec(ctx, `SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) WITH ORDINALITY AS t(k, n)`, sortedKeys)
-	if err != nil {
-		return fmt.Errorf("locking messages: %w", err)
-	}
-	return nil
+	b.Queue(`SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) WITH ORDINALITY AS t(k, n)`, sortedKeys)
 }
 
 // MessageRow is the current content of one message.
@@ -123,19 +150,34 @@ type MessageRow struct {
 	WebhookEventID string
 }
 
-// QueueStoreMessage stores a message event's content. When a newer edit
-// is already stored (edits can arrive first), only sent_at is taken from
-// the original.
-func QueueStoreMessage(b *pgx.Batch, m MessageRow) {
+// QueueStoreMessages stores message events' content with one statement.
+// When a newer edit is already stored (edits can arrive first), only
+// sent_at is taken from the original. rows must not repeat a key.
+func QueueStoreMessages(b *pgx.Batch, rows []MessageRow) {
+	if len(rows) == 0 {
+		return
+	}
+	n := len(rows)
+	chans, ids, types, stypes, users, groups, rooms := make([]string, n), make([]string, n), make([]string, n),
+		make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	at := make([]time.Time, n)
+	texts := make([]*string, n)
+	contents, events := make([]string, n), make([]string, n)
+	for i, m := range rows {
+		chans[i], ids[i], types[i], stypes[i] = m.ChannelID, m.MessageID, m.Type, m.Source.Type
+		users[i], groups[i], rooms[i] = m.Source.UserID, m.Source.GroupID, m.Source.RoomID
+		at[i], texts[i], contents[i], events[i] = m.At, m.Text, string(m.Content), m.WebhookEventID
+	}
 	b.Queue(`INSERT INTO messages (channel_id, message_id, type, source_type, user_id, group_id, room_id,
 			sent_at, text, content, content_at, webhook_event_id)
-		VALUES ($1, $2, $3, nullif($4, ''), nullif($5, ''), nullif($6, ''), nullif($7, ''), $8, $9,
-			$10::text::json, $8, $11)
+		SELECT ch, id, typ, nullif(st, ''), nullif(u, ''), nullif(g, ''), nullif(r, ''), at, txt, content::json, at, ev
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+			$8::timestamptz[], $9::text[], $10::text[], $11::text[])
+			AS t(ch, id, typ, st, u, g, r, at, txt, content, ev)
 		ON CONFLICT (channel_id, message_id) DO UPDATE SET
 			sent_at = least(messages.sent_at, excluded.sent_at),
 			updated_at = now()`,
-		m.ChannelID, m.MessageID, m.Type, m.Source.Type, m.Source.UserID, m.Source.GroupID, m.Source.RoomID,
-		m.At, m.Text, string(m.Content), m.WebhookEventID)
+		chans, ids, types, stypes, users, groups, rooms, at, texts, contents, events)
 }
 
 // QueueEditMessage applies a messageEdited event: text and content change

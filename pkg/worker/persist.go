@@ -15,28 +15,40 @@ import (
 // second), then bot handlers. A duplicate event implies nothing.
 func (w *Worker) persist(ctx context.Context, items []*item) error {
 	return pgx.BeginFunc(ctx, w.db, func(tx pgx.Tx) error {
-		if err := store.LockMessages(ctx, tx, lockKeys(items)); err != nil {
-			return err
-		}
-		unsent, err := w.unsentSet(ctx, tx, items)
-		if err != nil {
-			return err
-		}
-
+		// First round trip: lock the batch's messages, read their
+		// tombstones and insert the events. The insert need not wait for
+		// the tombstones: a copy of an unsent message is scrubbed in the
+		// second round trip, before anything commits.
 		first := &pgx.Batch{}
+		store.QueueLockMessages(first, lockKeys(items))
+		unsent := map[store.MessageKey]bool{}
+		store.QueueUnsentAmong(first, messageKeys(items), func(k store.MessageKey) { unsent[k] = true })
+		var rows []store.EventRow
+		var rowItems []*item
+		var logs []events.WebhookLog
 		for _, it := range items {
 			if it.webhook != nil {
-				store.QueueInsertWebhookLog(first, *it.webhook)
+				logs = append(logs, *it.webhook)
 				continue
 			}
-			it := it
-			store.QueueInsertEvent(first, it.row, func(id int64) { it.id = id })
+			rows = append(rows, it.row)
+			rowItems = append(rowItems, it)
 		}
+		store.QueueInsertEvents(first, rows, func(i int, id int64) { rowItems[i].id = id })
+		store.QueueInsertWebhookLogs(first, logs)
 		if err := tx.SendBatch(ctx, first).Close(); err != nil {
 			return fmt.Errorf("inserting events: %w", err)
 		}
+		// An unsend in this very batch counts too, whatever its position:
+		// an unsend is final.
+		for _, it := range items {
+			if it.ev != nil && it.ev.Type == events.TypeUnsend && it.key.MessageID != "" {
+				unsent[it.key] = true
+			}
+		}
 
 		second := &pgx.Batch{}
+		queueMessages(second, items, unsent)
 		for _, it := range items {
 			if it.id != 0 {
 				queueEffects(second, it, unsent[it.key])
@@ -63,26 +75,55 @@ func (w *Worker) persist(ctx context.Context, items []*item) error {
 	})
 }
 
-// unsentSet is every message in the batch that has been unsent: by a
-// tombstone already stored, or by an unsend in this very batch (whatever
-// its position, since an unsend is final).
-func (w *Worker) unsentSet(ctx context.Context, tx pgx.Tx, items []*item) (map[store.MessageKey]bool, error) {
+// messageKeys is the messages whose tombstones the batch must know.
+func messageKeys(items []*item) []store.MessageKey {
 	var keys []store.MessageKey
 	for _, it := range items {
 		if it.key.MessageID != "" && it.ev.Type != events.TypeUnsend {
 			keys = append(keys, it.key)
 		}
 	}
-	unsent, err := store.UnsentAmong(ctx, tx, keys)
-	if err != nil {
-		return nil, err
-	}
+	return keys
+}
+
+// queueMessages stores the content of every new, not unsent message
+// event with set-based statements (a second statement only for a key
+// that repeats within the batch). Their order against the batch's other
+// effects does not matter: edits and state are last-writer-wins.
+func queueMessages(b *pgx.Batch, items []*item, unsent map[store.MessageKey]bool) {
+	var rounds [][]store.MessageRow
+	var seen []map[store.MessageKey]bool
 	for _, it := range items {
-		if it.ev != nil && it.ev.Type == events.TypeUnsend && it.key.MessageID != "" {
-			unsent[it.key] = true
+		ev := it.ev
+		if it.id == 0 || ev == nil || ev.Type != events.TypeMessage || ev.Message == nil || ev.Message.ID == "" || unsent[it.key] {
+			continue
 		}
+		r := 0
+		for r < len(rounds) && seen[r][it.key] {
+			r++
+		}
+		if r == len(rounds) {
+			rounds = append(rounds, nil)
+			seen = append(seen, map[store.MessageKey]bool{})
+		}
+		rounds[r] = append(rounds[r], messageRow(it))
+		seen[r][it.key] = true
 	}
-	return unsent, nil
+	for _, rows := range rounds {
+		store.QueueStoreMessages(b, rows)
+	}
+}
+
+// messageRow is the messages row a message or edit event implies.
+func messageRow(it *item) store.MessageRow {
+	ev := it.ev
+	row := store.MessageRow{MessageKey: it.key, Type: ev.Message.Type, Source: ev.Source, At: it.row.EventTime,
+		Content: ev.Message.Raw, WebhookEventID: it.row.DedupID}
+	if ev.Message.Type == "text" {
+		text := ev.Message.Text
+		row.Text = &text
+	}
+	return row
 }
 
 // queueEffects queues what a newly stored event changes besides its
@@ -98,17 +139,10 @@ func queueEffects(b *pgx.Batch, it *item, unsent bool) {
 			store.QueueScrubMessageEvents(b, it.key)
 			return
 		}
-		row := store.MessageRow{MessageKey: it.key, Type: ev.Message.Type, Source: ev.Source, At: at,
-			Content: ev.Message.Raw, WebhookEventID: it.row.DedupID}
-		if ev.Message.Type == "text" {
-			text := ev.Message.Text
-			row.Text = &text
+		if ev.Type == events.TypeMessageEdited {
+			store.QueueEditMessage(b, messageRow(it))
 		}
-		if ev.Type == events.TypeMessage {
-			store.QueueStoreMessage(b, row)
-		} else {
-			store.QueueEditMessage(b, row)
-		}
+		// New messages were queued together by queueMessages.
 	case events.TypeUnsend:
 		if it.key.MessageID != "" {
 			store.QueueUnsend(b, it.key, at, it.row.DedupID)

@@ -25,6 +25,7 @@ type Audit struct {
 	EventsAccepted   int `json:"eventsAccepted"`
 	EventsLost       int `json:"eventsLost"`       // acknowledged with 200, not in events
 	EventsDuplicated int `json:"eventsDuplicated"` // an event stored more than once
+	DeadLetters      int `json:"deadLetters"`      // informational: messages the worker gave up on
 	// StreamLeft are messages still on the work-queue stream after the
 	// consumer has nothing pending: acknowledged, yet not removed. Not a
 	// loss by itself; StreamUnstored counts those whose event is not in
@@ -191,6 +192,9 @@ func (r *run) auditStream(ctx context.Context, conn *pgx.Conn, js jetstream.JetS
 }
 
 func (r *run) auditEvents(ctx context.Context, conn *pgx.Conn, a *Audit) error {
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM dead_letters`).Scan(&a.DeadLetters); err != nil {
+		return err
+	}
 	return conn.QueryRow(ctx, `SELECT count(*) - count(DISTINCT webhook_event_id) FROM events`).Scan(&a.EventsDuplicated)
 }
 

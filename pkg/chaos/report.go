@@ -35,6 +35,7 @@ func (r *Result) WriteSummary(w io.Writer) error {
 	check("drained, counted from the last fault", fmt.Sprintf("%.1fs", r.DrainSeconds), r.Drained)
 	check("acknowledged events stored", fmt.Sprintf("%d of %d", a.EventsAccepted-a.EventsLost, a.EventsAccepted), a.EventsLost == 0)
 	check("events stored twice", a.EventsDuplicated, a.EventsDuplicated == 0)
+	info("dead letters", a.DeadLetters)
 	check("messages the worker consumer still owes", a.ConsumerOpen, a.ConsumerOpen == 0)
 	info("messages left on the stream after ack", a.StreamLeft)
 	check("left messages whose event is not stored", a.StreamUnstored, a.StreamUnstored == 0)

@@ -27,7 +27,7 @@ import (
 // Config sizes a run. Zero values take the defaults in WithDefaults.
 type Config struct {
 	DatabaseURL string // base Postgres URL; a private schema is created on it
-	NATSServer  string // nats-server binary for the private JetStream node
+	NATSServer  string // nats-server binary; default the system's, else built (ResolveNATSServer)
 	Dir         string // work directory (binaries, logs, profiles); default a temp dir
 	Keep        bool   // keep Dir afterwards
 	Profile     bool   // run services under CPU profiles written to Dir
@@ -70,9 +70,6 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.DatabaseURL == "" {
 		c.DatabaseURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	if c.NATSServer == "" {
-		c.NATSServer = DefaultNATSServer
 	}
 	def(&c.Concurrency, 32)
 	defd(&c.PeakDuration, 10*time.Second)
@@ -179,7 +176,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := Build(ctx, bin, "./cmd/ingest", "./cmd/worker", "./cmd/sender", "./cmd/bench/profiled"); err != nil {
 		return nil, err
 	}
-	natsNode, err := NewNATSNode(cfg.NATSServer, dir, "nats")
+	natsBin, err := ResolveNATSServer(ctx, cfg.NATSServer, bin)
+	if err != nil {
+		return nil, err
+	}
+	natsNode, err := NewNATSNode(natsBin, dir, "nats")
 	if err != nil {
 		return nil, err
 	}

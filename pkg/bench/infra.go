@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -147,4 +148,24 @@ func redact(u string) string {
 		return "(database url)"
 	}
 	return p.Redacted()
+}
+
+// ResolveNATSServer returns the nats-server binary to run: path if given,
+// else the system's (DefaultNATSServer, then PATH), else one built from
+// the nats-server module linepipe already depends on, into binDir — so a
+// machine without NATS installed can still run the benchmark and chaos.
+func ResolveNATSServer(ctx context.Context, path, binDir string) (string, error) {
+	if path != "" {
+		return path, nil
+	}
+	if _, err := os.Stat(DefaultNATSServer); err == nil {
+		return DefaultNATSServer, nil
+	}
+	if p, err := exec.LookPath("nats-server"); err == nil {
+		return p, nil
+	}
+	if err := Build(ctx, binDir, "github.com/nats-io/nats-server/v2"); err != nil {
+		return "", fmt.Errorf("no nats-server installed and building one failed: %w", err)
+	}
+	return filepath.Join(binDir, "nats-server"), nil
 }

@@ -11,7 +11,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/linepipe/linepipe/pkg/bench"
 	"github.com/linepipe/linepipe/pkg/linefake"
 )
 
@@ -43,8 +42,8 @@ type Config struct {
 
 	Dir        string // work directory; default a temp dir
 	Keep       bool   // keep Dir (logs) afterwards
-	NATSServer string // nats-server binary
-	PGBin      string // directory of initdb and postgres
+	NATSServer string // nats-server binary; default as bench.ResolveNATSServer
+	PGBin      string // directory of initdb and postgres; default as ResolvePGBin
 	Seed       uint64 // randomness of kills and load; 0 from the clock
 	Log        io.Writer
 }
@@ -81,12 +80,6 @@ func (c Config) WithDefaults() Config {
 	if c.Faults == (linefake.Faults{}) {
 		c.Faults = linefake.Faults{FailRate: 0.05, TooManyRate: 0.03, DropRate: 0.05,
 			Latency: 2 * time.Millisecond, LatencyJitter: 30 * time.Millisecond}
-	}
-	if c.NATSServer == "" {
-		c.NATSServer = bench.DefaultNATSServer
-	}
-	if c.PGBin == "" {
-		c.PGBin = DefaultPGBin
 	}
 	if c.Log == nil {
 		c.Log = os.Stderr

@@ -16,8 +16,29 @@ import (
 	"github.com/linepipe/linepipe/pkg/bench"
 )
 
-// DefaultPGBin is where Debian puts PostgreSQL 15's server binaries.
-const DefaultPGBin = "/usr/lib/postgresql/15/bin"
+// ResolvePGBin returns the directory holding initdb and postgres: dir if
+// given, else the newest /usr/lib/postgresql/<version>/bin (Debian and
+// Ubuntu, including CI runners), else wherever initdb is on PATH.
+func ResolvePGBin(dir string) (string, error) {
+	if dir != "" {
+		return dir, nil
+	}
+	best, bestVer := "", -1
+	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
+	for _, m := range matches {
+		bin := filepath.Dir(m)
+		if v, err := strconv.Atoi(filepath.Base(filepath.Dir(bin))); err == nil && v > bestVer {
+			best, bestVer = bin, v
+		}
+	}
+	if best != "" {
+		return best, nil
+	}
+	if p, err := exec.LookPath("initdb"); err == nil {
+		return filepath.Dir(p), nil
+	}
+	return "", fmt.Errorf("no PostgreSQL server binaries found (initdb); install postgresql or pass -pg-bin")
+}
 
 // Postgres is a private PostgreSQL server in its own data directory and
 // port, so the run can crash and restart it without touching anyone

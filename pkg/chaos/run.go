@@ -35,17 +35,18 @@ type Result struct {
 func (r *Result) OK() bool { return r.Drained && r.Audit.OK() }
 
 type run struct {
-	cfg    Config
-	dir    string
-	rnd    *rand.Rand
-	stack  *bench.Stack
-	pg     *Postgres
-	nats   []*bench.NATSNode
-	emu    *bench.Emulator
-	procs  []*bench.Proc // linepipe services, the kill targets
-	start  time.Time
-	mu     sync.Mutex
-	faults []string
+	cfg     Config
+	dir     string
+	rnd     *rand.Rand
+	stack   *bench.Stack
+	pg      *Postgres
+	nats    []*bench.NATSNode
+	emu     *bench.Emulator
+	procs   []*bench.Proc // linepipe services, the kill targets
+	start   time.Time
+	mu      sync.Mutex
+	faults  []string
+	natsBin string
 	// faultsStopped is when the last fault was injected; the drain is
 	// timed from it.
 	faultsStopped time.Time
@@ -118,7 +119,11 @@ func (r *run) setUp(ctx context.Context) error {
 	if err := bench.Build(ctx, bin, "./cmd/ingest", "./cmd/worker", "./cmd/sender"); err != nil {
 		return err
 	}
-	pg, err := NewPostgres(ctx, r.cfg.PGBin, r.dir)
+	pgBin, err := ResolvePGBin(r.cfg.PGBin)
+	if err != nil {
+		return err
+	}
+	pg, err := NewPostgres(ctx, pgBin, r.dir)
 	if err != nil {
 		return err
 	}
@@ -127,6 +132,9 @@ func (r *run) setUp(ctx context.Context) error {
 		return err
 	}
 	if err := pg.WaitReady(ctx, 30*time.Second); err != nil {
+		return err
+	}
+	if r.natsBin, err = bench.ResolveNATSServer(ctx, r.cfg.NATSServer, bin); err != nil {
 		return err
 	}
 	if err := r.startNATS(ctx); err != nil {
@@ -199,7 +207,7 @@ func (r *run) startNATS(ctx context.Context) error {
 	}
 	var routes []string
 	for i := 0; i < n; i++ {
-		node, err := bench.NewNATSNode(r.cfg.NATSServer, r.dir, fmt.Sprintf("nats-%d", i+1))
+		node, err := bench.NewNATSNode(r.natsBin, r.dir, fmt.Sprintf("nats-%d", i+1))
 		if err != nil {
 			return err
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/linepipe/linepipe/pkg/linefake"
+	"github.com/linepipe/linepipe/pkg/sender"
 	"github.com/linepipe/linepipe/pkg/store"
 )
 
@@ -50,12 +51,21 @@ func TestSenderKilledAfterAccept(t *testing.T) {
 	h := &hangAfterAccept{next: http.DefaultTransport, hung: make(chan struct{}), release: make(chan struct{})}
 	stale := b.config("stale")
 	stale.HTTPClient = &http.Client{Transport: h}
-	stopStale := b.start(t, stale)
+	staleSender, err := sender.New(stale, b.db.Pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	staleCtx, kill := context.WithCancel(context.Background())
+	staleDone := make(chan error, 1)
+	go func() { staleDone <- staleSender.Run(staleCtx) }()
+	wake := sync.OnceFunc(func() { close(h.release) })
+	defer wake() // on failure too, so the hung send returns
 	select {
 	case <-h.hung:
 	case <-time.After(60 * time.Second):
 		t.Fatal("the first send never reached LINE")
 	}
+	kill() // the process is gone: it claims nothing more
 	accepted := b.line.Accepted()
 	if len(accepted) != 1 {
 		t.Fatalf("LINE accepted %d sends, want 1", len(accepted))
@@ -86,8 +96,10 @@ func TestSenderKilledAfterAccept(t *testing.T) {
 
 	// The stale sender wakes up with "no answer": fencing keeps its
 	// result out of the row.
-	close(h.release)
-	stopStale()
+	wake()
+	if err := <-staleDone; err != nil {
+		t.Fatal(err)
+	}
 	after := b.row(t, id)
 	if after.Status != "delivered" || *after.AcceptedRequestID != accepted[0].RequestID {
 		t.Fatalf("stale sender overwrote the row: %+v", after)

@@ -144,14 +144,18 @@ func (s *Sender) deliver(row store.OutboxClaimed, pl *planner) {
 	if !ok {
 		return
 	}
-	// Never past the lease: after it another replica may resend the row.
-	ctx, cancel := context.WithDeadline(context.Background(), target.Add(s.cfg.Lease-leaseSafety))
-	defer cancel()
 	if dl := pl.deadline(row.OutboxCandidate); dl != nil && !s.cfg.Clock().Before(*dl) {
 		s.complete(row, outcome{Status: store.OutboxExpired, Error: "not sent before " + dl.UTC().Format(time.RFC3339)}, apiResponse{}, nil)
 		return
 	}
+	// Never past the lease: after it another replica may resend the row.
+	ctx, cancel := context.WithDeadline(context.Background(), target.Add(s.cfg.Lease-leaseSafety))
+	defer cancel()
+	s.attempt(ctx, row, token)
+}
 
+// attempt calls LINE once for row, logs the call and records its outcome.
+func (s *Sender) attempt(ctx context.Context, row store.OutboxClaimed, token string) {
 	key := ""
 	if usesRetryKey(row.Endpoint) {
 		key = row.RetryKey.String()

@@ -54,6 +54,7 @@ func New(cfg Config, db *pgxpool.Pool) (*Sender, error) {
 // whose fate only a later 409 can tell.
 func (s *Sender) Run(ctx context.Context) error {
 	defer s.wg.Wait()
+	wait := s.cfg.PollInterval
 	for {
 		n := s.reserve(ctx)
 		if n == 0 {
@@ -63,19 +64,26 @@ func (s *Sender) Run(ctx context.Context) error {
 		for i := len(res.Claimed); i < n; i++ {
 			<-s.slots
 		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			s.log.Warn("claiming outbox rows", zap.Error(err))
-		}
-		if err == nil && res.Seen == n {
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return nil
+		case err != nil:
+			// Database trouble: back off (to 5s) so a restart or failover
+			// is not met with a storm of claims and log lines.
+			s.log.Warn("claiming outbox rows", zap.Error(err), zap.Duration("retry_in", wait))
+		case res.Seen == n:
+			wait = s.cfg.PollInterval
 			continue // a full batch: more are probably due
+		default:
+			wait = s.cfg.PollInterval
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(s.cfg.PollInterval):
+		case <-time.After(wait):
+		}
+		if err != nil {
+			wait = min(2*wait, max(5*time.Second, s.cfg.PollInterval))
 		}
 	}
 }

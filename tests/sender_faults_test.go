@@ -237,3 +237,50 @@ func TestOutboxScrubDuringAttempt(t *testing.T) {
 		t.Fatalf("LINE accepted %d sends, want only the marker", n)
 	}
 }
+
+// TestOutboxConcurrentClaimsDisjoint: claimers racing over the same due
+// rows never take the same row, and together take every row.
+func TestOutboxConcurrentClaimsDisjoint(t *testing.T) {
+	t.Parallel()
+	b := setupSender(t, linefake.Config{})
+	ctx := context.Background()
+	const rows = 200
+	if _, err := b.db.Pool.Exec(ctx, `INSERT INTO outbox (channel_id, endpoint, body)
+		SELECT $1, 'push', '{}' FROM generate_series(1, $2)`, b.channel, rows); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	seen := map[int64]int{}
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				res, err := store.ClaimOutbox(ctx, b.db.Pool, store.ClaimParams{Limit: 7, Now: time.Now(),
+					Owner: "w", Lease: time.Minute, Horizon: time.Second}, allPlanner{})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if len(res.Claimed) == 0 {
+					return
+				}
+				mu.Lock()
+				for _, c := range res.Claimed {
+					seen[c.ID]++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(seen) != rows {
+		t.Fatalf("claimed %d distinct rows, want %d", len(seen), rows)
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Fatalf("row %d claimed %d times", id, n)
+		}
+	}
+}

@@ -45,7 +45,7 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 			Secret:      env.String("LINE_CHANNEL_SECRET", ""),
 			AccessToken: env.String("LINE_CHANNEL_ACCESS_TOKEN", ""),
 		},
-		Grace:      env.Duration("SENDER_SHUTDOWN_GRACE", 10*time.Second),
+		Grace:      env.Duration("SHUTDOWN_GRACE", 10*time.Second),
 		DBMaxConns: env.Int("SENDER_DB_MAX_CONNS", 8),
 	}
 	chk := cfg

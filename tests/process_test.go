@@ -133,9 +133,11 @@ func waitReady(t *testing.T, addr string) {
 	}
 }
 
-// The quick start, as real processes: migrate, ingest, two workers;
-// a signed webhook becomes rows, an unsend erases its text, and every
-// service stops cleanly on SIGTERM without having logged text or secret.
+// The quick start, as real processes in make up's topology: migrate,
+// ingest, two workers with the echo bot, a sender and the emulator. A
+// signed webhook becomes rows and exactly one echo reply, an unsend
+// erases its text, and every service stops cleanly on SIGTERM without
+// having logged the text, the secret or the token.
 func TestProcessesQuickStart(t *testing.T) {
 	t.Parallel()
 	db := testenv.NewDB(t)
@@ -151,11 +153,17 @@ func TestProcessesQuickStart(t *testing.T) {
 		t.Fatalf("worker migrate: %v\n%s", err, out)
 	}
 
-	ingestAddr, w1, w2 := freeAddr(t), freeAddr(t), freeAddr(t)
+	// The development topology of make up: the emulator in place of
+	// LINE, the echo bot on, a static token the emulator knows.
+	const token = "dev-static-token"
+	ingestAddr, w1, w2, sAddr, fakeAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	fake := start(t, "linefake", []string{"LINEFAKE_ADDR=" + fakeAddr, "LINEFAKE_CHANNELS=" + channel + ":" + secret + ":" + token}, "linefake")
 	ing := start(t, "ingest", append(common, "INGEST_ADDR="+ingestAddr), "ingest")
-	wk1 := start(t, "worker-1", append(common, "WORKER_ADDR="+w1), "worker")
-	wk2 := start(t, "worker-2", append(common, "WORKER_ADDR="+w2), "worker")
-	for _, a := range []string{ingestAddr, w1, w2} {
+	wk1 := start(t, "worker-1", append(common, "WORKER_ADDR="+w1, "ECHO_BOT=true"), "worker")
+	wk2 := start(t, "worker-2", append(common, "WORKER_ADDR="+w2, "ECHO_BOT=true"), "worker")
+	snd := start(t, "sender", append(common, "SENDER_ADDR="+sAddr, "LINE_API_BASE_URL=http://"+fakeAddr,
+		"LINE_CHANNEL_ACCESS_TOKEN="+token), "sender")
+	for _, a := range []string{ingestAddr, w1, w2, sAddr, fakeAddr} {
 		waitReady(t, a)
 	}
 	p := &pipeline{t: t, db: db}
@@ -163,7 +171,8 @@ func TestProcessesQuickStart(t *testing.T) {
 	text := secretText()
 	send := func(args ...string) map[string]any {
 		cmd := exec.Command(filepath.Join(binaries(t), "sendwebhook"),
-			append([]string{"-url", "http://" + ingestAddr + "/webhook/" + channel, "-channel", channel, "-secret", secret}, args...)...)
+			append([]string{"-url", "http://" + ingestAddr + "/webhook/" + channel, "-channel", channel, "-secret", secret,
+				"-emulator", "http://" + fakeAddr}, args...)...)
 		out, err := cmd.Output()
 		if err != nil {
 			t.Fatalf("sendwebhook %v: %v %s", args, err, out)
@@ -178,13 +187,28 @@ func TestProcessesQuickStart(t *testing.T) {
 	msgID := res["messageId"].(string)
 	p.waitCount(1, `SELECT count(*) FROM messages WHERE message_id = $1 AND text = $2`, msgID, text)
 	p.waitCount(1, `SELECT count(*) FROM webhook_log WHERE channel_id = $1`, channel)
+	// The echo bot's reply reaches the emulator exactly once.
+	p.waitCount(1, `SELECT count(*) FROM outbox WHERE status = 'delivered' AND source_message_id = $1`, msgID)
+	resp, err := http.Get("http://" + fakeAddr + "/linefake/deliveries")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var deliveries bytes.Buffer
+	_, _ = deliveries.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if n := strings.Count(deliveries.String(), `"endpoint":"reply"`); n != 1 {
+		t.Fatalf("%d replies at the emulator, want 1: %s", n, deliveries.String())
+	}
+	if n := p.count(`SELECT count(*) FROM api_log WHERE endpoint LIKE '%reply%' AND status = 200`); n != 1 {
+		t.Errorf("api_log holds %d successful reply calls, want 1", n)
+	}
 
 	send("-unsend", msgID)
 	p.waitCount(1, `SELECT count(*) FROM unsent_messages WHERE message_id = $1`, msgID)
 	p.waitCount(0, `SELECT count(*) FROM messages`)
 	p.waitCount(0, `SELECT count(*) FROM events WHERE raw::text LIKE $1`, "%"+text+"%")
 
-	resp, err := http.Get("http://" + ingestAddr + "/metrics")
+	resp, err = http.Get("http://" + ingestAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,13 +219,13 @@ func TestProcessesQuickStart(t *testing.T) {
 		t.Errorf("ingest metrics lack the two accepted webhooks")
 	}
 
-	for _, s := range []*proc{ing, wk1, wk2} {
+	for _, s := range []*proc{ing, wk1, wk2, snd, fake} {
 		s.stop(t)
 	}
-	for _, s := range []*proc{ing, wk1, wk2} {
+	for _, s := range []*proc{ing, wk1, wk2, snd, fake} {
 		out := s.output()
-		if strings.Contains(out, text) || strings.Contains(out, secret) {
-			t.Errorf("%s logged message text or the channel secret", s.name)
+		if strings.Contains(out, text) || strings.Contains(out, secret) || strings.Contains(out, token) {
+			t.Errorf("%s logged message text, the channel secret or the access token", s.name)
 		}
 	}
 	if !strings.Contains(ing.output(), `"remote_ip":"127.0.0.1"`) || !strings.Contains(ing.output(), `"status":200`) {

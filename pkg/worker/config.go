@@ -15,9 +15,11 @@ const (
 	DefaultConsumer  = "worker"
 	DefaultBatchSize = 200
 	// DefaultAckWait is how long a fetched message stays invisible to other
-	// replicas. A batch commits in milliseconds; thirty seconds means a
-	// crashed replica's messages are redelivered half a minute later.
-	DefaultAckWait = 30 * time.Second
+	// replicas before it is redelivered. A batch commits in milliseconds,
+	// and a slow one signals progress every half AckWait, so this only
+	// bounds how late a crashed replica's messages are stored: 10 s, then
+	// 20 s and 40 s if they crash their next worker too.
+	DefaultAckWait = 10 * time.Second
 	// DefaultMaxAttempts is how often a message may fail through its own
 	// fault before it goes to dead_letters.
 	DefaultMaxAttempts = 5
@@ -31,7 +33,7 @@ type Config struct {
 	Consumer string
 	// BatchSize is the most messages stored in one transaction. Default 200.
 	BatchSize int
-	// AckWait before an unacknowledged message is redelivered. Default 30s.
+	// AckWait before an unacknowledged message is redelivered. Default 10s.
 	AckWait time.Duration
 	// MaxAttempts before a failing message is dead-lettered. Default 5.
 	MaxAttempts int

@@ -147,11 +147,27 @@ func (w *Worker) process(ctx context.Context, msgs []jetstream.Msg) {
 	if len(items) == 0 {
 		return
 	}
+	stopProgress := w.keepInProgress(items)
 	err := w.persist(ctx, items)
+	stopProgress()
 	if err == nil {
 		w.ack(items)
 		w.metrics.observeBatch(items, w.now().Sub(start))
 		w.log.Debug("batch stored", zap.Int("messages", len(items)), zap.Duration("took", w.now().Sub(start)))
+		return
+	}
+	if w.transient(ctx, err) {
+		// Postgres is down or recovering, or the batch lost a deadlock:
+		// none of it is the messages' fault. Retry the batch whole after
+		// a back-off; splitting it would only open a connection per
+		// message against a database that refuses them.
+		delay := redeliveryDelay(maxDeliveries(items))
+		w.log.Warn("batch failed transiently; retrying it later", zap.Int("messages", len(items)),
+			zap.Duration("delay", delay), zap.Error(err))
+		for _, it := range items {
+			_ = it.msg.NakWithDelay(delay)
+		}
+		w.metrics.retries.Add(float64(len(items)))
 		return
 	}
 	w.log.Warn("batch failed; storing messages one by one", zap.Int("messages", len(items)), zap.Error(err))
@@ -165,6 +181,39 @@ func (w *Worker) process(ctx context.Context, msgs []jetstream.Msg) {
 		}
 		w.retryOrDeadLetter(ctx, it, err)
 	}
+}
+
+// keepInProgress tells JetStream, every half AckWait, that a batch still
+// being stored is alive, so a slow commit is not redelivered to another
+// replica while a dead replica's messages still come back after AckWait.
+func (w *Worker) keepInProgress(items []*item) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(w.cfg.AckWait / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				for _, it := range items {
+					_ = it.msg.InProgress()
+				}
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// maxDeliveries is the highest delivery count in a batch.
+func maxDeliveries(items []*item) uint64 {
+	var n uint64 = 1
+	for _, it := range items {
+		if md, err := it.msg.Metadata(); err == nil && md.NumDelivered > n {
+			n = md.NumDelivered
+		}
+	}
+	return n
 }
 
 func (w *Worker) ack(items []*item) {

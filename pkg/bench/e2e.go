@@ -56,38 +56,11 @@ func (b *Bench) runE2E(ctx context.Context, ing *Proc) (E2EResult, error) {
 		defer func(p *Proc) { _ = p.Stop(10 * time.Second) }(p)
 	}
 
-	var mu sync.Mutex
-	sentAt := map[string]time.Time{} // webhookEventId -> send start
-	byToken := map[string]string{}   // replyToken -> webhookEventId
 	pctx, stopPoll := context.WithCancel(ctx)
 	seen := make(chan map[string]time.Time, 1)
 	go func() { seen <- b.pollRows(pctx) }()
-
-	url := "http://" + ing.Addr + "/webhook/" + b.stack.ChannelID
 	n := int(b.cfg.E2ERate * b.cfg.E2EDuration.Seconds())
-	tick := time.NewTicker(time.Duration(float64(time.Second) / b.cfg.E2ERate))
-	var wg sync.WaitGroup
-	var failed int
-	for i := 0; i < n; i++ {
-		<-tick.C
-		ev := emu.TextEvent(b.stack.ChannelID, fmt.Sprintf("U%032x", i%50+1), fmt.Sprintf("e2e %d", i))
-		mu.Lock()
-		sentAt[ev.WebhookEventID] = time.Now()
-		byToken[ev.ReplyToken] = ev.WebhookEventID
-		mu.Unlock()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			code, err := emu.SendWebhook(ctx, url, b.stack.ChannelID, ev)
-			if err != nil || code != 200 {
-				mu.Lock()
-				failed++
-				mu.Unlock()
-			}
-		}()
-	}
-	tick.Stop()
-	wg.Wait()
+	sentAt, byToken, failed := b.sendSteady(ctx, emu, "http://"+ing.Addr+"/webhook/"+b.stack.ChannelID, n)
 	res.Webhooks = n
 
 	deadline := time.Now().Add(b.cfg.DrainTimeout)
@@ -113,6 +86,40 @@ func (b *Bench) runE2E(ctx context.Context, ing *Proc) (E2EResult, error) {
 	b.logf("e2e at %.0f/s: row p50 %s p99 %s; reply p50 %s p99 %s; %d replies missing, %d webhooks failed",
 		res.Rate, res.ToRow.P50, res.ToRow.P99, res.ToReply.P50, res.ToReply.P99, res.Missing, failed)
 	return res, nil
+}
+
+// sendSteady has the emulator send n one-event text webhooks to url at
+// the configured rate, each in its own goroutine so a slow answer does
+// not delay the next. It returns when each webhook was sent (by event
+// id), the event id of each reply token, and how many did not get 200.
+func (b *Bench) sendSteady(ctx context.Context, emu *Emulator, url string, n int) (map[string]time.Time, map[string]string, int) {
+	var mu sync.Mutex
+	sentAt := map[string]time.Time{}
+	byToken := map[string]string{}
+	failed := 0
+	tick := time.NewTicker(time.Duration(float64(time.Second) / b.cfg.E2ERate))
+	defer tick.Stop()
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		<-tick.C
+		ev := emu.TextEvent(b.stack.ChannelID, fmt.Sprintf("U%032x", i%50+1), fmt.Sprintf("e2e %d", i))
+		mu.Lock()
+		sentAt[ev.WebhookEventID] = time.Now()
+		byToken[ev.ReplyToken] = ev.WebhookEventID
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, err := emu.SendWebhook(ctx, url, b.stack.ChannelID, ev)
+			if err != nil || code != 200 {
+				mu.Lock()
+				failed++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return sentAt, byToken, failed
 }
 
 func replies(emu *Emulator) []linefake.Delivery {

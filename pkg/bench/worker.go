@@ -102,17 +102,23 @@ func (b *Bench) runWorker(ctx context.Context, ing *Proc, js jetstream.JetStream
 	res.EventsPerSec = float64(res.Events) / res.Seconds
 	b.logf("worker: %d events in %.2fs = %.0f events/s", res.Events, res.Seconds, res.EventsPerSec)
 
+	return res, b.storageReferences(ctx, &res)
+}
+
+// storageReferences writes the rows the worker stored again, by COPY (the
+// ceiling) and one INSERT per row, and fills in the rates and the ratio.
+func (b *Bench) storageReferences(ctx context.Context, res *WorkerResult) error {
 	tables, err := readTables(ctx, b.schema.Pool)
 	if err != nil {
-		return res, err
+		return err
 	}
 	secs, err := writeAll(ctx, b.schema.Pool, tables, "ceiling_", copyChunk, b.workerBatch(), res.Loops)
 	if err != nil {
-		return res, fmt.Errorf("storage ceiling: %w", err)
+		return fmt.Errorf("storage ceiling: %w", err)
 	}
 	rowSecs, err := writeAll(ctx, b.schema.Pool, tables, "rowwise_", insertChunk, b.workerBatch(), res.Loops)
 	if err != nil {
-		return res, fmt.Errorf("row-wise reference: %w", err)
+		return fmt.Errorf("row-wise reference: %w", err)
 	}
 	res.RowwiseEventsPerSec = float64(res.Events) / rowSecs
 	b.logf("row-wise INSERT of the same rows: %.2fs = %.0f events/s", rowSecs, res.RowwiseEventsPerSec)
@@ -120,7 +126,7 @@ func (b *Bench) runWorker(ctx context.Context, ing *Proc, js jetstream.JetStream
 	res.CeilingEventsPerSec = float64(res.Events) / secs
 	res.Ratio = res.EventsPerSec / res.CeilingEventsPerSec
 	b.logf("storage ceiling: %.2fs = %.0f events/s", secs, res.CeilingEventsPerSec)
-	return res, nil
+	return nil
 }
 
 func (b *Bench) workerBatch() int { return worker.DefaultBatchSize }

@@ -169,6 +169,17 @@ func (r *run) setUp(ctx context.Context) error {
 		// backoff capped at 3s.
 		Extra: []string{"WORKER_ACK_WAIT=5s", "SENDER_HTTP_TIMEOUT=2s", "SENDER_LEASE=10s",
 			"SENDER_BACKOFF_BASE=200ms", "SENDER_BACKOFF_MAX=3s", "INGEST_PUBLISH_TIMEOUT=1500ms"}}
+	if err := r.startServices(ctx); err != nil {
+		return err
+	}
+	r.logf("topology up: 2 x ingest, worker, sender; %d NATS node(s), stream replicas %d; private Postgres :%d",
+		len(r.nats), replicas, pg.Port)
+	return nil
+}
+
+// startServices starts two replicas each of ingest, worker (with the
+// echo bot) and sender, and waits until all are ready.
+func (r *run) startServices(ctx context.Context) error {
 	for i := 1; i <= 2; i++ {
 		ing, err := r.stack.Ingest(fmt.Sprintf("ingest-%d", i))
 		if err != nil {
@@ -194,8 +205,6 @@ func (r *run) setUp(ctx context.Context) error {
 			return fmt.Errorf("%s: %w (log %s)", p.Name, err, p.LogPath)
 		}
 	}
-	r.logf("topology up: 2 x ingest, worker, sender; %d NATS node(s), stream replicas %d; private Postgres :%d",
-		len(r.nats), replicas, pg.Port)
 	return nil
 }
 

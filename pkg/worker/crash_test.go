@@ -2,19 +2,13 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/linepipe/linepipe/pkg/events"
 	"github.com/linepipe/linepipe/pkg/ops"
-	"github.com/linepipe/linepipe/pkg/stream"
 	"github.com/linepipe/linepipe/tests/fixture"
-	"github.com/linepipe/linepipe/tests/testenv"
 )
 
 // A worker that dies after its transaction committed but before it acked
@@ -24,21 +18,9 @@ func TestCrashBetweenCommitAndAck(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	db := testenv.NewDB(t)
-	names := testenv.NewNames()
-	sc := stream.Config{URL: testenv.NATSURL(t), Stream: names.Stream, SubjectPrefix: names.SubjectPrefix}.WithDefaults()
+	b := setup(t)
+	db, sc, js, s := b.db, b.sc, b.js, b.stream
 	log := zaptest.NewLogger(t)
-	nc, js, err := stream.Connect(sc, "test", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	s, err := stream.Ensure(ctx, js, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = js.DeleteStream(context.Background(), sc.Stream) }()
-
 	const channel = "1650000002"
 	user := fixture.User(fixture.UserID(40))
 	evs := []fixture.E{
@@ -46,15 +28,7 @@ func TestCrashBetweenCommitAndAck(t *testing.T) {
 		fixture.Event("follow", user, time.Now()),
 		fixture.Text(user, time.Now(), "and me once"),
 	}
-	for _, e := range evs {
-		m := nats.NewMsg(sc.EventSubject(channel))
-		m.Data, _ = json.Marshal(e)
-		events.Meta{ChannelID: channel, ReceivedAt: time.Now()}.SetHeaders(m.Header)
-		m.Header[events.HeaderKind] = []string{events.KindEvent}
-		if _, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(fixture.ID(e))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	b.publish(t, channel, evs...)
 
 	w := New(Config{AckWait: time.Second, IdleWait: time.Second}, sc, js, db.Pool, NewMetrics(ops.NewRegistry()), log, EchoBot{})
 	cons, err := s.CreateOrUpdateConsumer(ctx, w.ConsumerConfig())
@@ -82,20 +56,7 @@ func TestCrashBetweenCommitAndAck(t *testing.T) {
 	wctx, wcancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = w.Run(wctx) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		info, err := s.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.State.Msgs == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redelivered messages never acknowledged: %d left", info.State.Msgs)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	b.waitStored(t, len(evs))
 	wcancel()
 	<-done
 

@@ -15,6 +15,9 @@ const (
 	HeaderRedelivery  = "Linepipe-Redelivery"
 	HeaderWebhookID   = "Linepipe-Webhook-Id"
 	HeaderKind        = "Linepipe-Kind"
+	// HeaderWebhookLog carries the webhook's log record (JSON WebhookLog)
+	// on each of its events, so one publish stores both.
+	HeaderWebhookLog = "Linepipe-Webhook-Log"
 )
 
 // Message kinds on the stream.

@@ -6,6 +6,7 @@ package ingest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -130,21 +131,26 @@ func (h *Handler) serve(r *http.Request, start time.Time) outcome {
 	return h.publish(r, start, wh, out)
 }
 
-// publish stores the events, then the webhook's log record, within the
-// publish budget. The record goes second so that it never claims a 200
-// for a webhook whose events were not stored.
+// publish stores the events within the publish budget. Each event carries
+// the webhook's log record, so the common webhook costs one round trip;
+// the record travels alone only when no event of the webhook was new
+// (LINE's verification request has none, and a redelivery may bring only
+// events already stored).
 func (h *Handler) publish(r *http.Request, start time.Time, wh *events.Webhook, out outcome) outcome {
 	ctx, cancel := context.WithTimeout(r.Context(), h.Config.PublishTimeout)
 	defer cancel()
 	meta := events.Meta{ChannelID: out.channel, Destination: wh.Destination, ReceivedAt: start, WebhookID: out.webhookID}
 	msgs, redelivery := eventMsgs(h.Stream, meta, wh.Events)
+	rec, _ := json.Marshal(events.WebhookLog{WebhookID: out.webhookID, ChannelID: out.channel, RemoteIP: h.remoteIP(r),
+		ReceivedAt: start, Method: r.Method, Path: r.URL.Path, Status: http.StatusOK,
+		EventCount: len(wh.Events), Redelivery: redelivery})
+	for _, m := range msgs {
+		m.Header[events.HeaderWebhookLog] = []string{string(rec)}
+	}
 	pubStart := h.Now()
 	dups, err := h.Publisher.Publish(ctx, msgs)
-	if err == nil {
-		rec := events.WebhookLog{WebhookID: out.webhookID, ChannelID: out.channel, RemoteIP: h.remoteIP(r),
-			ReceivedAt: start, Method: r.Method, Path: r.URL.Path, Status: http.StatusOK,
-			EventCount: len(wh.Events), Redelivery: redelivery}
-		_, err = h.Publisher.Publish(ctx, []*nats.Msg{webhookLogMsg(h.Stream, rec)})
+	if err == nil && dups == len(msgs) {
+		_, err = h.Publisher.Publish(ctx, []*nats.Msg{webhookLogMsg(h.Stream, out.channel, out.webhookID, rec)})
 	}
 	h.Metrics.observePublish(len(msgs), dups, h.Now().Sub(pubStart), err)
 	out.dups = dups

@@ -88,12 +88,13 @@ func eventMsgs(cfg stream.Config, meta events.Meta, raw []json.RawMessage) ([]*n
 	return msgs, redelivery
 }
 
-// webhookLogMsg is the record the worker turns into a webhook_log row.
-func webhookLogMsg(cfg stream.Config, rec events.WebhookLog) *nats.Msg {
-	m := nats.NewMsg(cfg.WebhookLogSubject(rec.ChannelID))
-	m.Data, _ = json.Marshal(rec)
+// webhookLogMsg carries a webhook's log record on its own, for a webhook
+// none of whose events was new.
+func webhookLogMsg(cfg stream.Config, channelID, webhookID string, rec []byte) *nats.Msg {
+	m := nats.NewMsg(cfg.WebhookLogSubject(channelID))
+	m.Data = rec
 	m.Header[events.HeaderKind] = []string{events.KindWebhookLog}
-	m.Header[events.HeaderChannel] = []string{rec.ChannelID}
-	m.Header[jetstream.MsgIDHeader] = []string{"webhook:" + rec.WebhookID}
+	m.Header[events.HeaderChannel] = []string{channelID}
+	m.Header[jetstream.MsgIDHeader] = []string{"webhook:" + webhookID}
 	return m
 }

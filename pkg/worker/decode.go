@@ -24,6 +24,7 @@ type item struct {
 	msg     jetstream.Msg
 	meta    events.Meta
 	webhook *events.WebhookLog // kind webhook-log
+	log     *events.WebhookLog // the log record an event carries
 	ev      *events.Event      // kind event
 	row     store.EventRow
 	key     store.MessageKey // the message an event concerns, if any
@@ -51,6 +52,13 @@ func decode(m jetstream.Msg, now time.Time) (*item, error) {
 		return it, fmt.Errorf("%w: unknown kind %q", errPoison, kind)
 	}
 
+	if v := events.HeaderValue(h, events.HeaderWebhookLog); v != "" {
+		var rec events.WebhookLog
+		// The record is secondary: an unreadable one never poisons the event.
+		if json.Unmarshal([]byte(v), &rec) == nil && rec.WebhookID != "" {
+			it.log = &rec
+		}
+	}
 	raw := m.Data()
 	ev, err := events.Decode(raw)
 	if err != nil {

@@ -26,13 +26,18 @@ func (w *Worker) persist(ctx context.Context, items []*item) error {
 		var rows []store.EventRow
 		var rowItems []*item
 		var logs []events.WebhookLog
+		logged := map[string]bool{}
 		for _, it := range items {
-			if it.webhook != nil {
-				logs = append(logs, *it.webhook)
-				continue
+			for _, rec := range []*events.WebhookLog{it.webhook, it.log} {
+				if rec != nil && !logged[rec.WebhookID] {
+					logged[rec.WebhookID] = true
+					logs = append(logs, *rec)
+				}
 			}
-			rows = append(rows, it.row)
-			rowItems = append(rowItems, it)
+			if it.webhook == nil {
+				rows = append(rows, it.row)
+				rowItems = append(rowItems, it)
+			}
 		}
 		store.QueueInsertEvents(first, rows, func(i int, id int64) { rowItems[i].id = id })
 		store.QueueInsertWebhookLogs(first, logs)

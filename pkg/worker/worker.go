@@ -89,7 +89,10 @@ func (w *Worker) Run(ctx context.Context) error {
 		if len(msgs) == 0 {
 			continue
 		}
-		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.AckWait)
+		// A batch in hand is finished even during shutdown, within a
+		// bound: its messages stay ours meanwhile (keepInProgress), and a
+		// batch past it is retried later as a transient failure.
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(3*w.cfg.AckWait, 30*time.Second))
 		w.process(bctx, msgs)
 		cancel()
 	}

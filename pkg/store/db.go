@@ -26,8 +26,3 @@ func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error
 	}
 	return pool, nil
 }
-
-// Ping reports whether the database answers within ctx.
-func Ping(ctx context.Context, pool *pgxpool.Pool) error {
-	return pool.Ping(ctx)
-}

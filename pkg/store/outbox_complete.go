@@ -83,17 +83,18 @@ func CompleteOutboxBatch(ctx context.Context, q Querier, cs []OutboxCompletion) 
 	if err != nil {
 		return nil, fmt.Errorf("completing %d outbox rows: %w", n, err)
 	}
-	done, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return nil, fmt.Errorf("completing %d outbox rows: %w", n, err)
+	type fenced struct {
+		id    int64
+		claim uuid.UUID
 	}
-	ok := make(map[int64]bool, len(done))
-	for _, id := range done {
-		ok[id] = true
+	ok := make(map[fenced]bool, n)
+	var f fenced
+	if _, err := pgx.ForEachRow(rows, []any{&f.id, &f.claim}, func() error { ok[f] = true; return nil }); err != nil {
+		return nil, fmt.Errorf("completing %d outbox rows: %w", n, err)
 	}
 	errs := make([]error, n)
 	for i, c := range cs {
-		if !ok[c.ID] {
+		if !ok[fenced{c.ID, c.ClaimID}] {
 			errs[i] = fmt.Errorf("completing outbox row %d: %w", c.ID, ErrLeaseLost)
 		}
 	}
@@ -125,9 +126,9 @@ const completeBatchSQL = `WITH c AS (
         claim_id = NULL, claimed_by = NULL, lease_until = NULL
     FROM c
     WHERE o.id = c.id AND o.claim_id = c.claim_id
-    RETURNING o.id
+    RETURNING o.id, c.claim_id
 ), l AS (` + insertAPILogBatchSQL + `)
-SELECT id FROM u`
+SELECT id, claim_id FROM u`
 
 // Refund gives back a reservation in a rate bucket: Amount after the
 // row's send_at, if it is still the bucket's latest.

@@ -23,7 +23,7 @@ const (
 	DefaultBatchSize      = 100
 	DefaultPollInterval   = time.Second
 	DefaultLease          = time.Minute
-	DefaultConcurrency    = 32
+	DefaultConcurrency    = 64
 	DefaultRequestTimeout = 15 * time.Second
 	DefaultBackoffBase    = time.Second
 	DefaultBackoffMax     = 10 * time.Minute
@@ -101,7 +101,7 @@ type Config struct {
 	// longest send (token issue plus request, both bounded by
 	// RequestTimeout). Default 1m.
 	Lease time.Duration
-	// Concurrency is how many requests one replica has in flight. Default 32.
+	// Concurrency is how many requests one replica has in flight. Default 64.
 	Concurrency int
 	// RequestTimeout bounds one HTTP call to LINE. After it the attempt
 	// counts as "no answer" and is retried with the same key. Default 15s.

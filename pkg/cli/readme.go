@@ -12,7 +12,7 @@ const (
 )
 
 // ConfigTable is the README's configuration table for programs: one row
-// per variable, in the order the services read them.
+// per variable, those several services share first.
 func ConfigTable(programs []Program) string {
 	type row struct {
 		v     Var
@@ -31,9 +31,19 @@ func ConfigTable(programs []Program) string {
 			r.users = append(r.users, p.Name)
 		}
 	}
+	// Shared variables first, then each service's own, each group in
+	// the order the services read them.
+	var shared, own []*row
+	for _, r := range rows {
+		if len(r.users) > 1 {
+			shared = append(shared, r)
+		} else {
+			own = append(own, r)
+		}
+	}
 	var b strings.Builder
 	b.WriteString("| Variable | Service | Default | Meaning |\n|---|---|---|---|\n")
-	for _, r := range rows {
+	for _, r := range append(shared, own...) {
 		users := strings.Join(r.users, ", ")
 		if len(r.users) == len(programs) {
 			users = "all"

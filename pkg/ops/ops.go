@@ -1,6 +1,7 @@
 // Package ops is what every linepipe service shares to be operated: the
-// zap logger, the /healthz, /readyz and /metrics endpoints, an HTTP server
-// with timeouts set, and shutdown on SIGTERM.
+// zap logger, the /healthz, /readyz and /metrics endpoints (with
+// linepipe_build_info), HTTP servers with timeouts set that bind at start
+// so a bad address stops the service at once, and shutdown on SIGTERM.
 package ops
 
 import (

@@ -143,3 +143,20 @@ func TestReadyzWaitsForSchema(t *testing.T) {
 	}
 	snd.stop(t)
 }
+
+// The linker flags the Makefile and the Dockerfile pass reach --version
+// (a renamed variable would silently drop them).
+func TestVersionStampedByLinker(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	const pkg = "github.com/linepipe/linepipe/pkg/buildinfo"
+	cmd := exec.Command("go", "build", "-ldflags", "-X "+pkg+".version=v9.8.7 -X "+pkg+".commit=feedc0de", "-o", dir+"/", "./cmd/linefake")
+	cmd.Dir = ".."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(filepath.Join(dir, "linefake"), "--version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "linefake v9.8.7 (commit feedc0de, go") {
+		t.Fatalf("--version of a stamped build: %q %v", out, err)
+	}
+}

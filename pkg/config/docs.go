@@ -46,7 +46,7 @@ var Docs = map[string]Doc{
 	"LINE_API_BASE_URL":        {Meaning: "Messaging API and token endpoint base URL (the emulator in development)."},
 	"SENDER_ADDR":              {Meaning: "`/healthz`, `/readyz`, `/metrics`."},
 	"SENDER_BATCH_SIZE":        {Meaning: "Most rows one claim takes."},
-	"SENDER_POLL_INTERVAL":     {Meaning: "Wait after a claim that found less than a full batch."},
+	"SENDER_POLL_INTERVAL":     {Meaning: "Longest wait between claims when nothing is due. Committed rows wake the sender at once through `LISTEN/NOTIFY`; the poll is the fallback."},
 	"SENDER_LEASE":             {Meaning: "Lease after the rate slot; another replica takes a row over when it ends. At least `SENDER_RATE_HORIZON` + 2 × `SENDER_HTTP_TIMEOUT` + 5s."},
 	"SENDER_CONCURRENCY":       {Meaning: "Requests in flight per replica."},
 	"SENDER_HTTP_TIMEOUT":      {Meaning: "Per call to LINE (dial and TLS 5s). Past it the attempt is retried with the same key."},

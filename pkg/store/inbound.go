@@ -271,6 +271,32 @@ func QueueFollow(b *pgx.Batch, channelID, userID string, following bool, at time
 		WHERE followers.state_at < excluded.state_at`, channelID, userID, following, at)
 }
 
+// Follow is one user's follow state for a channel at an event's time.
+type Follow struct {
+	ChannelID, UserID string
+	Following         bool
+	At                time.Time
+}
+
+// QueueFollows records follow states with one statement, last writer wins
+// by event time. rows must not repeat a (channel, user): the caller keeps
+// the newest of each.
+func QueueFollows(b *pgx.Batch, rows []Follow) {
+	if len(rows) == 0 {
+		return
+	}
+	n := len(rows)
+	chans, users, following, at := make([]string, n), make([]string, n), make([]bool, n), make([]time.Time, n)
+	for i, f := range rows {
+		chans[i], users[i], following[i], at[i] = f.ChannelID, f.UserID, f.Following, f.At
+	}
+	b.Queue(`INSERT INTO followers (channel_id, user_id, following, state_at)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bool[], $4::timestamptz[])
+		ON CONFLICT (channel_id, user_id) DO UPDATE
+		SET following = excluded.following, state_at = excluded.state_at, updated_at = now()
+		WHERE followers.state_at < excluded.state_at`, chans, users, following, at)
+}
+
 // QueueChat records whether the account is in a group or room, last
 // writer wins by event time.
 func QueueChat(b *pgx.Batch, channelID, chatID, chatType string, joined bool, at time.Time) {

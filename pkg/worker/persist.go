@@ -56,11 +56,13 @@ func (w *Worker) persist(ctx context.Context, items []*item) error {
 		second := &pgx.Batch{}
 		queueMessages(second, items, unsent)
 		queueUnsends(second, items, unsent)
+		var follows latestFollows
 		for _, it := range items {
 			if it.id != 0 {
-				queueEffects(second, it, unsent[it.key])
+				queueEffects(second, it, unsent[it.key], &follows)
 			}
 		}
+		store.QueueFollows(second, follows.rows)
 		if second.Len() > 0 {
 			if err := tx.SendBatch(ctx, second).Close(); err != nil {
 				return fmt.Errorf("applying events: %w", err)
@@ -154,7 +156,7 @@ func queueUnsends(b *pgx.Batch, items []*item, unsent map[store.MessageKey]bool)
 
 // queueEffects queues what a newly stored event changes besides its
 // events row. Every state change is last-writer-wins by event time.
-func queueEffects(b *pgx.Batch, it *item, unsent bool) {
+func queueEffects(b *pgx.Batch, it *item, unsent bool, follows *latestFollows) {
 	ev, ch, at := it.ev, it.meta.ChannelID, it.row.EventTime
 	switch ev.Type {
 	case events.TypeMessage, events.TypeMessageEdited:
@@ -168,7 +170,7 @@ func queueEffects(b *pgx.Batch, it *item, unsent bool) {
 		// and scrubs of unsent copies by queueUnsends.
 	case events.TypeFollow, events.TypeUnfollow:
 		if ev.Source.UserID != "" && ev.Source.ChatID() == "" {
-			store.QueueFollow(b, ch, ev.Source.UserID, ev.Type == events.TypeFollow, at)
+			follows.add(store.Follow{ChannelID: ch, UserID: ev.Source.UserID, Following: ev.Type == events.TypeFollow, At: at})
 		}
 	case events.TypeJoin, events.TypeLeave:
 		if chat := ev.Source.ChatID(); chat != "" {

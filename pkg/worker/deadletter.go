@@ -106,7 +106,12 @@ func (w *Worker) deadLetter(ctx context.Context, it *item, cause error, failures
 		d.StreamSeq = md.Sequence.Stream
 	}
 	d.Headers, _ = json.Marshal(m.Headers())
-	err := pgx.BeginFunc(ctx, w.db, func(tx pgx.Tx) error { return store.InsertDeadLetter(ctx, tx, d) })
+	err := pgx.BeginFunc(ctx, w.db, func(tx pgx.Tx) error {
+		if err := store.InsertDeadLetter(ctx, tx, d); err != nil {
+			return err
+		}
+		return applyUnsendOf(ctx, tx, it)
+	})
 	if err != nil {
 		w.log.Error("dead-lettering failed; message will be redelivered", zap.Error(err))
 		_ = m.NakWithDelay(5 * time.Second)
@@ -119,4 +124,18 @@ func (w *Worker) deadLetter(ctx context.Context, it *item, cause error, failures
 	w.log.Error("message dead-lettered", zap.String("subject", d.Subject), zap.Uint64("stream_seq", d.StreamSeq),
 		zap.Uint64("deliveries", d.Deliveries), zap.Int("failures", failures),
 		zap.String("webhook_event_id", d.WebhookEventID), zap.String("error", store.SanitizeText(d.Error, store.MaxErrorText)))
+}
+
+// applyUnsendOf still honours an unsend that is being dead-lettered (bot
+// logic failing on unsend events, say): its tombstone and scrubs commit
+// with the dead letter, under the lock InsertDeadLetter took, so a failure
+// elsewhere never leaves an unsent message readable. Replaying the dead
+// letter later applies it again, which changes nothing.
+func applyUnsendOf(ctx context.Context, tx pgx.Tx, it *item) error {
+	if it.ev == nil || it.ev.Type != events.TypeUnsend || it.key.MessageID == "" {
+		return nil
+	}
+	b := &pgx.Batch{}
+	store.QueueUnsends(b, []store.Unsend{{MessageKey: it.key, At: it.row.EventTime, WebhookEventID: it.row.DedupID}})
+	return tx.SendBatch(ctx, b).Close()
 }

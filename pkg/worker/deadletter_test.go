@@ -146,3 +146,40 @@ func TestOwnFailuresDeadLetterAtMaxAttempts(t *testing.T) {
 			failures, deliveries, counts, calls)
 	}
 }
+
+// An unsend that is itself dead-lettered (bot logic failing on unsend
+// events) still takes its message back: tombstone, messages row, events.
+func TestDeadLetteredUnsendStillScrubs(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	const channel = "1650000011"
+	src := fixture.User(fixture.UserID(96))
+	msg := fixture.Text(src, time.Now().Add(-time.Minute), "take me back "+fixture.EventID())
+	b.publish(t, channel, msg)
+	w := New(Config{AckWait: time.Second, MaxAttempts: 1, IdleWait: 200 * time.Millisecond}, b.sc, b.js, b.db.Pool,
+		NewMetrics(ops.NewRegistry()), zap.NewNop())
+	stop := runWorker(t, w, 1)
+	b.waitStored(t, 1)
+	stop()
+
+	failsOnUnsend := HandlerFunc(func(_ context.Context, _ pgx.Tx, s Stored) error {
+		if s.Event.Type == "unsend" {
+			return errors.New("bot logic fails on unsends")
+		}
+		return nil
+	})
+	b.publish(t, channel, fixture.Unsend(src, time.Now(), fixture.MsgID(msg)))
+	runWorker(t, New(Config{AckWait: time.Second, MaxAttempts: 1, IdleWait: 200 * time.Millisecond}, b.sc, b.js, b.db.Pool,
+		NewMetrics(ops.NewRegistry()), zap.NewNop(), failsOnUnsend), 1)
+	b.waitStored(t, 1) // the unsend's own row is not stored: it was dead-lettered
+	var dead, tomb, rows, readable int
+	if err := b.db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM dead_letters), (SELECT count(*) FROM unsent_messages),
+			(SELECT count(*) FROM messages), (SELECT count(*) FROM events WHERE raw::text LIKE '%take me back%')`).
+		Scan(&dead, &tomb, &rows, &readable); err != nil {
+		t.Fatal(err)
+	}
+	if dead != 1 || tomb != 1 || rows != 0 || readable != 0 {
+		t.Fatalf("dead letters %d, tombstones %d, messages %d, readable events %d; want 1, 1, 0, 0", dead, tomb, rows, readable)
+	}
+}

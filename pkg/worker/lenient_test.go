@@ -1,6 +1,8 @@
 package worker
 
 import (
+	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -42,4 +44,57 @@ func TestReadEventOddShapes(t *testing.T) {
 	if _, ok := readEvent([]byte("{not json")); ok {
 		t.Error("invalid JSON was accepted")
 	}
+}
+
+// Any valid JSON is read without panicking, and a message id written in
+// any JSON form meets the same id named by an unsend.
+func FuzzReadEvent(f *testing.F) {
+	for _, s := range []string{`{"type":"message","message":{"id":"1","text":"x"}}`, `{"timestamp":1.5}`, `[]`, `"x"`,
+		`{"type":"message","message":{"id":{"a":[1,{"b":null}]},"text":"\u0000"}}`, `{"message":{"id":1e400}}`,
+		`{"MESSAGE":{"Id":"\ud800"},"message":{"id":"2"}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		raw = storable(raw)
+		ev, ok := readEvent(raw)
+		if ok != json.Valid(raw) {
+			t.Fatalf("readEvent(%q) ok=%v, valid=%v", raw, ok, json.Valid(raw))
+		}
+		if !ok {
+			return
+		}
+		sanitize(ev)
+		id := messageIDOf(ev)
+		if ev.Message == nil || id == "" {
+			return
+		}
+		// The unsend names the id by the same JSON value.
+		var fields map[string]json.RawMessage
+		var idRaw json.RawMessage
+		if json.Unmarshal(raw, &fields) == nil {
+			for k, v := range fields {
+				if strings.EqualFold(k, "message") {
+					var m map[string]json.RawMessage
+					if json.Unmarshal(v, &m) == nil {
+						for mk, mv := range m {
+							if strings.EqualFold(mk, "id") {
+								idRaw = mv
+							}
+						}
+					}
+				}
+			}
+		}
+		if idRaw == nil || len(fields) != len(members(raw)) {
+			return // duplicate or case-variant keys: which one wins is checked above
+		}
+		u, ok := readEvent([]byte(`{"type":"unsend","unsend":{"messageId":` + string(idRaw) + `}}`))
+		if !ok {
+			t.Fatalf("unsend naming %s refused", idRaw)
+		}
+		sanitize(u)
+		if got := messageIDOf(u); got != id {
+			t.Fatalf("message id %q, its unsend names %q", id, got)
+		}
+	})
 }

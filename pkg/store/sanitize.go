@@ -11,7 +11,8 @@ import (
 // most max bytes at a character boundary, marked with "…" when cut. Error
 // bodies from the network and error messages quoting input go through it
 // before they are written, so one odd byte cannot make the write itself
-// fail, and a huge body cannot bloat a row. max <= 0 means no cap.
+// fail (a completion carrying a NUL would fail, and its row be resent once
+// per lease), and a huge body cannot bloat a row. max <= 0 means no cap.
 func SanitizeText(s string, max int) string {
 	if strings.IndexByte(s, 0) >= 0 {
 		s = strings.ReplaceAll(s, "\x00", "")

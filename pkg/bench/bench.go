@@ -213,7 +213,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	b := &Bench{cfg: cfg}
 	b.logf("building services into %s", dir)
 	bin := filepath.Join(dir, "bin")
-	if err := Build(ctx, bin, "./cmd/ingest", "./cmd/worker", "./cmd/sender", "./cmd/bench/profiled"); err != nil {
+	if err := Build(ctx, bin, "./cmd/ingest", "./cmd/worker", "./cmd/sender", "./cmd/loadgen", "./cmd/bench/profiled"); err != nil {
 		return nil, err
 	}
 	natsBin, err := ResolveNATSServer(ctx, cfg.NATSServer, bin)

@@ -105,8 +105,11 @@ func (r *run) auditReplies(ctx context.Context, conn *pgx.Conn, a *Audit, rec *l
 			return err
 		}
 		status[tok] = st
-		if accepted[tok] && st != "delivered" && st != "uncertain" {
+		switch {
+		case accepted[tok] && st != "delivered" && st != "uncertain":
 			a.Misrecorded["reply/"+st]++
+		case !accepted[tok] && st == "delivered":
+			a.DeliveredMissing++ // recorded as delivered, never accepted
 		}
 	}
 	rows.Close()

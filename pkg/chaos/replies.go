@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -71,6 +72,44 @@ func (t *replyTokens) Redelivered(token string) {
 	t.mu.Unlock()
 }
 
+// replyRow is what the audit reads of an outbox reply row.
+type replyRow struct {
+	id                                        int64
+	status, lastError                         string
+	attempts                                  int
+	created, notAfter, firstAttempt, finished time.Time
+}
+
+// replyRows reads the reply rows by token; scrubbed rows (their message
+// was unsent, the body and its token are gone) are left out.
+func (r *run) replyRows(ctx context.Context, conn *pgx.Conn) (map[string]replyRow, error) {
+	rows, err := conn.Query(ctx, `SELECT body->>'replyToken', id, status, coalesce(last_error, ''), attempts, created_at,
+			coalesce(not_after, 'epoch'), coalesce(first_attempt_at, 'epoch'), coalesce(finished_at, 'epoch')
+		FROM outbox WHERE endpoint = 'reply' AND scrubbed_at IS NULL AND body->>'replyToken' IS NOT NULL`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]replyRow{}
+	for rows.Next() {
+		var tok string
+		var x replyRow
+		if err := rows.Scan(&tok, &x.id, &x.status, &x.lastError, &x.attempts, &x.created, &x.notAfter, &x.firstAttempt, &x.finished); err != nil {
+			return nil, err
+		}
+		out[tok] = x
+	}
+	return out, rows.Err()
+}
+
+// clock prints a time of day, or "-" for none.
+func clock(t time.Time) string {
+	if t.IsZero() || t.Unix() == 0 {
+		return "-"
+	}
+	return t.Local().Format("15:04:05.000")
+}
+
 func (t *replyTokens) expiry(token string) (time.Time, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -93,47 +132,49 @@ func (r *run) auditReplies(ctx context.Context, conn *pgx.Conn, a *Audit, rec *l
 			accepted[d.ReplyToken] = true
 		}
 	}
-	status := map[string]string{}
-	rows, err := conn.Query(ctx, `SELECT coalesce(body->>'replyToken', ''), status FROM outbox WHERE endpoint = 'reply'`)
+	rows, err := r.replyRows(ctx, conn)
 	if err != nil {
 		return err
 	}
-	for rows.Next() {
-		var tok, st string
-		if err := rows.Scan(&tok, &st); err != nil {
-			rows.Close()
-			return err
-		}
-		status[tok] = st
+	for tok, row := range rows {
 		switch {
-		case accepted[tok] && st != "delivered" && st != "uncertain":
-			a.Misrecorded["reply/"+st]++
-		case !accepted[tok] && st == "delivered":
+		case accepted[tok] && row.status != "delivered" && row.status != "uncertain":
+			a.Misrecorded["reply/"+row.status]++
+		case !accepted[tok] && row.status == "delivered":
 			a.DeliveredMissing++ // recorded as delivered, never accepted
 		}
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
+	var lost []string
 	for _, e := range rec.Accepted {
 		if e.Kind != loadgen.KindText || e.ReplyToken == "" || unsent[e.WebhookEventID] {
 			continue
 		}
 		ra.Expected++
-		st, queued := status[e.ReplyToken]
+		row, queued := rows[e.ReplyToken]
 		switch {
 		case accepted[e.ReplyToken]:
 			ra.Accepted++
-		case st == "uncertain":
+		case queued && row.status == "uncertain":
 			ra.Uncertain++
 		case !queued:
 			ra.Lost++
 			ra.LostStatus["no row"]++
+			lost = append(lost, fmt.Sprintf("event %s: no outbox row", e.WebhookEventID))
 		default:
 			ra.Lost++
-			ra.LostStatus[st]++
+			ra.LostStatus[row.status]++
+			until, _ := r.tokens.expiry(e.ReplyToken)
+			lost = append(lost, fmt.Sprintf("event %s: row %d %s, token valid until %s, row created %s, not_after %s, first attempt %s, %d attempts, finished %s: %s",
+				e.WebhookEventID, row.id, row.status, clock(until), clock(row.created), clock(row.notAfter), clock(row.firstAttempt),
+				row.attempts, clock(row.finished), row.lastError))
 		}
+	}
+	for i, l := range lost {
+		if i == 10 {
+			r.logf("  ... %d more lost replies", len(lost)-i)
+			break
+		}
+		r.logf("  lost reply: %s", l)
 	}
 	calls, err := conn.Query(ctx, `SELECT coalesce(o.body->>'replyToken', ''), l.called_at
 		FROM api_log l JOIN outbox o ON o.id = l.outbox_id WHERE o.endpoint = 'reply'`)

@@ -33,10 +33,12 @@ const claimRepeats = 7
 
 // explainClaim is the one place the benchmark reaches into the sender's
 // claim: it returns the EXPLAIN (ANALYZE, BUFFERS) text of every
-// statement a claim of a full batch runs, as the sender would run it now.
+// statement a claim of a full batch runs (store.ExplainClaim: the lanes,
+// then the rows of those lanes), as the sender would run it now.
 func explainClaim(ctx context.Context, pool *pgxpool.Pool) ([][]string, error) {
-	return store.ExplainClaim(ctx, pool, store.ClaimParams{Limit: sender.DefaultBatchSize, Now: time.Now(),
+	lanes, rows, err := store.ExplainClaim(ctx, pool, store.ClaimParams{Limit: sender.DefaultBatchSize,
 		Owner: "bench-explain", Lease: sender.DefaultLease, Horizon: sender.DefaultRateHorizon})
+	return [][]string{strings.Split(lanes, "\n"), strings.Split(rows, "\n")}, err
 }
 
 // runClaim queues SmallRows pushes on one channel and explains the claim,

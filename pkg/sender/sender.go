@@ -161,8 +161,12 @@ func (s *Sender) claim(ctx context.Context, n int) (store.ClaimResult, error) {
 		s.m.rows.WithLabelValues(f.Status).Inc()
 	}
 	if len(res.Finished) > 0 || len(res.Claimed) > 0 {
+		var oldest time.Duration
+		for _, c := range res.Claimed {
+			oldest = max(oldest, res.DBNow.Sub(c.CreatedAt))
+		}
 		s.log.Debug("claimed outbox rows", zap.Int("seen", res.Seen), zap.Int("claimed", len(res.Claimed)),
-			zap.Int("finished_without_call", len(res.Finished)))
+			zap.Int("finished_without_call", len(res.Finished)), zap.Duration("oldest_waited", oldest))
 	}
 	for _, row := range res.Claimed {
 		s.wg.Add(1)

@@ -181,8 +181,10 @@ type Reslot struct {
 	Interval time.Duration // one cell of it
 	Lease    time.Duration // the lease after the new slot
 	Horizon  time.Duration // a slot further away than this is refused
-	// Lead puts the new slot this far after the database's now, so the
-	// sender is not already late when the answer reaches it.
+	// Lead is the time the answer takes to reach the sender: a new slot
+	// is put this far after the database's now, or, when the row held the
+	// bucket's latest reservation and is sent at once, the next
+	// reservation is put this much later.
 	Lead time.Duration
 }
 
@@ -212,20 +214,27 @@ func ReslotOutbox(ctx context.Context, db Beginner, r Reslot) (slot, slotLocal t
 			return fmt.Errorf("locking rate bucket: %w", err)
 		}
 		localNow := time.Now()
-		// When this row holds the bucket's latest reservation, nobody
-		// is booked after it: moving that reservation to now is the
-		// fresh slot. Otherwise the next free slot is tat.
-		if tat.Equal(sendAt.Add(interval)) {
-			tat = dbNow
-		}
-		slot = dbNow.Add(r.Lead)
-		if tat.After(slot) {
-			slot = tat
+		// When this row holds the bucket's latest reservation, nobody is
+		// booked after it: the reservation moves to now and the row is
+		// sent as soon as this commits, with the next reservation pushed
+		// Lead further out to cover that return trip. Waiting for a slot
+		// a few milliseconds ahead instead would, on a loaded host, only
+		// miss it again. Otherwise the fresh slot is the next free one.
+		next := slot
+		if latest := tat.Equal(sendAt.Add(interval)); latest {
+			slot, next = dbNow, dbNow.Add(r.Lead)
+			slotLocal = time.Time{} // at once, after commit
+		} else {
+			slot = dbNow.Add(r.Lead)
+			if tat.After(slot) {
+				slot = tat
+			}
+			next = slot
+			slotLocal = localNow.Add(slot.Sub(dbNow))
 		}
 		if slot.Sub(dbNow) > r.Horizon {
 			return ErrSlotBeyondHorizon
 		}
-		slotLocal = localNow.Add(slot.Sub(dbNow))
 		tag, err := tx.Exec(ctx, `UPDATE outbox SET send_at = $3, lease_until = $3::timestamptz + $4::interval
 			WHERE id = $1 AND claim_id = $2`, id, claimID, slot, lease)
 		if err != nil {
@@ -235,11 +244,14 @@ func ReslotOutbox(ctx context.Context, db Beginner, r Reslot) (slot, slotLocal t
 			return ErrLeaseLost
 		}
 		_, err = tx.Exec(ctx, `UPDATE outbox_rate SET tat = $3 WHERE channel_id = $1 AND bucket = $2`,
-			key.ChannelID, key.Bucket, slot.Add(interval))
+			key.ChannelID, key.Bucket, next.Add(interval))
 		return err
 	})
 	if err != nil {
 		return time.Time{}, time.Time{}, fmt.Errorf("re-slotting outbox row %d: %w", id, err)
+	}
+	if slotLocal.IsZero() {
+		slotLocal = time.Now()
 	}
 	return slot, slotLocal, nil
 }

@@ -11,9 +11,11 @@ DEV_ENV := COMPOSE_PROFILES=dev LINE_API_BASE_URL=http://linefake:8090 ECHO_BOT=
 
 .PHONY: test up down build vet bench chaos chaos-short fuzz
 
-## test: every unit and integration test against real Postgres and NATS
+## test: every unit and integration test against real Postgres and NATS,
+## and the alert rules and dashboard (deploy/, a module of its own)
 test:
 	go test -count=1 -timeout 20m ./...
+	cd deploy && go test -count=1 ./...
 
 ## up: the development stack with the emulator (needs Docker)
 up:
@@ -28,6 +30,7 @@ build:
 vet:
 	gofmt -l . | tee /dev/stderr | (! read)
 	go vet ./...
+	cd deploy && go vet ./...
 
 ## bench: one table of throughput, latency and memory, each against its ceiling
 bench:

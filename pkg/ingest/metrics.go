@@ -21,7 +21,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "linepipe_ingest_webhooks_total", Help: "Webhook requests by response status."}, []string{"status"}),
+			Name: "linepipe_ingest_webhooks_total", Help: "Webhook requests by HTTP status (label code, as in every service)."}, []string{"code"}),
 		published: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "linepipe_ingest_events_published_total", Help: "Events acknowledged by JetStream (duplicates included)."}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{

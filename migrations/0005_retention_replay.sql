@@ -26,18 +26,21 @@ CREATE INDEX dead_letters_failed_at_idx ON dead_letters (failed_at);
 --   outbox_rate     per-recipient rate buckets ("to:<userId>") whose tat
 --                   (next free slot) is older than keep: an idle bucket
 --                   means the same as a missing one
--- events and unsent_messages are kept at least 7 days: the events table is
--- what makes a redelivered event a no-op (LINE does not disclose how long it
--- redelivers; JetStream may hold an event through a week-long Postgres
--- outage), and a tombstone must outlive every copy of its message that may
--- still arrive.
+-- outbox_rate is kept at least an hour, events and unsent_messages at
+-- least 7 days: the events table is what makes a redelivered event a no-op
+-- (LINE does not disclose how long it redelivers; JetStream may hold an
+-- event through a week-long Postgres outage), and a tombstone must outlive
+-- every copy of its message that may still arrive.
 CREATE TABLE retention (
     table_name text PRIMARY KEY CHECK (table_name IN
                ('events', 'webhook_log', 'api_log', 'outbox', 'dead_letters', 'unsent_messages', 'outbox_rate')),
     keep       interval NOT NULL CHECK (keep > interval '0'),
     updated_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT retention_redelivery_horizon CHECK
-        (table_name NOT IN ('events', 'unsent_messages') OR keep >= interval '7 days')
+        (table_name NOT IN ('events', 'unsent_messages') OR keep >= interval '7 days'),
+    -- A bucket in use has a tat near now; an hour is far beyond any lease.
+    CONSTRAINT retention_rate_bucket_in_use CHECK
+        (table_name <> 'outbox_rate' OR keep >= interval '1 hour')
 );
 INSERT INTO retention (table_name, keep) VALUES
     ('events',          interval '90 days'),

@@ -146,6 +146,11 @@ func TestRetentionRefusesToDropTheRedeliveryHorizon(t *testing.T) {
 			t.Fatalf("%s kept 6 days: %v, want the horizon check", table, err)
 		}
 	}
+	_, err := db.Pool.Exec(ctx, `UPDATE retention SET keep = '59 minutes' WHERE table_name = 'outbox_rate'`)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.ConstraintName != "retention_rate_bucket_in_use" {
+		t.Fatalf("rate buckets kept 59 minutes: %v, want the bucket check", err)
+	}
 	if _, err := db.Pool.Exec(ctx, `INSERT INTO retention VALUES ('evnets', '1 day')`); err == nil {
 		t.Fatal("a misspelt table was accepted")
 	}

@@ -2,8 +2,11 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -214,4 +217,49 @@ func (r *replayRig) count(t *testing.T, sql string, args ...any) int {
 		t.Fatalf("%s: %v", sql, err)
 	}
 	return n
+}
+
+// Replicas replaying at once share the requested rows: each dead letter
+// is stored once, its handler runs once, and every row is gone.
+func TestDeadLetterReplayAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b := setup(t)
+	bot := &flakyBot{}
+	const channel, n = "1650000103", 40
+	user := fixture.User(fixture.UserID(103))
+	for i := 0; i < n; i++ {
+		raw, _ := json.Marshal(fixture.Text(user, time.Now(), fmt.Sprint("replica ", i)))
+		if _, err := b.db.Pool.Exec(ctx, `INSERT INTO dead_letters (subject, stream_seq, deliveries, channel_id, headers, data, error, replay_requested_at)
+			VALUES ('s', $1, 5, $2, $3::json, $4, 'bot bug', now())`, i+1, channel,
+			`{"Linepipe-Channel":["`+channel+`"],"Linepipe-Kind":["event"]}`, raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for r := 0; r < 4; r++ {
+		w := New(Config{}, b.sc, b.js, b.db.Pool, NewMetrics(ops.NewRegistry()), zaptest.NewLogger(t), bot)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				done, err := w.ReplayOne(ctx)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if !done {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if left := (&replayRig{bundle: b}).count(t, `SELECT count(*) FROM dead_letters`); left != 0 {
+		t.Fatalf("%d dead letters left", left)
+	}
+	if got := (&replayRig{bundle: b}).count(t, `SELECT count(DISTINCT raw->'message'->>'text') FROM events`); got != n || bot.seen.Load() != n {
+		t.Fatalf("%d distinct events stored, %d handler runs; want %d and %d", got, bot.seen.Load(), n, n)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/linepipe/linepipe/pkg/store"
@@ -57,14 +58,20 @@ func (w *Worker) RefreshStats(ctx context.Context, capRows int) error {
 		m.deadLetters.Set(float64(s.DeadLetters))
 		m.replaysRequested.Set(float64(s.ReplaysRequested))
 	}
-	if cons, err := w.js.Consumer(rctx, w.stream.Stream, w.cfg.Consumer); err != nil {
+	cons, err := w.js.Consumer(rctx, w.stream.Stream, w.cfg.Consumer)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound):
+		// Not created yet: the consuming loops create both at start.
+	case err != nil:
 		errs = append(errs, fmt.Errorf("looking up consumer %s: %w", w.cfg.Consumer, err))
-	} else if info, err := cons.Info(rctx); err != nil {
-		errs = append(errs, fmt.Errorf("consumer %s info: %w", w.cfg.Consumer, err))
-	} else {
-		m.consumerPending.Set(float64(info.NumPending))
-		m.consumerAckPending.Set(float64(info.NumAckPending))
-		m.consumerRedelivered.Set(float64(info.NumRedelivered))
+	default:
+		if info, err := cons.Info(rctx); err != nil {
+			errs = append(errs, fmt.Errorf("consumer %s info: %w", w.cfg.Consumer, err))
+		} else {
+			m.consumerPending.Set(float64(info.NumPending))
+			m.consumerAckPending.Set(float64(info.NumAckPending))
+			m.consumerRedelivered.Set(float64(info.NumRedelivered))
+		}
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)

@@ -54,20 +54,22 @@ type OutboxInsert struct {
 	Endpoint        string
 	Body            []byte
 	SourceMessageID string     // the user message it derives from, so an unsend can scrub it
-	NotAfter        *time.Time // never send after this (reply: the token's validity)
+	NotAfter        *time.Time // never send after this (reply: the token's validity); rows with one go first
+	Priority        int16      // higher goes first; 0 by default
 }
 
 // EnqueueOutbox inserts a row for the sender and returns its id. Bot
 // logic calls it inside its own transaction, so the message is queued if
-// and only if the work that produced it commits.
+// and only if the work that produced it commits; the insert's trigger
+// wakes the senders when it does.
 func EnqueueOutbox(ctx context.Context, q Querier, in OutboxInsert) (int64, error) {
 	if !KnownEndpoint(in.Endpoint) {
 		return 0, fmt.Errorf("enqueueing %q: %w", in.Endpoint, ErrUnknownEndpoint)
 	}
 	var id int64
-	err := q.QueryRow(ctx, `INSERT INTO outbox (channel_id, endpoint, body, source_message_id, not_after)
-		VALUES ($1, $2, $3::text::json, nullif($4, ''), $5) RETURNING id`,
-		in.ChannelID, in.Endpoint, string(in.Body), in.SourceMessageID, in.NotAfter).Scan(&id)
+	err := q.QueryRow(ctx, `INSERT INTO outbox (channel_id, endpoint, body, source_message_id, not_after, priority)
+		VALUES ($1, $2, $3::text::json, nullif($4, ''), $5, $6) RETURNING id`,
+		in.ChannelID, in.Endpoint, string(in.Body), in.SourceMessageID, in.NotAfter, in.Priority).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("enqueueing %s to channel %s: %w", in.Endpoint, in.ChannelID, err)
 	}
@@ -83,7 +85,9 @@ type OutboxCandidate struct {
 	RetryKey       uuid.UUID
 	Status         string // pending, retrying, or in_flight with an expired lease
 	Scrubbed       bool
+	Priority       int16
 	NotAfter       *time.Time
+	NextAttemptAt  time.Time
 	CreatedAt      time.Time
 	FirstAttemptAt *time.Time
 	Attempts       int
@@ -124,19 +128,23 @@ type ClaimPlan struct {
 // Planner decides, inside the claim transaction, what happens to each
 // candidate. Keys names the buckets a send of c would debit (nil when c
 // will not be sent); Plan gets those buckets' current tats, locked for the
-// rest of the transaction, and the database clock.
+// rest of the transaction, and the database clock. Every time decision
+// (due, deadlines, key age, slots) is made on the database clock, so
+// replicas whose clocks drift still agree.
 type Planner interface {
-	Keys(c OutboxCandidate) []RateKey
+	Keys(dbNow time.Time, c OutboxCandidate) []RateKey
 	Plan(dbNow time.Time, cands []OutboxCandidate, tats map[RateKey]time.Time) ClaimPlan
 }
 
 // ClaimParams bound one claim.
 type ClaimParams struct {
 	Limit   int
-	Now     time.Time // the sender's clock: what is due
-	Owner   string    // claimed_by, for operators
+	Owner   string // claimed_by, for operators
 	Lease   time.Duration
 	Horizon time.Duration // endpoints whose bucket is booked further ahead are not read
+	// MaxLanes caps the lanes (channel, endpoint, priority) one claim
+	// reads from; 0 means DefaultMaxLanes.
+	MaxLanes int
 }
 
 // OutboxClaimed is a row this claim owns until its lease ends.
@@ -156,7 +164,15 @@ type OutboxClaimed struct {
 type ClaimResult struct {
 	Claimed  []OutboxClaimed
 	Finished []OutboxFinish
-	Seen     int // candidates read
+	Seen     int // candidates considered (after the fair cut)
+	// More reports that some lane had at least as many due rows as it
+	// was asked for, so another claim right away will find work.
+	More bool
+	// NextDue is the earliest next_attempt_at a postponed row was given
+	// (zero when none): the sender need not poll before it.
+	NextDue time.Time
+	// DBNow is the database clock when the claim began.
+	DBNow time.Time
 }
 
 // Beginner starts transactions (a pool or a connection).
@@ -164,40 +180,41 @@ type Beginner interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
 }
 
-// ClaimOutbox claims up to p.Limit due rows in one transaction: due rows
-// (and in_flight rows whose lease expired) are locked with FOR UPDATE
-// SKIP LOCKED, so replicas never take the same row; the rate buckets they
-// would debit are locked in a fixed order, so the planner's slots are
-// globally consistent; then rows are flipped to in_flight with a fresh
-// claim_id (the fencing token) or finished. Leases and buckets use the
-// database clock so replicas agree on them.
+// ClaimOutbox claims up to p.Limit due rows in one transaction. Rows
+// whose lease expired come first; then each lane (channel, endpoint,
+// priority) offers a fair share of its due rows, which are ranked by
+// priority, deadline and round-robin across lanes (see rankCandidates) so
+// that replies never wait behind pushes and no channel's backlog delays
+// another channel. Rows are locked with FOR UPDATE SKIP LOCKED, so
+// replicas never take the same row; the rate buckets they would debit are
+// locked in a fixed order, so the planner's slots are globally
+// consistent; then rows are flipped to in_flight with a fresh claim_id
+// (the fencing token) or finished. Every time is the database's.
 func ClaimOutbox(ctx context.Context, db Beginner, p ClaimParams, pl Planner) (ClaimResult, error) {
 	var res ClaimResult
 	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		cands, err := selectCandidates(ctx, tx, p)
+		cands, more, dbNow, err := selectCandidates(ctx, tx, p)
 		if err != nil {
 			return err
 		}
-		res.Seen = len(cands)
+		res.Seen, res.More, res.DBNow = len(cands), more, dbNow
 		if len(cands) == 0 {
 			return nil
 		}
-		dbNow, localNow, tats, err := lockBuckets(ctx, tx, cands, pl)
+		slotNow, localNow, tats, err := lockBuckets(ctx, tx, dbNow, cands, pl)
 		if err != nil {
 			return err
 		}
-		plan := pl.Plan(dbNow, cands, tats)
-		if err := applyFinish(ctx, tx, p.Now, plan.Finish); err != nil {
-			return err
-		}
+		plan := pl.Plan(slotNow, cands, tats)
+		// The writes go in one round trip: the buckets stay locked until
+		// commit, so every round trip here is time other claims wait.
+		var w writes
+		applyFinish(&w, plan.Finish)
 		claimID := uuid.New()
-		if err := applyReserve(ctx, tx, p, claimID, plan.Send); err != nil {
-			return err
-		}
-		if err := applyPostpone(ctx, tx, plan.Postpone); err != nil {
-			return err
-		}
-		if err := saveTats(ctx, tx, plan.Tats); err != nil {
+		applyReserve(&w, p, claimID, plan.Send)
+		applyPostpone(&w, plan.Postpone)
+		saveTats(&w, plan.Tats)
+		if err := w.send(ctx, tx); err != nil {
 			return err
 		}
 		byID := make(map[int64]OutboxCandidate, len(cands))
@@ -206,7 +223,12 @@ func ClaimOutbox(ctx context.Context, db Beginner, p ClaimParams, pl Planner) (C
 		}
 		for _, r := range plan.Send {
 			res.Claimed = append(res.Claimed, OutboxClaimed{OutboxCandidate: byID[r.ID], ClaimID: claimID,
-				SendAt: r.SendAt, DBNow: dbNow, SendAtLocal: localNow.Add(max(r.SendAt.Sub(dbNow), 0))})
+				SendAt: r.SendAt, DBNow: slotNow, SendAtLocal: localNow.Add(max(r.SendAt.Sub(slotNow), 0))})
+		}
+		for _, r := range plan.Postpone {
+			if res.NextDue.IsZero() || r.SendAt.Before(res.NextDue) {
+				res.NextDue = r.SendAt
+			}
 		}
 		res.Finished = plan.Finish
 		return nil
@@ -217,70 +239,12 @@ func ClaimOutbox(ctx context.Context, db Beginner, p ClaimParams, pl Planner) (C
 	return res, nil
 }
 
-// candidateSQL reads due rows. %s is one of the two conditions below, kept
-// apart (not OR-ed) so each uses its partial index in order and a large
-// backlog is never sorted whole. Rows whose endpoint bucket is booked
-// beyond the horizon are not read: they could not be claimed anyway.
-const candidateSQL = `
-SELECT o.id, o.channel_id, o.endpoint, o.body::text, o.retry_key, o.status, o.scrubbed_at IS NOT NULL,
-       o.not_after, o.created_at, o.first_attempt_at, o.attempts, coalesce(o.last_status_code, 0),
-       o.maybe_delivered, coalesce(o.recipient, ''), f.following
-FROM outbox o
-LEFT JOIN followers f ON f.channel_id = o.channel_id AND f.user_id = o.recipient
-WHERE %s
-  AND NOT EXISTS (SELECT 1 FROM outbox_rate r
-                  WHERE r.channel_id = o.channel_id AND r.bucket = o.endpoint
-                    AND r.tat > clock_timestamp() + $2::interval)
-ORDER BY %s
-LIMIT $1
-FOR UPDATE OF o SKIP LOCKED`
-
-var (
-	// Rows whose sender's lease ran out come first: they have waited
-	// longest. lease_until is on the database clock, like the lease.
-	expiredLeaseSQL = fmt.Sprintf(candidateSQL, `o.status = 'in_flight' AND o.lease_until < clock_timestamp()`, `o.lease_until`)
-	dueSQL          = fmt.Sprintf(candidateSQL, `o.status IN ('pending', 'retrying') AND o.next_attempt_at <= $3`, `o.next_attempt_at, o.id`)
-)
-
-func selectCandidates(ctx context.Context, tx pgx.Tx, p ClaimParams) ([]OutboxCandidate, error) {
-	var out []OutboxCandidate
-	for _, sql := range []string{expiredLeaseSQL, dueSQL} {
-		if len(out) >= p.Limit {
-			break
-		}
-		args := []any{p.Limit - len(out), p.Horizon}
-		if sql == dueSQL {
-			args = append(args, p.Now)
-		}
-		rows, err := tx.Query(ctx, sql, args...)
-		if err != nil {
-			return nil, fmt.Errorf("selecting due rows: %w", err)
-		}
-		cands, err := pgx.CollectRows(rows, scanCandidate)
-		if err != nil {
-			return nil, fmt.Errorf("reading due rows: %w", err)
-		}
-		out = append(out, cands...)
-	}
-	return out, nil
-}
-
-func scanCandidate(r pgx.CollectableRow) (OutboxCandidate, error) {
-	var c OutboxCandidate
-	var body string
-	err := r.Scan(&c.ID, &c.ChannelID, &c.Endpoint, &body, &c.RetryKey, &c.Status, &c.Scrubbed,
-		&c.NotAfter, &c.CreatedAt, &c.FirstAttemptAt, &c.Attempts, &c.LastStatusCode,
-		&c.MaybeDelivered, &c.Recipient, &c.Following)
-	c.Body = []byte(body)
-	return c, err
-}
-
 // lockBuckets creates missing buckets and locks every bucket the batch
 // needs, sorted, so two replicas never deadlock on them.
-func lockBuckets(ctx context.Context, tx pgx.Tx, cands []OutboxCandidate, pl Planner) (dbNow, localNow time.Time, tats map[RateKey]time.Time, err error) {
+func lockBuckets(ctx context.Context, tx pgx.Tx, claimNow time.Time, cands []OutboxCandidate, pl Planner) (dbNow, localNow time.Time, tats map[RateKey]time.Time, err error) {
 	set := map[RateKey]bool{}
 	for _, c := range cands {
-		for _, k := range pl.Keys(c) {
+		for _, k := range pl.Keys(claimNow, c) {
 			set[k] = true
 		}
 	}
@@ -300,15 +264,27 @@ func lockBuckets(ctx context.Context, tx pgx.Tx, cands []OutboxCandidate, pl Pla
 		chans[i], buckets[i] = k.ChannelID, k.Bucket
 	}
 	tats = make(map[RateKey]time.Time, len(keys))
+	// One pipelined round trip: create missing buckets, lock them, then
+	// read the clock. The statements run in order, so the clock is read
+	// after the locks: a slot computed from an earlier reading could fall
+	// before a competing replica's last slot.
+	var b pgx.Batch
 	if len(keys) > 0 {
-		if _, err := tx.Exec(ctx, `INSERT INTO outbox_rate (channel_id, bucket, tat)
+		b.Queue(`INSERT INTO outbox_rate (channel_id, bucket, tat)
 			SELECT c, b, 'epoch' FROM unnest($1::text[], $2::text[]) AS k(c, b) ORDER BY c, b
-			ON CONFLICT DO NOTHING`, chans, buckets); err != nil {
-			return dbNow, localNow, nil, fmt.Errorf("creating rate buckets: %w", err)
-		}
-		rows, err := tx.Query(ctx, `SELECT r.channel_id, r.bucket, r.tat FROM outbox_rate r
+			ON CONFLICT DO NOTHING`, chans, buckets)
+		b.Queue(`SELECT r.channel_id, r.bucket, r.tat FROM outbox_rate r
 			JOIN unnest($1::text[], $2::text[]) AS k(c, b) ON r.channel_id = k.c AND r.bucket = k.b
 			ORDER BY r.channel_id, r.bucket FOR UPDATE OF r`, chans, buckets)
+	}
+	b.Queue(`SELECT clock_timestamp()`)
+	br := tx.SendBatch(ctx, &b)
+	defer br.Close()
+	if len(keys) > 0 {
+		if _, err := br.Exec(); err != nil {
+			return dbNow, localNow, nil, fmt.Errorf("creating rate buckets: %w", err)
+		}
+		rows, err := br.Query()
 		if err != nil {
 			return dbNow, localNow, nil, fmt.Errorf("locking rate buckets: %w", err)
 		}
@@ -321,17 +297,44 @@ func lockBuckets(ctx context.Context, tx pgx.Tx, cands []OutboxCandidate, pl Pla
 			return dbNow, localNow, nil, fmt.Errorf("reading rate buckets: %w", err)
 		}
 	}
-	// Read the clock after the locks: a slot computed from an earlier
-	// reading could fall before a competing replica's last slot.
-	if err := tx.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&dbNow); err != nil {
+	if err := br.QueryRow().Scan(&dbNow); err != nil {
 		return dbNow, localNow, nil, fmt.Errorf("reading database clock: %w", err)
 	}
-	return dbNow, time.Now(), tats, nil
+	localNow = time.Now()
+	if err := br.Close(); err != nil {
+		return dbNow, localNow, nil, fmt.Errorf("locking rate buckets: %w", err)
+	}
+	return dbNow, localNow, tats, nil
 }
 
-func applyFinish(ctx context.Context, tx pgx.Tx, now time.Time, fs []OutboxFinish) error {
-	if len(fs) == 0 {
+// writes are statements sent together in one pipelined round trip.
+type writes struct {
+	b      pgx.Batch
+	labels []string
+}
+
+func (w *writes) add(label, sql string, args ...any) {
+	w.b.Queue(sql, args...)
+	w.labels = append(w.labels, label)
+}
+
+func (w *writes) send(ctx context.Context, tx pgx.Tx) error {
+	if len(w.labels) == 0 {
 		return nil
+	}
+	br := tx.SendBatch(ctx, &w.b)
+	defer br.Close()
+	for _, l := range w.labels {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("%s: %w", l, err)
+		}
+	}
+	return br.Close()
+}
+
+func applyFinish(b *writes, fs []OutboxFinish) {
+	if len(fs) == 0 {
+		return
 	}
 	ids := make([]int64, len(fs))
 	statuses := make([]string, len(fs))
@@ -339,46 +342,38 @@ func applyFinish(ctx context.Context, tx pgx.Tx, now time.Time, fs []OutboxFinis
 	for i, f := range fs {
 		ids[i], statuses[i], errs[i] = f.ID, f.Status, f.Error
 	}
-	_, err := tx.Exec(ctx, `UPDATE outbox o SET status = f.status, last_error = f.error, finished_at = $4,
+	b.add("finishing unsendable rows", `UPDATE outbox o SET status = f.status, last_error = f.error, finished_at = clock_timestamp(),
 			maybe_delivered = o.maybe_delivered OR o.status = 'in_flight',
 			claim_id = NULL, claimed_by = NULL, lease_until = NULL
 		FROM unnest($1::bigint[], $2::text[], $3::text[]) AS f(id, status, error)
-		WHERE o.id = f.id`, ids, statuses, errs, now)
-	if err != nil {
-		return fmt.Errorf("finishing unsendable rows: %w", err)
-	}
-	return nil
+		WHERE o.id = f.id`, ids, statuses, errs)
 }
 
 // applyReserve flips reserved rows to in_flight. The attempt is counted
 // and first_attempt_at set before the request goes out, so a sender that
 // dies mid-request still leaves the retry key's age on record. A row taken
 // over from an expired lease may have reached LINE: maybe_delivered.
-func applyReserve(ctx context.Context, tx pgx.Tx, p ClaimParams, claimID uuid.UUID, rs []OutboxReserve) error {
+func applyReserve(b *writes, p ClaimParams, claimID uuid.UUID, rs []OutboxReserve) {
 	if len(rs) == 0 {
-		return nil
+		return
 	}
 	ids := make([]int64, len(rs))
 	at := make([]time.Time, len(rs))
 	for i, r := range rs {
 		ids[i], at[i] = r.ID, r.SendAt
 	}
-	_, err := tx.Exec(ctx, `UPDATE outbox o SET status = 'in_flight', claim_id = $3, claimed_by = $4,
+	b.add("claiming rows", `UPDATE outbox o SET status = 'in_flight', claim_id = $3, claimed_by = $4,
 			send_at = r.send_at, lease_until = greatest(r.send_at, clock_timestamp()) + $5::interval,
 			maybe_delivered = o.maybe_delivered OR o.status = 'in_flight',
-			attempts = o.attempts + 1, first_attempt_at = coalesce(o.first_attempt_at, $6),
-			last_attempt_at = $6
+			attempts = o.attempts + 1, first_attempt_at = coalesce(o.first_attempt_at, r.send_at),
+			last_attempt_at = r.send_at
 		FROM unnest($1::bigint[], $2::timestamptz[]) AS r(id, send_at)
-		WHERE o.id = r.id`, ids, at, claimID, p.Owner, p.Lease, p.Now)
-	if err != nil {
-		return fmt.Errorf("claiming rows: %w", err)
-	}
-	return nil
+		WHERE o.id = r.id`, ids, at, claimID, p.Owner, p.Lease)
 }
 
-func applyPostpone(ctx context.Context, tx pgx.Tx, rs []OutboxReserve) error {
+func applyPostpone(b *writes, rs []OutboxReserve) {
 	if len(rs) == 0 {
-		return nil
+		return
 	}
 	ids := make([]int64, len(rs))
 	at := make([]time.Time, len(rs))
@@ -387,20 +382,16 @@ func applyPostpone(ctx context.Context, tx pgx.Tx, rs []OutboxReserve) error {
 	}
 	// A row taken from an expired lease leaves in_flight, so it is not
 	// read again before it is due.
-	_, err := tx.Exec(ctx, `UPDATE outbox o SET next_attempt_at = r.at,
+	b.add("postponing rate-limited rows", `UPDATE outbox o SET next_attempt_at = r.at,
 			status = CASE WHEN o.status = 'in_flight' THEN 'retrying' ELSE o.status END,
 			maybe_delivered = o.maybe_delivered OR o.status = 'in_flight',
 			claim_id = NULL, claimed_by = NULL, lease_until = NULL
 		FROM unnest($1::bigint[], $2::timestamptz[]) AS r(id, at) WHERE o.id = r.id`, ids, at)
-	if err != nil {
-		return fmt.Errorf("postponing rate-limited rows: %w", err)
-	}
-	return nil
 }
 
-func saveTats(ctx context.Context, tx pgx.Tx, tats map[RateKey]time.Time) error {
+func saveTats(b *writes, tats map[RateKey]time.Time) {
 	if len(tats) == 0 {
-		return nil
+		return
 	}
 	var chans, buckets []string
 	var at []time.Time
@@ -411,11 +402,7 @@ func saveTats(ctx context.Context, tx pgx.Tx, tats map[RateKey]time.Time) error 
 	// idle per-recipient bucket between lockBuckets' insert and its lock,
 	// and the slots reserved here must be recorded all the same. greatest
 	// keeps a tat from ever moving back.
-	_, err := tx.Exec(ctx, `INSERT INTO outbox_rate AS r (channel_id, bucket, tat)
+	b.add("saving rate buckets", `INSERT INTO outbox_rate AS r (channel_id, bucket, tat)
 		SELECT c, b, tat FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(c, b, tat) ORDER BY c, b
 		ON CONFLICT (channel_id, bucket) DO UPDATE SET tat = greatest(r.tat, excluded.tat)`, chans, buckets, at)
-	if err != nil {
-		return fmt.Errorf("saving rate buckets: %w", err)
-	}
-	return nil
 }

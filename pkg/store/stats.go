@@ -35,17 +35,19 @@ type Stats struct {
 }
 
 // ReadStats reads Stats in one round trip, at a cost that does not grow
-// with a backlog: pending and retrying rows are read through the partial
-// index on due rows, oldest first, at most capRows of them (a larger
-// backlog reads as capRows, spread over the endpoints of its oldest rows,
-// while the oldest-due age stays exact); in_flight rows are bounded by the
-// senders' concurrency and read through their own partial index.
+// with a backlog: at most capRows pending and retrying rows are read
+// (through the partial index on waiting rows, outbox_lane_idx, or the
+// table, whichever the planner finds cheaper), so up to capRows waiting
+// rows both depth and oldest-due age are exact; a larger backlog reads as
+// capRows rows in all, with the oldest-due age of the rows read (a lower
+// bound). in_flight rows are bounded by the senders' concurrency and read
+// through their own partial index.
 func ReadStats(ctx context.Context, q Batcher, capRows int) (Stats, error) {
 	var s Stats
 	b := &pgx.Batch{}
 	b.Queue(`SELECT endpoint, status, count(*), extract(epoch FROM statement_timestamp() - min(due))::float8
 		FROM (SELECT endpoint, status, next_attempt_at AS due FROM outbox
-		      WHERE status IN ('pending', 'retrying') ORDER BY next_attempt_at LIMIT $1) d
+		      WHERE status IN ('pending', 'retrying') LIMIT $1) d
 		GROUP BY endpoint, status
 		UNION ALL
 		SELECT endpoint, 'in_flight', count(*), extract(epoch FROM statement_timestamp() - min(lease_until))::float8

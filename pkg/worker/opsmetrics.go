@@ -58,7 +58,7 @@ func newOpsMetrics(reg prometheus.Registerer) *opsMetrics {
 			[]string{"endpoint", "status"}),
 		outboxOldestDue: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "linepipe_outbox_oldest_due_seconds",
-			Help: "How long the longest-waiting outbox row has been due (in_flight: past its lease), by endpoint and status."},
+			Help: "How long the longest-waiting outbox row has been due (in_flight: past its lease), by endpoint and status; exact up to 100,000 waiting rows."},
 			[]string{"endpoint", "status"}),
 		deadLetters: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "linepipe_dead_letters",

@@ -3,9 +3,11 @@ package sender
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -170,7 +172,7 @@ func FromEnv(env *config.Env) (Config, error) {
 		Rates:            map[string]Rate{},
 	}
 	var errs []error
-	for ep := range LINERates() {
+	for _, ep := range slices.Sorted(maps.Keys(LINERates())) { // sorted: --help lists them in a stable order
 		if v := env.String("SENDER_RATE_"+strings.ToUpper(ep), ""); v != "" {
 			r, err := ParseRate(v)
 			errs = append(errs, err)

@@ -71,12 +71,13 @@ func DeleteDeadLetter(ctx context.Context, q Querier, id int64) error {
 	return nil
 }
 
-// ReplayFailed records a failed replay: the new error, one more attempt,
+// ReplayFailed records a failed replay: the new error (sanitised and
+// bounded like every stored error), one more attempt,
 // and the request cleared, so the row waits for the operator again.
 func ReplayFailed(ctx context.Context, q Querier, id int64, cause string) error {
 	_, err := q.Exec(ctx, `UPDATE dead_letters SET error = $2, replay_attempts = replay_attempts + 1,
 			replayed_at = now(), replay_requested_at = NULL
-		WHERE id = $1`, id, cause)
+		WHERE id = $1`, id, SanitizeText(cause, MaxErrorText))
 	if err != nil {
 		return fmt.Errorf("recording failed replay of dead letter %d: %w", id, err)
 	}

@@ -54,6 +54,7 @@ func (w *Worker) persist(ctx context.Context, items []*item) error {
 
 		second := &pgx.Batch{}
 		queueMessages(second, items, unsent)
+		queueContent(second, items, unsent)
 		for _, it := range items {
 			if it.id != 0 {
 				queueEffects(second, it, unsent[it.key])

@@ -57,6 +57,7 @@ func (c *rigClock) Advance(d time.Duration) {
 type bodyGate struct {
 	mu      sync.Mutex
 	id      string
+	after   int // bytes written before the hold
 	started chan struct{}
 	release chan struct{}
 }
@@ -76,7 +77,7 @@ type gatedWriter struct {
 }
 
 func (w *gatedWriter) Write(p []byte) (int, error) {
-	if !w.held && w.written > 0 {
+	if !w.held && w.written > w.g.after {
 		w.held = true
 		if f, ok := w.ResponseWriter.(http.Flusher); ok {
 			f.Flush()
@@ -234,4 +235,18 @@ func (r *contentRig) assertGone(id string) {
 	if row.Status != store.ContentDeleted || row.SHA256 != "" {
 		r.t.Fatalf("row %+v, want deleted without a digest", row)
 	}
+}
+
+// objectCount is how many live objects the bucket lists.
+func (r *contentRig) objectCount() int {
+	r.t.Helper()
+	obs, err := r.js.ObjectStore(context.Background(), r.bucket)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	list, err := obs.List(context.Background())
+	if err != nil && err != jetstream.ErrNoObjectsFound {
+		r.t.Fatal(err)
+	}
+	return len(list)
 }

@@ -77,6 +77,8 @@ func (f *Fetcher) Run(ctx context.Context) error {
 	}
 	f.cfg.Log.Info("content fetcher started", zap.String("bucket", f.cfg.Bucket), zap.String("api", f.cfg.BaseURL))
 	defer f.wg.Wait()
+	f.wg.Add(1)
+	go f.sweep(ctx)
 	wait := f.cfg.PollInterval
 	for {
 		n := f.reserve(ctx)
@@ -187,4 +189,28 @@ func (f *Fetcher) Ready(ctx context.Context) error {
 		return errors.New("content bucket not ready")
 	}
 	return f.db.Ping(ctx)
+}
+
+// sweep purges, every lease, the chunks of puts whose fetcher died
+// mid-write. A chunk is taken only when no object points at it and
+// nothing was written to it for two leases: no live put is that old.
+func (f *Fetcher) sweep(ctx context.Context) {
+	defer f.wg.Done()
+	t := time.NewTicker(f.cfg.Lease)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		sctx, cancel := context.WithTimeout(ctx, time.Minute)
+		n, err := f.objs.Load().PurgeOrphans(sctx, 2*f.cfg.Lease)
+		cancel()
+		if err != nil {
+			f.cfg.Log.Warn("purging orphaned content chunks", zap.Error(err))
+		} else if n > 0 {
+			f.cfg.Log.Info("purged orphaned content chunks", zap.Int("objects", n))
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -18,7 +19,9 @@ import (
 // again replaces the object whole (its old chunks are purged), which is
 // what makes a retried fetch leave exactly one object.
 type Objects struct {
-	obs jetstream.ObjectStore
+	obs    jetstream.ObjectStore
+	js     jetstream.JetStream
+	bucket string
 }
 
 // ObjectName is where a message's content is stored.
@@ -35,7 +38,7 @@ func EnsureObjects(ctx context.Context, js jetstream.JetStream, bucket string, r
 	if err != nil {
 		return nil, fmt.Errorf("ensuring object store %s: %w", bucket, err)
 	}
-	return &Objects{obs: obs}, nil
+	return &Objects{obs: obs, js: js, bucket: bucket}, nil
 }
 
 // OpenObjects opens an existing bucket, for readers.
@@ -44,7 +47,7 @@ func OpenObjects(ctx context.Context, js jetstream.JetStream, bucket string) (*O
 	if err != nil {
 		return nil, fmt.Errorf("opening object store %s: %w", bucket, err)
 	}
-	return &Objects{obs: obs}, nil
+	return &Objects{obs: obs, js: js, bucket: bucket}, nil
 }
 
 // ErrTooLarge means the content exceeded the size bound.
@@ -192,4 +195,47 @@ func (f fullReader) Read(p []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// PurgeOrphans purges chunks no object points at and nothing has written
+// to for age: what a fetcher killed in the middle of a put leaves (a put
+// writes its chunks first and the object's entry last). age must exceed
+// the longest put, so chunks of a put in progress are never taken. It
+// returns how many chunk subjects it purged.
+func (o *Objects) PurgeOrphans(ctx context.Context, age time.Duration) (int, error) {
+	s, err := o.js.Stream(ctx, "OBJ_"+o.bucket)
+	if err != nil {
+		return 0, err
+	}
+	prefix := "$O." + o.bucket + ".C."
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
+	if err != nil {
+		return 0, err
+	}
+	if len(info.State.Subjects) == 0 {
+		return 0, nil
+	}
+	live := map[string]bool{}
+	list, err := o.obs.List(ctx)
+	if err != nil && !errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return 0, err
+	}
+	for _, oi := range list {
+		live[oi.NUID] = true
+	}
+	purged := 0
+	for subj := range info.State.Subjects {
+		if live[strings.TrimPrefix(subj, prefix)] {
+			continue
+		}
+		m, err := s.GetLastMsgForSubject(ctx, subj)
+		if err != nil || time.Since(m.Time) < age {
+			continue
+		}
+		if err := s.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
+			return purged, err
+		}
+		purged++
+	}
+	return purged, nil
 }

@@ -1,12 +1,16 @@
 package tests
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/linepipe/linepipe/pkg/config"
 	"github.com/linepipe/linepipe/pkg/content"
 	"github.com/linepipe/linepipe/pkg/linefake"
 	"github.com/linepipe/linepipe/pkg/store"
@@ -37,6 +41,16 @@ func TestContentStoredFromEmulator(t *testing.T) {
 	r.assertStored(img.Message.ID, 300<<10)
 	if ct := r.row(img.Message.ID).ContentType; ct != "image/jpeg" {
 		t.Errorf("content type %q", ct)
+	}
+	// The operator's command: worker content get <channel> <message>.
+	var out bytes.Buffer
+	env := config.FromMap(map[string]string{"NATS_URL": r.sc.URL, "CONTENT_BUCKET": r.bucket})
+	if info, err := content.Get(context.Background(), env, r.channel, img.Message.ID, &out); err != nil ||
+		fmt.Sprintf("%x", sha256.Sum256(out.Bytes())) != linefake.ContentSHA256(img.Message.ID, 300<<10) || info.ContentType != "image/jpeg" {
+		t.Fatalf("content get: %v, %+v", err, info)
+	}
+	if _, err := content.Get(context.Background(), env, r.channel, "1", &out); err == nil {
+		t.Fatal("content get of an unknown message succeeded")
 	}
 	r.waitStatus(file.Message.ID, store.ContentStored)
 	r.assertStored(file.Message.ID, 1000)

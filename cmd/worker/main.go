@@ -38,8 +38,11 @@ func main() {
 		}
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == "content" {
+		os.Exit(contentCommand(env, os.Args[2:]))
+	}
 	if len(os.Args) > 1 {
-		fmt.Fprintf(os.Stderr, "usage: worker [migrate]\n")
+		fmt.Fprintf(os.Stderr, "usage: worker [migrate | content get <channel> <message>]\n")
 		os.Exit(2)
 	}
 

@@ -34,7 +34,7 @@ func main() {
 	flag.DurationVar(&cfg.E2EDuration, "e2e", 0, "length of the end-to-end run (default 15s)")
 	flag.Uint64Var(&cfg.Seed, "seed", 0, "load generator seed (0: from the clock)")
 	var env, dbParams, stages string
-	flag.StringVar(&stages, "stages", "", "comma-separated stages to run: ingest, worker, sender, e2e (default all)")
+	flag.StringVar(&stages, "stages", "", "comma-separated stages to run: ingest, worker, sender, e2e, content (default all)")
 	flag.StringVar(&env, "env", "", "comma-separated KEY=value pairs added to every service's environment")
 	flag.StringVar(&dbParams, "db-params", "", "comma-separated key=value pairs added to the services' DATABASE_URL")
 	flag.Parse()

@@ -37,7 +37,7 @@ type Config struct {
 	// services get (e.g. synchronous_commit=off).
 	Env      []string
 	DBParams []string
-	// Stages to run, of ingest, worker, sender and e2e; default all.
+	// Stages to run, of ingest, worker, sender, e2e and content; default all.
 	Stages []string
 
 	Concurrency       int           // closed-loop senders for peak runs
@@ -111,6 +111,7 @@ type Result struct {
 	Worker  WorkerResult     `json:"worker"`
 	Sender  SenderResult     `json:"sender"`
 	E2E     E2EResult        `json:"endToEnd"`
+	Content ContentResult    `json:"content"`
 	PeakRSS map[string]int64 `json:"peakRssKiB"`
 	Dir     string           `json:"dir,omitempty"`
 	Started time.Time        `json:"started"`
@@ -246,6 +247,7 @@ func (b *Bench) stages(ctx context.Context, res *Result) error {
 		{"worker", func() (err error) { res.Worker, err = b.runWorker(ctx, ing, js); return err }},
 		{"sender", func() (err error) { res.Sender, err = b.runSender(ctx); return err }},
 		{"e2e", func() (err error) { res.E2E, err = b.runE2E(ctx, ing); return err }},
+		{"content", func() (err error) { res.Content, err = b.runContent(ctx, js); return err }},
 	}
 	for _, st := range stages {
 		if !b.wants(st.name) {

@@ -239,3 +239,47 @@ func (o *Objects) PurgeOrphans(ctx context.Context, age time.Duration) (int, err
 	}
 	return purged, nil
 }
+
+// List returns the names of the bucket's live objects.
+func (o *Objects) List(ctx context.Context) ([]string, error) {
+	list, err := o.obs.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(list))
+	for i, oi := range list {
+		names[i] = oi.Name
+	}
+	return names, nil
+}
+
+// Orphans counts chunk subjects no live object points at.
+func (o *Objects) Orphans(ctx context.Context) (int, error) {
+	s, err := o.js.Stream(ctx, "OBJ_"+o.bucket)
+	if err != nil {
+		return 0, err
+	}
+	prefix := "$O." + o.bucket + ".C."
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
+	if err != nil {
+		return 0, err
+	}
+	list, err := o.obs.List(ctx)
+	if err != nil && !errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return 0, err
+	}
+	live := map[string]bool{}
+	for _, oi := range list {
+		live[oi.NUID] = true
+	}
+	n := 0
+	for subj := range info.State.Subjects {
+		if !live[strings.TrimPrefix(subj, prefix)] {
+			n++
+		}
+	}
+	return n, nil
+}

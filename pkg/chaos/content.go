@@ -119,11 +119,6 @@ func (r *run) startMedia(ctx context.Context, url string) *mediaLoad {
 	return m
 }
 
-func (r *run) mediaRand(n int) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.rnd.IntN(n)
-}
 
 // deliverWebhook sends one event as LINE would, redelivering on failure
 // for up to a dozen tries; it reports whether it was answered 200.

@@ -175,7 +175,7 @@ func (r *contentRig) waitStatus(id, status string) {
 
 type contentRow struct {
 	Status, Type, ContentType, SHA256, LastError, Transcoding string
-	Size, Attempts                                           int64
+	Size, Attempts                                            int64
 }
 
 func (r *contentRig) row(id string) contentRow {

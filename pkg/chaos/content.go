@@ -23,7 +23,7 @@ import (
 // with the emulator's SHA-256, and that no unsent content is left.
 
 const (
-	mediaEvery     = 250 * time.Millisecond
+	mediaEvery     = 500 * time.Millisecond
 	mediaPreparing = 2 * time.Second
 	mediaUser      = "U0000000000000000000000000000c0de"
 )
@@ -87,9 +87,9 @@ func (r *run) startMedia(ctx context.Context, url string) *mediaLoad {
 				return
 			case <-t.C:
 			}
-			typ, size := "image", int64(16<<10+m.intN(600<<10))
+			typ, size := "image", int64(8<<10+m.intN(256<<10))
 			if i%3 == 2 {
-				typ, size = "video", int64(256<<10+m.intN(1<<20))
+				typ, size = "video", int64(128<<10+m.intN(512<<10))
 			}
 			ev := r.emu.MediaEvent(r.stack.ChannelID, mediaUser, typ, size)
 			m.mu.Lock()
@@ -118,7 +118,6 @@ func (r *run) startMedia(ctx context.Context, url string) *mediaLoad {
 	}()
 	return m
 }
-
 
 // deliverWebhook sends one event as LINE would, redelivering on failure
 // for up to a dozen tries; it reports whether it was answered 200.

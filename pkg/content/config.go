@@ -108,9 +108,17 @@ func FromEnv(env *config.Env) (cfg Config, enabled bool, err error) {
 	enabled = env.Bool("CONTENT_FETCH", true)
 	var rateErr error
 	cfg.RateLimit, cfg.RatePer, rateErr = parseRate(env.String("CONTENT_RATE", DefaultRate))
+	var errs []error
+	// Zero means "default" in Config; in the environment it is a mistake.
+	if cfg.MaxBytes <= 0 {
+		errs = append(errs, errors.New("CONTENT_MAX_BYTES must be positive"))
+	}
+	if cfg.Concurrency < 1 || cfg.MaxAttempts < 1 {
+		errs = append(errs, errors.New("CONTENT_CONCURRENCY and CONTENT_MAX_ATTEMPTS must be at least 1"))
+	}
 	chk := cfg
 	chk.setDefaults()
-	return cfg, enabled, errors.Join(env.Err(), rateErr, chk.Validate())
+	return cfg, enabled, errors.Join(append(errs, env.Err(), rateErr, chk.Validate())...)
 }
 
 // parseRate reads "N/duration" or "off" (-1).

@@ -139,14 +139,14 @@ var ErrContentUnsent = errors.New("message unsent during the fetch")
 
 // ContentOutcome is how one attempt ended.
 type ContentOutcome struct {
-	Status        string // pending (retry or transcoding poll), stored, missing, failed
-	Transcoding   string
-	ContentType   string
-	Size          int64
-	SHA256        string
-	StatusCode int
-	Error      string
-	RetryIn    time.Duration // a pending row is due again this long from now (database clock)
+	Status      string // pending (retry or transcoding poll), stored, missing, failed
+	Transcoding string
+	ContentType string
+	Size        int64
+	SHA256      string
+	StatusCode  int
+	Error       string
+	RetryIn     time.Duration // a pending row is due again this long from now (database clock)
 }
 
 // CompleteContent records an attempt's outcome under the row's lock, if

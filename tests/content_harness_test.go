@@ -60,13 +60,28 @@ type bodyGate struct {
 	after   int // bytes written before the hold
 	started chan struct{}
 	release chan struct{}
+	open    func()
 }
 
-func (g *bodyGate) hold(id string) (started, release chan struct{}) {
+func (g *bodyGate) hold(id string) (started chan struct{}, release func()) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.id, g.started, g.release = id, make(chan struct{}), make(chan struct{})
-	return g.started, g.release
+	ch := g.release
+	var once sync.Once
+	g.open = func() { once.Do(func() { close(ch) }) }
+	return g.started, g.open
+}
+
+// releaseAll lets a held body go, so the server can close even when a
+// test ended early.
+func (g *bodyGate) releaseAll() {
+	g.mu.Lock()
+	open := g.open
+	g.mu.Unlock()
+	if open != nil {
+		open()
+	}
 }
 
 type gatedWriter struct {
@@ -124,6 +139,7 @@ func newContentRig(t *testing.T, preparing time.Duration) *contentRig {
 	gate := &bodyGate{}
 	api := httptest.NewServer(gate.wrap(fake))
 	t.Cleanup(api.Close)
+	t.Cleanup(gate.releaseAll) // runs first: a held body must not keep api.Close waiting
 	r := &contentRig{pipeline: p, fake: fake, clock: clock, api: api, gate: gate,
 		bucket: "c_" + strings.ToLower(testenv.NewNames().SubjectPrefix)}
 	objs, err := content.EnsureObjects(ctx, p.js, r.bucket, 1)

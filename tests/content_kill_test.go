@@ -49,7 +49,7 @@ func TestContentKilledMidDownload(t *testing.T) {
 	img := r.fake.MediaEvent(r.channel, mediaUser, "image", size)
 	r.gate.after = 400 << 10 // three 128 KiB chunks are in the bucket when the fetcher dies
 	started, release := r.gate.hold(img.Message.ID)
-	defer close(release)
+	defer release()
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestContentFetcherChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), "LINEPIPE_CONTENT_CHILD=1", "CHILD_DATABASE_URL="+r.db.URL,

@@ -138,7 +138,7 @@ func TestContentUnsendDuringFetch(t *testing.T) {
 	}
 	r.webhook(r.fake.UnsendEvent(mediaUser, img.Message.ID))
 	r.waitStatus(img.Message.ID, store.ContentUnsent)
-	close(release)
+	release()
 	r.waitStatus(img.Message.ID, store.ContentDeleted)
 	r.assertGone(img.Message.ID)
 	if msgs, _ := r.chunkStats(); msgs != 0 {

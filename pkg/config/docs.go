@@ -40,7 +40,7 @@ var Docs = map[string]Doc{
 	"WORKER_CONCURRENCY":  {Meaning: "Consuming loops per process; each holds one Postgres connection while it stores a batch. Storage is bound by commit latency, so more loops overlap commits (see docs/PERFORMANCE.md)."},
 	"WORKER_BATCH_SIZE":   {Meaning: "Most events stored in one transaction."},
 	"WORKER_ACK_WAIT":     {Meaning: "An unacknowledged message (its worker died) is redelivered after this, then 2×, 4×. A slow batch signals progress, so it is never redelivered while being stored."},
-	"WORKER_MAX_ATTEMPTS": {Meaning: "Failures of a message's own making before it goes to `dead_letters`. Postgres outages never count."},
+	"WORKER_MAX_ATTEMPTS": {Meaning: "Failures of a message's own making before it goes to `dead_letters`, counted per event in `worker_failures` (not JetStream deliveries). Outage-shaped errors (connection loss, shutdown, read-only, serialization, deadlock, too many connections, statement or lock timeout) never count."},
 	"ECHO_BOT":            {Meaning: "Reply to every text message with its text (the sample bot; never in standby mode)."},
 
 	"LINE_API_BASE_URL":        {Meaning: "Messaging API and token endpoint base URL (the emulator in development)."},

@@ -194,16 +194,22 @@ type Reslot struct {
 func ReslotOutbox(ctx context.Context, db Beginner, r Reslot) (slot, slotLocal time.Time, err error) {
 	id, claimID, key, interval, lease := r.ID, r.ClaimID, r.Key, r.Interval, r.Lease
 	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		var tat, dbNow time.Time
+		// The row first, then its bucket: the order claims and releases
+		// take them in, so a claim taking this row over while it is being
+		// re-slotted waits instead of deadlocking.
 		var sendAt *time.Time
-		if err := tx.QueryRow(ctx, `SELECT r.tat, clock_timestamp(),
-				(SELECT send_at FROM outbox WHERE id = $3 AND claim_id = $4)
-			FROM outbox_rate r WHERE r.channel_id = $1 AND r.bucket = $2 FOR UPDATE OF r`,
-			key.ChannelID, key.Bucket, id, claimID).Scan(&tat, &dbNow, &sendAt); err != nil {
-			return fmt.Errorf("locking rate bucket: %w", err)
-		}
-		if sendAt == nil {
+		err := tx.QueryRow(ctx, `SELECT send_at FROM outbox WHERE id = $1 AND claim_id = $2 FOR UPDATE`,
+			id, claimID).Scan(&sendAt)
+		if errors.Is(err, pgx.ErrNoRows) || (err == nil && sendAt == nil) {
 			return ErrLeaseLost
+		}
+		if err != nil {
+			return fmt.Errorf("locking outbox row: %w", err)
+		}
+		var tat, dbNow time.Time
+		if err := tx.QueryRow(ctx, `SELECT tat, clock_timestamp() FROM outbox_rate
+			WHERE channel_id = $1 AND bucket = $2 FOR UPDATE`, key.ChannelID, key.Bucket).Scan(&tat, &dbNow); err != nil {
+			return fmt.Errorf("locking rate bucket: %w", err)
 		}
 		localNow := time.Now()
 		// When this row holds the bucket's latest reservation, nobody

@@ -5,7 +5,8 @@ export TEST_NATS_URL ?= nats://127.0.0.1:4222
 
 # Development stack: the LINE emulator in place of LINE, the echo bot on,
 # and a demo channel whose secret and token the emulator shares.
-DEV_ENV := COMPOSE_PROFILES=dev LINE_API_BASE_URL=http://linefake:8090 ECHO_BOT=true \
+DEV_ENV := COMPOSE_PROFILES=dev LINE_API_BASE_URL=http://linefake:8090 \
+	LINE_DATA_API_BASE_URL=http://linefake:8090 ECHO_BOT=true \
 	LINE_CHANNEL_ID=1234567890 LINE_CHANNEL_SECRET=0123456789abcdef0123456789abcdef \
 	LINE_CHANNEL_ACCESS_TOKEN=dev-static-token
 

@@ -162,6 +162,7 @@ func TestProcessesQuickStart(t *testing.T) {
 	wk1 := start(t, "worker-1", append(common, "WORKER_ADDR="+w1, "ECHO_BOT=true"), "worker")
 	wk2 := start(t, "worker-2", append(common, "WORKER_ADDR="+w2, "ECHO_BOT=true"), "worker")
 	snd := start(t, "sender", append(common, "SENDER_ADDR="+sAddr, "LINE_API_BASE_URL=http://"+fakeAddr,
+		"LINE_DATA_API_BASE_URL=http://"+fakeAddr, "CONTENT_BUCKET=c_"+names.SubjectPrefix,
 		"LINE_CHANNEL_ACCESS_TOKEN="+token), "sender")
 	for _, a := range []string{ingestAddr, w1, w2, sAddr, fakeAddr} {
 		waitReady(t, a)

@@ -60,7 +60,7 @@ func TestSenderService(t *testing.T) {
 	st, err := sender.SettingsFromEnv(config.FromMap(map[string]string{
 		"DATABASE_URL": b.db.URL, "LINE_API_BASE_URL": b.api.URL, "SENDER_ADDR": addr,
 		"LINE_CHANNEL_ID": "2000000001", "LINE_CHANNEL_SECRET": "env-secret",
-		"SENDER_POLL_INTERVAL": "20ms", "SENDER_RATE_BROADCAST": "30/1h",
+		"SENDER_POLL_INTERVAL": "20ms", "SENDER_RATE_BROADCAST": "30/1h", "CONTENT_FETCH": "false",
 	}))
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 // Command worker stores the events ingest published into Postgres and
 // honours unsend. `worker migrate` applies the schema and exits;
-// `worker migrate status` lists applied and pending migrations.
+// `worker migrate status` lists applied and pending migrations;
+// `worker content get <channel> <message>` streams a stored content to stdout.
 package main
 
 import (
@@ -18,6 +19,10 @@ import (
 )
 
 func main() {
+	// worker content get <channel> <message> > file
+	if len(os.Args) > 1 && os.Args[1] == "content" {
+		os.Exit(contentCommand(config.FromOS(), os.Args[2:]))
+	}
 	cmd, code := cli.Worker.Parse(os.Args[1:], os.Stdout, os.Stderr)
 	if code != cli.Continue {
 		os.Exit(code)

@@ -66,7 +66,7 @@ type Config struct {
 }
 
 // StageNames are the stages in the order they run.
-var StageNames = []string{"ingest", "worker", "sender", "sender2", "fairness", "claim", "e2e", "reply"}
+var StageNames = []string{"ingest", "worker", "sender", "sender2", "fairness", "claim", "e2e", "reply", "content"}
 
 // WithDefaults fills zero fields; the defaults keep a run near 8 minutes
 // on a 2-core machine.
@@ -150,6 +150,7 @@ type Result struct {
 	Claim    ClaimResult      `json:"claim"`
 	E2E      E2EResult        `json:"endToEnd"`
 	Reply    E2EResult        `json:"reply"`
+	Content  ContentResult    `json:"content"`
 	Ran      []string         `json:"stages"`
 	PeakRSS  map[string]int64 `json:"peakRssKiB"`
 	Dir      string           `json:"dir,omitempty"`
@@ -297,6 +298,7 @@ func (b *Bench) stages(ctx context.Context, res *Result) error {
 				workers: b.cfg.ReplyWorkers, senders: b.cfg.ReplySenders})
 			return err
 		}},
+		{"content", func() (err error) { res.Content, err = b.runContent(ctx, js); return err }},
 	}
 	for _, st := range stages {
 		if !b.wants(st.name) {

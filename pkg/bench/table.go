@@ -96,6 +96,9 @@ func (r *Result) WriteTable(w io.Writer) error {
 			verdict(e.ToReply.Count > 0 && e.ToReply.P99 < TargetReplyP99 && e.Missing == 0))
 		row("  webhook → events row p50 / p99", ms(e.ToRow.P50)+" / "+ms(e.ToRow.P99), fmt.Sprintf("%.0f ms poll", e.PollMS), "", "", "")
 	}
+	if r.ran("content") {
+		r.contentTableRows(row)
+	}
 	names := make([]string, 0, len(r.PeakRSS))
 	for n := range r.PeakRSS {
 		names = append(names, n)

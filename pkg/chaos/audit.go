@@ -58,6 +58,8 @@ type Audit struct {
 	// their ack (see StreamLeft): reported, not fatal, since the stream
 	// is not where linepipe promises to scrub.
 	StreamUnsent int `json:"streamUnsent"`
+
+	Content ContentAudit `json:"content"`
 }
 
 // OK reports an audit with no loss, duplicate or leak.
@@ -65,7 +67,7 @@ func (a Audit) OK() bool {
 	return a.EventsLost == 0 && a.EventsDuplicated == 0 && a.StreamUnstored == 0 && a.ConsumerOpen == 0 && a.OutboxOpen == 0 &&
 		a.OutboxPushesLost == 0 && a.DeliveredMissing == 0 && a.DeliveredTwice == 0 && a.RepliesTwice == 0 &&
 		a.UnknownDeliveries == 0 && len(a.UnsentLeaks) == 0 &&
-		a.Replies.Expected > 0 && a.Replies.Lost == 0 && a.Replies.Late == 0
+		a.Replies.Expected > 0 && a.Replies.Lost == 0 && a.Replies.Late == 0 && a.Content.OK()
 }
 
 // drainAndAudit waits for the pipeline to settle (stream empty, no open
@@ -125,6 +127,9 @@ func (r *run) drainAndAudit(ctx context.Context, res *Result) error {
 		}
 	}
 	if err := r.auditOutbox(ctx, conn, a, res.OutboxInserted); err != nil {
+		return err
+	}
+	if err := r.auditContent(ctx, conn, js, &a.Content); err != nil {
 		return err
 	}
 	if err := r.auditReplies(ctx, conn, a, res.Load.Record); err != nil {

@@ -67,6 +67,7 @@ func (r *run) load(ctx context.Context, res *Result) error {
 	}()
 	inserted := make(chan int, 1)
 	go func() { inserted <- r.insertPushes(lctx, pool) }()
+	r.media = r.startMedia(lctx, proxy.URL)
 
 	r.injectFaults(ctx)
 	r.faultsStopped = time.Now()
@@ -78,6 +79,7 @@ func (r *run) load(ctx context.Context, res *Result) error {
 	r.reviveAll(ctx)
 	r.logf("faults stopped; waiting for the load generator's redeliveries")
 	wg.Wait()
+	r.stopMedia(r.media)
 	if loadErr != nil {
 		return loadErr
 	}

@@ -61,6 +61,7 @@ func (r *Result) WriteSummary(w io.Writer) error {
 		info("accepted by LINE but recorded as", statusLine(intMap(a.Misrecorded)))
 	}
 	check(fmt.Sprintf("unsent texts readable (%d checked)", a.UnsentChecked), leakLine(a.UnsentLeaks), len(a.UnsentLeaks) == 0)
+	r.Audit.Content.writeChecks(check, info)
 	verdict := "PASS"
 	if !r.OK() {
 		verdict = "FAIL"

@@ -54,6 +54,8 @@ type run struct {
 	// streamLeft holds the data of messages left on the stream, for the
 	// unsent-text search.
 	streamLeft []string
+	// media is the image and video load (content.go).
+	media *mediaLoad
 }
 
 func (r *run) logf(format string, args ...any) {
@@ -149,7 +151,8 @@ func (r *run) setUp(ctx context.Context) error {
 
 	channelID, secret, token := "1657000001", uuid.NewString(), "chaos-"+uuid.NewString()
 	emu, err := bench.StartEmulator(linefake.Config{Seed: r.rnd.Uint64() | 1, ReplyTokenTTL: linefake.DefaultReplyTokenTTL,
-		Channels: []linefake.Channel{{ID: channelID, Secret: secret, AccessTokens: []string{token}}}})
+		ContentPreparing: mediaPreparing,
+		Channels:         []linefake.Channel{{ID: channelID, Secret: secret, AccessTokens: []string{token}}}})
 	if err != nil {
 		return err
 	}
@@ -171,6 +174,7 @@ func (r *run) setUp(ctx context.Context) error {
 		// backoff capped at 3s.
 		Extra: []string{"WORKER_ACK_WAIT=5s", "SENDER_HTTP_TIMEOUT=2s", "SENDER_LEASE=10s",
 			"SENDER_BACKOFF_BASE=200ms", "SENDER_BACKOFF_MAX=3s", "INGEST_PUBLISH_TIMEOUT=1500ms"}}
+	r.stack.Extra = append(r.stack.Extra, contentEnv(emu.URL)...)
 	if err := r.startServices(ctx); err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ var (
 		Commands: []Command{
 			{Args: []string{"migrate"}, Help: "apply pending migrations (DATABASE_URL) and exit"},
 			{Args: []string{"migrate", "status"}, Help: "list applied and pending migrations and exit"},
+			{Args: []string{"content", "get", "<channel>", "<message>"}, Help: "write a message's stored content to stdout (NATS_URL, CONTENT_BUCKET)"},
 		},
 		Settings: func(e *config.Env) { _, _ = worker.SettingsFromEnv(e) },
 	}

@@ -162,6 +162,7 @@ type EventSpec struct {
 	UserID    string `json:"userId"`
 	Text      string `json:"text,omitempty"`
 	MessageID string `json:"messageId,omitempty"`
+	Size      int64  `json:"size,omitempty"` // image, video, audio, file: content bytes
 }
 
 // WebhookResult answers POST /linefake/webhooks: the receiver's status
@@ -217,6 +218,8 @@ func (s *Server) buildEvent(channelID string, sp EventSpec) (WebhookEvent, error
 		return s.UnfollowEvent(sp.UserID), nil
 	case "unsend":
 		return s.UnsendEvent(sp.UserID, sp.MessageID), nil
+	case "image", "video", "audio", "file":
+		return s.MediaEvent(channelID, sp.UserID, sp.Type, sp.Size), nil
 	}
 	return WebhookEvent{}, fmt.Errorf("unknown event spec type %q", sp.Type)
 }

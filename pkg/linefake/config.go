@@ -123,6 +123,12 @@ type Config struct {
 	MaxBodyBytes int64
 	// Faults injected into send requests from the start.
 	Faults Faults
+	// ContentFaults are injected into the data API (content and
+	// transcoding); DropRate there cuts a body half way.
+	ContentFaults Faults
+	// ContentPreparing is how long a video or audio answers 202 (and
+	// transcoding "processing") after its webhook event. Default 0.
+	ContentPreparing time.Duration
 	// Log gets one line per request when set. Default: no logging.
 	Log *zap.Logger
 	// WebhookClient sends webhooks. Default: a client with a 10s timeout.
@@ -203,6 +209,12 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Faults.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if err := c.ContentFaults.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("content %w", err))
+	}
+	if c.ContentPreparing < 0 {
+		errs = append(errs, errors.New("content preparing period must not be negative"))
 	}
 	return errors.Join(errs...)
 }

@@ -40,6 +40,12 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 		Latency:       env.Duration("LINEFAKE_LATENCY", 0),
 		LatencyJitter: env.Duration("LINEFAKE_LATENCY_JITTER", 0),
 	}
+	c.ContentFaults = Faults{
+		FailRate:    env.Float("LINEFAKE_CONTENT_FAIL_RATE", 0),
+		DropRate:    env.Float("LINEFAKE_CONTENT_DROP_RATE", 0),
+		TooManyRate: env.Float("LINEFAKE_CONTENT_429_RATE", 0),
+	}
+	c.ContentPreparing = env.Duration("LINEFAKE_CONTENT_PREPARING", 0)
 	c.ReplyTokenTTL = env.Duration("LINEFAKE_REPLY_TOKEN_TTL", DefaultReplyTokenTTL)
 	c.RetryKeyWindow = env.Duration("LINEFAKE_RETRY_KEY_WINDOW", DefaultRetryKeyWindow)
 	limits := []struct {

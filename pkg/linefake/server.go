@@ -77,6 +77,7 @@ type Server struct {
 	limiter  *limiter
 	chaos    *chaos
 	ledger   *ledger
+	content  *contents
 	msgSeq   atomic.Uint64
 	// beforeDeliver, when set by a test, runs while a request holds its
 	// retry key, so tests can hold a request in flight.
@@ -100,6 +101,7 @@ func New(cfg Config) *Server {
 		limiter:  newLimiter(cfg.RateLimits, cfg.UserCap),
 		chaos:    newChaos(cfg.Faults, cfg.Seed),
 		ledger:   newLedger(),
+		content:  newContents(cfg.ContentFaults, cfg.Seed),
 	}
 	// Message ids look like LINE's: 18-digit decimal strings.
 	s.msgSeq.Store(500000000000000000)
@@ -118,6 +120,8 @@ func (s *Server) routes() {
 		s.mux.HandleFunc("POST "+path, s.send(ep))
 	}
 	s.mux.HandleFunc("POST "+PathToken, s.issueToken)
+	s.mux.HandleFunc("GET "+PathContent, s.serveContent)
+	s.mux.HandleFunc("GET "+PathTranscoding, s.serveTranscoding)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})

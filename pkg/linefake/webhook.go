@@ -34,6 +34,18 @@ type EventMessage struct {
 	QuoteToken      string `json:"quoteToken,omitempty"`
 	MarkAsReadToken string `json:"markAsReadToken,omitempty"`
 	Text            string `json:"text,omitempty"`
+	// Media messages (MediaEvent).
+	ContentProvider *ContentProvider `json:"contentProvider,omitempty"`
+	Duration        int64            `json:"duration,omitempty"`
+	FileName        string           `json:"fileName,omitempty"`
+	FileSize        int64            `json:"fileSize,omitempty"`
+}
+
+// ContentProvider says where a media message's content is.
+type ContentProvider struct {
+	Type               string `json:"type"`
+	OriginalContentURL string `json:"originalContentUrl,omitempty"`
+	PreviewImageURL    string `json:"previewImageUrl,omitempty"`
 }
 
 // EventUnsend is the unsend event's body.
@@ -95,6 +107,7 @@ func (s *Server) UnfollowEvent(userID string) WebhookEvent {
 func (s *Server) UnsendEvent(userID, messageID string) WebhookEvent {
 	e := s.baseEvent(events.TypeUnsend, userID)
 	e.Unsend = &EventUnsend{MessageID: messageID}
+	s.content.unsend(messageID) // LINE answers 410 for its content from now on
 	return e
 }
 

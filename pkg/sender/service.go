@@ -30,6 +30,8 @@ type Settings struct {
 	// a connection only for its one completion statement, so a few serve
 	// hundreds of requests in flight; Postgres connections are scarce.
 	DBMaxConns int
+	// Content is the content fetcher role (see content.go).
+	Content ContentSettings
 }
 
 // SettingsFromEnv reads the service's environment.
@@ -50,7 +52,9 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 	}
 	chk := cfg
 	chk.setDefaults()
-	errs := []error{env.Err(), rateErr, chk.Validate()}
+	var contentErr error
+	s.Content, contentErr = contentSettingsFromEnv(env)
+	errs := []error{env.Err(), rateErr, chk.Validate(), contentErr}
 	if s.DBMaxConns < 2 {
 		errs = append(errs, errors.New("SENDER_DB_MAX_CONNS must be at least 2"))
 	}
@@ -126,8 +130,11 @@ func RunService(ctx context.Context, st Settings, log *zap.Logger) error {
 	}()
 
 	log.Info("sender started", zap.String("addr", st.Addr), zap.String("api", cfg.BaseURL))
+	contentErr := make(chan error, 1)
+	go func() { contentErr <- runContent(runCtx, st.Content, snd, reg, log) }()
 	runErr := snd.Run(runCtx)
 	stopRun()
+	runErr = errors.Join(runErr, <-contentErr)
 	<-watched
 	if failed != nil {
 		return fmt.Errorf("ops server: %w", failed)

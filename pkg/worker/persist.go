@@ -66,6 +66,7 @@ func (w *Worker) persistIn(ctx context.Context, db beginner, items []*item) erro
 
 		second := &pgx.Batch{}
 		queueMessages(second, items, unsent)
+		queueContent(second, items, unsent)
 		queueUnsends(second, items, unsent)
 		var follows latestFollows
 		for _, it := range items {

@@ -1,0 +1,102 @@
+package content
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+)
+
+// Tokens hands out a channel's access token and drops one LINE refused.
+// The sender's token source is one.
+type Tokens interface {
+	Get(ctx context.Context, channel string) (string, error)
+	Invalidate(channel, token string)
+}
+
+// newHTTPClient bounds the wait for answer headers but not the body: a
+// download may take long, and a stalled one is cut by idleReader.
+func newHTTPClient(timeout time.Duration) *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout:   5 * time.Second,
+			ResponseHeaderTimeout: timeout,
+			IdleConnTimeout:       90 * time.Second,
+			MaxIdleConnsPerHost:   16,
+			ForceAttemptHTTP2:     true,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// get sends GET path with token. A nil error means an answer arrived;
+// the caller closes its body.
+func get(ctx context.Context, c *http.Client, baseURL, path, token string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("building GET %s: %w", path, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := c.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL is in the message already; a base URL could hold credentials
+		}
+		return nil, fmt.Errorf("GET %s: %w", path, err)
+	}
+	return res, nil
+}
+
+// errorText reads a short error body (LINE's {"message"}) for last_error.
+func errorText(res *http.Response) string {
+	b, _ := io.ReadAll(io.LimitReader(res.Body, 4<<10))
+	var e struct {
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(b, &e) == nil && e.Message != "" {
+		return e.Message
+	}
+	return string(b)
+}
+
+// idleReader cancels a download whose body stops flowing for timeout.
+type idleReader struct {
+	r      io.Reader
+	timer  *time.Timer
+	d      time.Duration
+	mu     sync.Mutex
+	stalls bool
+}
+
+func newIdleReader(r io.Reader, d time.Duration, cancel context.CancelFunc) *idleReader {
+	ir := &idleReader{r: r, d: d}
+	ir.timer = time.AfterFunc(d, func() {
+		ir.mu.Lock()
+		ir.stalls = true
+		ir.mu.Unlock()
+		cancel()
+	})
+	return ir
+}
+
+func (ir *idleReader) Read(p []byte) (int, error) {
+	n, err := ir.r.Read(p)
+	ir.timer.Reset(ir.d)
+	return n, err
+}
+
+func (ir *idleReader) stop() bool {
+	ir.timer.Stop()
+	ir.mu.Lock()
+	defer ir.mu.Unlock()
+	return ir.stalls
+}

@@ -1,0 +1,236 @@
+package linefake
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// The content side of the emulator: LINE's data API (api-data.line.me)
+// for the media messages the emulator itself put in webhooks.
+//
+//   - GET /v2/bot/message/{messageId}/content answers 200 with the bytes
+//     and a Content-Type, 202 while a video or audio is still being
+//     prepared (Config.ContentPreparing after the event), 404 for an id it
+//     never sent, 410 {"message":"The content is gone"} once unsent.
+//   - GET /v2/bot/message/{messageId}/content/transcoding answers
+//     {"status":"processing"|"succeeded"} (404 and 410 as above).
+//
+// The bytes are deterministic per message id (ContentReader), so an audit
+// can recompute any content's SHA-256 without the emulator keeping it.
+// Content faults (SetContentFaults) apply to both endpoints: 500s, 429s,
+// latency, and "drop", which sends half the body and then cuts the
+// connection, as a broken download does.
+
+// API paths of the data API.
+const (
+	PathContent     = "/v2/bot/message/{messageId}/content"
+	PathTranscoding = "/v2/bot/message/{messageId}/content/transcoding"
+)
+
+// Endpoint names of the data API in Stats.
+const (
+	EndpointContent     = "content"
+	EndpointTranscoding = "transcoding"
+)
+
+// DefaultContentSize is a media message's size when its builder is given 0.
+const DefaultContentSize = 64 << 10
+
+const msgContentGone = "The content is gone"
+
+// contentEntry is one media message the emulator sent in a webhook.
+type contentEntry struct {
+	channel string
+	typ     string
+	size    int64
+	readyAt time.Time // video and audio: when transcoding succeeds
+	unsent  bool
+}
+
+type contents struct {
+	mu      sync.Mutex
+	entries map[string]*contentEntry
+	faults  *chaos
+	served  map[string]int // message id -> full bodies served
+}
+
+func newContents(f Faults, seed uint64) *contents {
+	return &contents{entries: map[string]*contentEntry{}, faults: newChaos(f, seed^0x5bd1e995), served: map[string]int{}}
+}
+
+func (c *contents) add(id string, e *contentEntry) {
+	c.mu.Lock()
+	c.entries[id] = e
+	c.mu.Unlock()
+}
+
+func (c *contents) get(id string) (contentEntry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[id]
+	if !ok {
+		return contentEntry{}, false
+	}
+	return *e, true
+}
+
+func (c *contents) unsend(id string) {
+	c.mu.Lock()
+	if e, ok := c.entries[id]; ok {
+		e.unsent = true
+	}
+	c.mu.Unlock()
+}
+
+// ContentReader returns the bytes the emulator serves for messageID:
+// size bytes from a ChaCha8 stream seeded with the id's SHA-256.
+func ContentReader(messageID string, size int64) io.Reader {
+	return io.LimitReader(rand.NewChaCha8(sha256.Sum256([]byte("linefake-content:"+messageID))), size)
+}
+
+// ContentSHA256 is the SHA-256 (hex) of messageID's content of size bytes.
+func ContentSHA256(messageID string, size int64) string {
+	h := sha256.New()
+	_, _ = io.Copy(h, ContentReader(messageID, size))
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+func contentType(typ string) string {
+	switch typ {
+	case "image":
+		return "image/jpeg"
+	case "video":
+		return "video/mp4"
+	case "audio":
+		return "audio/x-m4a"
+	}
+	return "application/octet-stream"
+}
+
+// MediaEvent builds a message event of type image, video, audio or file
+// from userID whose content (contentProvider "line") the emulator serves:
+// size bytes (0: DefaultContentSize). A video or audio is being prepared
+// for Config.ContentPreparing after now.
+func (s *Server) MediaEvent(channelID, userID, typ string, size int64) WebhookEvent {
+	if size <= 0 {
+		size = DefaultContentSize
+	}
+	e := s.baseEvent("message", userID)
+	e.ReplyToken = s.IssueReplyToken(channelID)
+	m := &EventMessage{ID: s.nextMessageID(), Type: typ, MarkAsReadToken: s.randomToken(16, b64Encoding)}
+	entry := &contentEntry{channel: channelID, typ: typ, size: size, readyAt: s.now()}
+	switch typ {
+	case "image", "video":
+		m.QuoteToken = s.randomToken(24, b64Encoding)
+	}
+	switch typ {
+	case "video", "audio":
+		m.ContentProvider = &ContentProvider{Type: "line"}
+		m.Duration = 1000 + size/1024
+		entry.readyAt = s.now().Add(s.cfg.ContentPreparing)
+	case "image":
+		m.ContentProvider = &ContentProvider{Type: "line"}
+	case "file":
+		m.FileName = "file-" + m.ID + ".bin"
+		m.FileSize = size
+	}
+	e.Message = m
+	s.content.add(m.ID, entry)
+	return e
+}
+
+// SetContentFaults replaces the faults of the data API at once.
+func (s *Server) SetContentFaults(f Faults) error {
+	if err := f.Validate(); err != nil {
+		return err
+	}
+	s.content.faults.set(f)
+	return nil
+}
+
+// ContentServed is how many complete bodies were served for messageID.
+func (s *Server) ContentServed(messageID string) int {
+	s.content.mu.Lock()
+	defer s.content.mu.Unlock()
+	return s.content.served[messageID]
+}
+
+// contentRequest authenticates, applies faults and finds the message. It
+// answers and reports false when the request ends here.
+func (s *Server) contentRequest(w http.ResponseWriter, r *http.Request) (contentEntry, string, outcome, bool) {
+	if err := sleep(r.Context(), s.content.faults.delay()); err != nil {
+		setOutcome(w, "canceled")
+		return contentEntry{}, "", 0, false
+	}
+	channel, ok := s.authenticate(w, r)
+	if !ok {
+		return contentEntry{}, "", 0, false
+	}
+	fate := s.content.faults.roll()
+	switch fate {
+	case outcomeFail:
+		writeError(w, http.StatusInternalServerError, msgInternal)
+		return contentEntry{}, "", 0, false
+	case outcomeTooMany:
+		writeError(w, http.StatusTooManyRequests, msgRateLimited)
+		return contentEntry{}, "", 0, false
+	}
+	id := r.PathValue("messageId")
+	e, ok := s.content.get(id)
+	if !ok || e.channel != channel {
+		writeError(w, http.StatusNotFound, "not found")
+		return contentEntry{}, "", 0, false
+	}
+	if e.unsent {
+		writeError(w, http.StatusGone, msgContentGone)
+		return contentEntry{}, "", 0, false
+	}
+	return e, id, fate, true
+}
+
+func (s *Server) serveContent(w http.ResponseWriter, r *http.Request) {
+	e, id, fate, ok := s.contentRequest(w, r)
+	if !ok {
+		return
+	}
+	if s.now().Before(e.readyAt) {
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	w.Header().Set("Content-Type", contentType(e.typ))
+	w.Header().Set("Content-Length", strconv.FormatInt(e.size, 10))
+	w.WriteHeader(http.StatusOK)
+	body := ContentReader(id, e.size)
+	if fate == outcomeDrop {
+		// Half the body, then the connection dies.
+		_, _ = io.CopyN(w, body, e.size/2)
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+		setOutcome(w, "dropped")
+		panic(http.ErrAbortHandler)
+	}
+	if _, err := io.Copy(w, body); err == nil {
+		s.content.mu.Lock()
+		s.content.served[id]++
+		s.content.mu.Unlock()
+	}
+}
+
+func (s *Server) serveTranscoding(w http.ResponseWriter, r *http.Request) {
+	e, _, _, ok := s.contentRequest(w, r)
+	if !ok {
+		return
+	}
+	status := "succeeded"
+	if s.now().Before(e.readyAt) {
+		status = "processing"
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": status})
+}

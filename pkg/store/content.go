@@ -1,0 +1,281 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// message_content statuses (migrations/0006).
+const (
+	ContentPending    = "pending"
+	ContentProcessing = "processing"
+	ContentStored     = "stored"
+	ContentMissing    = "missing"
+	ContentFailed     = "failed"
+	ContentExternal   = "external"
+	ContentUnsent     = "unsent"
+	ContentDeleted    = "deleted"
+)
+
+// ContentRecord is the content a stored message event points at.
+type ContentRecord struct {
+	MessageKey
+	MessageType    string // image, video, audio or file
+	External       bool   // contentProvider.type "external": keep the URLs, never fetch
+	OriginalURL    string
+	PreviewURL     string
+	FileName       string
+	FileSize       *int64
+	WebhookEventID string
+}
+
+// QueueRecordContent records content to fetch (or, when external, its
+// URLs), in the transaction that stores the message event. A repeat of
+// the same message (a redelivery stored under another event id) changes
+// nothing.
+func QueueRecordContent(b *pgx.Batch, r ContentRecord) {
+	status := ContentPending
+	if r.External {
+		status = ContentExternal
+	}
+	b.Queue(`INSERT INTO message_content (channel_id, message_id, message_type, status, original_url,
+			preview_url, file_name, file_size, webhook_event_id)
+		VALUES ($1, $2, $3, $4, nullif($5, ''), nullif($6, ''), nullif($7, ''), $8, nullif($9, ''))
+		ON CONFLICT (channel_id, message_id) DO NOTHING`,
+		r.ChannelID, r.MessageID, r.MessageType, status, r.OriginalURL, r.PreviewURL, r.FileName, r.FileSize,
+		r.WebhookEventID)
+}
+
+// QueueUnsendContent marks a message's content unsent, in the unsend's
+// transaction. The row loses everything that describes the content (the
+// digest, the URLs, the file name) and a fetcher deletes the object; a
+// fetch in flight loses its claim and deletes what it wrote. A row with no
+// object to delete ends deleted at once.
+func QueueUnsendContent(b *pgx.Batch, k MessageKey, at time.Time) {
+	b.Queue(`UPDATE message_content SET
+			status = CASE WHEN status IN ('external', 'missing') THEN 'deleted' ELSE 'unsent' END,
+			deleted_at = CASE WHEN status IN ('external', 'missing') THEN now() END,
+			sha256 = NULL, original_url = NULL, preview_url = NULL, file_name = NULL,
+			claim_id = NULL, claimed_by = NULL,
+			-- A fetch in flight may still write until its lease ends: the
+			-- object is deleted after that, or by the fetch itself.
+			next_attempt_at = CASE WHEN status = 'processing' THEN greatest(now(), lease_until) ELSE now() END,
+			unsent_at = $3, updated_at = now()
+		WHERE channel_id = $1 AND message_id = $2 AND status NOT IN ('unsent', 'deleted')`,
+		k.ChannelID, k.MessageID, at)
+}
+
+// ContentClaim is one row a fetcher took.
+type ContentClaim struct {
+	MessageKey
+	MessageType string
+	Status      string // status before the claim: pending, or unsent (delete the object)
+	Transcoding string
+	Attempts    int // attempts before this one
+	ClaimID     uuid.UUID
+}
+
+// ClaimContent takes up to limit rows: due fetches, rows whose fetcher's
+// lease ended, and unsent rows whose object must go. Fetches move to
+// processing under a lease fenced by a fresh claim id; unsent rows keep
+// their status and get the claim id as well, so two deleters do not race.
+// Due times and leases are on the database clock, as the outbox's are,
+// so fetchers' clocks need not agree.
+func ClaimContent(ctx context.Context, db Beginner, limit int, owner string, lease time.Duration) ([]ContentClaim, error) {
+	var out []ContentClaim
+	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT channel_id, message_id, message_type, status, coalesce(transcoding, ''), attempts
+			FROM message_content
+			WHERE (status IN ('pending', 'unsent') AND next_attempt_at <= clock_timestamp())
+			   OR (status = 'processing' AND lease_until <= clock_timestamp())
+			ORDER BY next_attempt_at
+			LIMIT $1
+			FOR UPDATE SKIP LOCKED`, limit)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (ContentClaim, error) {
+			var c ContentClaim
+			err := r.Scan(&c.ChannelID, &c.MessageID, &c.MessageType, &c.Status, &c.Transcoding, &c.Attempts)
+			if c.Status == ContentProcessing {
+				c.Status = ContentPending // a dead fetcher's row: fetch it again
+			}
+			c.ClaimID = uuid.New()
+			return c, err
+		})
+		if err != nil || len(out) == 0 {
+			return err
+		}
+		b := &pgx.Batch{}
+		for _, c := range out {
+			b.Queue(`UPDATE message_content SET
+					status = CASE WHEN status = 'unsent' THEN 'unsent' ELSE 'processing' END,
+					claim_id = $3, claimed_by = $4, lease_until = clock_timestamp() + $5 * interval '1 millisecond',
+					updated_at = now(),
+					next_attempt_at = CASE WHEN status = 'unsent'
+						THEN clock_timestamp() + $5 * interval '1 millisecond' ELSE next_attempt_at END
+				WHERE channel_id = $1 AND message_id = $2`, c.ChannelID, c.MessageID, c.ClaimID, owner, lease.Milliseconds())
+		}
+		return tx.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claiming message content: %w", err)
+	}
+	return out, nil
+}
+
+// ErrContentClaimLost means the row is no longer this claim's: another
+// fetcher took it over after the lease ended. Its result stands.
+var ErrContentClaimLost = errors.New("message content claim lost")
+
+// ErrContentUnsent means the message was unsent while it was being
+// fetched: what the fetch wrote must be deleted.
+var ErrContentUnsent = errors.New("message unsent during the fetch")
+
+// ContentOutcome is how one attempt ended.
+type ContentOutcome struct {
+	Status      string // pending (retry or transcoding poll), stored, missing, failed
+	Transcoding string
+	ContentType string
+	Size        int64
+	SHA256      string
+	StatusCode  int
+	Error       string
+	RetryIn     time.Duration // a pending row is due again this long from now (database clock)
+}
+
+// CompleteContent records an attempt's outcome under the row's lock, if
+// claimID still owns the row. For a stored outcome, onUnsent runs (still
+// under the lock) when the message was unsent meanwhile: it must delete
+// the object just written, and the row ends deleted. Holding the lock
+// while deleting means no unsend can slip between the check and the
+// delete.
+func CompleteContent(ctx context.Context, db Beginner, k MessageKey, claimID uuid.UUID, o ContentOutcome,
+	onUnsent func(context.Context) error) error {
+	var delErr error
+	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		var status string
+		var owner *uuid.UUID
+		err := tx.QueryRow(ctx, `SELECT status, claim_id FROM message_content
+			WHERE channel_id = $1 AND message_id = $2 FOR UPDATE`, k.ChannelID, k.MessageID).Scan(&status, &owner)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("message_content %s/%s: %w", k.ChannelID, k.MessageID, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if status == ContentUnsent || status == ContentDeleted {
+			if o.Status == ContentStored && onUnsent != nil {
+				if err := onUnsent(ctx); err != nil {
+					// Leave the row for a deleter to try again.
+					_, uerr := tx.Exec(ctx, `UPDATE message_content SET status = 'unsent', deleted_at = NULL,
+						next_attempt_at = clock_timestamp() + interval '5 seconds', last_error = $3, updated_at = now()
+						WHERE channel_id = $1 AND message_id = $2`, k.ChannelID, k.MessageID, err.Error())
+					if uerr != nil {
+						return uerr
+					}
+					delErr = fmt.Errorf("deleting content of an unsent message: %w", err)
+					return nil
+				}
+				_, err := tx.Exec(ctx, `UPDATE message_content SET status = 'deleted', deleted_at = now(),
+					claim_id = NULL, claimed_by = NULL, lease_until = NULL, updated_at = now()
+					WHERE channel_id = $1 AND message_id = $2`, k.ChannelID, k.MessageID)
+				if err != nil {
+					return err
+				}
+			}
+			if status == ContentUnsent && o.Status != ContentStored {
+				// This fetch wrote nothing: the deleter need not wait
+				// for its lease to end.
+				if _, err := tx.Exec(ctx, `UPDATE message_content SET next_attempt_at = clock_timestamp()
+					WHERE channel_id = $1 AND message_id = $2`, k.ChannelID, k.MessageID); err != nil {
+					return err
+				}
+			}
+			delErr = ErrContentUnsent
+			return nil
+		}
+		if owner == nil || *owner != claimID || status != ContentProcessing {
+			return ErrContentClaimLost
+		}
+		_, err = tx.Exec(ctx, `UPDATE message_content SET status = $3, transcoding = nullif($4, ''),
+				content_type = coalesce(nullif($5, ''), content_type),
+				size = CASE WHEN $3 = 'stored' THEN $6 ELSE size END,
+				sha256 = CASE WHEN $3 = 'stored' THEN nullif($7, '') ELSE sha256 END,
+				last_status_code = nullif($8, 0), last_error = nullif($9, ''),
+				attempts = attempts + 1, next_attempt_at = clock_timestamp() + $10 * interval '1 millisecond',
+				stored_at = CASE WHEN $3 = 'stored' THEN now() ELSE stored_at END,
+				claim_id = NULL, claimed_by = NULL, lease_until = NULL, updated_at = now()
+			WHERE channel_id = $1 AND message_id = $2`,
+			k.ChannelID, k.MessageID, o.Status, o.Transcoding, o.ContentType, o.Size, o.SHA256,
+			o.StatusCode, o.Error, o.RetryIn.Milliseconds())
+		return err
+	})
+	if err == nil && delErr != nil {
+		return delErr
+	}
+	return err
+}
+
+// DeleteUnsentContent ends an unsent row claimed by claimID: del removes
+// the object while the row is locked, then the row ends deleted.
+func DeleteUnsentContent(ctx context.Context, db Beginner, k MessageKey, claimID uuid.UUID, del func(context.Context) error) error {
+	return pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		var owner *uuid.UUID
+		err := tx.QueryRow(ctx, `SELECT claim_id FROM message_content
+			WHERE channel_id = $1 AND message_id = $2 AND status = 'unsent' FOR UPDATE`,
+			k.ChannelID, k.MessageID).Scan(&owner)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // already deleted
+		}
+		if err != nil {
+			return err
+		}
+		if owner == nil || *owner != claimID {
+			return ErrContentClaimLost
+		}
+		if err := del(ctx); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE message_content SET status = 'deleted', deleted_at = now(),
+				claim_id = NULL, claimed_by = NULL, lease_until = NULL, updated_at = now()
+			WHERE channel_id = $1 AND message_id = $2`, k.ChannelID, k.MessageID)
+		return err
+	})
+}
+
+// ContentStatus reads a row's status and claim, for a fetcher that must
+// know before downloading whether the message was unsent meanwhile.
+func ContentStatus(ctx context.Context, q Querier, k MessageKey) (status string, claim *uuid.UUID, err error) {
+	err = q.QueryRow(ctx, `SELECT status, claim_id FROM message_content WHERE channel_id = $1 AND message_id = $2`,
+		k.ChannelID, k.MessageID).Scan(&status, &claim)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil, ErrNotFound
+	}
+	return status, claim, err
+}
+
+// ReserveRateSlot takes one slot of a GCRA bucket in outbox_rate, the
+// table every sender replica draws from, and returns how long to wait
+// until the slot starts. interval is one request's share of the limit.
+func ReserveRateSlot(ctx context.Context, q Querier, k RateKey, interval time.Duration) (time.Duration, error) {
+	var wait float64
+	err := q.QueryRow(ctx, `INSERT INTO outbox_rate AS r (channel_id, bucket, tat)
+			VALUES ($1, $2, clock_timestamp() + $3 * interval '1 microsecond')
+		ON CONFLICT (channel_id, bucket) DO UPDATE
+			SET tat = greatest(r.tat, clock_timestamp()) + $3 * interval '1 microsecond'
+		RETURNING extract(epoch FROM (tat - clock_timestamp())) - $3::float8 / 1e6`,
+		k.ChannelID, k.Bucket, interval.Microseconds()).Scan(&wait)
+	if err != nil {
+		return 0, fmt.Errorf("reserving a %s rate slot: %w", k.Bucket, err)
+	}
+	if wait < 0 {
+		return 0, nil
+	}
+	return time.Duration(wait * float64(time.Second)), nil
+}

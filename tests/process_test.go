@@ -156,14 +156,14 @@ func TestProcessesQuickStart(t *testing.T) {
 	// The development topology of make up: the emulator in place of
 	// LINE, the echo bot on, a static token the emulator knows.
 	const token = "dev-static-token"
-	ingestAddr, w1, w2, sAddr, fakeAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	ingestAddr, ingestAdmin, w1, w2, sAddr, fakeAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 	fake := start(t, "linefake", []string{"LINEFAKE_ADDR=" + fakeAddr, "LINEFAKE_CHANNELS=" + channel + ":" + secret + ":" + token}, "linefake")
-	ing := start(t, "ingest", append(common, "INGEST_ADDR="+ingestAddr), "ingest")
+	ing := start(t, "ingest", append(common, "INGEST_ADDR="+ingestAddr, "INGEST_ADMIN_ADDR="+ingestAdmin), "ingest")
 	wk1 := start(t, "worker-1", append(common, "WORKER_ADDR="+w1, "ECHO_BOT=true"), "worker")
 	wk2 := start(t, "worker-2", append(common, "WORKER_ADDR="+w2, "ECHO_BOT=true"), "worker")
 	snd := start(t, "sender", append(common, "SENDER_ADDR="+sAddr, "LINE_API_BASE_URL=http://"+fakeAddr,
 		"LINE_CHANNEL_ACCESS_TOKEN="+token), "sender")
-	for _, a := range []string{ingestAddr, w1, w2, sAddr, fakeAddr} {
+	for _, a := range []string{ingestAdmin, w1, w2, sAddr, fakeAddr} {
 		waitReady(t, a)
 	}
 	p := &pipeline{t: t, db: db}
@@ -208,7 +208,18 @@ func TestProcessesQuickStart(t *testing.T) {
 	p.waitCount(0, `SELECT count(*) FROM messages`)
 	p.waitCount(0, `SELECT count(*) FROM events WHERE raw::text LIKE $1`, "%"+text+"%")
 
-	resp, err = http.Get("http://" + ingestAddr + "/metrics")
+	// The operator endpoints are not on the public webhook port.
+	for _, path := range []string{"/metrics", "/readyz", "/healthz"} {
+		resp, err := http.Get("http://" + ingestAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s on the webhook port: %d, want 404", path, resp.StatusCode)
+		}
+	}
+	resp, err = http.Get("http://" + ingestAdmin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,8 +64,16 @@ func (s *Stack) proc(service, name, addrVar string, env []string) (*Proc, error)
 
 // Ingest prepares an ingest process serving the stack's one channel.
 func (s *Stack) Ingest(name string, env ...string) (*Proc, error) {
-	base := []string{"LINE_CHANNEL_ID=" + s.ChannelID, "LINE_CHANNEL_SECRET=" + s.ChannelSecret}
-	return s.proc("ingest", name, "INGEST_ADDR", append(base, env...))
+	admin, err := FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	base := []string{"LINE_CHANNEL_ID=" + s.ChannelID, "LINE_CHANNEL_SECRET=" + s.ChannelSecret, "INGEST_ADMIN_ADDR=" + admin}
+	p, err := s.proc("ingest", name, "INGEST_ADDR", append(base, env...))
+	if p != nil {
+		p.AdminAddr = admin
+	}
+	return p, err
 }
 
 // Worker prepares a worker process.

@@ -43,6 +43,12 @@ type Secrets struct {
 // of requests for a bogus id costs one query, not one per request.
 const negativeTTL = 5 * time.Second
 
+// maxMissing bounds the negative cache. Channel ids come from the URL, so
+// without a cap a client sending random ids would grow it without limit.
+// When it is full, expired entries go first, then arbitrary ones: losing
+// an entry costs one more query, never a wrong answer.
+const maxMissing = 4096
+
 // NewSecrets builds the cache. db may be nil.
 func NewSecrets(db *pgxpool.Pool, static map[string]string, log *zap.Logger, now func() time.Time) *Secrets {
 	if now == nil {
@@ -108,7 +114,7 @@ func (s *Secrets) lookup(ctx context.Context, id string) (string, error) {
 			s.mu.Unlock()
 			return sec, nil
 		}
-		s.missing[id] = s.now().Add(negativeTTL)
+		s.rememberMissing(id)
 		s.mu.Unlock()
 		return "", ErrUnknownChannel
 	case err != nil:
@@ -119,6 +125,33 @@ func (s *Secrets) lookup(ctx context.Context, id string) (string, error) {
 	delete(s.missing, id)
 	s.mu.Unlock()
 	return c.Secret, nil
+}
+
+// rememberMissing records id as unknown, keeping the negative cache within
+// maxMissing. The caller holds s.mu.
+func (s *Secrets) rememberMissing(id string) {
+	now := s.now()
+	if _, ok := s.missing[id]; !ok && len(s.missing) >= maxMissing {
+		for k, until := range s.missing {
+			if !now.Before(until) {
+				delete(s.missing, k)
+			}
+		}
+		for k := range s.missing {
+			if len(s.missing) < maxMissing {
+				break
+			}
+			delete(s.missing, k)
+		}
+	}
+	s.missing[id] = now.Add(negativeTTL)
+}
+
+// MissingCached is how many unknown channel ids the negative cache holds.
+func (s *Secrets) MissingCached() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.missing)
 }
 
 // Refresh reloads every channel from the table. On error the cache is

@@ -51,7 +51,9 @@ func NewRegistry() *prometheus.Registry {
 type ReadyFunc func(ctx context.Context) error
 
 // Mount adds /healthz (the process is alive), /readyz (ready answers nil
-// within two seconds) and /metrics to mux.
+// within two seconds) and /metrics to mux. A failed readiness answers 503
+// with a fixed body: the reason (hostnames, driver errors) stays out of
+// reach of whoever can reach the port.
 func Mount(mux *http.ServeMux, ready ReadyFunc, reg *prometheus.Registry) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
@@ -60,7 +62,7 @@ func Mount(mux *http.ServeMux, ready ReadyFunc, reg *prometheus.Registry) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := ready(ctx); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))

@@ -20,9 +20,10 @@ type Settings struct {
 	DatabaseURL string // DATABASE_URL
 	Addr        string // SENDER_ADDR: /healthz, /readyz, /metrics
 	LogLevel    string // LOG_LEVEL
-	// Channel, when LINE_CHANNEL_ID is set, is upserted into channels at
-	// start, so a single-channel deployment needs no SQL. channels stays
-	// the one place tokens are read from.
+	// Channel, when LINE_CHANNEL_ID is set, seeds channels at start when
+	// the row is absent, so a single-channel deployment needs no SQL. Once
+	// the row exists it wins: a rotated secret or token is never reverted
+	// by a restart. channels stays the one place tokens are read from.
 	Channel store.Channel
 	// Grace bounds the HTTP server's shutdown.
 	Grace time.Duration
@@ -71,9 +72,11 @@ func RunService(ctx context.Context, st Settings, log *zap.Logger) error {
 	}
 	defer pool.Close()
 	if st.Channel.ID != "" {
-		if err := store.UpsertChannel(ctx, pool, st.Channel); err != nil {
+		seeded, err := store.SeedChannel(ctx, pool, st.Channel)
+		if err != nil {
 			return err
 		}
+		log.Info("channel from environment", zap.String("channel", st.Channel.ID), zap.Bool("seeded", seeded))
 	}
 	reg := ops.NewRegistry()
 	cfg := st.Sender

@@ -55,7 +55,23 @@ func GetChannel(ctx context.Context, q Querier, id string) (Channel, error) {
 	return c, nil
 }
 
-// UpsertChannel creates or replaces a channel's credentials.
+// SeedChannel inserts a channel configured by environment only when no row
+// for it exists, and reports whether it did. The channels table is the
+// source of truth once a row exists: an operator's rotation (an UPDATE)
+// must survive every restart, so a seed never overwrites.
+func SeedChannel(ctx context.Context, q Querier, c Channel) (bool, error) {
+	tag, err := q.Exec(ctx, `INSERT INTO channels (channel_id, channel_secret, access_token)
+		VALUES ($1, $2, nullif($3, ''))
+		ON CONFLICT (channel_id) DO NOTHING`,
+		c.ID, c.Secret, c.AccessToken)
+	if err != nil {
+		return false, fmt.Errorf("seeding channel %s: %w", c.ID, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// UpsertChannel creates or replaces a channel's credentials. Services never
+// call it at start-up (see SeedChannel); it is for tools and tests.
 func UpsertChannel(ctx context.Context, q Querier, c Channel) error {
 	_, err := q.Exec(ctx, `INSERT INTO channels (channel_id, channel_secret, access_token)
 		VALUES ($1, $2, nullif($3, ''))

@@ -30,9 +30,14 @@ func main() {
 			fmt.Fprintln(os.Stderr, "worker migrate: DATABASE_URL is required")
 			os.Exit(2)
 		}
+		users, err := worker.LoginUsersFromEnv(env)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "worker migrate: configuration:", err)
+			os.Exit(2)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		if err := worker.Migrate(ctx, url, log); err != nil {
+		if err := worker.Migrate(ctx, url, log, users...); err != nil {
 			log.Error("migrate failed", zap.Error(err))
 			os.Exit(1)
 		}

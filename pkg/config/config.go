@@ -123,3 +123,24 @@ func (e *Env) Bytes(key string, def int64) int64 {
 
 // Err is every parse error so far, joined, or nil.
 func (e *Env) Err() error { return errors.Join(e.errs...) }
+
+// Secret is a credential from key, or from the file named by key+"_FILE"
+// (Docker and Kubernetes secrets), with surrounding whitespace trimmed.
+// Setting both is an error: which one wins would be a guess.
+func (e *Env) Secret(key string) string {
+	v, hasV := e.get(key)
+	path, hasF := e.get(key + "_FILE")
+	switch {
+	case hasV && hasF:
+		e.errs = append(e.errs, fmt.Errorf("%s and %s_FILE are both set; set one", key, key))
+		return ""
+	case hasF:
+		b, err := os.ReadFile(path)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Errorf("%s_FILE: %w", key, err))
+			return ""
+		}
+		return strings.TrimSpace(string(b))
+	}
+	return v
+}

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -36,5 +38,28 @@ func TestEnvReportsEveryBadValue(t *testing.T) {
 		if !strings.Contains(err.Error(), k) {
 			t.Errorf("error does not name %s: %v", k, err)
 		}
+	}
+}
+
+func TestSecretFromValueOrFile(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(path, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := FromMap(map[string]string{"A": "from-env", "B_FILE": path, "C": "x", "C_FILE": path, "D_FILE": path + ".missing"})
+	if got := e.Secret("A"); got != "from-env" {
+		t.Errorf("A = %q", got)
+	}
+	if got := e.Secret("B"); got != "from-file" {
+		t.Errorf("B = %q", got)
+	}
+	if e.Err() != nil {
+		t.Fatalf("unexpected error %v", e.Err())
+	}
+	e.Secret("C")
+	e.Secret("D")
+	if err := e.Err(); err == nil || !strings.Contains(err.Error(), "C and C_FILE") || !strings.Contains(err.Error(), "D_FILE") {
+		t.Errorf("both set and a missing file must be errors: %v", err)
 	}
 }

@@ -28,8 +28,8 @@ type Settings struct {
 	Stream          stream.Config
 	Server          ops.ServerConfig // webhooks only: the public port
 	Admin           ops.ServerConfig // /healthz, /readyz, /metrics: never published
-	DatabaseURL     string // optional: the channels table
-	ChannelID       string // optional single channel configured by env
+	DatabaseURL     string           // optional: the channels table
+	ChannelID       string           // optional single channel configured by env
 	ChannelSecret   string
 	ChannelsRefresh time.Duration
 	ShutdownGrace   time.Duration

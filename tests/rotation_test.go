@@ -87,21 +87,35 @@ func TestRotatedSecretSurvivesRestarts(t *testing.T) {
 	runUntilReady(t, admin, func(ctx context.Context) error { return ingest.Run(ctx, is, zap.NewNop()) }, func() {
 		body := fixture.Body("Udest", fixture.Text(fixture.User(fixture.UserID(77)), time.Now(), "rotation"))
 		for secret, want := range map[string]int{rotated: http.StatusOK, envSecret: http.StatusUnauthorized} {
-			req, _ := http.NewRequest(http.MethodPost, "http://"+iaddr+"/webhook/"+channel, bytes.NewReader(body))
-			req.Header.Set("x-line-signature", events.Sign(secret, body))
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != want {
+			if got := postUntilAnswered(t, "http://"+iaddr+"/webhook/"+channel, secret, body); got != want {
 				t.Errorf("webhook signed with the %s secret: %d, want %d",
-					map[bool]string{true: "rotated", false: "environment's"}[secret == rotated], resp.StatusCode, want)
+					map[bool]string{true: "rotated", false: "environment's"}[secret == rotated], got, want)
 			}
 		}
 	})
 	if got := secretInTable(); got != rotated {
 		t.Fatalf("the rotated secret did not survive the restarts")
+	}
+}
+
+// postUntilAnswered posts body signed with secret and returns the first
+// answer that is not 503, retrying a 503 for up to 10s as LINE redelivers
+// it: a freshly started ingest may not have read the channels table yet.
+func postUntilAnswered(t *testing.T, url, secret string, body []byte) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+		req.Header.Set("x-line-signature", events.Sign(secret, body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			return resp.StatusCode
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/linepipe/linepipe/pkg/config"
 	"github.com/linepipe/linepipe/pkg/ops"
+	"github.com/linepipe/linepipe/pkg/secretbox"
+	"github.com/linepipe/linepipe/pkg/store"
 	"github.com/linepipe/linepipe/pkg/worker"
 )
 
@@ -43,8 +46,11 @@ func main() {
 		}
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == "seal-channels" {
+		os.Exit(sealChannels(env, log))
+	}
 	if len(os.Args) > 1 {
-		fmt.Fprintf(os.Stderr, "usage: worker [migrate]\n")
+		fmt.Fprintf(os.Stderr, "usage: worker [migrate | seal-channels]\n")
 		os.Exit(2)
 	}
 
@@ -60,4 +66,37 @@ func main() {
 		os.Exit(1)
 	}
 	log.Info("worker stopped")
+}
+
+// sealChannels encrypts every channel's credentials under the first key
+// of LINEPIPE_SECRET_KEY: plaintext rows, and rows sealed under an older
+// key during a rotation. It runs as the schema owner, like migrate.
+func sealChannels(env *config.Env, log *zap.Logger) int {
+	url := env.String("DATABASE_URL", "")
+	keys, err := secretbox.FromEnv(env.Secret)
+	if err == nil && !keys.Enabled() {
+		err = errors.New("LINEPIPE_SECRET_KEY is required")
+	}
+	if err == nil && url == "" {
+		err = errors.New("DATABASE_URL is required")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "worker seal-channels:", err)
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	pool, err := store.Open(ctx, url, 2)
+	if err != nil {
+		log.Error("seal-channels failed", zap.Error(err))
+		return 1
+	}
+	defer pool.Close()
+	n, err := store.ResealChannels(ctx, pool, keys)
+	if err != nil {
+		log.Error("seal-channels failed", zap.Error(err))
+		return 1
+	}
+	log.Info("channels sealed", zap.Int("rewritten", n), zap.String("key_id", keys.SealingKeyID()))
+	return 0
 }

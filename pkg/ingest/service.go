@@ -13,6 +13,7 @@ import (
 
 	"github.com/linepipe/linepipe/pkg/config"
 	"github.com/linepipe/linepipe/pkg/ops"
+	"github.com/linepipe/linepipe/pkg/secretbox"
 	"github.com/linepipe/linepipe/pkg/store"
 	"github.com/linepipe/linepipe/pkg/stream"
 )
@@ -32,6 +33,7 @@ type Settings struct {
 	ChannelID       string           // optional single channel configured by env
 	ChannelSecret   string
 	ChannelsRefresh time.Duration
+	Keys            *secretbox.Keyring // LINEPIPE_SECRET_KEY: opens sealed channel secrets
 	ShutdownGrace   time.Duration
 	LogLevel        string
 }
@@ -65,6 +67,11 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 		}
 		s.Handler.TrustedProxies = nets
 	}
+	keys, err := secretbox.FromEnv(env.Secret)
+	if err != nil {
+		return s, err
+	}
+	s.Keys = keys
 	if err := env.Err(); err != nil {
 		return s, err
 	}
@@ -116,7 +123,10 @@ func Run(ctx context.Context, s Settings, log *zap.Logger) error {
 			return err
 		}
 		defer pool.Close()
-		secrets = NewSecrets(pool, static, log, nil)
+		if !s.Keys.Enabled() {
+			log.Warn("LINEPIPE_SECRET_KEY is not set: channel credentials are stored in plaintext")
+		}
+		secrets = NewSecrets(pool, static, log, nil).WithKeys(s.Keys)
 		go secrets.Run(ctx, s.ChannelsRefresh)
 	} else {
 		secrets = NewSecrets(nil, static, log, nil)

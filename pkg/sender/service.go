@@ -11,6 +11,7 @@ import (
 
 	"github.com/linepipe/linepipe/pkg/config"
 	"github.com/linepipe/linepipe/pkg/ops"
+	"github.com/linepipe/linepipe/pkg/secretbox"
 	"github.com/linepipe/linepipe/pkg/store"
 )
 
@@ -25,6 +26,9 @@ type Settings struct {
 	// the row exists it wins: a rotated secret or token is never reverted
 	// by a restart. channels stays the one place tokens are read from.
 	Channel store.Channel
+	// Keys (LINEPIPE_SECRET_KEY) seal a seeded channel's credentials and
+	// open sealed ones; nil stores and reads plaintext.
+	Keys *secretbox.Keyring
 	// Grace bounds the HTTP server's shutdown.
 	Grace time.Duration
 	// DBMaxConns (SENDER_DB_MAX_CONNS) caps the pool. Each attempt holds
@@ -49,9 +53,12 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 		Grace:      env.Duration("SHUTDOWN_GRACE", 10*time.Second),
 		DBMaxConns: env.Int("SENDER_DB_MAX_CONNS", 8),
 	}
+	keys, keyErr := secretbox.FromEnv(env.Secret)
+	s.Keys = keys
+	s.Sender.Keys = keys
 	chk := cfg
 	chk.setDefaults()
-	errs := []error{env.Err(), rateErr, chk.Validate()}
+	errs := []error{env.Err(), rateErr, keyErr, chk.Validate()}
 	if s.DBMaxConns < 2 {
 		errs = append(errs, errors.New("SENDER_DB_MAX_CONNS must be at least 2"))
 	}
@@ -71,8 +78,15 @@ func RunService(ctx context.Context, st Settings, log *zap.Logger) error {
 		return err
 	}
 	defer pool.Close()
+	if !st.Keys.Enabled() {
+		log.Warn("LINEPIPE_SECRET_KEY is not set: channel credentials are stored in plaintext")
+	}
 	if st.Channel.ID != "" {
-		seeded, err := store.SeedChannel(ctx, pool, st.Channel)
+		sealed, err := st.Channel.Sealed(st.Keys)
+		if err != nil {
+			return err
+		}
+		seeded, err := store.SeedChannel(ctx, pool, sealed)
 		if err != nil {
 			return err
 		}

@@ -144,7 +144,9 @@ func TestProcessesQuickStart(t *testing.T) {
 	db := testenv.NewDB(t)
 	names := testenv.NewNames()
 	const channel, secret = "1234567890", "5ce2a6c7e7b44c21bd1a4c8f2e1d9b7a"
-	common := []string{"NATS_URL=" + testenv.NATSURL(t), "NATS_STREAM=" + names.Stream,
+	// NATS as deployed: deploy/nats/nats.conf's users and permissions.
+	nsrv := testenv.NewAuthNATS(t, names)
+	common := []string{"NATS_STREAM=" + names.Stream,
 		"NATS_SUBJECT_PREFIX=" + names.SubjectPrefix, "LINE_CHANNEL_ID=" + channel, "LINE_CHANNEL_SECRET=" + secret,
 		"LOG_LEVEL=debug"}
 
@@ -161,9 +163,9 @@ func TestProcessesQuickStart(t *testing.T) {
 	fake := start(t, "linefake", []string{"LINEFAKE_ADDR=" + fakeAddr, "LINEFAKE_CHANNELS=" + channel + ":" + secret + ":" + token}, "linefake")
 	// Each service connects as a login user in its own role, as deployed.
 	dbAs := func(role string) string { return "DATABASE_URL=" + db.RoleURL(t, role) }
-	ing := start(t, "ingest", append(common, dbAs(store.RoleIngest), "INGEST_ADDR="+ingestAddr, "INGEST_ADMIN_ADDR="+ingestAdmin), "ingest")
-	wk1 := start(t, "worker-1", append(common, dbAs(store.RoleWorker), "WORKER_ADDR="+w1, "ECHO_BOT=true"), "worker")
-	wk2 := start(t, "worker-2", append(common, dbAs(store.RoleWorker), "WORKER_ADDR="+w2, "ECHO_BOT=true"), "worker")
+	ing := start(t, "ingest", append(append(common, nsrv.Env(nsrv.Users.Ingest)...), dbAs(store.RoleIngest), "INGEST_ADDR="+ingestAddr, "INGEST_ADMIN_ADDR="+ingestAdmin), "ingest")
+	wk1 := start(t, "worker-1", append(append(common, nsrv.Env(nsrv.Users.Worker)...), dbAs(store.RoleWorker), "WORKER_ADDR="+w1, "ECHO_BOT=true"), "worker")
+	wk2 := start(t, "worker-2", append(append(common, nsrv.Env(nsrv.Users.Worker)...), dbAs(store.RoleWorker), "WORKER_ADDR="+w2, "ECHO_BOT=true"), "worker")
 	snd := start(t, "sender", append(common, dbAs(store.RoleSender), "SENDER_ADDR="+sAddr, "LINE_API_BASE_URL=http://"+fakeAddr,
 		"LINE_CHANNEL_ACCESS_TOKEN="+token), "sender")
 	for _, a := range []string{ingestAdmin, w1, w2, sAddr, fakeAddr} {

@@ -17,7 +17,7 @@ func main() {
 	var cfg bench.Config
 	var jsonPath string
 	flag.StringVar(&cfg.DatabaseURL, "database-url", envOr("BENCH_DATABASE_URL", os.Getenv("TEST_DATABASE_URL")), "base Postgres URL (a private schema is created on it); default postgres://postgres@127.0.0.1:5432/test")
-	flag.StringVar(&cfg.NATSServer, "nats-server", os.Getenv("NATS_SERVER_BIN"), "nats-server binary for the private JetStream node (default /usr/sbin/nats-server, nats-server on PATH, else built from the nats-server module)")
+	flag.StringVar(&cfg.NATSServer, "nats-server", os.Getenv("NATS_SERVER_BIN"), "nats-server binary for the private JetStream nodes, 2.10 or newer (default: built from the nats-server module)")
 	flag.StringVar(&cfg.Dir, "dir", "", "work directory for binaries, logs and profiles (default: a temp dir)")
 	flag.BoolVar(&cfg.Keep, "keep", false, "keep the work directory (logs, profiles)")
 	flag.BoolVar(&cfg.Profile, "profile", false, "run services under CPU profiles (implies -keep); profiles land in the work directory")
@@ -34,7 +34,7 @@ func main() {
 	flag.DurationVar(&cfg.E2EDuration, "e2e", 0, "length of the end-to-end run (default 15s)")
 	flag.Uint64Var(&cfg.Seed, "seed", 0, "load generator seed (0: from the clock)")
 	var env, dbParams, stages string
-	flag.StringVar(&stages, "stages", "", "comma-separated stages to run: ingest, worker, sender, e2e (default all)")
+	flag.StringVar(&stages, "stages", "", "comma-separated stages to run: ingest, worker, sender, e2e, durability (default all)")
 	flag.StringVar(&env, "env", "", "comma-separated KEY=value pairs added to every service's environment")
 	flag.StringVar(&dbParams, "db-params", "", "comma-separated key=value pairs added to the services' DATABASE_URL")
 	flag.Parse()

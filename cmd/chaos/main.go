@@ -26,7 +26,7 @@ func main() {
 	flag.DurationVar(&cfg.DrainTimeout, "drain-timeout", 0, "longest wait for the pipeline to drain (default 2m, 50s with -short)")
 	flag.StringVar(&cfg.Dir, "dir", "", "work directory (default a temp dir)")
 	flag.BoolVar(&cfg.Keep, "keep", false, "keep the work directory (logs)")
-	flag.StringVar(&cfg.NATSServer, "nats-server", os.Getenv("NATS_SERVER_BIN"), "nats-server binary (default /usr/sbin/nats-server, nats-server on PATH, else built from the nats-server module)")
+	flag.StringVar(&cfg.NATSServer, "nats-server", os.Getenv("NATS_SERVER_BIN"), "nats-server binary, 2.10 or newer (default: built from the nats-server module)")
 	flag.StringVar(&cfg.PGBin, "pg-bin", os.Getenv("PG_BIN"), "directory with initdb and postgres (default the newest /usr/lib/postgresql/*/bin, else initdb on PATH)")
 	flag.Uint64Var(&cfg.Seed, "seed", 0, "seed for kills and load (0: from the clock)")
 	flag.StringVar(&jsonPath, "json", "", "also write the result as JSON to this file")

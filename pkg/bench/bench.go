@@ -20,6 +20,7 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 
+	natsconf "github.com/linepipe/linepipe/deploy/nats"
 	"github.com/linepipe/linepipe/pkg/loadgen"
 	"github.com/linepipe/linepipe/pkg/stream"
 )
@@ -37,7 +38,7 @@ type Config struct {
 	// services get (e.g. synchronous_commit=off).
 	Env      []string
 	DBParams []string
-	// Stages to run, of ingest, worker, sender and e2e; default all.
+	// Stages to run, of ingest, worker, sender, e2e and durability; default all.
 	Stages []string
 
 	Concurrency       int           // closed-loop senders for peak runs
@@ -107,14 +108,16 @@ func (c Config) Validate() error {
 
 // Result is one run's measurements.
 type Result struct {
-	Ingest  IngestResult     `json:"ingest"`
-	Worker  WorkerResult     `json:"worker"`
-	Sender  SenderResult     `json:"sender"`
-	E2E     E2EResult        `json:"endToEnd"`
-	PeakRSS map[string]int64 `json:"peakRssKiB"`
-	Dir     string           `json:"dir,omitempty"`
-	Started time.Time        `json:"started"`
-	Seconds float64          `json:"seconds"`
+	Ingest IngestResult `json:"ingest"`
+	Worker WorkerResult `json:"worker"`
+	Sender SenderResult `json:"sender"`
+	E2E    E2EResult    `json:"endToEnd"`
+	// Durability is ingest's cost of sync_interval: always (durability.go).
+	Durability *DurabilityResult `json:"durability,omitempty"`
+	PeakRSS    map[string]int64  `json:"peakRssKiB"`
+	Dir        string            `json:"dir,omitempty"`
+	Started    time.Time         `json:"started"`
+	Seconds    float64           `json:"seconds"`
 }
 
 // Bench is one run in progress.
@@ -125,6 +128,9 @@ type Bench struct {
 	mu     sync.Mutex
 	procs  []*Proc
 	pgLast float64
+	// natsBin and natsOpts start further servers like the run's own.
+	natsBin  string
+	natsOpts natsconf.Options
 }
 
 func (b *Bench) logf(format string, args ...any) {
@@ -180,8 +186,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	id := strings.ReplaceAll(uuid.NewString(), "-", "")[:12]
+	users := natsconf.NewUsers()
+	natsOpts := natsconf.Options{Stream: "BENCH_" + id, SubjectPrefix: "bench_" + id, Users: users}
 	natsNode, err := NewNATSNode(natsBin, dir, "nats")
 	if err != nil {
+		return nil, err
+	}
+	// The deployed configuration: users, permissions, sync_interval: always.
+	if err := natsNode.UseConfig(dir, natsOpts); err != nil {
 		return nil, err
 	}
 	if err := natsNode.Start(); err != nil {
@@ -205,9 +218,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, err
 		}
 	}
-	id := strings.ReplaceAll(uuid.NewString(), "-", "")[:12]
-	b.stack = &Stack{BinDir: bin, Dir: dir, Profile: cfg.Profile, NATSURL: natsNode.URL(),
-		Stream: "BENCH_" + id, SubjectPrefix: "bench_" + id, DatabaseURL: svcURL, Extra: cfg.Env,
+	b.natsBin, b.natsOpts = natsBin, natsOpts
+	b.stack = &Stack{BinDir: bin, Dir: dir, Profile: cfg.Profile, NATSURL: natsNode.URL(), NATSUsers: &users,
+		Stream: natsOpts.Stream, SubjectPrefix: natsOpts.SubjectPrefix, DatabaseURL: svcURL, Extra: cfg.Env,
 		ChannelID: "2000000001", ChannelSecret: uuid.NewString(), AccessToken: "bench-" + uuid.NewString()}
 
 	stopSampling := b.sampleRSS()
@@ -224,7 +237,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 func (b *Bench) stages(ctx context.Context, res *Result) error {
-	nc, js, err := stream.Connect(stream.Config{URL: b.stack.NATSURL}, "linepipe-bench", zap.NewNop())
+	admin := b.stack.NATSUsers.Admin
+	nc, js, err := stream.Connect(stream.Config{URL: b.stack.NATSURL, Auth: stream.Auth{User: admin.User, Password: admin.Password}},
+		"linepipe-bench", zap.NewNop())
 	if err != nil {
 		return err
 	}
@@ -246,6 +261,7 @@ func (b *Bench) stages(ctx context.Context, res *Result) error {
 		{"worker", func() (err error) { res.Worker, err = b.runWorker(ctx, ing, js); return err }},
 		{"sender", func() (err error) { res.Sender, err = b.runSender(ctx); return err }},
 		{"e2e", func() (err error) { res.E2E, err = b.runE2E(ctx, ing); return err }},
+		{"durability", func() (err error) { res.Durability, err = b.runDurability(ctx); return err }},
 	}
 	for _, st := range stages {
 		if !b.wants(st.name) {

@@ -59,6 +59,7 @@ func (r *Result) WriteTable(w io.Writer) error {
 		fmt.Sprintf("%d webhooks, %.0f ms poll", e.Webhooks, e.PollMS), "", "", "")
 	row(fmt.Sprintf("webhook → echo reply at LINE p50 / p99"), ms(e.ToReply.P50)+" / "+ms(e.ToReply.P99),
 		fmt.Sprintf("%d missing", e.Missing), "", "", "")
+	durabilityRows(r.Durability, row)
 	names := make([]string, 0, len(r.PeakRSS))
 	for n := range r.PeakRSS {
 		names = append(names, n)

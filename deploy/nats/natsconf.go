@@ -43,7 +43,7 @@ type Options struct {
 	Stream        string // default LINEPIPE
 	SubjectPrefix string // default linepipe
 	Consumer      string // default worker
-	StoreDir      string // default /data
+	StoreDir      string // "": no store_dir line (the caller passes -sd)
 	Users         Users
 	// DefaultSync drops sync_interval: always, for measuring its cost and
 	// for servers older than 2.10, which do not know the setting.
@@ -71,6 +71,9 @@ func Render(o Options) string {
 	}
 	if o.StoreDir != "" {
 		s = strings.Replace(s, "store_dir: /data", "store_dir: "+strconv.Quote(o.StoreDir), 1)
+	} else {
+		// The caller passes -sd; the server refuses both.
+		s = strings.Replace(s, "store_dir: /data\n", "", 1)
 	}
 	if o.DefaultSync {
 		s = strings.Replace(s, "sync_interval: always", "", 1)

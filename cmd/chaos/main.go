@@ -18,6 +18,7 @@ func main() {
 	var jsonPath string
 	flag.BoolVar(&cfg.Short, "short", false, "CI variant: 45s of faults, whole run under 2 minutes")
 	flag.BoolVar(&cfg.Cluster, "cluster", false, "three-node NATS JetStream cluster with replicas 3; kill one node mid-run")
+	flag.BoolVar(&cfg.NATSDefaultSync, "nats-default-sync", false, "run NATS with its default sync_interval instead of always (for comparison only)")
 	flag.DurationVar(&cfg.Duration, "duration", 0, "load and fault phase (default 4m, 45s with -short)")
 	flag.Float64Var(&cfg.Rate, "rate", 0, "webhooks per second (default 60)")
 	flag.IntVar(&cfg.EventsPerRequest, "events-per-request", 0, "events per webhook (default 2)")

@@ -234,7 +234,7 @@ func (r *run) startNATS(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := node.UseConfig(r.dir, natsconf.Options{Users: r.natsUsers}); err != nil {
+		if err := node.UseConfig(r.dir, natsconf.Options{Users: r.natsUsers, DefaultSync: r.cfg.NATSDefaultSync}); err != nil {
 			return err
 		}
 		if n > 1 {

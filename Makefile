@@ -13,7 +13,14 @@ DEV_ENV := COMPOSE_PROFILES=dev LINE_API_BASE_URL=http://linefake:8090 ECHO_BOT=
 	SENDER_DB_PASSWORD=dev-sender NATS_INGEST_PASSWORD=dev-ingest NATS_WORKER_PASSWORD=dev-worker \
 	NATS_ADMIN_PASSWORD=dev-admin
 
-.PHONY: test up down build vet bench chaos chaos-short fuzz
+# What --version and linepipe_build_info report, stamped at link time.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+export VERSION COMMIT
+LDFLAGS := -X github.com/linepipe/linepipe/pkg/buildinfo.version=$(VERSION) -X github.com/linepipe/linepipe/pkg/buildinfo.commit=$(COMMIT)
+CLUSTER := -f docker-compose.yml -f docker-compose.cluster.yml
+
+.PHONY: test up down up-cluster down-cluster build vet bench chaos chaos-short chaos-cluster fuzz
 
 ## test: every unit and integration test against real Postgres and NATS
 test:
@@ -26,8 +33,15 @@ up:
 down:
 	$(DEV_ENV) docker compose down
 
+## up-cluster: the development stack on a three-node NATS JetStream cluster (needs Docker)
+up-cluster:
+	$(DEV_ENV) docker compose $(CLUSTER) up --build -d
+
+down-cluster:
+	$(DEV_ENV) docker compose $(CLUSTER) down
+
 build:
-	CGO_ENABLED=0 go build -o bin/ ./cmd/...
+	CGO_ENABLED=0 go build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
 
 vet:
 	gofmt -l . | tee /dev/stderr | (! read)
@@ -43,6 +57,10 @@ chaos:
 
 chaos-short:
 	go run ./cmd/chaos -short
+
+## chaos-cluster: chaos against a private three-node NATS cluster, one node killed mid-run
+chaos-cluster:
+	go run ./cmd/chaos -cluster
 
 fuzz:
 	go test -run XXX -fuzz FuzzWebhookHandler -fuzztime 60s ./pkg/ingest/

@@ -231,7 +231,7 @@ func TestProcessesQuickStart(t *testing.T) {
 	var metrics bytes.Buffer
 	_, _ = metrics.ReadFrom(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(metrics.String(), `linepipe_ingest_webhooks_total{status="200"} 2`) {
+	if !strings.Contains(metrics.String(), `linepipe_ingest_webhooks_total{code="200"} 2`) {
 		t.Errorf("ingest metrics lack the two accepted webhooks")
 	}
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/linepipe/linepipe/pkg/bench"
+	"github.com/linepipe/linepipe/pkg/buildinfo"
 	"github.com/linepipe/linepipe/pkg/ops"
 )
 
@@ -37,7 +38,17 @@ func main() {
 	flag.StringVar(&stages, "stages", "", "comma-separated stages to run: ingest, worker, sender, e2e, durability (default all)")
 	flag.StringVar(&env, "env", "", "comma-separated KEY=value pairs added to every service's environment")
 	flag.StringVar(&dbParams, "db-params", "", "comma-separated key=value pairs added to the services' DATABASE_URL")
+	version := flag.Bool("version", false, "print version and commit, and exit")
 	flag.Parse()
+	if *version {
+		fmt.Println(buildinfo.Get().String("bench"))
+		return
+	}
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "bench: unexpected argument %q\n", flag.Arg(0))
+		flag.Usage()
+		os.Exit(2)
+	}
 	cfg.Env, cfg.DBParams, cfg.Stages = splitList(env), splitList(dbParams), splitList(stages)
 	if cfg.Profile {
 		cfg.Keep = true

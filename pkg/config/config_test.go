@@ -41,25 +41,54 @@ func TestEnvReportsEveryBadValue(t *testing.T) {
 	}
 }
 
-func TestSecretFromValueOrFile(t *testing.T) {
+// X_FILE gives X from a file, trimmed; giving both, or a file that cannot
+// be read, is an error that names the variable and never the content.
+func TestFileVariables(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "pw")
-	if err := os.WriteFile(path, []byte("from-file\n"), 0o600); err != nil {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte("  s3cret-value\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e := FromMap(map[string]string{"A": "from-env", "B_FILE": path, "C": "x", "C_FILE": path, "D_FILE": path + ".missing"})
-	if got := e.Secret("A"); got != "from-env" {
-		t.Errorf("A = %q", got)
+	e := FromMap(map[string]string{"LINE_CHANNEL_SECRET_FILE": secret, "N_FILE": secret})
+	if got := e.String("LINE_CHANNEL_SECRET", ""); got != "s3cret-value" {
+		t.Fatalf("read %q from the file", got)
 	}
-	if got := e.Secret("B"); got != "from-file" {
-		t.Errorf("B = %q", got)
+	e.Int("N", 0)
+	if err := e.Err(); err == nil || !strings.Contains(err.Error(), "N=") {
+		t.Fatalf("a bad value from a file was accepted: %v", err)
 	}
-	if e.Err() != nil {
-		t.Fatalf("unexpected error %v", e.Err())
+
+	both := FromMap(map[string]string{"DATABASE_URL": "postgres://x", "DATABASE_URL_FILE": secret})
+	both.String("DATABASE_URL", "")
+	if err := both.Err(); err == nil || !strings.Contains(err.Error(), "DATABASE_URL_FILE") {
+		t.Fatalf("both X and X_FILE accepted: %v", err)
 	}
-	e.Secret("C")
-	e.Secret("D")
-	if err := e.Err(); err == nil || !strings.Contains(err.Error(), "C and C_FILE") || !strings.Contains(err.Error(), "D_FILE") {
-		t.Errorf("both set and a missing file must be errors: %v", err)
+	missing := FromMap(map[string]string{"LINE_CHANNEL_ACCESS_TOKEN_FILE": filepath.Join(dir, "absent")})
+	if got := missing.String("LINE_CHANNEL_ACCESS_TOKEN", "def"); got != "def" || missing.Err() == nil {
+		t.Fatalf("unreadable file: %q %v", got, missing.Err())
+	}
+}
+
+// Describe records every variable read, once, in order, with its default
+// written the way an operator would set it.
+func TestDescribeRecordsReads(t *testing.T) {
+	t.Parallel()
+	got := Describe(func(e *Env) {
+		e.String("A", "x")
+		e.Duration("B", time.Minute)
+		e.Bytes("C", 1<<20)
+		e.Bool("D", true)
+		e.String("A", "again")
+		e.Duration("E", 90*time.Minute)
+	})
+	want := []Setting{{"A", "string", "x"}, {"B", "duration", "1m"}, {"C", "size", "1MiB"}, {"D", "boolean", "true"}, {"E", "duration", "1h30m"}}
+	if len(got) != len(want) {
+		t.Fatalf("%+v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("%d: %+v, want %+v", i, got[i], want[i])
+		}
 	}
 }

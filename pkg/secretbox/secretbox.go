@@ -179,10 +179,10 @@ func (k *Keyring) NeedsReseal(stored string) bool {
 	return !strings.HasPrefix(stored, Prefix+k.keys[0].id+":")
 }
 
-// FromEnv reads LINEPIPE_SECRET_KEY or LINEPIPE_SECRET_KEY_FILE through
-// secret (config.Env.Secret). Unset means no keyring (nil) and no error.
-func FromEnv(secret func(string) string) (*Keyring, error) {
-	v := secret("LINEPIPE_SECRET_KEY")
+// FromEnv reads LINEPIPE_SECRET_KEY (or LINEPIPE_SECRET_KEY_FILE) through
+// env (a config.Env). Unset means no keyring (nil) and no error.
+func FromEnv(env interface{ String(string, string) string }) (*Keyring, error) {
+	v := env.String("LINEPIPE_SECRET_KEY", "")
 	if v == "" {
 		return nil, nil
 	}

@@ -38,10 +38,6 @@ type OutboxCompletion struct {
 // result stands.
 var ErrLeaseLost = errors.New("store: outbox lease lost")
 
-// maxErrorText bounds what one completion stores of an error: LINE's
-// error bodies are short, and anything longer came from elsewhere.
-const maxErrorText = 2048
-
 // CompleteOutbox records one attempt's outcome; see CompleteOutboxBatch.
 func CompleteOutbox(ctx context.Context, q Querier, c OutboxCompletion) error {
 	errs, err := CompleteOutboxBatch(ctx, q, []OutboxCompletion{c})
@@ -67,7 +63,7 @@ func CompleteOutboxBatch(ctx context.Context, q Querier, cs []OutboxCompletion) 
 	var logs apiLogArrays
 	for i, c := range cs {
 		ids[i], claims[i], statuses[i], codes[i] = c.ID, c.ClaimID, c.Status, int32(c.StatusCode)
-		errTexts[i], reqIDs[i], accIDs[i] = SanitizeText(c.Error, maxErrorText), c.RequestID, c.AcceptedRequestID
+		errTexts[i], reqIDs[i], accIDs[i] = SanitizeText(c.Error, MaxErrorText), c.RequestID, c.AcceptedRequestID
 		backoffMS[i], ambiguous[i] = float64(c.Backoff)/float64(time.Millisecond), c.Ambiguous
 		if len(c.SentMessageIDs) > 0 {
 			b, _ := json.Marshal(c.SentMessageIDs)

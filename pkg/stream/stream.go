@@ -229,7 +229,6 @@ func FromEnv(env interface {
 	String(string, string) string
 	Int(string, int) int
 	Duration(string, time.Duration) time.Duration
-	Secret(string) string
 }) Config {
 	return Config{
 		URL:           env.String("NATS_URL", DefaultURL),
@@ -239,7 +238,7 @@ func FromEnv(env interface {
 		Duplicates:    env.Duration("NATS_DUPLICATES_WINDOW", DefaultDuplicates),
 		Auth: Auth{
 			User:         env.String("NATS_USER", ""),
-			Password:     env.Secret("NATS_PASSWORD"),
+			Password:     env.String("NATS_PASSWORD", ""),
 			CredsFile:    env.String("NATS_CREDS", ""),
 			NKeySeedFile: env.String("NATS_NKEY_SEED_FILE", ""),
 			TLSCA:        env.String("NATS_TLS_CA", ""),

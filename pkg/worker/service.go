@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -82,13 +83,13 @@ func Run(ctx context.Context, s Settings, log *zap.Logger, handlers ...Handler) 
 
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
+	// Bind before consuming: a worker without its health port is one
+	// nobody can see, so a taken port stops it here.
+	served, err := ops.Start(sctx, srv, s.Server, s.ShutdownGrace)
+	if err != nil {
+		return err
+	}
 	var wg sync.WaitGroup
-	errc := make(chan error, 1)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		errc <- ops.Serve(sctx, srv, s.Server, s.ShutdownGrace)
-	}()
 	for i := 0; i < s.Concurrency; i++ {
 		wg.Add(1)
 		go func() {
@@ -96,18 +97,31 @@ func Run(ctx context.Context, s Settings, log *zap.Logger, handlers ...Handler) 
 			_ = w.Run(sctx)
 		}()
 	}
-	<-sctx.Done()
+	var srvErr error
+	select {
+	case <-sctx.Done():
+		srvErr = <-served
+	case srvErr = <-served: // the ops server failed: stop rather than run unseen
+		if srvErr == nil {
+			srvErr = errors.New("ops server stopped")
+		}
+	}
+	stop()
 	wg.Wait()
-	return <-errc
+	return srvErr
 }
 
 func readiness(pool *pgxpool.Pool, nc *nats.Conn) ops.ReadyFunc {
+	var schema store.SchemaCheck
 	return func(ctx context.Context) error {
 		if !nc.IsConnected() {
-			return errors.New("nats disconnected")
+			return ops.NotReady("nats", errors.New("disconnected"))
 		}
 		if err := pool.Ping(ctx); err != nil {
-			return fmt.Errorf("postgres: %w", err)
+			return ops.NotReady("database", err)
+		}
+		if err := schema.Ready(ctx, pool); err != nil {
+			return ops.NotReady("schema", err)
 		}
 		return nil
 	}
@@ -132,7 +146,7 @@ func LoginUsersFromEnv(env *config.Env) ([]LoginUser, error) {
 		{"WORKER", "linepipe_worker_user", store.RoleWorker},
 		{"SENDER", "linepipe_sender_user", store.RoleSender},
 	} {
-		if pw := env.Secret(u.prefix + "_DB_PASSWORD"); pw != "" {
+		if pw := env.String(u.prefix+"_DB_PASSWORD", ""); pw != "" {
 			users = append(users, LoginUser{Name: u.name, Password: pw, Role: u.role})
 		}
 	}
@@ -151,7 +165,7 @@ func Migrate(ctx context.Context, databaseURL string, log *zap.Logger, users ...
 	if err != nil {
 		return err
 	}
-	log.Info("migrations applied", zap.Strings("versions", applied))
+	log.Info("migrations applied", zap.Strings("versions", applied), zap.String("schema", store.LatestMigration()))
 	for _, u := range users {
 		if err := store.EnsureLoginUser(ctx, pool, u.Name, u.Password, u.Role); err != nil {
 			return err
@@ -159,4 +173,19 @@ func Migrate(ctx context.Context, databaseURL string, log *zap.Logger, users ...
 		log.Info("login user ready", zap.String("user", u.Name), zap.String("role", u.Role))
 	}
 	return nil
+}
+
+// MigrationStatus writes the applied and pending migrations of
+// databaseURL to w (`worker migrate status`).
+func MigrationStatus(ctx context.Context, databaseURL string, w io.Writer) error {
+	pool, err := store.Open(ctx, databaseURL, 2)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	states, err := store.MigrationStatus(ctx, pool)
+	if err != nil {
+		return err
+	}
+	return store.WriteMigrationStatus(w, states)
 }

@@ -41,6 +41,8 @@ GRANT SELECT, INSERT ON unsent_messages TO linepipe_worker;
 GRANT SELECT, INSERT, UPDATE ON followers, chats, chat_members TO linepipe_worker;
 GRANT SELECT, INSERT ON webhook_log TO linepipe_worker;
 GRANT SELECT, INSERT, UPDATE ON dead_letters TO linepipe_worker;
+-- 0004: a message's own failures, counted until it is stored or dead-lettered.
+GRANT SELECT, INSERT, UPDATE, DELETE ON worker_failures TO linepipe_worker;
 -- outbox: insert replies; an unsend cancels and scrubs rows derived from
 -- the message, so it reads their state and writes only those columns.
 GRANT INSERT ON outbox TO linepipe_worker;

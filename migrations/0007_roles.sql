@@ -29,6 +29,10 @@ BEGIN
                    current_schema());
 END $$;
 
+-- worker and sender are ready only once the schema they were built for
+-- is migrated: they read the migrations table (pkg/store.SchemaCheck).
+GRANT SELECT ON linepipe_migrations TO linepipe_worker, linepipe_sender;
+
 -- ingest verifies signatures: it reads channel secrets, nothing else.
 GRANT SELECT ON channels TO linepipe_ingest;
 

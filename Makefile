@@ -22,9 +22,11 @@ CLUSTER := -f docker-compose.yml -f docker-compose.cluster.yml
 
 .PHONY: test up down up-cluster down-cluster build vet bench chaos chaos-short chaos-cluster fuzz
 
-## test: every unit and integration test against real Postgres and NATS
+## test: every unit and integration test against real Postgres and NATS,
+## and the alert rules and dashboard (deploy/, a module of its own)
 test:
 	go test -count=1 -timeout 20m ./...
+	cd deploy && go test -count=1 ./...
 
 ## up: the development stack with the emulator (needs Docker)
 up:
@@ -46,6 +48,7 @@ build:
 vet:
 	gofmt -l . | tee /dev/stderr | (! read)
 	go vet ./...
+	cd deploy && go vet ./...
 
 ## bench: one table of throughput, latency and memory, each against its ceiling
 bench:

@@ -50,8 +50,13 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON worker_failures TO linepipe_worker;
 -- outbox: insert replies; an unsend cancels and scrubs rows derived from
 -- the message, so it reads their state and writes only those columns.
 GRANT INSERT ON outbox TO linepipe_worker;
-GRANT SELECT (id, channel_id, source_message_id, status, finished_at, scrubbed_at) ON outbox TO linepipe_worker;
 GRANT UPDATE (body, status, finished_at, scrubbed_at) ON outbox TO linepipe_worker;
+-- 0005: the worker's janitor deletes rows past their retention (found by
+-- ctid, so it reads the tables it prunes), its gauges read outbox and
+-- dead-letter depth, and dead-letter replay deletes replayed letters.
+GRANT SELECT ON retention TO linepipe_worker;
+GRANT SELECT, DELETE ON outbox, api_log, outbox_rate TO linepipe_worker;
+GRANT DELETE ON events, webhook_log, dead_letters, unsent_messages TO linepipe_worker;
 
 -- sender drains the outbox: claims, completes and reschedules rows, keeps
 -- the shared rate buckets, logs every call, reads credentials and

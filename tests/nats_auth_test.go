@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
-	natsconf "github.com/linepipe/linepipe/deploy/nats"
+	"github.com/linepipe/linepipe/pkg/natsconf"
 	"github.com/linepipe/linepipe/pkg/stream"
 	"github.com/linepipe/linepipe/tests/testenv"
 )

@@ -12,7 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	natsconf "github.com/linepipe/linepipe/deploy/nats"
+	"github.com/linepipe/linepipe/pkg/natsconf"
 	"github.com/linepipe/linepipe/pkg/store"
 )
 

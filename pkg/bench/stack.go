@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 
-	natsconf "github.com/linepipe/linepipe/deploy/nats"
+	"github.com/linepipe/linepipe/pkg/natsconf"
 )
 
 // Stack knows how to launch linepipe's services against one stream, one

@@ -398,7 +398,11 @@ func saveTats(b *writes, tats map[RateKey]time.Time) {
 	for k, t := range tats {
 		chans, buckets, at = append(chans, k.ChannelID), append(buckets, k.Bucket), append(at, t)
 	}
-	b.add("saving rate buckets", `UPDATE outbox_rate r SET tat = u.tat
-		FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(c, b, tat)
-		WHERE r.channel_id = u.c AND r.bucket = u.b`, chans, buckets, at)
+	// An upsert, not an update: the retention janitor may have deleted an
+	// idle per-recipient bucket between lockBuckets' insert and its lock,
+	// and the slots reserved here must be recorded all the same. greatest
+	// keeps a tat from ever moving back.
+	b.add("saving rate buckets", `INSERT INTO outbox_rate AS r (channel_id, bucket, tat)
+		SELECT c, b, tat FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(c, b, tat) ORDER BY c, b
+		ON CONFLICT (channel_id, bucket) DO UPDATE SET tat = greatest(r.tat, excluded.tat)`, chans, buckets, at)
 }

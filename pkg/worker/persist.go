@@ -14,7 +14,18 @@ import (
 // first (one pipelined round trip), then what new events imply (a
 // second), then bot handlers. A duplicate event implies nothing.
 func (w *Worker) persist(ctx context.Context, items []*item) error {
-	return pgx.BeginFunc(ctx, w.db, func(tx pgx.Tx) error {
+	return w.persistIn(ctx, w.db, items)
+}
+
+// beginner starts a transaction: the pool, or a transaction in which
+// persistIn runs under a savepoint (a dead-letter replay).
+type beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// persistIn is persist in a transaction begun on db.
+func (w *Worker) persistIn(ctx context.Context, db beginner, items []*item) error {
+	return pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		// First round trip: lock the batch's messages, read their
 		// tombstones and insert the events. The insert need not wait for
 		// the tombstones: a copy of an unsent message is scrubbed in the

@@ -22,6 +22,7 @@ import (
 // Settings is everything the worker reads from its environment.
 type Settings struct {
 	Worker        Config
+	Ops           OpsConfig // replay, retention, gauges
 	Stream        stream.Config
 	Server        ops.ServerConfig
 	DatabaseURL   string
@@ -40,6 +41,7 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 			AckWait:     env.Duration("WORKER_ACK_WAIT", DefaultAckWait),
 			MaxAttempts: env.Int("WORKER_MAX_ATTEMPTS", DefaultMaxAttempts),
 		}.WithDefaults(),
+		Ops:           OpsFromEnv(env),
 		Stream:        stream.FromEnv(env),
 		Server:        ops.ServerConfig{Addr: env.String("WORKER_ADDR", ":8081")},
 		DatabaseURL:   env.String("DATABASE_URL", ""),
@@ -52,7 +54,7 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 		return s, err
 	}
 	var errs []error
-	errs = append(errs, s.Worker.Validate(), s.Stream.Validate())
+	errs = append(errs, s.Worker.Validate(), s.Stream.Validate(), s.Ops.Validate())
 	if s.DatabaseURL == "" {
 		errs = append(errs, errors.New("DATABASE_URL is required"))
 	}
@@ -90,6 +92,7 @@ func Run(ctx context.Context, s Settings, log *zap.Logger, handlers ...Handler) 
 		return err
 	}
 	var wg sync.WaitGroup
+	w.startOps(sctx, &wg, s.Ops)
 	for i := 0; i < s.Concurrency; i++ {
 		wg.Add(1)
 		go func() {

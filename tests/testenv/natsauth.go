@@ -8,7 +8,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	natsconf "github.com/linepipe/linepipe/deploy/nats"
+	"github.com/linepipe/linepipe/pkg/natsconf"
 )
 
 // AuthNATS is a private JetStream server running deploy/nats/nats.conf,

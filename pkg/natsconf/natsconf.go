@@ -1,7 +1,8 @@
-// Package natsconf holds linepipe's NATS server configuration (nats.conf,
-// used as is by docker-compose) and renders it for private servers: tests,
-// make bench and make chaos run with the same users and permissions as a
-// deployment, for their own stream, prefix and passwords.
+// Package natsconf holds linepipe's NATS server configuration (a copy of
+// deploy/nats/nats.conf, which docker-compose mounts; a test keeps the two
+// identical) and renders it for private servers: tests, make bench and
+// make chaos run with the same users and permissions as a deployment, for
+// their own stream, prefix and passwords.
 package natsconf
 
 import (

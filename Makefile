@@ -4,11 +4,16 @@ export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disa
 export TEST_NATS_URL ?= nats://127.0.0.1:4222
 
 # Development stack: the LINE emulator in place of LINE, the echo bot on,
-# and a demo channel whose secret and token the emulator shares.
+# and a demo channel whose secret and token the emulator shares. The
+# passwords are for development only; compose refuses to start without them.
 DEV_ENV := COMPOSE_PROFILES=dev LINE_API_BASE_URL=http://linefake:8090 \
 	LINE_DATA_API_BASE_URL=http://linefake:8090 ECHO_BOT=true \
 	LINE_CHANNEL_ID=1234567890 LINE_CHANNEL_SECRET=0123456789abcdef0123456789abcdef \
-	LINE_CHANNEL_ACCESS_TOKEN=dev-static-token
+	LINE_CHANNEL_ACCESS_TOKEN=dev-static-token \
+	POSTGRES_PASSWORD=dev-owner INGEST_DB_PASSWORD=dev-ingest WORKER_DB_PASSWORD=dev-worker \
+	SENDER_DB_PASSWORD=dev-sender NATS_INGEST_PASSWORD=dev-ingest NATS_WORKER_PASSWORD=dev-worker \
+	NATS_SENDER_PASSWORD=dev-sender \
+	NATS_ADMIN_PASSWORD=dev-admin
 
 # What --version and linepipe_build_info report, stamped at link time.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -41,6 +42,9 @@ type pipeline struct {
 	logs    *observer.ObservedLogs // everything ingest and workers logged
 	log     *zap.Logger
 	opts    pipelineOpts
+	// workerPool connects as the worker's role; db.Pool (the schema
+	// owner) is for the test's own checks.
+	workerPool *pgxpool.Pool
 
 	mu      sync.Mutex
 	cancel  context.CancelFunc
@@ -95,7 +99,10 @@ func newPipeline(t *testing.T, o pipelineOpts) *pipeline {
 		t.Fatal(err)
 	}
 
-	secrets := ingest.NewSecrets(p.db.Pool, nil, log, nil)
+	// Each service runs under its own least-privilege role, as deployed,
+	// so a statement its role was not granted fails the test.
+	secrets := ingest.NewSecrets(p.db.RolePool(t, store.RoleIngest), nil, log, nil)
+	p.workerPool = p.db.RolePool(t, store.RoleWorker)
 	if err := secrets.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +128,7 @@ func (p *pipeline) startWorkers(n int) {
 	wctx, wcancel := context.WithCancel(context.Background())
 	p.cancel = wcancel
 	w := worker.New(worker.Config{AckWait: 5 * time.Second, MaxAttempts: p.opts.maxAttempts, IdleWait: time.Second},
-		p.sc, p.js, p.db.Pool, worker.NewMetrics(ops.NewRegistry()), p.log, p.opts.handlers...)
+		p.sc, p.js, p.workerPool, worker.NewMetrics(ops.NewRegistry()), p.log, p.opts.handlers...)
 	for i := 0; i < n; i++ {
 		p.workers.Add(1)
 		go func() { defer p.workers.Done(); _ = w.Run(wctx) }()

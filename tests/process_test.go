@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/linepipe/linepipe/pkg/store"
 	"github.com/linepipe/linepipe/tests/testenv"
 )
 
@@ -143,12 +144,14 @@ func TestProcessesQuickStart(t *testing.T) {
 	db := testenv.NewDB(t)
 	names := testenv.NewNames()
 	const channel, secret = "1234567890", "5ce2a6c7e7b44c21bd1a4c8f2e1d9b7a"
-	common := []string{"DATABASE_URL=" + db.URL, "NATS_URL=" + testenv.NATSURL(t), "NATS_STREAM=" + names.Stream,
+	// NATS as deployed: deploy/nats/nats.conf's users and permissions.
+	nsrv := testenv.NewAuthNATS(t, names)
+	common := []string{"NATS_STREAM=" + names.Stream,
 		"NATS_SUBJECT_PREFIX=" + names.SubjectPrefix, "LINE_CHANNEL_ID=" + channel, "LINE_CHANNEL_SECRET=" + secret,
 		"LOG_LEVEL=debug"}
 
 	mig := exec.Command(filepath.Join(binaries(t), "worker"), "migrate")
-	mig.Env = append(os.Environ(), common...)
+	mig.Env = append(os.Environ(), append(common, "DATABASE_URL="+db.URL)...)
 	if out, err := mig.CombinedOutput(); err != nil || !strings.Contains(string(out), "migrations applied") {
 		t.Fatalf("worker migrate: %v\n%s", err, out)
 	}
@@ -156,15 +159,18 @@ func TestProcessesQuickStart(t *testing.T) {
 	// The development topology of make up: the emulator in place of
 	// LINE, the echo bot on, a static token the emulator knows.
 	const token = "dev-static-token"
-	ingestAddr, w1, w2, sAddr, fakeAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	ingestAddr, ingestAdmin, w1, w2, sAddr, fakeAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 	fake := start(t, "linefake", []string{"LINEFAKE_ADDR=" + fakeAddr, "LINEFAKE_CHANNELS=" + channel + ":" + secret + ":" + token}, "linefake")
-	ing := start(t, "ingest", append(common, "INGEST_ADDR="+ingestAddr), "ingest")
-	wk1 := start(t, "worker-1", append(common, "WORKER_ADDR="+w1, "ECHO_BOT=true"), "worker")
-	wk2 := start(t, "worker-2", append(common, "WORKER_ADDR="+w2, "ECHO_BOT=true"), "worker")
-	snd := start(t, "sender", append(common, "SENDER_ADDR="+sAddr, "LINE_API_BASE_URL=http://"+fakeAddr,
-		"LINE_DATA_API_BASE_URL=http://"+fakeAddr, "CONTENT_BUCKET=c_"+names.SubjectPrefix,
+	// Each service connects as a login user in its own role, and to NATS
+	// as its own user, as deployed.
+	dbAs := func(role string) string { return "DATABASE_URL=" + db.RoleURL(t, role) }
+	ing := start(t, "ingest", append(append(common, nsrv.Env(nsrv.Users.Ingest)...), dbAs(store.RoleIngest), "INGEST_ADDR="+ingestAddr, "INGEST_ADMIN_ADDR="+ingestAdmin), "ingest")
+	wk1 := start(t, "worker-1", append(append(common, nsrv.Env(nsrv.Users.Worker)...), dbAs(store.RoleWorker), "WORKER_ADDR="+w1, "ECHO_BOT=true"), "worker")
+	wk2 := start(t, "worker-2", append(append(common, nsrv.Env(nsrv.Users.Worker)...), dbAs(store.RoleWorker), "WORKER_ADDR="+w2, "ECHO_BOT=true"), "worker")
+	snd := start(t, "sender", append(append(common, nsrv.Env(nsrv.Users.Sender)...), dbAs(store.RoleSender), "SENDER_ADDR="+sAddr, "LINE_API_BASE_URL=http://"+fakeAddr,
+		"LINE_DATA_API_BASE_URL=http://"+fakeAddr,
 		"LINE_CHANNEL_ACCESS_TOKEN="+token), "sender")
-	for _, a := range []string{ingestAddr, w1, w2, sAddr, fakeAddr} {
+	for _, a := range []string{ingestAdmin, w1, w2, sAddr, fakeAddr} {
 		waitReady(t, a)
 	}
 	p := &pipeline{t: t, db: db}
@@ -209,7 +215,18 @@ func TestProcessesQuickStart(t *testing.T) {
 	p.waitCount(0, `SELECT count(*) FROM messages`)
 	p.waitCount(0, `SELECT count(*) FROM events WHERE raw::text LIKE $1`, "%"+text+"%")
 
-	resp, err = http.Get("http://" + ingestAddr + "/metrics")
+	// The operator endpoints are not on the public webhook port.
+	for _, path := range []string{"/metrics", "/readyz", "/healthz"} {
+		resp, err := http.Get("http://" + ingestAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s on the webhook port: %d, want 404", path, resp.StatusCode)
+		}
+	}
+	resp, err = http.Get("http://" + ingestAdmin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ func main() {
 	var cfg bench.Config
 	var jsonPath string
 	flag.StringVar(&cfg.DatabaseURL, "database-url", envOr("BENCH_DATABASE_URL", os.Getenv("TEST_DATABASE_URL")), "base Postgres URL (a private schema is created on it); default postgres://postgres@127.0.0.1:5432/test")
-	flag.StringVar(&cfg.NATSServer, "nats-server", os.Getenv("NATS_SERVER_BIN"), "nats-server binary for the private JetStream node (default /usr/sbin/nats-server, nats-server on PATH, else built from the nats-server module)")
+	flag.StringVar(&cfg.NATSServer, "nats-server", os.Getenv("NATS_SERVER_BIN"), "nats-server binary for the private JetStream nodes, 2.10 or newer (default: built from the nats-server module)")
 	flag.StringVar(&cfg.Dir, "dir", "", "work directory for binaries, logs and profiles (default: a temp dir)")
 	flag.BoolVar(&cfg.Keep, "keep", false, "keep the work directory (logs, profiles)")
 	flag.BoolVar(&cfg.Profile, "profile", false, "run services under CPU profiles (implies -keep); profiles land in the work directory")

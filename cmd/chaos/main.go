@@ -19,6 +19,7 @@ func main() {
 	var jsonPath string
 	flag.BoolVar(&cfg.Short, "short", false, "CI variant: 45s of faults, whole run under 2 minutes")
 	flag.BoolVar(&cfg.Cluster, "cluster", false, "three-node NATS JetStream cluster with replicas 3; kill one node mid-run")
+	flag.BoolVar(&cfg.NATSDefaultSync, "nats-default-sync", false, "run NATS with its default sync_interval instead of always (for comparison only)")
 	flag.DurationVar(&cfg.Duration, "duration", 0, "load and fault phase (default 4m, 45s with -short)")
 	flag.Float64Var(&cfg.Rate, "rate", 0, "webhooks per second (default 60)")
 	flag.IntVar(&cfg.EventsPerRequest, "events-per-request", 0, "events per webhook (default 2)")
@@ -27,7 +28,7 @@ func main() {
 	flag.DurationVar(&cfg.DrainTimeout, "drain-timeout", 0, "longest wait for the pipeline to drain (default 2m, 50s with -short)")
 	flag.StringVar(&cfg.Dir, "dir", "", "work directory (default a temp dir)")
 	flag.BoolVar(&cfg.Keep, "keep", false, "keep the work directory (logs)")
-	flag.StringVar(&cfg.NATSServer, "nats-server", os.Getenv("NATS_SERVER_BIN"), "nats-server binary (default /usr/sbin/nats-server, nats-server on PATH, else built from the nats-server module)")
+	flag.StringVar(&cfg.NATSServer, "nats-server", os.Getenv("NATS_SERVER_BIN"), "nats-server binary, 2.10 or newer (default: built from the nats-server module)")
 	flag.StringVar(&cfg.PGBin, "pg-bin", os.Getenv("PG_BIN"), "directory with initdb and postgres (default the newest /usr/lib/postgresql/*/bin, else initdb on PATH)")
 	flag.Uint64Var(&cfg.Seed, "seed", 0, "seed for kills and load (0: from the clock)")
 	flag.StringVar(&jsonPath, "json", "", "also write the result as JSON to this file")

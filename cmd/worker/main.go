@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -15,6 +16,8 @@ import (
 	"github.com/linepipe/linepipe/pkg/cli"
 	"github.com/linepipe/linepipe/pkg/config"
 	"github.com/linepipe/linepipe/pkg/ops"
+	"github.com/linepipe/linepipe/pkg/secretbox"
+	"github.com/linepipe/linepipe/pkg/store"
 	"github.com/linepipe/linepipe/pkg/worker"
 )
 
@@ -35,6 +38,9 @@ func main() {
 	}
 	defer func() { _ = log.Sync() }()
 
+	if len(cmd) == 1 && cmd[0] == "seal-channels" {
+		os.Exit(sealChannels(env, log))
+	}
 	if len(cmd) > 0 { // migrate, migrate status
 		url := env.String("DATABASE_URL", "")
 		if err := env.Err(); err != nil {
@@ -43,6 +49,11 @@ func main() {
 		}
 		if url == "" {
 			fmt.Fprintln(os.Stderr, "worker migrate: DATABASE_URL is required")
+			os.Exit(2)
+		}
+		users, err := worker.LoginUsersFromEnv(env)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "worker migrate: configuration:", err)
 			os.Exit(2)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -54,7 +65,7 @@ func main() {
 			}
 			return
 		}
-		if err := worker.Migrate(ctx, url, log); err != nil {
+		if err := worker.Migrate(ctx, url, log, users...); err != nil {
 			log.Error("migrate failed", zap.Error(err))
 			os.Exit(1)
 		}
@@ -73,4 +84,37 @@ func main() {
 		os.Exit(1)
 	}
 	log.Info("worker stopped")
+}
+
+// sealChannels encrypts every channel's credentials under the first key
+// of LINEPIPE_SECRET_KEY: plaintext rows, and rows sealed under an older
+// key during a rotation. It runs as the schema owner, like migrate.
+func sealChannels(env *config.Env, log *zap.Logger) int {
+	url := env.String("DATABASE_URL", "")
+	keys, err := secretbox.FromEnv(env)
+	if err == nil && !keys.Enabled() {
+		err = errors.New("LINEPIPE_SECRET_KEY is required")
+	}
+	if err == nil && url == "" {
+		err = errors.New("DATABASE_URL is required")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "worker seal-channels:", err)
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	pool, err := store.Open(ctx, url, 2)
+	if err != nil {
+		log.Error("seal-channels failed", zap.Error(err))
+		return 1
+	}
+	defer pool.Close()
+	n, err := store.ResealChannels(ctx, pool, keys)
+	if err != nil {
+		log.Error("seal-channels failed", zap.Error(err))
+		return 1
+	}
+	log.Info("channels sealed", zap.Int("rewritten", n), zap.String("key_id", keys.SealingKeyID()))
+	return 0
 }

@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/linepipe/linepipe/pkg/loadgen"
+	"github.com/linepipe/linepipe/pkg/natsconf"
 	"github.com/linepipe/linepipe/pkg/stream"
 )
 
@@ -66,7 +67,7 @@ type Config struct {
 }
 
 // StageNames are the stages in the order they run.
-var StageNames = []string{"ingest", "worker", "sender", "sender2", "fairness", "claim", "e2e", "reply", "content"}
+var StageNames = []string{"ingest", "worker", "sender", "sender2", "fairness", "claim", "e2e", "reply", "content", "durability"}
 
 // WithDefaults fills zero fields; the defaults keep a run near 8 minutes
 // on a 2-core machine.
@@ -142,20 +143,22 @@ func (c Config) Validate() error {
 
 // Result is one run's measurements.
 type Result struct {
-	Ingest   IngestResult     `json:"ingest"`
-	Worker   WorkerResult     `json:"worker"`
-	Sender   SenderResult     `json:"sender"`
-	Sender2  LimitedDrain     `json:"sender2"`
-	Fairness FairnessResult   `json:"fairness"`
-	Claim    ClaimResult      `json:"claim"`
-	E2E      E2EResult        `json:"endToEnd"`
-	Reply    E2EResult        `json:"reply"`
-	Content  ContentResult    `json:"content"`
-	Ran      []string         `json:"stages"`
-	PeakRSS  map[string]int64 `json:"peakRssKiB"`
-	Dir      string           `json:"dir,omitempty"`
-	Started  time.Time        `json:"started"`
-	Seconds  float64          `json:"seconds"`
+	Ingest   IngestResult   `json:"ingest"`
+	Worker   WorkerResult   `json:"worker"`
+	Sender   SenderResult   `json:"sender"`
+	Sender2  LimitedDrain   `json:"sender2"`
+	Fairness FairnessResult `json:"fairness"`
+	Claim    ClaimResult    `json:"claim"`
+	E2E      E2EResult      `json:"endToEnd"`
+	Reply    E2EResult      `json:"reply"`
+	Content  ContentResult  `json:"content"`
+	Ran      []string       `json:"stages"`
+	// Durability is ingest's cost of sync_interval: always (durability.go).
+	Durability *DurabilityResult `json:"durability,omitempty"`
+	PeakRSS    map[string]int64  `json:"peakRssKiB"`
+	Dir        string            `json:"dir,omitempty"`
+	Started    time.Time         `json:"started"`
+	Seconds    float64           `json:"seconds"`
 }
 
 // Bench is one run in progress.
@@ -166,6 +169,9 @@ type Bench struct {
 	mu     sync.Mutex
 	procs  []*Proc
 	pgLast float64
+	// natsBin and natsOpts start further servers like the run's own.
+	natsBin  string
+	natsOpts natsconf.Options
 }
 
 func (b *Bench) logf(format string, args ...any) {
@@ -221,8 +227,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	id := strings.ReplaceAll(uuid.NewString(), "-", "")[:12]
+	users := natsconf.NewUsers()
+	natsOpts := natsconf.Options{Stream: "BENCH_" + id, SubjectPrefix: "bench_" + id, Users: users}
 	natsNode, err := NewNATSNode(natsBin, dir, "nats")
 	if err != nil {
+		return nil, err
+	}
+	// The deployed configuration: users, permissions, sync_interval: always.
+	if err := natsNode.UseConfig(dir, natsOpts); err != nil {
 		return nil, err
 	}
 	if err := natsNode.Start(); err != nil {
@@ -246,9 +259,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, err
 		}
 	}
-	id := strings.ReplaceAll(uuid.NewString(), "-", "")[:12]
-	b.stack = &Stack{BinDir: bin, Dir: dir, Profile: cfg.Profile, NATSURL: natsNode.URL(),
-		Stream: "BENCH_" + id, SubjectPrefix: "bench_" + id, DatabaseURL: svcURL, Extra: cfg.Env,
+	b.natsBin, b.natsOpts = natsBin, natsOpts
+	b.stack = &Stack{BinDir: bin, Dir: dir, Profile: cfg.Profile, NATSURL: natsNode.URL(), NATSUsers: &users,
+		Stream: natsOpts.Stream, SubjectPrefix: natsOpts.SubjectPrefix, DatabaseURL: svcURL, Extra: cfg.Env,
 		ChannelID: "2000000001", ChannelSecret: uuid.NewString(), AccessToken: "bench-" + uuid.NewString()}
 
 	stopSampling := b.sampleRSS()
@@ -265,7 +278,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 func (b *Bench) stages(ctx context.Context, res *Result) error {
-	nc, js, err := stream.Connect(stream.Config{URL: b.stack.NATSURL}, "linepipe-bench", zap.NewNop())
+	admin := b.stack.NATSUsers.Admin
+	nc, js, err := stream.Connect(stream.Config{URL: b.stack.NATSURL, Auth: stream.Auth{User: admin.User, Password: admin.Password}},
+		"linepipe-bench", zap.NewNop())
 	if err != nil {
 		return err
 	}
@@ -299,6 +314,7 @@ func (b *Bench) stages(ctx context.Context, res *Result) error {
 			return err
 		}},
 		{"content", func() (err error) { res.Content, err = b.runContent(ctx, js); return err }},
+		{"durability", func() (err error) { res.Durability, err = b.runDurability(ctx); return err }},
 	}
 	for _, st := range stages {
 		if !b.wants(st.name) {

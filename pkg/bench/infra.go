@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/linepipe/linepipe/pkg/natsconf"
 	"github.com/linepipe/linepipe/pkg/store"
 )
 
@@ -51,6 +51,18 @@ func NewNATSNode(bin, dir, name string) (*NATSNode, error) {
 	_, mport := splitHostPort(mon)
 	n.Args = []string{"-a", host, "-p", port, "-m", mport, "-js", "-sd", filepath.Join(dir, name), "-n", name}
 	return n, nil
+}
+
+// UseConfig makes the node run deploy/nats/nats.conf rendered with o
+// (users, permissions, sync policy); the command-line flags still choose
+// its addresses and store directory.
+func (n *NATSNode) UseConfig(dir string, o natsconf.Options) error {
+	path := filepath.Join(dir, n.Name+".conf")
+	if err := os.WriteFile(path, []byte(natsconf.Render(o)), 0o600); err != nil {
+		return err
+	}
+	n.Args = append([]string{"-c", path}, n.Args...)
+	return nil
 }
 
 // SetCluster makes the node part of a cluster listening on addr with the
@@ -151,21 +163,16 @@ func redact(u string) string {
 }
 
 // ResolveNATSServer returns the nats-server binary to run: path if given,
-// else the system's (DefaultNATSServer, then PATH), else one built from
-// the nats-server module linepipe already depends on, into binDir — so a
-// machine without NATS installed can still run the benchmark and chaos.
+// else one built from the nats-server module linepipe already depends on,
+// into binDir. The system's server is not used by default: runs use
+// deploy/nats/nats.conf, whose sync_interval: always needs NATS 2.10 or
+// newer, and distributions ship older ones.
 func ResolveNATSServer(ctx context.Context, path, binDir string) (string, error) {
 	if path != "" {
 		return path, nil
 	}
-	if _, err := os.Stat(DefaultNATSServer); err == nil {
-		return DefaultNATSServer, nil
-	}
-	if p, err := exec.LookPath("nats-server"); err == nil {
-		return p, nil
-	}
 	if err := Build(ctx, binDir, "github.com/nats-io/nats-server/v2"); err != nil {
-		return "", fmt.Errorf("no nats-server installed and building one failed: %w", err)
+		return "", fmt.Errorf("building nats-server (set NATS_SERVER_BIN to use an installed one): %w", err)
 	}
 	return filepath.Join(binDir, "nats-server"), nil
 }

@@ -25,8 +25,12 @@ type Proc struct {
 	Args    []string
 	Env     []string
 	LogPath string
-	// Addr is the process's ops listener (host:port), when it has one.
+	// Addr is the process's listener (host:port), when it has one: for
+	// ingest the webhook port.
 	Addr string
+	// AdminAddr, when set, is where /readyz is served instead of Addr
+	// (ingest keeps its operator endpoints off the webhook port).
+	AdminAddr string
 	// Credential, when set, runs the process as another user (Postgres
 	// refuses to run as root).
 	Credential *syscall.Credential
@@ -195,12 +199,17 @@ func (p *Proc) Done() <-chan struct{} {
 	return p.done
 }
 
-// WaitReady polls http://Addr/readyz until it answers 200 or timeout.
+// WaitReady polls http://AdminAddr (else Addr)/readyz until it answers
+// 200 or timeout.
 func (p *Proc) WaitReady(ctx context.Context, timeout time.Duration) error {
-	if p.Addr == "" {
+	addr := p.AdminAddr
+	if addr == "" {
+		addr = p.Addr
+	}
+	if addr == "" {
 		return errors.New(p.Name + ": no ops address")
 	}
-	return WaitHTTP(ctx, "http://"+p.Addr+"/readyz", timeout, p.Done())
+	return WaitHTTP(ctx, "http://"+addr+"/readyz", timeout, p.Done())
 }
 
 // WaitHTTP polls url until it answers 200, the deadline passes or exited

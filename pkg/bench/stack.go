@@ -3,6 +3,8 @@ package bench
 import (
 	"fmt"
 	"path/filepath"
+
+	"github.com/linepipe/linepipe/pkg/natsconf"
 )
 
 // Stack knows how to launch linepipe's services against one stream, one
@@ -29,6 +31,28 @@ type Stack struct {
 	// Extra is appended to every service's environment, last, so it
 	// overrides what the stack would set.
 	Extra []string
+	// NATSUsers, when the server runs deploy/nats/nats.conf, are the
+	// users ingest and worker connect as.
+	NATSUsers *natsconf.Users
+	// WorkerDatabaseURL and SenderDatabaseURL, when set, connect those
+	// services as their least-privilege login users instead of DatabaseURL.
+	WorkerDatabaseURL, SenderDatabaseURL string
+}
+
+// natsEnv is how a service connects as user c (nothing without users).
+func (s *Stack) natsEnv(c natsconf.Credentials) []string {
+	if s.NATSUsers == nil {
+		return nil
+	}
+	return []string{"NATS_USER=" + c.User, "NATS_PASSWORD=" + c.Password}
+}
+
+// dbURL is url, or DatabaseURL when url is empty.
+func (s *Stack) dbURL(url string) string {
+	if url != "" {
+		return url
+	}
+	return s.DatabaseURL
 }
 
 func (s *Stack) common() []string {
@@ -64,18 +88,33 @@ func (s *Stack) proc(service, name, addrVar string, env []string) (*Proc, error)
 
 // Ingest prepares an ingest process serving the stack's one channel.
 func (s *Stack) Ingest(name string, env ...string) (*Proc, error) {
-	base := []string{"LINE_CHANNEL_ID=" + s.ChannelID, "LINE_CHANNEL_SECRET=" + s.ChannelSecret}
-	return s.proc("ingest", name, "INGEST_ADDR", append(base, env...))
+	admin, err := FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	base := []string{"LINE_CHANNEL_ID=" + s.ChannelID, "LINE_CHANNEL_SECRET=" + s.ChannelSecret, "INGEST_ADMIN_ADDR=" + admin}
+	if s.NATSUsers != nil {
+		base = append(base, s.natsEnv(s.NATSUsers.Ingest)...)
+	}
+	p, err := s.proc("ingest", name, "INGEST_ADDR", append(base, env...))
+	if p != nil {
+		p.AdminAddr = admin
+	}
+	return p, err
 }
 
 // Worker prepares a worker process.
 func (s *Stack) Worker(name string, env ...string) (*Proc, error) {
-	return s.proc("worker", name, "WORKER_ADDR", append([]string{"DATABASE_URL=" + s.DatabaseURL}, env...))
+	base := []string{"DATABASE_URL=" + s.dbURL(s.WorkerDatabaseURL)}
+	if s.NATSUsers != nil {
+		base = append(base, s.natsEnv(s.NATSUsers.Worker)...)
+	}
+	return s.proc("worker", name, "WORKER_ADDR", append(base, env...))
 }
 
 // Sender prepares a sender process for the stack's channel and LINE URL.
 func (s *Stack) Sender(name string, env ...string) (*Proc, error) {
-	base := []string{"DATABASE_URL=" + s.DatabaseURL, "LINE_API_BASE_URL=" + s.LineAPIURL,
+	base := []string{"DATABASE_URL=" + s.dbURL(s.SenderDatabaseURL), "LINE_API_BASE_URL=" + s.LineAPIURL,
 		"LINE_CHANNEL_ID=" + s.ChannelID, "LINE_CHANNEL_SECRET=" + s.ChannelSecret,
 		"LINE_CHANNEL_ACCESS_TOKEN=" + s.AccessToken}
 	return s.proc("sender", name, "SENDER_ADDR", append(base, env...))

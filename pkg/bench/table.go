@@ -99,6 +99,9 @@ func (r *Result) WriteTable(w io.Writer) error {
 	if r.ran("content") {
 		r.contentTableRows(row)
 	}
+	if r.ran("durability") {
+		durabilityRows(r.Durability, row)
+	}
 	names := make([]string, 0, len(r.PeakRSS))
 	for n := range r.PeakRSS {
 		names = append(names, n)

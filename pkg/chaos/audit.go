@@ -95,7 +95,7 @@ func (r *run) drainAndAudit(ctx context.Context, res *Result) error {
 	a := &res.Audit
 	a.EventsAccepted = len(rows)
 
-	nc, js, err := stream.Connect(stream.Config{URL: r.natsURL()}, "linepipe-chaos-audit", zap.NewNop())
+	nc, js, err := stream.Connect(r.adminNATS(), "linepipe-chaos-audit", zap.NewNop())
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,9 @@ type Config struct {
 	// stream (NATS_REPLICAS=3) and kills one node mid-run instead of
 	// restarting a single server.
 	Cluster bool
+	// NATSDefaultSync runs NATS with its default sync_interval instead of
+	// the deployed always, to compare what fsync-before-ack costs.
+	NATSDefaultSync bool
 	// Rate of webhooks per second through the proxy. Default 60.
 	Rate float64
 	// EventsPerRequest in each webhook. Default 2.

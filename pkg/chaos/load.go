@@ -189,7 +189,7 @@ func (r *run) injectFaults(ctx context.Context) {
 // told.
 func (r *run) streamLeader(ctx context.Context) (*bench.NATSNode, string) {
 	fallback := r.nats[r.rnd.IntN(len(r.nats))]
-	nc, js, err := stream.Connect(stream.Config{URL: r.natsURL()}, "linepipe-chaos", zap.NewNop())
+	nc, js, err := stream.Connect(r.adminNATS(), "linepipe-chaos", zap.NewNop())
 	if err != nil {
 		return fallback, "random node"
 	}

@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -52,6 +53,11 @@ type Postgres struct {
 // URL is the connection string for the server's postgres database.
 func (p *Postgres) URL() string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", p.Port)
+}
+
+// UserURL is the connection string for user (a service's login user).
+func (p *Postgres) UserURL(user, password string) string {
+	return fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/postgres?sslmode=disable", url.PathEscape(user), url.QueryEscape(password), p.Port)
 }
 
 // pgCredential is the user Postgres runs as: the current one unless that

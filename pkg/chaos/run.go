@@ -16,6 +16,8 @@ import (
 	"github.com/linepipe/linepipe/pkg/bench"
 	"github.com/linepipe/linepipe/pkg/linefake"
 	"github.com/linepipe/linepipe/pkg/loadgen"
+	"github.com/linepipe/linepipe/pkg/natsconf"
+	"github.com/linepipe/linepipe/pkg/stream"
 )
 
 // Result is what a run did and what the audit found.
@@ -48,6 +50,10 @@ type run struct {
 	mu      sync.Mutex
 	faults  []string
 	natsBin string
+	// natsUsers are the NATS users; workerDBPass and senderDBPass the
+	// Postgres login users' passwords.
+	natsUsers                  natsconf.Users
+	workerDBPass, senderDBPass string
 	// faultsStopped is when the last fault was injected; the drain is
 	// timed from it.
 	faultsStopped time.Time
@@ -140,11 +146,17 @@ func (r *run) setUp(ctx context.Context) error {
 	if r.natsBin, err = bench.ResolveNATSServer(ctx, r.cfg.NATSServer, bin); err != nil {
 		return err
 	}
+	// NATS and Postgres as deployed: deploy/nats/nats.conf's users,
+	// permissions and sync_interval: always; each service a login user
+	// in its least-privilege role (below, after migrate).
+	r.natsUsers = natsconf.NewUsers()
+	r.workerDBPass, r.senderDBPass = uuid.NewString(), uuid.NewString()
 	if err := r.startNATS(ctx); err != nil {
 		return err
 	}
 	mig := exec.CommandContext(ctx, filepath.Join(bin, "worker"), "migrate")
 	mig.Env = []string{"DATABASE_URL=" + pg.URL(), "PATH=" + os.Getenv("PATH")}
+	mig.Env = append(mig.Env, "WORKER_DB_PASSWORD="+r.workerDBPass, "SENDER_DB_PASSWORD="+r.senderDBPass)
 	if out, err := mig.CombinedOutput(); err != nil {
 		return fmt.Errorf("worker migrate: %w\n%s", err, out)
 	}
@@ -168,7 +180,9 @@ func (r *run) setUp(ctx context.Context) error {
 	}
 	r.stack = &bench.Stack{BinDir: bin, Dir: r.dir, NATSURL: strings.Join(urls, ","), Stream: "LINEPIPE",
 		SubjectPrefix: "linepipe", Replicas: replicas, DatabaseURL: pg.URL(), ChannelID: channelID,
-		ChannelSecret: secret, AccessToken: token, LineAPIURL: emu.URL,
+		NATSUsers: &r.natsUsers, WorkerDatabaseURL: pg.UserURL("linepipe_worker_user", r.workerDBPass),
+		SenderDatabaseURL: pg.UserURL("linepipe_sender_user", r.senderDBPass),
+		ChannelSecret:     secret, AccessToken: token, LineAPIURL: emu.URL,
 		// Shorter clocks than production so a killed replica's work is
 		// picked up within the run: redelivery after 5s, leases of 10s,
 		// backoff capped at 3s.
@@ -226,6 +240,9 @@ func (r *run) startNATS(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if err := node.UseConfig(r.dir, natsconf.Options{Users: r.natsUsers, DefaultSync: r.cfg.NATSDefaultSync}); err != nil {
+			return err
+		}
 		if n > 1 {
 			addr, err := bench.FreeAddr()
 			if err != nil {
@@ -253,6 +270,12 @@ func (r *run) startNATS(ctx context.Context) error {
 }
 
 func (r *run) natsURL() string { return r.stack.NATSURL }
+
+// adminNATS is how the run's own checks connect: as the admin user.
+func (r *run) adminNATS() stream.Config {
+	a := r.natsUsers.Admin
+	return stream.Config{URL: r.natsURL(), Auth: stream.Auth{User: a.User, Password: a.Password}}
+}
 
 // stopAll ends every process the run started.
 func (r *run) stopAll() {

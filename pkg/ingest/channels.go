@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 
+	"github.com/linepipe/linepipe/pkg/secretbox"
 	"github.com/linepipe/linepipe/pkg/store"
 )
 
@@ -25,13 +26,16 @@ var (
 // webhooks while Postgres is down. The cache holds the channel configured
 // by environment and every row of the channels table, refreshed
 // periodically; a row in the table wins over the environment, so an
-// operator rotates a secret with one UPDATE.
+// operator rotates a secret with one UPDATE. The environment's channel is
+// used only once the table has said it has no such row.
 type Secrets struct {
 	db      *pgxpool.Pool // nil when ingest runs without a database
 	static  map[string]string
 	log     *zap.Logger
 	now     func() time.Time
 	timeout time.Duration // bound on a lookup done while a request waits
+
+	keys *secretbox.Keyring // opens sealed credentials; nil reads plaintext only
 
 	mu      sync.RWMutex
 	cached  map[string]string
@@ -43,6 +47,12 @@ type Secrets struct {
 // of requests for a bogus id costs one query, not one per request.
 const negativeTTL = 5 * time.Second
 
+// maxMissing bounds the negative cache. Channel ids come from the URL, so
+// without a cap a client sending random ids would grow it without limit.
+// When it is full, expired entries go first, then arbitrary ones: losing
+// an entry costs one more query, never a wrong answer.
+const maxMissing = 4096
+
 // NewSecrets builds the cache. db may be nil.
 func NewSecrets(db *pgxpool.Pool, static map[string]string, log *zap.Logger, now func() time.Time) *Secrets {
 	if now == nil {
@@ -50,9 +60,20 @@ func NewSecrets(db *pgxpool.Pool, static map[string]string, log *zap.Logger, now
 	}
 	s := &Secrets{db: db, static: static, log: log, now: now, timeout: 300 * time.Millisecond,
 		cached: map[string]string{}, missing: map[string]time.Time{}, fetched: map[string]time.Time{}}
-	for id, sec := range static {
-		s.cached[id] = sec
+	// With a table, the environment's channel is only a fallback for a
+	// channel the table does not have: serving it before the table was
+	// read would accept the very secret an operator rotated away.
+	if db == nil {
+		for id, sec := range static {
+			s.cached[id] = sec
+		}
 	}
+	return s
+}
+
+// WithKeys makes s open credentials sealed with k (LINEPIPE_SECRET_KEY).
+func (s *Secrets) WithKeys(k *secretbox.Keyring) *Secrets {
+	s.keys = k
 	return s
 }
 
@@ -108,10 +129,14 @@ func (s *Secrets) lookup(ctx context.Context, id string) (string, error) {
 			s.mu.Unlock()
 			return sec, nil
 		}
-		s.missing[id] = s.now().Add(negativeTTL)
+		s.rememberMissing(id)
 		s.mu.Unlock()
 		return "", ErrUnknownChannel
 	case err != nil:
+		return "", ErrSecretsUnavailable
+	}
+	if c, err = c.Opened(s.keys); err != nil {
+		s.log.Warn("channel credentials do not open; check LINEPIPE_SECRET_KEY", zap.Error(err))
 		return "", ErrSecretsUnavailable
 	}
 	s.mu.Lock()
@@ -119,6 +144,33 @@ func (s *Secrets) lookup(ctx context.Context, id string) (string, error) {
 	delete(s.missing, id)
 	s.mu.Unlock()
 	return c.Secret, nil
+}
+
+// rememberMissing records id as unknown, keeping the negative cache within
+// maxMissing. The caller holds s.mu.
+func (s *Secrets) rememberMissing(id string) {
+	now := s.now()
+	if _, ok := s.missing[id]; !ok && len(s.missing) >= maxMissing {
+		for k, until := range s.missing {
+			if !now.Before(until) {
+				delete(s.missing, k)
+			}
+		}
+		for k := range s.missing {
+			if len(s.missing) < maxMissing {
+				break
+			}
+			delete(s.missing, k)
+		}
+	}
+	s.missing[id] = now.Add(negativeTTL)
+}
+
+// MissingCached is how many unknown channel ids the negative cache holds.
+func (s *Secrets) MissingCached() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.missing)
 }
 
 // Refresh reloads every channel from the table. On error the cache is
@@ -136,7 +188,17 @@ func (s *Secrets) Refresh(ctx context.Context) error {
 		next[id] = sec
 	}
 	for _, c := range chans {
-		next[c.ID] = c.Secret
+		opened, err := c.Opened(s.keys)
+		if err != nil {
+			// The table wins even when its row cannot be read: no
+			// fallback to the environment's secret, which may be the
+			// one the operator rotated away. Webhooks get 503 until
+			// the key is fixed, and LINE redelivers.
+			s.log.Warn("channel credentials do not open; check LINEPIPE_SECRET_KEY", zap.Error(err))
+			delete(next, c.ID)
+			continue
+		}
+		next[c.ID] = opened.Secret
 	}
 	s.mu.Lock()
 	s.cached = next

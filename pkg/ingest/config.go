@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"fmt"
+	"net/netip"
 	"time"
 )
 
@@ -23,9 +24,14 @@ type Config struct {
 	MaxBodyBytes int64
 	// PublishTimeout bounds waiting for JetStream acks; past it, 503. Default 1s.
 	PublishTimeout time.Duration
-	// TrustProxy takes the sender IP from X-Forwarded-For. Default false:
-	// enable it only behind a reverse proxy that sets the header.
+	// TrustProxy takes the sender IP from X-Forwarded-For: the rightmost
+	// hop not in TrustedProxies, and only when the peer itself is a
+	// trusted proxy. Default false: enable it only behind a reverse proxy
+	// that appends to the header.
 	TrustProxy bool
+	// TrustedProxies are the proxies' networks. Nil means
+	// DefaultTrustedProxies (loopback and private ranges).
+	TrustedProxies []netip.Prefix
 }
 
 // WithDefaults fills zero fields.

@@ -9,9 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -162,17 +160,11 @@ func (h *Handler) publish(r *http.Request, start time.Time, wh *events.Webhook, 
 	return out
 }
 
-// remoteIP is the sender's address: the peer, or with TrustProxy the
-// first X-Forwarded-For hop a trusted reverse proxy recorded.
+// remoteIP is the sender's address; see clientIP.
 func (h *Handler) remoteIP(r *http.Request) string {
-	if h.Config.TrustProxy {
-		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-			return strings.TrimSpace(strings.Split(xff, ",")[0])
-		}
+	nets := h.Config.TrustedProxies
+	if nets == nil {
+		nets = DefaultTrustedProxies
 	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+	return clientIP(r, h.Config.TrustProxy, nets)
 }

@@ -13,19 +13,27 @@ import (
 
 	"github.com/linepipe/linepipe/pkg/config"
 	"github.com/linepipe/linepipe/pkg/ops"
+	"github.com/linepipe/linepipe/pkg/secretbox"
 	"github.com/linepipe/linepipe/pkg/store"
 	"github.com/linepipe/linepipe/pkg/stream"
 )
+
+// DefaultAdminAddr is where ingest serves /healthz, /readyz and /metrics.
+// It is a separate listener from the webhook port so that a deployment
+// publishes webhooks to the internet and nothing else.
+const DefaultAdminAddr = ":9080"
 
 // Settings is everything ingest reads from its environment.
 type Settings struct {
 	Handler         Config
 	Stream          stream.Config
-	Server          ops.ServerConfig
-	DatabaseURL     string // optional: the channels table
-	ChannelID       string // optional single channel configured by env
+	Server          ops.ServerConfig // webhooks only: the public port
+	Admin           ops.ServerConfig // /healthz, /readyz, /metrics: never published
+	DatabaseURL     string           // optional: the channels table
+	ChannelID       string           // optional single channel configured by env
 	ChannelSecret   string
 	ChannelsRefresh time.Duration
+	Keys            *secretbox.Keyring // LINEPIPE_SECRET_KEY: opens sealed channel secrets
 	ShutdownGrace   time.Duration
 	LogLevel        string
 }
@@ -38,6 +46,7 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 			PublishTimeout: env.Duration("INGEST_PUBLISH_TIMEOUT", DefaultPublishTimeout),
 			TrustProxy:     env.Bool("INGEST_TRUST_PROXY", false),
 		}.WithDefaults(),
+		Admin:  ops.ServerConfig{Addr: env.String("INGEST_ADMIN_ADDR", DefaultAdminAddr)},
 		Stream: stream.FromEnv(env),
 		Server: ops.ServerConfig{
 			Addr:     env.String("INGEST_ADDR", ":8080"),
@@ -51,6 +60,18 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 		ShutdownGrace:   env.Duration("SHUTDOWN_GRACE", 10*time.Second),
 		LogLevel:        env.String("LOG_LEVEL", "info"),
 	}
+	if v := env.String("INGEST_TRUSTED_PROXIES", ""); v != "" {
+		nets, err := ParseTrustedProxies(v)
+		if err != nil {
+			return s, fmt.Errorf("INGEST_TRUSTED_PROXIES: %w", err)
+		}
+		s.Handler.TrustedProxies = nets
+	}
+	keys, err := secretbox.FromEnv(env)
+	if err != nil {
+		return s, err
+	}
+	s.Keys = keys
 	if err := env.Err(); err != nil {
 		return s, err
 	}
@@ -69,6 +90,9 @@ func (s Settings) Validate() error {
 	}
 	if s.ChannelID == "" && s.DatabaseURL == "" {
 		errs = append(errs, errors.New("no channel configured: set LINE_CHANNEL_ID and LINE_CHANNEL_SECRET, or DATABASE_URL for the channels table"))
+	}
+	if s.Admin.Addr == "" || s.Admin.Addr == s.Server.Addr {
+		errs = append(errs, errors.New("INGEST_ADMIN_ADDR must be set and differ from INGEST_ADDR"))
 	}
 	if (s.Server.CertFile == "") != (s.Server.KeyFile == "") {
 		errs = append(errs, errors.New("TLS_CERT_FILE and TLS_KEY_FILE go together"))
@@ -99,7 +123,10 @@ func Run(ctx context.Context, s Settings, log *zap.Logger) error {
 			return err
 		}
 		defer pool.Close()
-		secrets = NewSecrets(pool, static, log, nil)
+		if !s.Keys.Enabled() {
+			log.Warn("LINEPIPE_SECRET_KEY is not set: channel credentials are stored in plaintext")
+		}
+		secrets = NewSecrets(pool, static, log, nil).WithKeys(s.Keys)
 		go secrets.Run(ctx, s.ChannelsRefresh)
 	} else {
 		secrets = NewSecrets(nil, static, log, nil)
@@ -110,12 +137,29 @@ func Run(ctx context.Context, s Settings, log *zap.Logger) error {
 		Metrics: NewMetrics(reg), Log: log, Now: time.Now}
 	mux := http.NewServeMux()
 	mux.Handle("/webhook/{channelID}", h)
-	ops.Mount(mux, readiness(nc, js, streamReady, s.Stream.Stream), reg)
+	admin := http.NewServeMux()
+	ops.Mount(admin, readiness(nc, js, streamReady, s.Stream.Stream), reg)
 
 	srv := ops.NewServer(s.Server, mux, log)
-	log.Info("ingest listening", zap.String("addr", s.Server.Addr), zap.Bool("tls", s.Server.CertFile != ""),
-		zap.String("stream", s.Stream.Stream))
-	return ops.Serve(ctx, srv, s.Server, s.ShutdownGrace)
+	adminSrv := ops.NewServer(s.Admin, admin, log)
+	log.Info("ingest listening", zap.String("addr", s.Server.Addr), zap.String("admin_addr", s.Admin.Addr),
+		zap.Bool("tls", s.Server.CertFile != ""), zap.String("stream", s.Stream.Stream))
+	// Both listeners stop together: a failed admin port is as fatal as a
+	// failed webhook port, since an unready ingest is never sent traffic.
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	adminErr := make(chan error, 1)
+	go func() {
+		err := ops.Serve(sctx, adminSrv, s.Admin, s.ShutdownGrace)
+		stop()
+		adminErr <- err
+	}()
+	err = ops.Serve(sctx, srv, s.Server, s.ShutdownGrace)
+	stop()
+	if aerr := <-adminErr; err == nil && aerr != nil {
+		err = fmt.Errorf("admin listener: %w", aerr)
+	}
+	return err
 }
 
 // readiness is ready only while JetStream answers and the stream exists:

@@ -105,7 +105,9 @@ func ReadyBody(err error) string {
 }
 
 // Mount adds /healthz (the process is alive), /readyz (ready answers nil
-// within two seconds) and /metrics to mux.
+// within two seconds) and /metrics to mux. A failed readiness answers 503
+// with a fixed body: the reason (hostnames, driver errors) stays out of
+// reach of whoever can reach the port.
 func Mount(mux *http.ServeMux, ready ReadyFunc, reg *prometheus.Registry) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))

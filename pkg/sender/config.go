@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/linepipe/linepipe/pkg/config"
+	"github.com/linepipe/linepipe/pkg/secretbox"
 	"github.com/linepipe/linepipe/pkg/store"
 )
 
@@ -85,6 +86,9 @@ func LINERates() map[string]Rate {
 
 // Config configures a Sender. Zero values take the defaults above.
 type Config struct {
+	// Keys open channel credentials sealed at rest (LINEPIPE_SECRET_KEY);
+	// nil reads plaintext only.
+	Keys *secretbox.Keyring
 	// BaseURL of the Messaging API (LINE_API_BASE_URL). Default
 	// https://api.line.me; tests point it at the emulator.
 	BaseURL string

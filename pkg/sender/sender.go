@@ -48,7 +48,13 @@ func New(cfg Config, db *pgxpool.Pool) (*Sender, error) {
 	s := &Sender{cfg: cfg, db: db, m: newMetrics(cfg.Registerer), log: cfg.Log,
 		slots: make(chan struct{}, cfg.Concurrency)}
 	s.done = newCompleter(db, cfg.Concurrency, s.m)
-	lookup := func(ctx context.Context, id string) (store.Channel, error) { return store.GetChannel(ctx, db, id) }
+	lookup := func(ctx context.Context, id string) (store.Channel, error) {
+		c, err := store.GetChannel(ctx, db, id)
+		if err != nil {
+			return c, err
+		}
+		return c.Opened(cfg.Keys)
+	}
 	s.tokens = newTokenSource(lookup, cfg.HTTPClient, cfg.BaseURL, cfg.Clock, s.logTokenCall)
 	return s, nil
 }

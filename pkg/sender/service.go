@@ -11,6 +11,7 @@ import (
 
 	"github.com/linepipe/linepipe/pkg/config"
 	"github.com/linepipe/linepipe/pkg/ops"
+	"github.com/linepipe/linepipe/pkg/secretbox"
 	"github.com/linepipe/linepipe/pkg/store"
 )
 
@@ -20,10 +21,14 @@ type Settings struct {
 	DatabaseURL string // DATABASE_URL
 	Addr        string // SENDER_ADDR: /healthz, /readyz, /metrics
 	LogLevel    string // LOG_LEVEL
-	// Channel, when LINE_CHANNEL_ID is set, is upserted into channels at
-	// start, so a single-channel deployment needs no SQL. channels stays
-	// the one place tokens are read from.
+	// Channel, when LINE_CHANNEL_ID is set, seeds channels at start when
+	// the row is absent, so a single-channel deployment needs no SQL. Once
+	// the row exists it wins: a rotated secret or token is never reverted
+	// by a restart. channels stays the one place tokens are read from.
 	Channel store.Channel
+	// Keys (LINEPIPE_SECRET_KEY) seal a seeded channel's credentials and
+	// open sealed ones; nil stores and reads plaintext.
+	Keys *secretbox.Keyring
 	// Grace bounds the HTTP server's shutdown.
 	Grace time.Duration
 	// DBMaxConns (SENDER_DB_MAX_CONNS) caps the pool. Each attempt holds
@@ -50,11 +55,14 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 		Grace:      env.Duration("SHUTDOWN_GRACE", 10*time.Second),
 		DBMaxConns: env.Int("SENDER_DB_MAX_CONNS", 8),
 	}
+	keys, keyErr := secretbox.FromEnv(env)
+	s.Keys = keys
+	s.Sender.Keys = keys
 	chk := cfg
 	chk.setDefaults()
 	var contentErr error
 	s.Content, contentErr = contentSettingsFromEnv(env)
-	errs := []error{env.Err(), rateErr, chk.Validate(), contentErr}
+	errs := []error{env.Err(), rateErr, keyErr, chk.Validate(), contentErr}
 	if s.DBMaxConns < 2 {
 		errs = append(errs, errors.New("SENDER_DB_MAX_CONNS must be at least 2"))
 	}
@@ -74,10 +82,19 @@ func RunService(ctx context.Context, st Settings, log *zap.Logger) error {
 		return err
 	}
 	defer pool.Close()
+	if !st.Keys.Enabled() {
+		log.Warn("LINEPIPE_SECRET_KEY is not set: channel credentials are stored in plaintext")
+	}
 	if st.Channel.ID != "" {
-		if err := store.UpsertChannel(ctx, pool, st.Channel); err != nil {
+		sealed, err := st.Channel.Sealed(st.Keys)
+		if err != nil {
 			return err
 		}
+		seeded, err := store.SeedChannel(ctx, pool, sealed)
+		if err != nil {
+			return err
+		}
+		log.Info("channel from environment", zap.String("channel", st.Channel.ID), zap.Bool("seeded", seeded))
 	}
 	reg := ops.NewRegistry()
 	cfg := st.Sender

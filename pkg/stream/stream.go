@@ -43,6 +43,63 @@ type Config struct {
 	Replicas int
 	// Duplicates is the Nats-Msg-Id deduplication window. Default DefaultDuplicates.
 	Duplicates time.Duration
+	// Auth is how the service proves who it is to NATS, and optional TLS.
+	Auth Auth
+}
+
+// Auth is a service's NATS identity: a user and password, a credentials
+// file (JWT and nkey, NATS_CREDS) or an nkey seed file; and TLS settings.
+// Credentials are never logged.
+type Auth struct {
+	User         string // NATS_USER
+	Password     string // NATS_PASSWORD or NATS_PASSWORD_FILE
+	CredsFile    string // NATS_CREDS
+	NKeySeedFile string // NATS_NKEY_SEED_FILE
+	TLSCA        string // NATS_TLS_CA: verify the server against this CA
+	TLSCert      string // NATS_TLS_CERT, with NATS_TLS_KEY: client certificate
+	TLSKey       string
+}
+
+// Validate reports combinations that cannot work.
+func (a Auth) Validate() error {
+	n := 0
+	for _, set := range []bool{a.User != "", a.CredsFile != "", a.NKeySeedFile != ""} {
+		if set {
+			n++
+		}
+	}
+	switch {
+	case n > 1:
+		return errors.New("NATS_USER, NATS_CREDS and NATS_NKEY_SEED_FILE: set one")
+	case a.Password != "" && a.User == "":
+		return errors.New("NATS_PASSWORD needs NATS_USER")
+	case (a.TLSCert == "") != (a.TLSKey == ""):
+		return errors.New("NATS_TLS_CERT and NATS_TLS_KEY go together")
+	}
+	return nil
+}
+
+func (a Auth) options() ([]nats.Option, error) {
+	var opts []nats.Option
+	switch {
+	case a.User != "":
+		opts = append(opts, nats.UserInfo(a.User, a.Password))
+	case a.CredsFile != "":
+		opts = append(opts, nats.UserCredentials(a.CredsFile))
+	case a.NKeySeedFile != "":
+		o, err := nats.NkeyOptionFromSeed(a.NKeySeedFile)
+		if err != nil {
+			return nil, fmt.Errorf("NATS_NKEY_SEED_FILE: %w", err)
+		}
+		opts = append(opts, o)
+	}
+	if a.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(a.TLSCA))
+	}
+	if a.TLSCert != "" {
+		opts = append(opts, nats.ClientCert(a.TLSCert, a.TLSKey))
+	}
+	return opts, nil
 }
 
 var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
@@ -78,7 +135,7 @@ func (c Config) Validate() error {
 	if c.Replicas < 1 || c.Replicas > 5 {
 		return fmt.Errorf("replicas %d: must be 1 to 5", c.Replicas)
 	}
-	return nil
+	return c.Auth.Validate()
 }
 
 // EventSubject is where ingest publishes the events of one channel.
@@ -101,7 +158,11 @@ func ValidChannelID(id string) bool { return len(id) <= 64 && tokenRE.MatchStrin
 // Connect dials NATS with unlimited reconnects, so a service rides out a
 // NATS restart, and logs connection changes on log.
 func Connect(cfg Config, name string, log *zap.Logger, opts ...jetstream.JetStreamOpt) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(cfg.URL,
+	authOpts, err := cfg.Auth.options()
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := nats.Connect(cfg.URL, append(authOpts,
 		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
@@ -112,7 +173,12 @@ func Connect(cfg Config, name string, log *zap.Logger, opts ...jetstream.JetStre
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			log.Info("nats reconnected", zap.String("url", c.ConnectedUrlRedacted()))
 		}),
-	)
+		// A permission violation (a subject this user may not use) is
+		// a deployment error worth seeing, not a silent drop.
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			log.Warn("nats error", zap.Error(err))
+		}),
+	)...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connecting to nats: %w", err)
 	}
@@ -170,6 +236,15 @@ func FromEnv(env interface {
 		SubjectPrefix: env.String("NATS_SUBJECT_PREFIX", DefaultSubjectPrefix),
 		Replicas:      env.Int("NATS_REPLICAS", DefaultReplicas),
 		Duplicates:    env.Duration("NATS_DUPLICATES_WINDOW", DefaultDuplicates),
+		Auth: Auth{
+			User:         env.String("NATS_USER", ""),
+			Password:     env.String("NATS_PASSWORD", ""),
+			CredsFile:    env.String("NATS_CREDS", ""),
+			NKeySeedFile: env.String("NATS_NKEY_SEED_FILE", ""),
+			TLSCA:        env.String("NATS_TLS_CA", ""),
+			TLSCert:      env.String("NATS_TLS_CERT", ""),
+			TLSKey:       env.String("NATS_TLS_KEY", ""),
+		},
 	}.WithDefaults()
 }
 

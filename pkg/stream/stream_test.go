@@ -34,3 +34,23 @@ func TestValidChannelID(t *testing.T) {
 		}
 	}
 }
+
+func TestAuthValidation(t *testing.T) {
+	t.Parallel()
+	good := []Auth{{}, {User: "ingest", Password: "pw"}, {CredsFile: "x.creds"}, {NKeySeedFile: "seed"},
+		{TLSCA: "ca.pem", TLSCert: "c.pem", TLSKey: "k.pem"}}
+	for _, a := range good {
+		if err := a.Validate(); err != nil {
+			t.Errorf("%+v: %v", a, err)
+		}
+	}
+	bad := []Auth{{User: "u", CredsFile: "x"}, {CredsFile: "x", NKeySeedFile: "y"}, {Password: "pw"}, {TLSCert: "c.pem"}}
+	for _, a := range bad {
+		if a.Validate() == nil {
+			t.Errorf("%+v accepted", a)
+		}
+	}
+	if _, err := (Auth{NKeySeedFile: "/nonexistent/seed"}).options(); err == nil {
+		t.Error("a missing nkey seed file must fail at start")
+	}
+}

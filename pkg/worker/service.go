@@ -130,8 +130,35 @@ func readiness(pool *pgxpool.Pool, nc *nats.Conn) ops.ReadyFunc {
 	}
 }
 
-// Migrate applies the embedded migrations to databaseURL.
-func Migrate(ctx context.Context, databaseURL string, log *zap.Logger) error {
+// LoginUser is a service's database login, created by `worker migrate`
+// as a member of the service's group role.
+type LoginUser struct {
+	Name     string
+	Password string
+	Role     string
+}
+
+// LoginUsersFromEnv reads the passwords `worker migrate` gives the
+// services' login users: INGEST_DB_PASSWORD, WORKER_DB_PASSWORD and
+// SENDER_DB_PASSWORD (or their _FILE forms). A user whose password is
+// unset is not created.
+func LoginUsersFromEnv(env *config.Env) ([]LoginUser, error) {
+	var users []LoginUser
+	for _, u := range []struct{ prefix, name, role string }{
+		{"INGEST", "linepipe_ingest_user", store.RoleIngest},
+		{"WORKER", "linepipe_worker_user", store.RoleWorker},
+		{"SENDER", "linepipe_sender_user", store.RoleSender},
+	} {
+		if pw := env.String(u.prefix+"_DB_PASSWORD", ""); pw != "" {
+			users = append(users, LoginUser{Name: u.name, Password: pw, Role: u.role})
+		}
+	}
+	return users, env.Err()
+}
+
+// Migrate applies the embedded migrations to databaseURL, then creates
+// (or updates the password of) each login user.
+func Migrate(ctx context.Context, databaseURL string, log *zap.Logger, users ...LoginUser) error {
 	pool, err := store.Open(ctx, databaseURL, 2)
 	if err != nil {
 		return err
@@ -142,6 +169,12 @@ func Migrate(ctx context.Context, databaseURL string, log *zap.Logger) error {
 		return err
 	}
 	log.Info("migrations applied", zap.Strings("versions", applied), zap.String("schema", store.LatestMigration()))
+	for _, u := range users {
+		if err := store.EnsureLoginUser(ctx, pool, u.Name, u.Password, u.Role); err != nil {
+			return err
+		}
+		log.Info("login user ready", zap.String("user", u.Name), zap.String("role", u.Role))
+	}
 	return nil
 }
 

@@ -1,0 +1,101 @@
+package tests
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/linepipe/linepipe/pkg/natsconf"
+	"github.com/linepipe/linepipe/pkg/stream"
+	"github.com/linepipe/linepipe/tests/testenv"
+)
+
+// NATS accepts only its users, and each only for its job: nobody
+// without credentials reaches the event subjects, the worker cannot
+// forge an event, and ingest cannot read one.
+func TestNATSAuthorization(t *testing.T) {
+	t.Parallel()
+	names := testenv.NewNames()
+	srv := testenv.NewAuthNATS(t, names)
+	sc := stream.Config{URL: srv.URL, Stream: names.Stream, SubjectPrefix: names.SubjectPrefix}.WithDefaults()
+	as := func(c natsconf.Credentials) stream.Config {
+		s := sc
+		s.Auth = stream.Auth{User: c.User, Password: c.Password}
+		return s
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	// No credentials, or wrong ones: no connection at all.
+	for _, opts := range [][]nats.Option{nil, {nats.UserInfo("ingest", "wrong")}} {
+		nc, err := nats.Connect(srv.URL, opts...)
+		if err == nil {
+			err = nc.Publish(sc.EventSubject("1650000001"), []byte(`{"forged":true}`))
+			if err == nil {
+				err = nc.Flush()
+			}
+			nc.Close()
+		}
+		if err == nil || !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+			t.Errorf("a client without valid credentials connected and published: %v", err)
+		}
+	}
+
+	// Ingest creates the stream and publishes with JetStream acks.
+	inc, ijs, err := stream.Connect(as(srv.Users.Ingest), "ingest", zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inc.Close()
+	if _, err := stream.Ensure(ctx, ijs, sc); err != nil {
+		t.Fatalf("ingest cannot ensure its stream: %v", err)
+	}
+	if _, err := ijs.Publish(ctx, sc.EventSubject("1650000001"), []byte(`{}`)); err != nil {
+		t.Fatalf("ingest cannot publish an event: %v", err)
+	}
+	// ...but may not read events, nor publish elsewhere.
+	short := func() context.Context {
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		t.Cleanup(cancel)
+		return c
+	}
+	if _, err := ijs.CreateOrUpdateConsumer(short(), sc.Stream, jetstream.ConsumerConfig{Durable: "probe"}); err == nil {
+		t.Error("ingest created a consumer on the stream")
+	}
+	if _, err := ijs.Publish(short(), "other.subject", []byte(`{}`)); err == nil {
+		t.Error("ingest published outside the event subjects")
+	}
+
+	// The worker may not publish to the event subjects: a forged event
+	// (or a forged unsend) never reaches the stream.
+	wnc, wjs, err := stream.Connect(as(srv.Users.Worker), "worker", zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wnc.Close()
+	if _, err = wjs.Publish(short(), sc.EventSubject("1650000001"), []byte(`{"type":"unsend"}`)); err == nil {
+		t.Error("the worker user published to the event subjects")
+	}
+	anc, ajs, err := stream.Connect(stream.Config{URL: srv.URL, Auth: stream.Auth{User: srv.Users.Admin.User,
+		Password: srv.Users.Admin.Password}}, "admin", zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anc.Close()
+	st, err := ajs.Stream(ctx, sc.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 {
+		t.Errorf("stream holds %d messages, want only ingest's 1", info.State.Msgs)
+	}
+}

@@ -255,9 +255,30 @@ func TestProcessesQuickStart(t *testing.T) {
 // checkWorkerMetrics: the workers export what operators alert on. The two
 // events stored (a message and its unsend) were timed from ingest's
 // receipt, and one replica ran the retention janitor.
+// checkWorkerMetrics waits (a worker observes its metrics just after its
+// commit, which the test may already have seen) until the workers have
+// timed both stored events and one has run retention.
 func checkWorkerMetrics(t *testing.T, addrs ...string) {
 	t.Helper()
-	var delays, janitors float64
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		delays, janitors, missing := readWorkerMetrics(t, addrs...)
+		if delays == 2 && janitors >= 1 && len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, m := range missing {
+				t.Error(m)
+			}
+			t.Errorf("workers timed %v stored events (want 2); %v ran retention (want at least 1)", delays, janitors)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func readWorkerMetrics(t *testing.T, addrs ...string) (delays, janitors float64, missing []string) {
+	t.Helper()
 	for _, a := range addrs {
 		resp, err := http.Get("http://" + a + "/metrics")
 		if err != nil {
@@ -270,7 +291,7 @@ func checkWorkerMetrics(t *testing.T, addrs ...string) {
 			"linepipe_worker_consumer_pending_messages", `linepipe_worker_retention_deleted_total{table="events"}`,
 			`linepipe_worker_dead_letter_replays_total{result="stored"}`} {
 			if !strings.Contains(body.String(), want) {
-				t.Errorf("worker %s metrics lack %s", a, want)
+				missing = append(missing, fmt.Sprintf("worker %s metrics lack %s", a, want))
 			}
 		}
 		for _, line := range strings.Split(body.String(), "\n") {
@@ -283,7 +304,5 @@ func checkWorkerMetrics(t *testing.T, addrs ...string) {
 			}
 		}
 	}
-	if delays != 2 || janitors < 1 {
-		t.Errorf("workers timed %v stored events (want 2); %v ran retention (want at least 1)", delays, janitors)
-	}
+	return delays, janitors, missing
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/linepipe/linepipe/pkg/linefake/openapi"
 )
 
 // Defaults, each taken from LINE's published behaviour (see the field docs
@@ -18,7 +20,7 @@ const (
 	DefaultRedeliveredReplyLimit = 20 * time.Minute // redelivered tokens die 20 min after the event
 	DefaultRetryKeyWindow        = 24 * time.Hour   // retry key management period
 	DefaultStatelessTokenTTL     = 15 * time.Minute // stateless token expires_in: 900
-	DefaultMaxBodyBytes          = 2 << 20          // "Request larger than 2MB" -> 413
+	DefaultMaxBodyBytes          = openapi.MaxBodyBytes // "Request larger than 2MB" -> 413
 	DefaultWebhookTimeout        = 10 * time.Second
 )
 

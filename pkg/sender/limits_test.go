@@ -47,7 +47,10 @@ func TestLimitsMatchLINEDefinition(t *testing.T) {
 func TestValidatorEnforcesDefinitionBounds(t *testing.T) {
 	t.Parallel()
 	l := openapi.MustLoad()
-	text := func(s string) string { b, _ := json.Marshal(map[string]string{"type": "text", "text": s}); return string(b) }
+	text := func(s string) string {
+		b, _ := json.Marshal(map[string]string{"type": "text", "text": s})
+		return string(b)
+	}
 	msgs := func(n int) string { return "[" + strings.TrimSuffix(strings.Repeat(text("x")+",", n), ",") + "]" }
 	users := func(n int) string {
 		ids := make([]string, n)

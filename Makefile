@@ -9,7 +9,7 @@ DEV_ENV := COMPOSE_PROFILES=dev LINE_API_BASE_URL=http://linefake:8090 ECHO_BOT=
 	LINE_CHANNEL_ID=1234567890 LINE_CHANNEL_SECRET=0123456789abcdef0123456789abcdef \
 	LINE_CHANNEL_ACCESS_TOKEN=dev-static-token
 
-.PHONY: test up down build vet bench chaos chaos-short fuzz
+.PHONY: test up down build vet bench chaos chaos-short fuzz mutate
 
 ## test: every unit and integration test against real Postgres and NATS
 test:
@@ -42,3 +42,8 @@ chaos-short:
 
 fuzz:
 	go test -run XXX -fuzz FuzzWebhookHandler -fuzztime 60s ./pkg/ingest/
+
+## mutate: break each documented guarantee in turn (docs/mutations.txt) and
+## show that a test fails for every one; before a release, after changing a guarantee
+mutate:
+	go run ./cmd/mutate

@@ -78,9 +78,9 @@ func (r *Runner) Copy(ctx context.Context) error {
 var failLine = regexp.MustCompile(`(?m)^\s*--- FAIL: (\S+)|^(FAIL\s+\S+.*)$|^(# \S+)$`)
 
 // Run applies m to the copy, runs its tests and restores the copy.
-func (r *Runner) Run(ctx context.Context, m Mutation) Result {
+func (r *Runner) Run(ctx context.Context, m Mutation) (res Result) {
 	start := time.Now()
-	res := Result{Mutation: m}
+	res = Result{Mutation: m}
 	originals := map[string][]byte{}
 	defer func() {
 		for f, data := range originals {
@@ -130,7 +130,7 @@ func (r *Runner) Run(ctx context.Context, m Mutation) Result {
 	var fails []string
 	for _, mm := range failLine.FindAllStringSubmatch(string(out), -1) {
 		switch {
-		case mm[1] != "":
+		case mm[1] != "" && !strings.Contains(mm[1], "/"): // top-level tests only
 			fails = append(fails, mm[1])
 		case mm[3] != "":
 			// "# pkg" introduces a build error: a mutation that does not

@@ -36,8 +36,8 @@ func TestParseRefusesIncompleteEntries(t *testing.T) {
 	t.Parallel()
 	for _, bad := range []string{
 		"guarantee: g\n",
-		"=== a\ntests: ./x\nfile: f\n<<<\nx\n===\ny\n>>>\n", // no guarantee
-		"=== a\nguarantee: g\ntests: ./x\nfile: f\n<<<\nx\n",  // unterminated
+		"=== a\ntests: ./x\nfile: f\n<<<\nx\n===\ny\n>>>\n",  // no guarantee
+		"=== a\nguarantee: g\ntests: ./x\nfile: f\n<<<\nx\n", // unterminated
 		"=== a\nguarantee: g\ntests: ./x\n<<<\nx\n===\ny\n>>>\n",
 		"=== a\nguarantee: g\nwhat: ever\n",
 	} {

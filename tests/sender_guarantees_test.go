@@ -55,18 +55,19 @@ func (h *headerLog) values() []string {
 func TestSenderReplyRetriesCarryNoRetryKey(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
-		name   string
-		faults linefake.Faults
+		name    string
+		faults  linefake.Faults
+		timeout time.Duration // the sender's per-call timeout
 		// first reports whether the row has had the failed attempt the
 		// case is about.
 		first func(r outboxRow) bool
 	}{
-		{"after a 5xx", linefake.Faults{FailRate: 1}, func(r outboxRow) bool {
+		{"after a 5xx", linefake.Faults{FailRate: 1}, 5 * time.Second, func(r outboxRow) bool {
 			return r.Status == "retrying" && r.LastStatusCode != nil && *r.LastStatusCode == 500
 		}},
 		// The emulator's latency runs before the token is looked at, so a
 		// request the client gave up on consumed nothing.
-		{"after a timeout", linefake.Faults{Latency: 2 * time.Second}, func(r outboxRow) bool {
+		{"after a timeout", linefake.Faults{Latency: 2 * time.Second}, 300 * time.Millisecond, func(r outboxRow) bool {
 			return r.Status == "retrying" && r.LastStatusCode == nil && r.MaybeDelivered
 		}},
 	}
@@ -82,7 +83,7 @@ func TestSenderReplyRetriesCarryNoRetryKey(t *testing.T) {
 			}
 			cfg := b.config("s")
 			cfg.BaseURL = api.URL
-			cfg.RequestTimeout = 300 * time.Millisecond
+			cfg.RequestTimeout = c.timeout
 			id := b.insert(t, "reply", fmt.Sprintf(`{"replyToken":%q,"messages":[{"type":"text","text":"hi"}]}`,
 				b.line.IssueReplyToken(b.channel)))
 			b.start(t, cfg)

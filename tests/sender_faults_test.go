@@ -112,7 +112,7 @@ func TestSenderKilledAfterAccept(t *testing.T) {
 // drive store.ClaimOutbox directly.
 type allPlanner struct{}
 
-func (allPlanner) Keys(store.OutboxCandidate) []store.RateKey { return nil }
+func (allPlanner) Keys(time.Time, store.OutboxCandidate) []store.RateKey { return nil }
 func (allPlanner) Plan(now time.Time, cs []store.OutboxCandidate, _ map[store.RateKey]time.Time) store.ClaimPlan {
 	var p store.ClaimPlan
 	for _, c := range cs {
@@ -129,7 +129,7 @@ func TestOutboxLeaseFencing(t *testing.T) {
 	b := setupSender(t, linefake.Config{})
 	ctx := context.Background()
 	id := b.insert(t, "push", pushBody(userID(1), "hi"))
-	params := store.ClaimParams{Limit: 10, Now: time.Now(), Owner: "a", Lease: time.Minute, Horizon: time.Second}
+	params := store.ClaimParams{Limit: 10, Owner: "a", Lease: time.Minute, Horizon: time.Second}
 
 	first, err := store.ClaimOutbox(ctx, b.db.Pool, params, allPlanner{})
 	if err != nil || len(first.Claimed) != 1 {
@@ -156,10 +156,10 @@ func TestOutboxLeaseFencing(t *testing.T) {
 	if _, err := b.db.Pool.Exec(ctx, `INSERT INTO outbox_rate (channel_id, bucket, tat) VALUES ($1, 'push', now() + interval '1 hour')`, b.channel); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := store.ReslotOutbox(ctx, b.db.Pool, id, first.Claimed[0].ClaimID, key, time.Second, time.Minute); !errors.Is(err, store.ErrLeaseLost) {
+	if _, _, err := store.ReslotOutbox(ctx, b.db.Pool, store.Reslot{ID: id, ClaimID: first.Claimed[0].ClaimID, Key: key, Interval: time.Second, Lease: time.Minute, Horizon: 2 * time.Hour}); !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("stale re-slot: %v, want ErrLeaseLost", err)
 	}
-	slot, slotLocal, err := store.ReslotOutbox(ctx, b.db.Pool, id, second.Claimed[0].ClaimID, key, time.Second, time.Minute)
+	slot, slotLocal, err := store.ReslotOutbox(ctx, b.db.Pool, store.Reslot{ID: id, ClaimID: second.Claimed[0].ClaimID, Key: key, Interval: time.Second, Lease: time.Minute, Horizon: 2 * time.Hour})
 	if err != nil || time.Until(slotLocal) < 59*time.Minute {
 		t.Fatalf("re-slot: %v, slot in %s, want the bucket's next slot an hour out", err, time.Until(slotLocal))
 	}
@@ -172,15 +172,15 @@ func TestOutboxLeaseFencing(t *testing.T) {
 		t.Fatalf("re-slot left tat %s and lease %s for slot %s", tat, lease, slot)
 	}
 
-	stale := store.OutboxCompletion{ID: id, ClaimID: first.Claimed[0].ClaimID, Status: store.OutboxFailed, Now: time.Now(), StatusCode: 400}
-	if err := store.CompleteOutbox(ctx, b.db.Pool, stale, nil); !errors.Is(err, store.ErrLeaseLost) {
+	stale := store.OutboxCompletion{ID: id, ClaimID: first.Claimed[0].ClaimID, Status: store.OutboxFailed, StatusCode: 400}
+	if err := store.CompleteOutbox(ctx, b.db.Pool, stale); !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("stale completion: %v, want ErrLeaseLost", err)
 	}
-	fresh := store.OutboxCompletion{ID: id, ClaimID: second.Claimed[0].ClaimID, Status: store.OutboxDelivered, Now: time.Now(), StatusCode: 200}
-	if err := store.CompleteOutbox(ctx, b.db.Pool, fresh, nil); err != nil {
+	fresh := store.OutboxCompletion{ID: id, ClaimID: second.Claimed[0].ClaimID, Status: store.OutboxDelivered, StatusCode: 200}
+	if err := store.CompleteOutbox(ctx, b.db.Pool, fresh); err != nil {
 		t.Fatal(err)
 	}
-	if err := store.CompleteOutbox(ctx, b.db.Pool, stale, nil); !errors.Is(err, store.ErrLeaseLost) {
+	if err := store.CompleteOutbox(ctx, b.db.Pool, stale); !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("stale completion after delivery: %v, want ErrLeaseLost", err)
 	}
 	if r := b.row(t, id); r.Status != "delivered" || !r.MaybeDelivered {
@@ -199,7 +199,7 @@ func TestOutboxScrubDuringAttempt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := store.ClaimOutbox(ctx, b.db.Pool, store.ClaimParams{Limit: 1, Now: time.Now(), Owner: "a",
+	c, err := store.ClaimOutbox(ctx, b.db.Pool, store.ClaimParams{Limit: 1, Owner: "a",
 		Lease: time.Minute, Horizon: time.Second}, allPlanner{})
 	if err != nil || len(c.Claimed) != 1 {
 		t.Fatalf("claim: %v %d", err, len(c.Claimed))
@@ -219,8 +219,8 @@ func TestOutboxScrubDuringAttempt(t *testing.T) {
 		t.Fatalf("an unsend changed an in-flight row to %s; its sender owns it until it completes", r.Status)
 	}
 	done := store.OutboxCompletion{ID: id, ClaimID: c.Claimed[0].ClaimID, Status: store.OutboxRetrying,
-		Now: time.Now(), NextAttemptAt: time.Now(), StatusCode: 500, Ambiguous: true}
-	if err := store.CompleteOutbox(ctx, b.db.Pool, done, nil); err != nil {
+		StatusCode: 500, Ambiguous: true}
+	if err := store.CompleteOutbox(ctx, b.db.Pool, done); err != nil {
 		t.Fatal(err)
 	}
 	var status, body string
@@ -270,7 +270,7 @@ func TestOutboxConcurrentClaimsDisjoint(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for {
-				res, err := store.ClaimOutbox(ctx, b.db.Pool, store.ClaimParams{Limit: 7, Now: time.Now(),
+				res, err := store.ClaimOutbox(ctx, b.db.Pool, store.ClaimParams{Limit: 7,
 					Owner: "w", Lease: time.Minute, Horizon: time.Second}, allPlanner{})
 				if err != nil {
 					t.Error(err)

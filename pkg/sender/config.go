@@ -21,7 +21,7 @@ import (
 const (
 	DefaultBaseURL        = "https://api.line.me"
 	DefaultBatchSize      = 100
-	DefaultPollInterval   = 250 * time.Millisecond
+	DefaultPollInterval   = time.Second
 	DefaultLease          = time.Minute
 	DefaultConcurrency    = 32
 	DefaultRequestTimeout = 15 * time.Second
@@ -91,8 +91,10 @@ type Config struct {
 	Owner string
 	// BatchSize is the most rows one claim takes. Default 100.
 	BatchSize int
-	// PollInterval is the wait after a claim that found less than a full
-	// batch. Default 250ms.
+	// PollInterval is the longest wait between claims when nothing is
+	// due. Committed rows wake the sender through a notification at once;
+	// the poll is the fallback for one lost with a dropped connection.
+	// Default 1s.
 	PollInterval time.Duration
 	// Lease is how long a claim owns a row after its send slot. Another
 	// replica takes over a row whose lease expired, so it must exceed the
@@ -132,8 +134,10 @@ type Config struct {
 	// RateHorizon is how far ahead a claim reserves slots. Default 1s.
 	RateHorizon time.Duration
 
-	// Clock is the sender's time (what is due, key age, reply validity).
-	// Leases and rate slots use the database clock. Default time.Now.
+	// Clock is the sender's own time: access token expiry and api_log's
+	// called_at. Every decision replicas share (what is due, key age,
+	// reply validity, leases, rate slots) uses the database clock.
+	// Default time.Now.
 	Clock func() time.Time
 	// Rand returns a float in [0,1) for backoff jitter. Default math/rand.
 	Rand func() float64

@@ -12,6 +12,8 @@ type metrics struct {
 	leaseLost  prometheus.Counter
 	slotMissed prometheus.Counter
 	released   prometheus.Counter
+	wakeups    prometheus.Counter   // claims started by a notification
+	completes  prometheus.Histogram // completions per grouped statement
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -46,9 +48,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "linepipe_sender_released_total",
 			Help: "Claimed rows handed back unsent after missing their rate slot repeatedly.",
 		}),
+		wakeups: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "linepipe_sender_wakeups_total",
+			Help: "Claims started by a notification that outbox rows were committed, rather than by the poll.",
+		}),
+		completes: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "linepipe_sender_completion_batch_rows",
+			Help:    "Attempt outcomes recorded by one grouped completion statement.",
+			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500},
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.rows, m.calls, m.latency, m.batch, m.leaseLost, m.slotMissed, m.released)
+		reg.MustRegister(m.rows, m.calls, m.latency, m.batch, m.leaseLost, m.slotMissed, m.released,
+			m.wakeups, m.completes)
 	}
 	return m
 }

@@ -18,9 +18,11 @@ import (
 // starts up to RateSlack after its slot keeps every window of Per under
 // Limit. Recipient buckets count message objects and allow a burst of
 // Limit.
+//
+// Every decision uses the database clock (dbNow), shared by all replicas:
+// what is due, a retry key's age and a reply's validity.
 type planner struct {
 	cfg *Config
-	now time.Time // sender clock
 }
 
 type bucketSpec struct {
@@ -62,8 +64,8 @@ func (p *planner) endpointSpec(c store.OutboxCandidate) (bucketSpec, bool) {
 }
 
 // Keys implements store.Planner.
-func (p *planner) Keys(c store.OutboxCandidate) []store.RateKey {
-	if p.decide(c) != nil {
+func (p *planner) Keys(dbNow time.Time, c store.OutboxCandidate) []store.RateKey {
+	if p.decide(dbNow, c) != nil {
 		return nil
 	}
 	var keys []store.RateKey
@@ -79,7 +81,7 @@ func (p *planner) Plan(dbNow time.Time, cands []store.OutboxCandidate, tats map[
 	plan := store.ClaimPlan{Tats: map[store.RateKey]time.Time{}}
 	horizon := dbNow.Add(p.cfg.RateHorizon)
 	for _, c := range cands {
-		if f := p.decide(c); f != nil {
+		if f := p.decide(dbNow, c); f != nil {
 			plan.Finish = append(plan.Finish, *f)
 			continue
 		}
@@ -94,7 +96,7 @@ func (p *planner) Plan(dbNow time.Time, cands []store.OutboxCandidate, tats map[
 		if slot.After(horizon) {
 			// Not now: move it out of the due window so rows behind it
 			// (other recipients, other channels) are not starved.
-			plan.Postpone = append(plan.Postpone, store.OutboxReserve{ID: c.ID, SendAt: p.now.Add(slot.Sub(dbNow))})
+			plan.Postpone = append(plan.Postpone, store.OutboxReserve{ID: c.ID, SendAt: slot})
 			continue
 		}
 		for _, s := range specs {
@@ -111,18 +113,18 @@ func (p *planner) Plan(dbNow time.Time, cands []store.OutboxCandidate, tats map[
 }
 
 // decide returns how c ends without a call, or nil when it is to be sent.
-func (p *planner) decide(c store.OutboxCandidate) *store.OutboxFinish {
+func (p *planner) decide(now time.Time, c store.OutboxCandidate) *store.OutboxFinish {
 	fin := func(status, msg string) *store.OutboxFinish {
 		return &store.OutboxFinish{ID: c.ID, Status: status, Error: msg}
 	}
 	if err := validateRow(c.Endpoint, c.Body, c.Scrubbed); err != nil {
 		return fin(store.OutboxFailed, err.Error())
 	}
-	if usesRetryKey(c.Endpoint) && c.FirstAttemptAt != nil && p.now.Sub(*c.FirstAttemptAt) >= p.cfg.KeyMaxAge {
+	if usesRetryKey(c.Endpoint) && c.FirstAttemptAt != nil && now.Sub(*c.FirstAttemptAt) >= p.cfg.KeyMaxAge {
 		return fin(store.OutboxExpired, "retry key first used at "+c.FirstAttemptAt.UTC().Format(time.RFC3339)+
 			"; LINE keeps retry keys 24h, so resending it now could deliver twice")
 	}
-	if dl := p.deadline(c); dl != nil && !p.now.Before(*dl) {
+	if dl := p.deadline(c); dl != nil && !now.Before(*dl) {
 		if c.Endpoint == store.EndpointReply && (c.MaybeDelivered || c.Status == store.OutboxInFlight) {
 			return fin(store.OutboxUncertain, "reply token validity ended after an attempt that got no answer; it may have been delivered")
 		}

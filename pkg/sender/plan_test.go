@@ -10,10 +10,10 @@ import (
 	"github.com/linepipe/linepipe/pkg/store"
 )
 
-func testPlanner(now time.Time) *planner {
+func testPlanner() *planner {
 	cfg := Config{BaseURL: "http://line.test", Rates: map[string]Rate{"push": {Limit: 10, Per: time.Second}}}
 	cfg.setDefaults()
-	return &planner{cfg: &cfg, now: now}
+	return &planner{cfg: &cfg}
 }
 
 func pushCand(id int64, to string) store.OutboxCandidate {
@@ -27,7 +27,7 @@ func pushCand(id int64, to string) store.OutboxCandidate {
 // requests.
 func TestPlanNeverExceedsRate(t *testing.T) {
 	base := time.Unix(1_700_000_000, 0)
-	p := testPlanner(base)
+	p := testPlanner()
 	tats := map[store.RateKey]time.Time{}
 	rng := rand.New(rand.NewPCG(1, 2))
 	var sends []time.Time
@@ -67,7 +67,7 @@ func TestPlanNeverExceedsRate(t *testing.T) {
 
 func TestPlanRecipientBurstThenSpacing(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	p := testPlanner(now)
+	p := testPlanner()
 	p.cfg.RecipientCap = Rate{Limit: 3, Per: time.Minute}
 	user := "U" + strings.Repeat("b", 32)
 	var cands []store.OutboxCandidate
@@ -85,7 +85,7 @@ func TestPlanRecipientBurstThenSpacing(t *testing.T) {
 
 func TestPlanDecide(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	p := testPlanner(now)
+	p := testPlanner()
 	ago := func(d time.Duration) *time.Time { t := now.Add(-d); return &t }
 	no := false
 	user := "U" + strings.Repeat("c", 32)
@@ -117,7 +117,7 @@ func TestPlanDecide(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			cand := c.base
 			c.mod(&cand)
-			f := p.decide(cand)
+			f := p.decide(now, cand)
 			got := ""
 			if f != nil {
 				got = f.Status
@@ -125,8 +125,8 @@ func TestPlanDecide(t *testing.T) {
 			if got != c.want {
 				t.Fatalf("decided %q (%+v), want %q", got, f, c.want)
 			}
-			if (len(p.Keys(cand)) > 0) != (c.want == "") {
-				t.Fatalf("keys %v for decision %q", p.Keys(cand), got)
+			if (len(p.Keys(now, cand)) > 0) != (c.want == "") {
+				t.Fatalf("keys %v for decision %q", p.Keys(now, cand), got)
 			}
 		})
 	}

@@ -33,6 +33,7 @@ type Sender struct {
 	log    *zap.Logger
 	slots  chan struct{} // one per request in flight
 	wg     sync.WaitGroup
+	done   *completer
 }
 
 // New builds a Sender; cfg's zero values take the defaults.
@@ -43,6 +44,7 @@ func New(cfg Config, db *pgxpool.Pool) (*Sender, error) {
 	}
 	s := &Sender{cfg: cfg, db: db, m: newMetrics(cfg.Registerer), log: cfg.Log,
 		slots: make(chan struct{}, cfg.Concurrency)}
+	s.done = newCompleter(db, cfg.Concurrency, s.m)
 	lookup := func(ctx context.Context, id string) (store.Channel, error) { return store.GetChannel(ctx, db, id) }
 	s.tokens = newTokenSource(lookup, cfg.HTTPClient, cfg.BaseURL, cfg.Clock, s.logTokenCall)
 	return s, nil
@@ -52,9 +54,25 @@ func New(cfg Config, db *pgxpool.Pool) (*Sender, error) {
 // claimed row finish its request and records the result, and returns.
 // Sends do not use ctx: a request cut off mid-flight would leave a row
 // whose fate only a later 409 can tell.
+//
+// It claims again at once while lanes have more due rows, when a
+// notification says a row was committed, when a postponed row falls due,
+// and otherwise every PollInterval, the fallback for a notification lost
+// with a dropped connection.
 func (s *Sender) Run(ctx context.Context) error {
-	defer s.wg.Wait()
-	wait := s.cfg.PollInterval
+	done := make(chan struct{})
+	go func() { s.done.run(); close(done) }()
+	defer func() {
+		s.wg.Wait() // every delivery has handed in its completion
+		s.done.close()
+		<-done
+	}()
+	wake := make(chan struct{}, 1)
+	lctx, stopListening := context.WithCancel(ctx)
+	defer stopListening()
+	go s.listen(lctx, wake)
+
+	backoff := s.cfg.PollInterval
 	for {
 		n := s.reserve(ctx)
 		if n == 0 {
@@ -64,27 +82,35 @@ func (s *Sender) Run(ctx context.Context) error {
 		for i := len(res.Claimed); i < n; i++ {
 			<-s.slots
 		}
+		wait := s.cfg.PollInterval
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return nil
 		case err != nil:
 			// Database trouble: back off (to 5s) so a restart or failover
 			// is not met with a storm of claims and log lines.
-			s.log.Warn("claiming outbox rows", zap.Error(err), zap.Duration("retry_in", wait))
-		case res.Seen == n:
-			wait = s.cfg.PollInterval
-			continue // a full batch: more are probably due
+			s.log.Warn("claiming outbox rows", zap.Error(err), zap.Duration("retry_in", backoff))
+			wait = backoff
+			backoff = min(2*backoff, max(5*time.Second, s.cfg.PollInterval))
+		case res.More || res.Seen >= n:
+			backoff = s.cfg.PollInterval
+			continue // more rows are due now
 		default:
-			wait = s.cfg.PollInterval
+			backoff = s.cfg.PollInterval
+			if !res.NextDue.IsZero() {
+				wait = min(wait, max(res.NextDue.Sub(res.DBNow), time.Millisecond))
+			}
 		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return nil
-		case <-time.After(wait):
+		case <-wake:
+			s.m.wakeups.Inc()
+		case <-t.C:
 		}
-		if err != nil {
-			wait = min(2*wait, max(5*time.Second, s.cfg.PollInterval))
-		}
+		t.Stop()
 	}
 }
 
@@ -111,9 +137,9 @@ func (s *Sender) reserve(ctx context.Context) int {
 
 // claim takes up to n rows and starts a delivery for each one claimed.
 func (s *Sender) claim(ctx context.Context, n int) (store.ClaimResult, error) {
-	pl := &planner{cfg: &s.cfg, now: s.cfg.Clock()}
+	pl := &planner{cfg: &s.cfg}
 	res, err := store.ClaimOutbox(ctx, s.db, store.ClaimParams{
-		Limit: n, Now: pl.now, Owner: s.cfg.Owner, Lease: s.cfg.Lease, Horizon: s.cfg.RateHorizon,
+		Limit: n, Owner: s.cfg.Owner, Lease: s.cfg.Lease, Horizon: s.cfg.RateHorizon,
 	}, pl)
 	if err != nil {
 		return res, err
@@ -152,7 +178,9 @@ func (s *Sender) deliver(row store.OutboxClaimed, pl *planner) {
 	if !ok {
 		return
 	}
-	if dl := pl.deadline(row.OutboxCandidate); dl != nil && !s.cfg.Clock().Before(*dl) {
+	// The deadline is on the database clock; SendAtLocal maps SendAt onto
+	// this process's monotonic clock.
+	if dl := pl.deadline(row.OutboxCandidate); dl != nil && !time.Now().Before(row.SendAtLocal.Add(dl.Sub(row.SendAt))) {
 		s.complete(row, outcome{Status: store.OutboxExpired, Error: "not sent before " + dl.UTC().Format(time.RFC3339)}, apiResponse{}, nil)
 		return
 	}
@@ -204,21 +232,18 @@ func (s *Sender) attempt(ctx context.Context, row store.OutboxClaimed, token str
 	s.complete(row, out, resp, entry)
 }
 
-// complete records an attempt's outcome. It uses a fresh context: the
-// call already happened, and its result must be written even when the
-// row's deadline has just passed.
+// complete records an attempt's outcome, grouped with other sends'
+// completions into one statement and commit (see completer). The call
+// already happened, so its result is written even when the row's deadline
+// has just passed.
 func (s *Sender) complete(row store.OutboxClaimed, out outcome, resp apiResponse, entry *store.APILogEntry) {
-	now := s.cfg.Clock()
-	next := now
+	c := store.OutboxCompletion{ID: row.ID, ClaimID: row.ClaimID, Status: out.Status,
+		StatusCode: resp.Status, Error: out.Error, RequestID: resp.RequestID,
+		AcceptedRequestID: resp.AcceptedRequestID, SentMessageIDs: out.SentMessageIDs, Ambiguous: out.Ambiguous, Log: entry}
 	if out.Backoff {
-		next = now.Add(backoff(row.Attempts+1, s.cfg.BackoffBase, s.cfg.BackoffMax, s.cfg.Rand))
+		c.Backoff = backoff(row.Attempts+1, s.cfg.BackoffBase, s.cfg.BackoffMax, s.cfg.Rand)
 	}
-	c := store.OutboxCompletion{ID: row.ID, ClaimID: row.ClaimID, Status: out.Status, Now: now,
-		NextAttemptAt: next, StatusCode: resp.Status, Error: out.Error, RequestID: resp.RequestID,
-		AcceptedRequestID: resp.AcceptedRequestID, SentMessageIDs: out.SentMessageIDs, Ambiguous: out.Ambiguous}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	err := store.CompleteOutbox(ctx, s.db, c, entry)
+	err := s.done.complete(c)
 	switch {
 	case errors.Is(err, store.ErrLeaseLost):
 		s.m.leaseLost.Inc()
@@ -255,16 +280,17 @@ func (s *Sender) awaitSlot(row store.OutboxClaimed, target time.Time, pl *planne
 		}
 		s.m.slotMissed.Inc()
 		if misses++; misses > maxSlotMisses {
-			s.release(row)
+			s.release(row, pl)
 			return target, false
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, slotLocal, err := store.ReslotOutbox(ctx, s.db, row.ID, row.ClaimID, spec.key, spec.interval, s.cfg.Lease)
+		_, slotLocal, err := store.ReslotOutbox(ctx, s.db, store.Reslot{ID: row.ID, ClaimID: row.ClaimID,
+			Key: spec.key, Interval: spec.interval, Lease: s.cfg.Lease, Horizon: s.cfg.RateHorizon, Lead: s.cfg.RateSlack / 2})
 		cancel()
 		if err != nil {
 			s.log.Warn("re-slotting a late outbox row", zap.Int64("outbox_id", row.ID), zap.Error(err))
 			if !errors.Is(err, store.ErrLeaseLost) {
-				s.release(row)
+				s.release(row, pl)
 			}
 			return target, false
 		}
@@ -272,11 +298,16 @@ func (s *Sender) awaitSlot(row store.OutboxClaimed, target time.Time, pl *planne
 	}
 }
 
-func (s *Sender) release(row store.OutboxClaimed) {
+// release hands row back unsent, refunding its rate reservations.
+func (s *Sender) release(row store.OutboxClaimed, pl *planner) {
 	s.m.released.Inc()
+	var refunds []store.Refund
+	for _, sp := range pl.specs(row.OutboxCandidate) {
+		refunds = append(refunds, store.Refund{Key: sp.key, Amount: time.Duration(sp.weight) * sp.interval})
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := store.ReleaseOutbox(ctx, s.db, row.ID, row.ClaimID); err != nil {
+	if err := store.ReleaseOutbox(ctx, s.db, row.ID, row.ClaimID, refunds...); err != nil {
 		s.log.Warn("releasing outbox row after a missed rate slot", zap.Int64("outbox_id", row.ID), zap.Error(err))
 	}
 }

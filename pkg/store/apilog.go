@@ -26,11 +26,41 @@ type APILogEntry struct {
 	Error             string
 }
 
-// insertAPILogSQL takes its values from $12..$22, so CompleteOutbox can
-// embed it next to the outbox update and write both in one round trip.
-const insertAPILogSQL = `INSERT INTO api_log (called_at, method, endpoint, status, request_id,
+// insertAPILogBatchSQL inserts the entries of apiLogArrays.args, which
+// take $11..$21, so CompleteOutboxBatch writes them in its own statement.
+const insertAPILogBatchSQL = `INSERT INTO api_log (called_at, method, endpoint, status, request_id,
 		accepted_request_id, channel_id, outbox_id, retry_key, duration_ms, error)
-	VALUES ($12, $13, $14, $15, nullif($16, ''), nullif($17, ''), nullif($18, ''), $19, $20, $21, nullif($22, ''))`
+	SELECT called_at, method, endpoint, status, nullif(request_id, ''), nullif(accepted_request_id, ''),
+	       nullif(channel_id, ''), outbox_id, retry_key, duration_ms, nullif(error, '')
+	FROM unnest($11::timestamptz[], $12::text[], $13::text[], $14::int[], $15::text[], $16::text[],
+	            $17::text[], $18::bigint[], $19::uuid[], $20::float8[], $21::text[])
+	    AS l(called_at, method, endpoint, status, request_id, accepted_request_id, channel_id, outbox_id,
+	         retry_key, duration_ms, error)`
+
+// apiLogArrays holds api_log entries column by column, for unnest.
+type apiLogArrays struct {
+	calledAt                                []time.Time
+	method, endpoint, reqID, accID, channel []string
+	status                                  []int32
+	outbox                                  []*int64
+	key                                     []*uuid.UUID
+	ms                                      []float64
+	errText                                 []string
+}
+
+func (a *apiLogArrays) add(e APILogEntry) {
+	a.calledAt = append(a.calledAt, e.CalledAt)
+	a.method, a.endpoint = append(a.method, e.Method), append(a.endpoint, e.Endpoint)
+	a.status = append(a.status, int32(e.Status))
+	a.reqID, a.accID = append(a.reqID, e.RequestID), append(a.accID, e.AcceptedRequestID)
+	a.channel, a.outbox, a.key = append(a.channel, e.ChannelID), append(a.outbox, e.OutboxID), append(a.key, e.RetryKey)
+	a.ms = append(a.ms, e.Duration.Seconds()*1000)
+	a.errText = append(a.errText, SanitizeText(e.Error, maxErrorText))
+}
+
+func (a *apiLogArrays) args() []any {
+	return []any{a.calledAt, a.method, a.endpoint, a.status, a.reqID, a.accID, a.channel, a.outbox, a.key, a.ms, a.errText}
+}
 
 // InsertAPILog records a call that belongs to no outbox completion, such
 // as issuing an access token.
@@ -39,7 +69,7 @@ func InsertAPILog(ctx context.Context, q Querier, e APILogEntry) error {
 		accepted_request_id, channel_id, outbox_id, retry_key, duration_ms, error)
 		VALUES ($1, $2, $3, $4, nullif($5, ''), nullif($6, ''), nullif($7, ''), $8, $9, $10, nullif($11, ''))`,
 		e.CalledAt, e.Method, e.Endpoint, e.Status, e.RequestID, e.AcceptedRequestID, e.ChannelID,
-		e.OutboxID, e.RetryKey, e.Duration.Seconds()*1000, e.Error)
+		e.OutboxID, e.RetryKey, e.Duration.Seconds()*1000, SanitizeText(e.Error, maxErrorText))
 	if err != nil {
 		return fmt.Errorf("logging %s %s: %w", e.Method, e.Endpoint, err)
 	}

@@ -54,20 +54,22 @@ type OutboxInsert struct {
 	Endpoint        string
 	Body            []byte
 	SourceMessageID string     // the user message it derives from, so an unsend can scrub it
-	NotAfter        *time.Time // never send after this (reply: the token's validity)
+	NotAfter        *time.Time // never send after this (reply: the token's validity); rows with one go first
+	Priority        int16      // higher goes first; 0 by default
 }
 
 // EnqueueOutbox inserts a row for the sender and returns its id. Bot
 // logic calls it inside its own transaction, so the message is queued if
-// and only if the work that produced it commits.
+// and only if the work that produced it commits; the insert's trigger
+// wakes the senders when it does.
 func EnqueueOutbox(ctx context.Context, q Querier, in OutboxInsert) (int64, error) {
 	if !KnownEndpoint(in.Endpoint) {
 		return 0, fmt.Errorf("enqueueing %q: %w", in.Endpoint, ErrUnknownEndpoint)
 	}
 	var id int64
-	err := q.QueryRow(ctx, `INSERT INTO outbox (channel_id, endpoint, body, source_message_id, not_after)
-		VALUES ($1, $2, $3::text::json, nullif($4, ''), $5) RETURNING id`,
-		in.ChannelID, in.Endpoint, string(in.Body), in.SourceMessageID, in.NotAfter).Scan(&id)
+	err := q.QueryRow(ctx, `INSERT INTO outbox (channel_id, endpoint, body, source_message_id, not_after, priority)
+		VALUES ($1, $2, $3::text::json, nullif($4, ''), $5, $6) RETURNING id`,
+		in.ChannelID, in.Endpoint, string(in.Body), in.SourceMessageID, in.NotAfter, in.Priority).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("enqueueing %s to channel %s: %w", in.Endpoint, in.ChannelID, err)
 	}
@@ -83,7 +85,9 @@ type OutboxCandidate struct {
 	RetryKey       uuid.UUID
 	Status         string // pending, retrying, or in_flight with an expired lease
 	Scrubbed       bool
+	Priority       int16
 	NotAfter       *time.Time
+	NextAttemptAt  time.Time
 	CreatedAt      time.Time
 	FirstAttemptAt *time.Time
 	Attempts       int
@@ -124,19 +128,23 @@ type ClaimPlan struct {
 // Planner decides, inside the claim transaction, what happens to each
 // candidate. Keys names the buckets a send of c would debit (nil when c
 // will not be sent); Plan gets those buckets' current tats, locked for the
-// rest of the transaction, and the database clock.
+// rest of the transaction, and the database clock. Every time decision
+// (due, deadlines, key age, slots) is made on the database clock, so
+// replicas whose clocks drift still agree.
 type Planner interface {
-	Keys(c OutboxCandidate) []RateKey
+	Keys(dbNow time.Time, c OutboxCandidate) []RateKey
 	Plan(dbNow time.Time, cands []OutboxCandidate, tats map[RateKey]time.Time) ClaimPlan
 }
 
 // ClaimParams bound one claim.
 type ClaimParams struct {
 	Limit   int
-	Now     time.Time // the sender's clock: what is due
-	Owner   string    // claimed_by, for operators
+	Owner   string // claimed_by, for operators
 	Lease   time.Duration
 	Horizon time.Duration // endpoints whose bucket is booked further ahead are not read
+	// MaxLanes caps the lanes (channel, endpoint, priority) one claim
+	// reads from; 0 means DefaultMaxLanes.
+	MaxLanes int
 }
 
 // OutboxClaimed is a row this claim owns until its lease ends.
@@ -156,7 +164,15 @@ type OutboxClaimed struct {
 type ClaimResult struct {
 	Claimed  []OutboxClaimed
 	Finished []OutboxFinish
-	Seen     int // candidates read
+	Seen     int // candidates considered (after the fair cut)
+	// More reports that some lane had at least as many due rows as it
+	// was asked for, so another claim right away will find work.
+	More bool
+	// NextDue is the earliest next_attempt_at a postponed row was given
+	// (zero when none): the sender need not poll before it.
+	NextDue time.Time
+	// DBNow is the database clock when the claim began.
+	DBNow time.Time
 }
 
 // Beginner starts transactions (a pool or a connection).
@@ -164,30 +180,33 @@ type Beginner interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
 }
 
-// ClaimOutbox claims up to p.Limit due rows in one transaction: due rows
-// (and in_flight rows whose lease expired) are locked with FOR UPDATE
-// SKIP LOCKED, so replicas never take the same row; the rate buckets they
-// would debit are locked in a fixed order, so the planner's slots are
-// globally consistent; then rows are flipped to in_flight with a fresh
-// claim_id (the fencing token) or finished. Leases and buckets use the
-// database clock so replicas agree on them.
+// ClaimOutbox claims up to p.Limit due rows in one transaction. Rows
+// whose lease expired come first; then each lane (channel, endpoint,
+// priority) offers a fair share of its due rows, which are ranked by
+// priority, deadline and round-robin across lanes (see rankCandidates) so
+// that replies never wait behind pushes and no channel's backlog delays
+// another channel. Rows are locked with FOR UPDATE SKIP LOCKED, so
+// replicas never take the same row; the rate buckets they would debit are
+// locked in a fixed order, so the planner's slots are globally
+// consistent; then rows are flipped to in_flight with a fresh claim_id
+// (the fencing token) or finished. Every time is the database's.
 func ClaimOutbox(ctx context.Context, db Beginner, p ClaimParams, pl Planner) (ClaimResult, error) {
 	var res ClaimResult
 	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		cands, err := selectCandidates(ctx, tx, p)
+		cands, more, dbNow, err := selectCandidates(ctx, tx, p)
 		if err != nil {
 			return err
 		}
-		res.Seen = len(cands)
+		res.Seen, res.More, res.DBNow = len(cands), more, dbNow
 		if len(cands) == 0 {
 			return nil
 		}
-		dbNow, localNow, tats, err := lockBuckets(ctx, tx, cands, pl)
+		slotNow, localNow, tats, err := lockBuckets(ctx, tx, dbNow, cands, pl)
 		if err != nil {
 			return err
 		}
-		plan := pl.Plan(dbNow, cands, tats)
-		if err := applyFinish(ctx, tx, p.Now, plan.Finish); err != nil {
+		plan := pl.Plan(slotNow, cands, tats)
+		if err := applyFinish(ctx, tx, plan.Finish); err != nil {
 			return err
 		}
 		claimID := uuid.New()
@@ -206,7 +225,12 @@ func ClaimOutbox(ctx context.Context, db Beginner, p ClaimParams, pl Planner) (C
 		}
 		for _, r := range plan.Send {
 			res.Claimed = append(res.Claimed, OutboxClaimed{OutboxCandidate: byID[r.ID], ClaimID: claimID,
-				SendAt: r.SendAt, DBNow: dbNow, SendAtLocal: localNow.Add(max(r.SendAt.Sub(dbNow), 0))})
+				SendAt: r.SendAt, DBNow: slotNow, SendAtLocal: localNow.Add(max(r.SendAt.Sub(slotNow), 0))})
+		}
+		for _, r := range plan.Postpone {
+			if res.NextDue.IsZero() || r.SendAt.Before(res.NextDue) {
+				res.NextDue = r.SendAt
+			}
 		}
 		res.Finished = plan.Finish
 		return nil
@@ -217,70 +241,12 @@ func ClaimOutbox(ctx context.Context, db Beginner, p ClaimParams, pl Planner) (C
 	return res, nil
 }
 
-// candidateSQL reads due rows. %s is one of the two conditions below, kept
-// apart (not OR-ed) so each uses its partial index in order and a large
-// backlog is never sorted whole. Rows whose endpoint bucket is booked
-// beyond the horizon are not read: they could not be claimed anyway.
-const candidateSQL = `
-SELECT o.id, o.channel_id, o.endpoint, o.body::text, o.retry_key, o.status, o.scrubbed_at IS NOT NULL,
-       o.not_after, o.created_at, o.first_attempt_at, o.attempts, coalesce(o.last_status_code, 0),
-       o.maybe_delivered, coalesce(o.recipient, ''), f.following
-FROM outbox o
-LEFT JOIN followers f ON f.channel_id = o.channel_id AND f.user_id = o.recipient
-WHERE %s
-  AND NOT EXISTS (SELECT 1 FROM outbox_rate r
-                  WHERE r.channel_id = o.channel_id AND r.bucket = o.endpoint
-                    AND r.tat > clock_timestamp() + $2::interval)
-ORDER BY %s
-LIMIT $1
-FOR UPDATE OF o SKIP LOCKED`
-
-var (
-	// Rows whose sender's lease ran out come first: they have waited
-	// longest. lease_until is on the database clock, like the lease.
-	expiredLeaseSQL = fmt.Sprintf(candidateSQL, `o.status = 'in_flight' AND o.lease_until < clock_timestamp()`, `o.lease_until`)
-	dueSQL          = fmt.Sprintf(candidateSQL, `o.status IN ('pending', 'retrying') AND o.next_attempt_at <= $3`, `o.next_attempt_at, o.id`)
-)
-
-func selectCandidates(ctx context.Context, tx pgx.Tx, p ClaimParams) ([]OutboxCandidate, error) {
-	var out []OutboxCandidate
-	for _, sql := range []string{expiredLeaseSQL, dueSQL} {
-		if len(out) >= p.Limit {
-			break
-		}
-		args := []any{p.Limit - len(out), p.Horizon}
-		if sql == dueSQL {
-			args = append(args, p.Now)
-		}
-		rows, err := tx.Query(ctx, sql, args...)
-		if err != nil {
-			return nil, fmt.Errorf("selecting due rows: %w", err)
-		}
-		cands, err := pgx.CollectRows(rows, scanCandidate)
-		if err != nil {
-			return nil, fmt.Errorf("reading due rows: %w", err)
-		}
-		out = append(out, cands...)
-	}
-	return out, nil
-}
-
-func scanCandidate(r pgx.CollectableRow) (OutboxCandidate, error) {
-	var c OutboxCandidate
-	var body string
-	err := r.Scan(&c.ID, &c.ChannelID, &c.Endpoint, &body, &c.RetryKey, &c.Status, &c.Scrubbed,
-		&c.NotAfter, &c.CreatedAt, &c.FirstAttemptAt, &c.Attempts, &c.LastStatusCode,
-		&c.MaybeDelivered, &c.Recipient, &c.Following)
-	c.Body = []byte(body)
-	return c, err
-}
-
 // lockBuckets creates missing buckets and locks every bucket the batch
 // needs, sorted, so two replicas never deadlock on them.
-func lockBuckets(ctx context.Context, tx pgx.Tx, cands []OutboxCandidate, pl Planner) (dbNow, localNow time.Time, tats map[RateKey]time.Time, err error) {
+func lockBuckets(ctx context.Context, tx pgx.Tx, claimNow time.Time, cands []OutboxCandidate, pl Planner) (dbNow, localNow time.Time, tats map[RateKey]time.Time, err error) {
 	set := map[RateKey]bool{}
 	for _, c := range cands {
-		for _, k := range pl.Keys(c) {
+		for _, k := range pl.Keys(claimNow, c) {
 			set[k] = true
 		}
 	}
@@ -329,7 +295,7 @@ func lockBuckets(ctx context.Context, tx pgx.Tx, cands []OutboxCandidate, pl Pla
 	return dbNow, time.Now(), tats, nil
 }
 
-func applyFinish(ctx context.Context, tx pgx.Tx, now time.Time, fs []OutboxFinish) error {
+func applyFinish(ctx context.Context, tx pgx.Tx, fs []OutboxFinish) error {
 	if len(fs) == 0 {
 		return nil
 	}
@@ -339,11 +305,11 @@ func applyFinish(ctx context.Context, tx pgx.Tx, now time.Time, fs []OutboxFinis
 	for i, f := range fs {
 		ids[i], statuses[i], errs[i] = f.ID, f.Status, f.Error
 	}
-	_, err := tx.Exec(ctx, `UPDATE outbox o SET status = f.status, last_error = f.error, finished_at = $4,
+	_, err := tx.Exec(ctx, `UPDATE outbox o SET status = f.status, last_error = f.error, finished_at = clock_timestamp(),
 			maybe_delivered = o.maybe_delivered OR o.status = 'in_flight',
 			claim_id = NULL, claimed_by = NULL, lease_until = NULL
 		FROM unnest($1::bigint[], $2::text[], $3::text[]) AS f(id, status, error)
-		WHERE o.id = f.id`, ids, statuses, errs, now)
+		WHERE o.id = f.id`, ids, statuses, errs)
 	if err != nil {
 		return fmt.Errorf("finishing unsendable rows: %w", err)
 	}
@@ -366,10 +332,10 @@ func applyReserve(ctx context.Context, tx pgx.Tx, p ClaimParams, claimID uuid.UU
 	_, err := tx.Exec(ctx, `UPDATE outbox o SET status = 'in_flight', claim_id = $3, claimed_by = $4,
 			send_at = r.send_at, lease_until = greatest(r.send_at, clock_timestamp()) + $5::interval,
 			maybe_delivered = o.maybe_delivered OR o.status = 'in_flight',
-			attempts = o.attempts + 1, first_attempt_at = coalesce(o.first_attempt_at, $6),
-			last_attempt_at = $6
+			attempts = o.attempts + 1, first_attempt_at = coalesce(o.first_attempt_at, r.send_at),
+			last_attempt_at = r.send_at
 		FROM unnest($1::bigint[], $2::timestamptz[]) AS r(id, send_at)
-		WHERE o.id = r.id`, ids, at, claimID, p.Owner, p.Lease, p.Now)
+		WHERE o.id = r.id`, ids, at, claimID, p.Owner, p.Lease)
 	if err != nil {
 		return fmt.Errorf("claiming rows: %w", err)
 	}

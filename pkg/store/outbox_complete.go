@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -16,9 +17,10 @@ type OutboxCompletion struct {
 	ClaimID uuid.UUID
 	// Status is delivered, retrying, failed, expired or uncertain. A
 	// retrying row that was scrubbed meanwhile ends cancelled instead.
-	Status            string
-	Now               time.Time
-	NextAttemptAt     time.Time // retrying only
+	Status string
+	// Backoff is how long after the database's now a retrying row is due
+	// again (0: at once).
+	Backoff           time.Duration
 	StatusCode        int
 	Error             string
 	RequestID         string
@@ -27,6 +29,8 @@ type OutboxCompletion struct {
 	// Ambiguous: the attempt got no answer (timeout, network error, 5xx),
 	// so LINE may have accepted it.
 	Ambiguous bool
+	// Log is the call's api_log entry; nil when no call was made.
+	Log *APILogEntry
 }
 
 // ErrLeaseLost is returned when a completion's claim no longer owns the
@@ -34,89 +38,190 @@ type OutboxCompletion struct {
 // result stands.
 var ErrLeaseLost = errors.New("store: outbox lease lost")
 
-// CompleteOutbox records an attempt's outcome and its api_log entry in one
-// statement (log may be nil when no call was made). It matches id and claim_id, so a sender whose lease was taken
-// over changes nothing (ErrLeaseLost); the api_log entry is kept either
-// way, since the call did happen.
-func CompleteOutbox(ctx context.Context, q Querier, c OutboxCompletion, log *APILogEntry) error {
-	args := []any{c.ID, c.ClaimID, c.Status, c.StatusCode, c.Error, c.RequestID, c.AcceptedRequestID,
-		nilIfEmpty(c.SentMessageIDs), c.Ambiguous, c.NextAttemptAt, c.Now}
-	logCTE := ""
-	if log != nil {
-		logCTE = ", l AS (" + insertAPILogSQL + ")"
-		args = append(args, log.CalledAt, log.Method, log.Endpoint, log.Status, log.RequestID,
-			log.AcceptedRequestID, log.ChannelID, log.OutboxID, log.RetryKey, log.Duration.Seconds()*1000, log.Error)
-	}
-	var n int
-	err := q.QueryRow(ctx, `WITH u AS (`+completeSQL+`)`+logCTE+` SELECT count(*) FROM u`, args...).Scan(&n)
+// maxErrorText bounds what one completion stores of an error: LINE's
+// error bodies are short, and anything longer came from elsewhere.
+const maxErrorText = 2048
+
+// CompleteOutbox records one attempt's outcome; see CompleteOutboxBatch.
+func CompleteOutbox(ctx context.Context, q Querier, c OutboxCompletion) error {
+	errs, err := CompleteOutboxBatch(ctx, q, []OutboxCompletion{c})
 	if err != nil {
-		return fmt.Errorf("completing outbox row %d: %w", c.ID, err)
+		return err
 	}
-	if n == 0 {
-		return fmt.Errorf("completing outbox row %d: %w", c.ID, ErrLeaseLost)
-	}
-	return nil
+	return errs[0]
 }
 
-// completeSQL never turns a cancelled or scrubbed row back into a retry:
-// an unsend during the attempt wins unless LINE already accepted it.
-const completeSQL = `UPDATE outbox SET
-		status = CASE WHEN $3::text = 'retrying' AND (scrubbed_at IS NOT NULL OR status = 'cancelled')
-		              THEN 'cancelled' ELSE $3::text END,
-		last_status_code = nullif($4::integer, 0), last_error = nullif($5, ''),
-		request_id = coalesce(nullif($6, ''), request_id),
-		accepted_request_id = coalesce(nullif($7, ''), accepted_request_id),
-		sent_message_ids = coalesce($8::text[], sent_message_ids),
-		maybe_delivered = maybe_delivered OR $9::boolean,
-		next_attempt_at = CASE WHEN $3::text = 'retrying' THEN $10::timestamptz ELSE next_attempt_at END,
-		delivered_at = CASE WHEN $3::text = 'delivered' THEN $11::timestamptz END,
-		finished_at = CASE WHEN $3::text = 'retrying' AND scrubbed_at IS NULL AND status <> 'cancelled'
-		                   THEN NULL ELSE $11::timestamptz END,
-		claim_id = NULL, claimed_by = NULL, lease_until = NULL
-	WHERE id = $1 AND claim_id = $2
-	RETURNING id`
+// CompleteOutboxBatch records many attempts' outcomes and their api_log
+// entries in one statement, so one commit serves a whole group of sends:
+// a commit per send was the sender's ceiling. Each row is matched on id
+// and claim_id (the fencing token), so a completion whose lease was taken
+// over changes nothing and gets ErrLeaseLost in its place in the returned
+// slice; its api_log entry is kept either way, since the call did happen.
+// The error is for the statement as a whole.
+func CompleteOutboxBatch(ctx context.Context, q Querier, cs []OutboxCompletion) ([]error, error) {
+	n := len(cs)
+	ids, claims := make([]int64, n), make([]uuid.UUID, n)
+	statuses, errTexts, reqIDs, accIDs, sent := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]*string, n)
+	codes, backoffMS := make([]int32, n), make([]float64, n)
+	ambiguous := make([]bool, n)
+	var logs apiLogArrays
+	for i, c := range cs {
+		ids[i], claims[i], statuses[i], codes[i] = c.ID, c.ClaimID, c.Status, int32(c.StatusCode)
+		errTexts[i], reqIDs[i], accIDs[i] = SanitizeText(c.Error, maxErrorText), c.RequestID, c.AcceptedRequestID
+		backoffMS[i], ambiguous[i] = float64(c.Backoff)/float64(time.Millisecond), c.Ambiguous
+		if len(c.SentMessageIDs) > 0 {
+			b, _ := json.Marshal(c.SentMessageIDs)
+			s := string(b)
+			sent[i] = &s
+		}
+		if c.Log != nil {
+			logs.add(*c.Log)
+		}
+	}
+	args := append([]any{ids, claims, statuses, codes, errTexts, reqIDs, accIDs, sent, ambiguous, backoffMS}, logs.args()...)
+	rows, err := q.Query(ctx, completeBatchSQL, args...)
+	if err != nil {
+		return nil, fmt.Errorf("completing %d outbox rows: %w", n, err)
+	}
+	type fenced struct {
+		id    int64
+		claim uuid.UUID
+	}
+	ok := make(map[fenced]bool, n)
+	var f fenced
+	if _, err := pgx.ForEachRow(rows, []any{&f.id, &f.claim}, func() error { ok[f] = true; return nil }); err != nil {
+		return nil, fmt.Errorf("completing %d outbox rows: %w", n, err)
+	}
+	errs := make([]error, n)
+	for i, c := range cs {
+		if !ok[fenced{c.ID, c.ClaimID}] {
+			errs[i] = fmt.Errorf("completing outbox row %d: %w", c.ID, ErrLeaseLost)
+		}
+	}
+	return errs, nil
+}
+
+// completeBatchSQL never turns a cancelled or scrubbed row back into a
+// retry: an unsend during the attempt wins unless LINE already accepted
+// it. Times are the database's, like every other time the replicas share.
+const completeBatchSQL = `WITH c AS (
+    SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[],
+                         $8::text[], $9::bool[], $10::float8[])
+        AS c(id, claim_id, status, code, error, request_id, accepted_request_id, sent, ambiguous, backoff_ms)
+), u AS (
+    UPDATE outbox o SET
+        status = CASE WHEN c.status = 'retrying' AND (o.scrubbed_at IS NOT NULL OR o.status = 'cancelled')
+                      THEN 'cancelled' ELSE c.status END,
+        last_status_code = nullif(c.code, 0), last_error = nullif(c.error, ''),
+        request_id = coalesce(nullif(c.request_id, ''), o.request_id),
+        accepted_request_id = coalesce(nullif(c.accepted_request_id, ''), o.accepted_request_id),
+        sent_message_ids = coalesce(ARRAY(SELECT json_array_elements_text(c.sent::json)), o.sent_message_ids),
+        maybe_delivered = o.maybe_delivered OR c.ambiguous,
+        next_attempt_at = CASE WHEN c.status = 'retrying'
+                               THEN clock_timestamp() + c.backoff_ms * interval '1 millisecond'
+                               ELSE o.next_attempt_at END,
+        delivered_at = CASE WHEN c.status = 'delivered' THEN clock_timestamp() END,
+        finished_at = CASE WHEN c.status = 'retrying' AND o.scrubbed_at IS NULL AND o.status <> 'cancelled'
+                           THEN NULL ELSE clock_timestamp() END,
+        claim_id = NULL, claimed_by = NULL, lease_until = NULL
+    FROM c
+    WHERE o.id = c.id AND o.claim_id = c.claim_id
+    RETURNING o.id, c.claim_id
+), l AS (` + insertAPILogBatchSQL + `)
+SELECT id, claim_id FROM u`
+
+// Refund gives back a reservation in a rate bucket: Amount after the
+// row's send_at, if it is still the bucket's latest.
+type Refund struct {
+	Key    RateKey
+	Amount time.Duration
+}
 
 // ReleaseOutbox hands a claimed row back without an attempt (its rate
-// slot was missed), to be claimed again at once with a fresh slot.
-func ReleaseOutbox(ctx context.Context, q Querier, id int64, claimID uuid.UUID) error {
-	tag, err := q.Exec(ctx, `UPDATE outbox SET
-			status = CASE WHEN scrubbed_at IS NOT NULL THEN 'cancelled'
-			              WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END,
-			attempts = attempts - 1, next_attempt_at = least(next_attempt_at, now()),
-			claim_id = NULL, claimed_by = NULL, lease_until = NULL
-		WHERE id = $1 AND claim_id = $2`, id, claimID)
-	if err != nil {
-		return fmt.Errorf("releasing outbox row %d: %w", id, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("releasing outbox row %d: %w", id, ErrLeaseLost)
-	}
-	return nil
-}
-
-func nilIfEmpty(s []string) []string {
-	if len(s) == 0 {
+// slot was missed), to be claimed again at once with a fresh slot. Each
+// refund moves its bucket's tat back when nobody booked after this row,
+// so a missed slot does not cost capacity: for a bucket of two broadcasts
+// an hour that would be half an hour.
+func ReleaseOutbox(ctx context.Context, db Beginner, id int64, claimID uuid.UUID, refunds ...Refund) error {
+	return pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		var sendAt *time.Time
+		err := tx.QueryRow(ctx, `UPDATE outbox SET
+				status = CASE WHEN scrubbed_at IS NOT NULL THEN 'cancelled'
+				              WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END,
+				attempts = attempts - 1, next_attempt_at = least(next_attempt_at, now()),
+				claim_id = NULL, claimed_by = NULL, lease_until = NULL
+			WHERE id = $1 AND claim_id = $2 RETURNING send_at`, id, claimID).Scan(&sendAt)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("releasing outbox row %d: %w", id, ErrLeaseLost)
+		}
+		if err != nil {
+			return fmt.Errorf("releasing outbox row %d: %w", id, err)
+		}
+		for _, r := range refunds {
+			if sendAt == nil {
+				break
+			}
+			if _, err := tx.Exec(ctx, `UPDATE outbox_rate SET tat = tat - $4::interval
+				WHERE channel_id = $1 AND bucket = $2 AND tat = $3::timestamptz + $4::interval`,
+				r.Key.ChannelID, r.Key.Bucket, *sendAt, r.Amount); err != nil {
+				return fmt.Errorf("refunding rate bucket %s: %w", r.Key.Bucket, err)
+			}
+		}
 		return nil
-	}
-	return s
+	})
 }
 
-// ReslotOutbox reserves a fresh slot in key's bucket for a claimed row
-// whose sender missed its slot, and extends the row's lease to match. It
-// returns the slot on the database clock and on this process's monotonic
-// clock (see OutboxClaimed.SendAtLocal), or ErrLeaseLost.
-func ReslotOutbox(ctx context.Context, db Beginner, id int64, claimID uuid.UUID, key RateKey,
-	interval, lease time.Duration) (slot, slotLocal time.Time, err error) {
+// ErrSlotBeyondHorizon is returned by ReslotOutbox when the bucket's next
+// slot is further away than the horizon: the row is better handed back
+// than held in flight until then.
+var ErrSlotBeyondHorizon = errors.New("store: next rate slot beyond the horizon")
+
+// Reslot asks for a fresh rate slot for a claimed row whose sender
+// missed its slot.
+type Reslot struct {
+	ID       int64
+	ClaimID  uuid.UUID
+	Key      RateKey       // the endpoint bucket
+	Interval time.Duration // one cell of it
+	Lease    time.Duration // the lease after the new slot
+	Horizon  time.Duration // a slot further away than this is refused
+	// Lead puts the new slot this far after the database's now, so the
+	// sender is not already late when the answer reaches it.
+	Lead time.Duration
+}
+
+// ReslotOutbox reserves a fresh slot in r.Key's bucket and extends the
+// row's lease to match. It returns the slot on the database clock and on
+// this process's monotonic clock (see OutboxClaimed.SendAtLocal),
+// ErrLeaseLost, or ErrSlotBeyondHorizon (nothing changed) when the next
+// slot is more than r.Horizon away.
+func ReslotOutbox(ctx context.Context, db Beginner, r Reslot) (slot, slotLocal time.Time, err error) {
+	id, claimID, key, interval, lease := r.ID, r.ClaimID, r.Key, r.Interval, r.Lease
 	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		var tat, dbNow time.Time
-		if err := tx.QueryRow(ctx, `SELECT tat, clock_timestamp() FROM outbox_rate
-			WHERE channel_id = $1 AND bucket = $2 FOR UPDATE`, key.ChannelID, key.Bucket).Scan(&tat, &dbNow); err != nil {
+		var sendAt *time.Time
+		if err := tx.QueryRow(ctx, `SELECT r.tat, clock_timestamp(),
+				(SELECT send_at FROM outbox WHERE id = $3 AND claim_id = $4)
+			FROM outbox_rate r WHERE r.channel_id = $1 AND r.bucket = $2 FOR UPDATE OF r`,
+			key.ChannelID, key.Bucket, id, claimID).Scan(&tat, &dbNow, &sendAt); err != nil {
 			return fmt.Errorf("locking rate bucket: %w", err)
 		}
+		if sendAt == nil {
+			return ErrLeaseLost
+		}
 		localNow := time.Now()
-		slot = dbNow
+		// When this row holds the bucket's latest reservation, nobody
+		// is booked after it: moving that reservation to now is the
+		// fresh slot. Otherwise the next free slot is tat.
+		if tat.Equal(sendAt.Add(interval)) {
+			tat = dbNow
+		}
+		slot = dbNow.Add(r.Lead)
 		if tat.After(slot) {
 			slot = tat
+		}
+		if slot.Sub(dbNow) > r.Horizon {
+			return ErrSlotBeyondHorizon
 		}
 		slotLocal = localNow.Add(slot.Sub(dbNow))
 		tag, err := tx.Exec(ctx, `UPDATE outbox SET send_at = $3, lease_until = $3::timestamptz + $4::interval

@@ -1,0 +1,290 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// DefaultMaxLanes caps the lanes one claim reads from. A lane is one
+// (channel, endpoint, priority) with queued rows; a deployment has a few
+// per channel.
+const DefaultMaxLanes = 1000
+
+// lane is one (channel, endpoint, priority) with queued rows.
+type lane struct {
+	ChannelID string
+	Endpoint  string
+	Priority  int16
+}
+
+// lanesSQL lists the lanes with queued rows by a loose index scan over
+// outbox_lane_idx: one index descent per lane, however many rows each
+// holds, so a claim's cost never grows with a backlog. Lanes whose
+// endpoint bucket is booked beyond the horizon are left out: nothing in
+// them could be claimed now, and reading them would only hold locks. It
+// also reads the database clock, which decides what is due.
+const lanesSQL = `
+WITH RECURSIVE lanes AS (
+    (SELECT channel_id, endpoint, priority FROM outbox
+     WHERE status IN ('pending', 'retrying')
+     ORDER BY channel_id, endpoint, priority LIMIT 1)
+    UNION ALL
+    SELECT n.channel_id, n.endpoint, n.priority FROM lanes l CROSS JOIN LATERAL (
+        SELECT o.channel_id, o.endpoint, o.priority FROM outbox o
+        WHERE o.status IN ('pending', 'retrying')
+          AND (o.channel_id, o.endpoint, o.priority) > (l.channel_id, l.endpoint, l.priority)
+        ORDER BY o.channel_id, o.endpoint, o.priority LIMIT 1) n
+)
+SELECT clock_timestamp(), coalesce(array_agg(l.channel_id), '{}'), coalesce(array_agg(l.endpoint), '{}'),
+       coalesce(array_agg(l.priority), '{}')
+FROM (SELECT * FROM lanes LIMIT $1) l
+WHERE NOT EXISTS (SELECT 1 FROM outbox_rate r
+                  WHERE r.channel_id = l.channel_id AND r.bucket = l.endpoint
+                    AND r.tat > clock_timestamp() + $2::interval)`
+
+const candidateCols = `o.id, o.channel_id, o.endpoint, o.body::text, o.retry_key, o.status, o.scrubbed_at IS NOT NULL,
+       o.priority, o.not_after, o.next_attempt_at, o.created_at, o.first_attempt_at, o.attempts,
+       coalesce(o.last_status_code, 0), o.maybe_delivered, coalesce(o.recipient, ''), f.following`
+
+// expiredLeaseSQL reads rows whose sender's lease ran out: they have
+// waited longest, so they come first. lease_until is on the database
+// clock, like the lease.
+const expiredLeaseSQL = `
+SELECT ` + candidateCols + `, -1, 0
+FROM outbox o
+LEFT JOIN followers f ON f.channel_id = o.channel_id AND f.user_id = o.recipient
+WHERE o.status = 'in_flight' AND o.lease_until < $2
+  AND NOT EXISTS (SELECT 1 FROM outbox_rate r
+                  WHERE r.channel_id = o.channel_id AND r.bucket = o.endpoint
+                    AND r.tat > $2 + $3::interval)
+ORDER BY o.lease_until
+LIMIT $1
+FOR UPDATE OF o SKIP LOCKED`
+
+// laneSQL reads up to each lane's quota of due rows, in two index range
+// scans per lane: rows with a deadline, earliest first, then rows without
+// one by next_attempt_at. The second range ends at the first row not yet
+// due, so rows waiting for a retry are never walked.
+const laneSQL = `
+SELECT ` + candidateCols + `, l.ord, 0
+FROM unnest($1::text[], $2::text[], $3::smallint[], $4::int[], $5::int[]) AS l(c, e, p, q, ord)
+CROSS JOIN LATERAL (
+    SELECT o.* FROM outbox o
+    WHERE o.channel_id = l.c AND o.endpoint = l.e AND o.priority = l.p AND o.status IN ('pending', 'retrying')
+      AND (o.not_after IS NULL) < true AND o.next_attempt_at <= $6
+    ORDER BY (o.not_after IS NULL), coalesce(o.not_after, o.next_attempt_at), o.id
+    LIMIT l.q FOR UPDATE OF o SKIP LOCKED) o
+LEFT JOIN followers f ON f.channel_id = o.channel_id AND f.user_id = o.recipient
+UNION ALL
+SELECT ` + candidateCols + `, l.ord, 1
+FROM unnest($1::text[], $2::text[], $3::smallint[], $4::int[], $5::int[]) AS l(c, e, p, q, ord)
+CROSS JOIN LATERAL (
+    SELECT o.* FROM outbox o
+    WHERE o.channel_id = l.c AND o.endpoint = l.e AND o.priority = l.p AND o.status IN ('pending', 'retrying')
+      AND (o.not_after IS NULL) = true AND coalesce(o.not_after, o.next_attempt_at) <= $6
+    ORDER BY (o.not_after IS NULL), coalesce(o.not_after, o.next_attempt_at), o.id
+    LIMIT l.q FOR UPDATE OF o SKIP LOCKED) o
+LEFT JOIN followers f ON f.channel_id = o.channel_id AND f.user_id = o.recipient`
+
+// laneRow is a candidate with where it came from.
+type laneRow struct {
+	OutboxCandidate
+	lane   int // index into the lanes read; -1 for an expired lease
+	branch int // 0: rows with a deadline, 1: the rest
+}
+
+func scanLaneRow(r pgx.CollectableRow) (laneRow, error) {
+	var c laneRow
+	var body string
+	err := r.Scan(&c.ID, &c.ChannelID, &c.Endpoint, &body, &c.RetryKey, &c.Status, &c.Scrubbed,
+		&c.Priority, &c.NotAfter, &c.NextAttemptAt, &c.CreatedAt, &c.FirstAttemptAt, &c.Attempts,
+		&c.LastStatusCode, &c.MaybeDelivered, &c.Recipient, &c.Following, &c.lane, &c.branch)
+	c.Body = []byte(body)
+	return c, err
+}
+
+// readLanes lists the claimable lanes and reads the database clock.
+func readLanes(ctx context.Context, q Querier, p ClaimParams) ([]lane, time.Time, error) {
+	maxLanes := p.MaxLanes
+	if maxLanes <= 0 {
+		maxLanes = DefaultMaxLanes
+	}
+	var now time.Time
+	var chans, eps []string
+	var prios []int16
+	if err := q.QueryRow(ctx, lanesSQL, maxLanes, p.Horizon).Scan(&now, &chans, &eps, &prios); err != nil {
+		return nil, now, fmt.Errorf("listing outbox lanes: %w", err)
+	}
+	lanes := make([]lane, len(chans))
+	for i := range chans {
+		lanes[i] = lane{ChannelID: chans[i], Endpoint: eps[i], Priority: prios[i]}
+	}
+	return lanes, now, nil
+}
+
+// laneQuota is how many rows a lane is asked for. Every lane may offer
+// twice its equal share, so lanes with fewer due rows leave room for the
+// others; replies offer a full batch, since they are never to wait.
+func laneQuota(l lane, limit, lanes int) int {
+	if l.Endpoint == EndpointReply {
+		return limit
+	}
+	share := (2*limit + lanes - 1) / lanes
+	return min(limit, max(share, 8))
+}
+
+// laneArgs are laneSQL's arguments for lanes, and each lane's quota.
+func laneArgs(lanes []lane, limit int, dbNow time.Time) ([]any, []int32) {
+	n := len(lanes)
+	chans, eps := make([]string, n), make([]string, n)
+	prios, quotas, ords := make([]int16, n), make([]int32, n), make([]int32, n)
+	for i, l := range lanes {
+		chans[i], eps[i], prios[i] = l.ChannelID, l.Endpoint, l.Priority
+		quotas[i], ords[i] = int32(laneQuota(l, limit, n)), int32(i)
+	}
+	return []any{chans, eps, prios, quotas, ords, dbNow}, quotas
+}
+
+// selectCandidates reads the rows one claim considers, ranked, and
+// reports whether any lane had more due rows than it offered.
+func selectCandidates(ctx context.Context, tx pgx.Tx, p ClaimParams) ([]OutboxCandidate, bool, time.Time, error) {
+	lanes, dbNow, err := readLanes(ctx, tx, p)
+	if err != nil {
+		return nil, false, dbNow, err
+	}
+	rows, err := tx.Query(ctx, expiredLeaseSQL, p.Limit, dbNow, p.Horizon)
+	if err != nil {
+		return nil, false, dbNow, fmt.Errorf("selecting expired leases: %w", err)
+	}
+	expired, err := pgx.CollectRows(rows, scanLaneRow)
+	if err != nil {
+		return nil, false, dbNow, fmt.Errorf("reading expired leases: %w", err)
+	}
+	more := len(expired) >= p.Limit
+	var fresh []laneRow
+	if len(lanes) > 0 && len(expired) < p.Limit {
+		args, quotas := laneArgs(lanes, p.Limit, dbNow)
+		rows, err := tx.Query(ctx, laneSQL, args...)
+		if err != nil {
+			return nil, false, dbNow, fmt.Errorf("selecting due rows: %w", err)
+		}
+		if fresh, err = pgx.CollectRows(rows, scanLaneRow); err != nil {
+			return nil, false, dbNow, fmt.Errorf("reading due rows: %w", err)
+		}
+		got := map[[2]int]int{}
+		for _, r := range fresh {
+			got[[2]int{r.lane, r.branch}]++
+		}
+		for k, c := range got {
+			if c >= int(quotas[k[0]]) {
+				more = true
+			}
+		}
+	}
+	return rankCandidates(expired, fresh, p.Limit), more || len(expired)+len(fresh) > p.Limit, dbNow, nil
+}
+
+// rankCandidates orders what the lanes offered and keeps the first limit:
+// expired leases first, then by priority (higher first); within a
+// priority, rows with a deadline (replies, or not_after set) before the
+// rest, earliest deadline first; the rest round-robin across lanes (every
+// lane's first row, then every lane's second, ...), so a channel with a
+// backlog shares the batch with a channel that has one fresh row.
+func rankCandidates(expired, fresh []laneRow, limit int) []OutboxCandidate {
+	type ranked struct {
+		laneRow
+		deadline bool
+		key      time.Time
+		pos      int
+	}
+	rs := make([]ranked, 0, len(fresh))
+	pos := map[int]int{}
+	for _, r := range fresh {
+		x := ranked{laneRow: r}
+		switch {
+		case r.NotAfter != nil:
+			x.deadline, x.key = true, *r.NotAfter
+		case r.Endpoint == EndpointReply:
+			// The sender's reply token validity runs from created_at.
+			x.deadline, x.key = true, r.CreatedAt
+		}
+		if !x.deadline {
+			x.pos = pos[r.lane]
+			pos[r.lane]++
+		}
+		rs = append(rs, x)
+	}
+	sort.SliceStable(rs, func(i, j int) bool {
+		a, b := rs[i], rs[j]
+		if a.Priority != b.Priority {
+			return a.Priority > b.Priority
+		}
+		if a.deadline != b.deadline {
+			return a.deadline
+		}
+		if a.deadline {
+			if !a.key.Equal(b.key) {
+				return a.key.Before(b.key)
+			}
+			return a.ID < b.ID
+		}
+		if a.pos != b.pos {
+			return a.pos < b.pos
+		}
+		return a.lane < b.lane
+	})
+	out := make([]OutboxCandidate, 0, min(limit, len(expired)+len(rs)))
+	for _, r := range expired {
+		if len(out) == limit {
+			return out
+		}
+		out = append(out, r.OutboxCandidate)
+	}
+	for _, r := range rs {
+		if len(out) == limit {
+			break
+		}
+		out = append(out, r.OutboxCandidate)
+	}
+	return out
+}
+
+// ExplainClaim runs the statements of one claim under EXPLAIN (ANALYZE,
+// BUFFERS) in a transaction it rolls back, and returns their plans: the
+// evidence that a claim's cost does not grow with the backlog.
+func ExplainClaim(ctx context.Context, db Beginner, p ClaimParams) (lanesPlan, rowsPlan string, err error) {
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	defer tx.Rollback(context.Background())
+	explain := func(sql string, args ...any) (string, error) {
+		rows, err := tx.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+sql, args...)
+		if err != nil {
+			return "", err
+		}
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		return strings.Join(lines, "\n"), err
+	}
+	maxLanes := p.MaxLanes
+	if maxLanes <= 0 {
+		maxLanes = DefaultMaxLanes
+	}
+	if lanesPlan, err = explain(lanesSQL, maxLanes, p.Horizon); err != nil {
+		return "", "", fmt.Errorf("explaining lanes: %w", err)
+	}
+	lanes, dbNow, err := readLanes(ctx, tx, p)
+	if err != nil {
+		return "", "", err
+	}
+	args, _ := laneArgs(lanes, p.Limit, dbNow)
+	if rowsPlan, err = explain(laneSQL, args...); err != nil {
+		return "", "", fmt.Errorf("explaining lane rows: %w", err)
+	}
+	return lanesPlan, rowsPlan, nil
+}

@@ -4,8 +4,13 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/ \
-        ./cmd/ingest ./cmd/worker ./cmd/sender ./cmd/linefake ./cmd/sendwebhook ./cmd/loadgen
+# --version and linepipe_build_info report these; `make up` passes them
+# from git (docker compose build args VERSION and COMMIT).
+ARG VERSION=devel
+ARG COMMIT=unknown
+RUN CGO_ENABLED=0 go build -trimpath -buildvcs=false \
+        -ldflags="-s -w -X github.com/linepipe/linepipe/pkg/buildinfo.version=${VERSION} -X github.com/linepipe/linepipe/pkg/buildinfo.commit=${COMMIT}" \
+        -o /out/ ./cmd/ingest ./cmd/worker ./cmd/sender ./cmd/linefake ./cmd/sendwebhook ./cmd/loadgen
 
 # Alpine rather than scratch: its busybox wget runs the health checks.
 FROM alpine:3.20

@@ -9,11 +9,20 @@ DEV_ENV := COMPOSE_PROFILES=dev LINE_API_BASE_URL=http://linefake:8090 ECHO_BOT=
 	LINE_CHANNEL_ID=1234567890 LINE_CHANNEL_SECRET=0123456789abcdef0123456789abcdef \
 	LINE_CHANNEL_ACCESS_TOKEN=dev-static-token
 
-.PHONY: test up down build vet bench chaos chaos-short fuzz mutate
+# What --version and linepipe_build_info report, stamped at link time.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+export VERSION COMMIT
+LDFLAGS := -X github.com/linepipe/linepipe/pkg/buildinfo.version=$(VERSION) -X github.com/linepipe/linepipe/pkg/buildinfo.commit=$(COMMIT)
+CLUSTER := -f docker-compose.yml -f docker-compose.cluster.yml
 
-## test: every unit and integration test against real Postgres and NATS
+.PHONY: test up down up-cluster down-cluster build vet bench chaos chaos-short chaos-cluster fuzz mutate
+
+## test: every unit and integration test against real Postgres and NATS,
+## and the alert rules and dashboard (deploy/, a module of its own)
 test:
 	go test -count=1 -timeout 20m ./...
+	cd deploy && go test -count=1 ./...
 
 ## up: the development stack with the emulator (needs Docker)
 up:
@@ -22,12 +31,20 @@ up:
 down:
 	$(DEV_ENV) docker compose down
 
+## up-cluster: the development stack on a three-node NATS JetStream cluster (needs Docker)
+up-cluster:
+	$(DEV_ENV) docker compose $(CLUSTER) up --build -d
+
+down-cluster:
+	$(DEV_ENV) docker compose $(CLUSTER) down
+
 build:
-	CGO_ENABLED=0 go build -o bin/ ./cmd/...
+	CGO_ENABLED=0 go build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
 
 vet:
 	gofmt -l . | tee /dev/stderr | (! read)
 	go vet ./...
+	cd deploy && go vet ./...
 
 ## bench: one table of throughput, latency and memory, each against its ceiling
 bench:
@@ -39,6 +56,10 @@ chaos:
 
 chaos-short:
 	go run ./cmd/chaos -short
+
+## chaos-cluster: chaos against a private three-node NATS cluster, one node killed mid-run
+chaos-cluster:
+	go run ./cmd/chaos -cluster
 
 fuzz:
 	go test -run XXX -fuzz FuzzWebhookHandler -fuzztime 60s ./pkg/ingest/

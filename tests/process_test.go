@@ -215,9 +215,10 @@ func TestProcessesQuickStart(t *testing.T) {
 	var metrics bytes.Buffer
 	_, _ = metrics.ReadFrom(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(metrics.String(), `linepipe_ingest_webhooks_total{status="200"} 2`) {
+	if !strings.Contains(metrics.String(), `linepipe_ingest_webhooks_total{code="200"} 2`) {
 		t.Errorf("ingest metrics lack the two accepted webhooks")
 	}
+	checkWorkerMetrics(t, w1, w2)
 
 	for _, s := range []*proc{ing, wk1, wk2, snd, fake} {
 		s.stop(t)
@@ -230,5 +231,41 @@ func TestProcessesQuickStart(t *testing.T) {
 	}
 	if !strings.Contains(ing.output(), `"remote_ip":"127.0.0.1"`) || !strings.Contains(ing.output(), `"status":200`) {
 		t.Errorf("ingest did not log webhooks as LINE recommends:\n%s", ing.output())
+	}
+}
+
+// checkWorkerMetrics: the workers export what operators alert on. The two
+// events stored (a message and its unsend) were timed from ingest's
+// receipt, and one replica ran the retention janitor.
+func checkWorkerMetrics(t *testing.T, addrs ...string) {
+	t.Helper()
+	var delays, janitors float64
+	for _, a := range addrs {
+		resp, err := http.Get("http://" + a + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body bytes.Buffer
+		_, _ = body.ReadFrom(resp.Body)
+		resp.Body.Close()
+		for _, want := range []string{`linepipe_outbox_rows{endpoint="reply",status="pending"}`,
+			"linepipe_worker_consumer_pending_messages", `linepipe_worker_retention_deleted_total{table="events"}`,
+			`linepipe_worker_dead_letter_replays_total{result="stored"}`} {
+			if !strings.Contains(body.String(), want) {
+				t.Errorf("worker %s metrics lack %s", a, want)
+			}
+		}
+		for _, line := range strings.Split(body.String(), "\n") {
+			var v float64
+			if _, err := fmt.Sscanf(line, "linepipe_worker_event_store_delay_seconds_count %g", &v); err == nil {
+				delays += v
+			}
+			if _, err := fmt.Sscanf(line, "linepipe_worker_retention_last_run_timestamp_seconds %g", &v); err == nil && v > 0 {
+				janitors++
+			}
+		}
+	}
+	if delays != 2 || janitors < 1 {
+		t.Errorf("workers timed %v stored events (want 2); %v ran retention (want at least 1)", delays, janitors)
 	}
 }

@@ -42,9 +42,14 @@ func TestUnsendAfterMessageLeavesNoTrace(t *testing.T) {
 		AND raw->'message'->>'id' = $1 AND raw->'message'->>'type' = 'text' AND raw->>'webhookEventId' IS NOT NULL`, id); n != 2 {
 		t.Fatalf("%d scrubbed events keep id, type and envelope; want 2", n)
 	}
+	// No sender runs, so the echo reply was still pending: the unsend
+	// cancels it, finished, with its body scrubbed.
 	if n := p.count(`SELECT count(*) FROM outbox WHERE source_message_id = $1 AND body::text = '{}'
-		AND (status <> 'cancelled' OR finished_at IS NOT NULL)`, id); n != 1 {
-		t.Fatal("the echo reply of the unsent message was not scrubbed")
+		AND status = 'cancelled' AND finished_at IS NOT NULL AND scrubbed_at IS NOT NULL`, id); n != 1 {
+		t.Fatal("the echo reply of the unsent message was not cancelled, finished and scrubbed")
+	}
+	if n := p.count(`SELECT count(*) FROM outbox`); n != 1 {
+		t.Fatalf("%d outbox rows, want the one echo reply", n)
 	}
 	p.assertNowhere(text)
 	p.assertNowhere(edited)

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/linepipe/linepipe/pkg/bench"
+	"github.com/linepipe/linepipe/pkg/buildinfo"
 	"github.com/linepipe/linepipe/pkg/ops"
 )
 
@@ -29,15 +30,34 @@ func main() {
 	flag.IntVar(&cfg.Workers, "workers", 0, "worker processes (default 1)")
 	flag.IntVar(&cfg.WorkerConcurrency, "worker-concurrency", 0, "WORKER_CONCURRENCY per worker (default 4, as the worker)")
 	flag.IntVar(&cfg.SenderRows, "sender-rows", 0, "outbox rows with limits lifted (default 10000)")
-	flag.IntVar(&cfg.SenderLimitedRows, "sender-limited-rows", 0, "outbox rows under LINE's push limit (default 20000)")
+	flag.IntVar(&cfg.SenderLimitedRows, "sender-limited-rows", 0, "outbox rows under LINE's push limit, one and two senders (default 30000)")
 	flag.Float64Var(&cfg.E2ERate, "e2e-rate", 0, "webhooks per second in the end-to-end run (default 50)")
 	flag.DurationVar(&cfg.E2EDuration, "e2e", 0, "length of the end-to-end run (default 15s)")
+	flag.Float64Var(&cfg.ReplyRate, "reply-rate", 0, "webhooks per second in the reply stage (default 1000)")
+	flag.DurationVar(&cfg.ReplyDuration, "reply", 0, "length of the reply stage (default 10s)")
+	flag.IntVar(&cfg.ReplyWorkers, "reply-workers", 0, "workers (echo bot on) in the reply stage (default 2)")
+	flag.IntVar(&cfg.ReplySenders, "reply-senders", 0, "senders in the reply stage (default 2)")
+	flag.IntVar(&cfg.FairBacklog, "fair-backlog", 0, "channel A's queued pushes in the fairness stage (default 60000)")
+	flag.Float64Var(&cfg.FairRate, "fair-rate", 0, "channel B pushes and channel A replies inserted per second each, fairness stage (default 20)")
+	flag.DurationVar(&cfg.FairDuration, "fair", 0, "how long the fairness stage inserts them (default 10s)")
+	flag.IntVar(&cfg.ClaimSmallRows, "claim-small", 0, "queued rows of the cheap claim (default 1000)")
+	flag.IntVar(&cfg.ClaimLargeRows, "claim-large", 0, "queued rows of the expensive claim (default 1000000)")
 	flag.Uint64Var(&cfg.Seed, "seed", 0, "load generator seed (0: from the clock)")
 	var env, dbParams, stages string
-	flag.StringVar(&stages, "stages", "", "comma-separated stages to run: ingest, worker, sender, e2e (default all)")
+	flag.StringVar(&stages, "stages", "", "comma-separated stages to run, of "+strings.Join(bench.StageNames, ", ")+" (default all)")
 	flag.StringVar(&env, "env", "", "comma-separated KEY=value pairs added to every service's environment")
 	flag.StringVar(&dbParams, "db-params", "", "comma-separated key=value pairs added to the services' DATABASE_URL")
+	version := flag.Bool("version", false, "print version and commit, and exit")
 	flag.Parse()
+	if *version {
+		fmt.Println(buildinfo.Get().String("bench"))
+		return
+	}
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "bench: unexpected argument %q\n", flag.Arg(0))
+		flag.Usage()
+		os.Exit(2)
+	}
 	cfg.Env, cfg.DBParams, cfg.Stages = splitList(env), splitList(dbParams), splitList(stages)
 	if cfg.Profile {
 		cfg.Keep = true

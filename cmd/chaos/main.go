@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/linepipe/linepipe/pkg/buildinfo"
 	"github.com/linepipe/linepipe/pkg/chaos"
 	"github.com/linepipe/linepipe/pkg/ops"
 )
@@ -30,7 +31,17 @@ func main() {
 	flag.StringVar(&cfg.PGBin, "pg-bin", os.Getenv("PG_BIN"), "directory with initdb and postgres (default the newest /usr/lib/postgresql/*/bin, else initdb on PATH)")
 	flag.Uint64Var(&cfg.Seed, "seed", 0, "seed for kills and load (0: from the clock)")
 	flag.StringVar(&jsonPath, "json", "", "also write the result as JSON to this file")
+	version := flag.Bool("version", false, "print version and commit, and exit")
 	flag.Parse()
+	if *version {
+		fmt.Println(buildinfo.Get().String("chaos"))
+		return
+	}
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "chaos: unexpected argument %q\n", flag.Arg(0))
+		flag.Usage()
+		os.Exit(2)
+	}
 
 	ctx, stop := ops.SignalContext()
 	defer stop()

@@ -8,12 +8,16 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/linepipe/linepipe/pkg/cli"
 	"github.com/linepipe/linepipe/pkg/config"
 	"github.com/linepipe/linepipe/pkg/ingest"
 	"github.com/linepipe/linepipe/pkg/ops"
 )
 
 func main() {
+	if _, code := cli.Ingest.Parse(os.Args[1:], os.Stdout, os.Stderr); code != cli.Continue {
+		os.Exit(code)
+	}
 	settings, err := ingest.SettingsFromEnv(config.FromOS())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ingest: configuration:", err)

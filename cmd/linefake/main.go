@@ -9,12 +9,16 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/linepipe/linepipe/pkg/cli"
 	"github.com/linepipe/linepipe/pkg/config"
 	"github.com/linepipe/linepipe/pkg/linefake"
 	"github.com/linepipe/linepipe/pkg/ops"
 )
 
 func main() {
+	if _, code := cli.Linefake.Parse(os.Args[1:], os.Stdout, os.Stderr); code != cli.Continue {
+		os.Exit(code)
+	}
 	settings, err := linefake.SettingsFromEnv(config.FromOS())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "linefake: configuration:", err)

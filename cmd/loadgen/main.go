@@ -16,6 +16,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/linepipe/linepipe/pkg/buildinfo"
 	"github.com/linepipe/linepipe/pkg/loadgen"
 	"github.com/linepipe/linepipe/pkg/ops"
 )
@@ -37,9 +38,14 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	o, err := parseFlags(args, stderr)
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stderr, "loadgen:", err)
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
 		}
+		if errors.Is(err, errVersion) {
+			fmt.Fprintln(stdout, buildinfo.Get().String("loadgen"))
+			return 0
+		}
+		fmt.Fprintln(stderr, "loadgen:", err)
 		return 2
 	}
 	ctx, stop := ops.SignalContext()
@@ -58,6 +64,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	return 0
 }
+
+// errVersion asks run to print the version and exit 0.
+var errVersion = errors.New("version requested")
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
@@ -85,8 +94,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.recordFile, "record", "", "write the audit record (accepted events, unsent messages) to this JSON-lines file")
 	fs.BoolVar(&o.noop, "noop-server", false, "run the no-op reference server instead of generating load")
 	fs.StringVar(&o.addr, "addr", ":9999", "listen address for -noop-server")
+	version := fs.Bool("version", false, "print version and commit, and exit")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if *version {
+		return nil, errVersion
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("%w: unexpected arguments %v", loadgen.ErrInvalidConfig, fs.Args())

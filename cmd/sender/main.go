@@ -8,12 +8,16 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/linepipe/linepipe/pkg/cli"
 	"github.com/linepipe/linepipe/pkg/config"
 	"github.com/linepipe/linepipe/pkg/ops"
 	"github.com/linepipe/linepipe/pkg/sender"
 )
 
 func main() {
+	if _, code := cli.Sender.Parse(os.Args[1:], os.Stdout, os.Stderr); code != cli.Continue {
+		os.Exit(code)
+	}
 	settings, err := sender.SettingsFromEnv(config.FromOS())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sender: configuration:", err)

@@ -20,6 +20,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/linepipe/linepipe/pkg/buildinfo"
 	"github.com/linepipe/linepipe/pkg/linefake"
 )
 
@@ -38,7 +39,17 @@ func run() error {
 	text := flag.String("text", "", "send a text message event with this text")
 	unsend := flag.String("unsend", "", "send an unsend event for this message id")
 	emulator := flag.String("emulator", "", "emulator base URL (e.g. http://localhost:8090): let it send the webhook")
+	version := flag.Bool("version", false, "print version and commit, and exit")
 	flag.Parse()
+	if *version {
+		fmt.Println(buildinfo.Get().String("sendwebhook"))
+		return nil
+	}
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "sendwebhook: unexpected argument %q\n", flag.Arg(0))
+		flag.Usage()
+		os.Exit(2)
+	}
 	if *secret == "" {
 		*secret = os.Getenv("LINE_CHANNEL_SECRET")
 	}

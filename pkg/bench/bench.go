@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -37,7 +38,7 @@ type Config struct {
 	// services get (e.g. synchronous_commit=off).
 	Env      []string
 	DBParams []string
-	// Stages to run, of ingest, worker, sender and e2e; default all.
+	// Stages to run, of Stages; default all.
 	Stages []string
 
 	Concurrency       int           // closed-loop senders for peak runs
@@ -50,12 +51,24 @@ type Config struct {
 	SenderLimitedRows int           // outbox rows under LINE's push limit
 	E2ERate           float64       // webhooks per second, end to end
 	E2EDuration       time.Duration
+	ReplyRate         float64       // webhooks per second of the reply stage
+	ReplyDuration     time.Duration // its length
+	ReplyWorkers      int           // worker processes (echo bot on) in it
+	ReplySenders      int           // sender processes in it
+	FairBacklog       int           // channel A's queued pushes in the fairness stage
+	FairRate          float64       // channel B pushes, and channel A replies, inserted per second
+	FairDuration      time.Duration // how long they are inserted
+	ClaimSmallRows    int           // queued rows of the cheap claim
+	ClaimLargeRows    int           // queued rows of the expensive one
 	DrainTimeout      time.Duration // longest wait for any stage to finish
 
 	Log io.Writer // progress lines; default stderr
 }
 
-// WithDefaults fills zero fields; the defaults keep a run near 4 minutes
+// StageNames are the stages in the order they run.
+var StageNames = []string{"ingest", "worker", "sender", "sender2", "fairness", "claim", "e2e", "reply"}
+
+// WithDefaults fills zero fields; the defaults keep a run near 8 minutes
 // on a 2-core machine.
 func (c Config) WithDefaults() Config {
 	def := func(v *int, d int) {
@@ -78,11 +91,24 @@ func (c Config) WithDefaults() Config {
 	def(&c.Workers, 1)
 	def(&c.WorkerConcurrency, 4) // the worker's own default
 	def(&c.SenderRows, 10000)
-	def(&c.SenderLimitedRows, 20000)
+	def(&c.SenderLimitedRows, 30000)
 	if c.E2ERate == 0 {
 		c.E2ERate = 50
 	}
 	defd(&c.E2EDuration, 15*time.Second)
+	if c.ReplyRate == 0 {
+		c.ReplyRate = 1000
+	}
+	defd(&c.ReplyDuration, 10*time.Second)
+	def(&c.ReplyWorkers, 2)
+	def(&c.ReplySenders, 2)
+	def(&c.FairBacklog, 60000)
+	if c.FairRate == 0 {
+		c.FairRate = 20
+	}
+	defd(&c.FairDuration, 10*time.Second)
+	def(&c.ClaimSmallRows, 1000)
+	def(&c.ClaimLargeRows, 1000000)
 	defd(&c.DrainTimeout, 90*time.Second)
 	if c.Log == nil {
 		c.Log = os.Stderr
@@ -99,22 +125,36 @@ func (c Config) Validate() error {
 	if c.WorkerEvents < 100 || c.SenderRows < 100 || c.SenderLimitedRows < 100 {
 		errs = append(errs, errors.New("worker events and sender rows must be at least 100"))
 	}
-	if c.PeakDuration < time.Second || c.HalfDuration < time.Second || c.E2EDuration < time.Second || c.E2ERate <= 0 {
-		errs = append(errs, errors.New("durations must be at least 1s and the end-to-end rate positive"))
+	if c.PeakDuration < time.Second || c.HalfDuration < time.Second || c.E2EDuration < time.Second || c.E2ERate <= 0 ||
+		c.ReplyDuration < time.Second || c.ReplyRate <= 0 || c.FairDuration < time.Second || c.FairRate <= 0 {
+		errs = append(errs, errors.New("durations must be at least 1s and the rates positive"))
+	}
+	if c.ReplyWorkers < 1 || c.ReplySenders < 1 || c.FairBacklog < 100 || c.ClaimSmallRows < 100 || c.ClaimLargeRows < c.ClaimSmallRows {
+		errs = append(errs, errors.New("reply workers and senders must be at least 1, the backlogs at least 100, the large claim backlog no smaller than the small"))
+	}
+	for _, s := range c.Stages {
+		if !slices.Contains(StageNames, s) {
+			errs = append(errs, fmt.Errorf("unknown stage %q (stages: %s)", s, strings.Join(StageNames, ", ")))
+		}
 	}
 	return errors.Join(errs...)
 }
 
 // Result is one run's measurements.
 type Result struct {
-	Ingest  IngestResult     `json:"ingest"`
-	Worker  WorkerResult     `json:"worker"`
-	Sender  SenderResult     `json:"sender"`
-	E2E     E2EResult        `json:"endToEnd"`
-	PeakRSS map[string]int64 `json:"peakRssKiB"`
-	Dir     string           `json:"dir,omitempty"`
-	Started time.Time        `json:"started"`
-	Seconds float64          `json:"seconds"`
+	Ingest   IngestResult     `json:"ingest"`
+	Worker   WorkerResult     `json:"worker"`
+	Sender   SenderResult     `json:"sender"`
+	Sender2  LimitedDrain     `json:"sender2"`
+	Fairness FairnessResult   `json:"fairness"`
+	Claim    ClaimResult      `json:"claim"`
+	E2E      E2EResult        `json:"endToEnd"`
+	Reply    E2EResult        `json:"reply"`
+	Ran      []string         `json:"stages"`
+	PeakRSS  map[string]int64 `json:"peakRssKiB"`
+	Dir      string           `json:"dir,omitempty"`
+	Started  time.Time        `json:"started"`
+	Seconds  float64          `json:"seconds"`
 }
 
 // Bench is one run in progress.
@@ -173,7 +213,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	b := &Bench{cfg: cfg}
 	b.logf("building services into %s", dir)
 	bin := filepath.Join(dir, "bin")
-	if err := Build(ctx, bin, "./cmd/ingest", "./cmd/worker", "./cmd/sender", "./cmd/bench/profiled"); err != nil {
+	if err := Build(ctx, bin, "./cmd/ingest", "./cmd/worker", "./cmd/sender", "./cmd/loadgen", "./cmd/bench/profiled"); err != nil {
 		return nil, err
 	}
 	natsBin, err := ResolveNATSServer(ctx, cfg.NATSServer, bin)
@@ -245,12 +285,24 @@ func (b *Bench) stages(ctx context.Context, res *Result) error {
 		{"ingest", func() (err error) { res.Ingest, err = b.runIngest(ctx, ing); return err }},
 		{"worker", func() (err error) { res.Worker, err = b.runWorker(ctx, ing, js); return err }},
 		{"sender", func() (err error) { res.Sender, err = b.runSender(ctx); return err }},
-		{"e2e", func() (err error) { res.E2E, err = b.runE2E(ctx, ing); return err }},
+		{"sender2", func() (err error) { res.Sender2, err = b.runSender2(ctx); return err }},
+		{"fairness", func() (err error) { res.Fairness, err = b.runFairness(ctx); return err }},
+		{"claim", func() (err error) { res.Claim, err = b.runClaim(ctx); return err }},
+		{"e2e", func() (err error) {
+			res.E2E, err = b.runE2E(ctx, ing, e2eSpec{name: "e2e", rate: b.cfg.E2ERate, duration: b.cfg.E2EDuration, workers: 1, senders: 1})
+			return err
+		}},
+		{"reply", func() (err error) {
+			res.Reply, err = b.runE2E(ctx, ing, e2eSpec{name: "reply", rate: b.cfg.ReplyRate, duration: b.cfg.ReplyDuration,
+				workers: b.cfg.ReplyWorkers, senders: b.cfg.ReplySenders})
+			return err
+		}},
 	}
 	for _, st := range stages {
 		if !b.wants(st.name) {
 			continue
 		}
+		res.Ran = append(res.Ran, st.name)
 		if err := b.sampled(st.name, st.run); err != nil {
 			return fmt.Errorf("%s stage: %w", st.name, err)
 		}

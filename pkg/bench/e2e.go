@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -14,25 +15,41 @@ import (
 // LINE's webhook to the stored events row, and to the echo bot's reply
 // arriving at LINE.
 type E2EResult struct {
-	Rate     float64                `json:"rate"`
-	Webhooks int                    `json:"webhooks"`
-	ToRow    loadgen.LatencySummary `json:"toRow"`
-	ToReply  loadgen.LatencySummary `json:"toReply"`
-	Missing  int                    `json:"missingReplies"`
-	PollMS   float64                `json:"rowPollMs"`
+	Rate         float64                `json:"rate"`
+	AchievedRate float64                `json:"achievedRate"`
+	Workers      int                    `json:"workers"`
+	Senders      int                    `json:"senders"`
+	Webhooks     int                    `json:"webhooks"`
+	Failed       int                    `json:"webhooksFailed"`
+	ToRow        loadgen.LatencySummary `json:"toRow"`
+	ToReply      loadgen.LatencySummary `json:"toReply"`
+	Missing      int                    `json:"missingReplies"`
+	PollMS       float64                `json:"rowPollMs"`
 }
 
 // rowPoll is how often stored rows are looked for; it bounds the
 // resolution of the webhook-to-row latency.
 const rowPoll = 5 * time.Millisecond
 
+// e2eSpec is one end-to-end run: its rate, length and replicas.
+type e2eSpec struct {
+	name             string
+	rate             float64
+	duration         time.Duration
+	workers, senders int
+}
+
 // runE2E has the emulator send text webhooks (with reply tokens it will
-// honour) to ingest at a steady rate while a worker with the echo bot and
-// a sender run, and times each event to its row and to its reply.
-func (b *Bench) runE2E(ctx context.Context, ing *Proc) (E2EResult, error) {
-	res := E2EResult{Rate: b.cfg.E2ERate, PollMS: float64(rowPoll) / float64(time.Millisecond)}
+// honour) to ingest at a steady rate while workers with the echo bot and
+// senders run, and times each event to its row and to its reply.
+func (b *Bench) runE2E(ctx context.Context, ing *Proc, sp e2eSpec) (E2EResult, error) {
+	res := E2EResult{Rate: sp.rate, Workers: sp.workers, Senders: sp.senders, PollMS: float64(rowPoll) / float64(time.Millisecond)}
 	ch := linefake.Channel{ID: b.stack.ChannelID, Secret: b.stack.ChannelSecret, AccessTokens: []string{b.stack.AccessToken}}
-	emu, err := StartEmulator(linefake.Config{Channels: []linefake.Channel{ch}, Seed: 3})
+	// A webhook client that keeps its connections, as LINE's does, so the
+	// load is webhooks and not TCP handshakes.
+	client := &http.Client{Timeout: linefake.DefaultWebhookTimeout,
+		Transport: &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512, IdleConnTimeout: time.Minute}}
+	emu, err := StartEmulator(linefake.Config{Channels: []linefake.Channel{ch}, Seed: 3, WebhookClient: client})
 	if err != nil {
 		return res, err
 	}
@@ -40,16 +57,23 @@ func (b *Bench) runE2E(ctx context.Context, ing *Proc) (E2EResult, error) {
 	if _, err := b.schema.Pool.Exec(ctx, "TRUNCATE outbox, outbox_rate, api_log, events, messages, webhook_log, unsent_messages"); err != nil {
 		return res, err
 	}
-	w, err := b.stack.Worker("worker-e2e", "ECHO_BOT=true")
-	if err != nil {
-		return res, err
+	var procs []*Proc
+	for i := 0; i < sp.workers; i++ {
+		w, err := b.stack.Worker(fmt.Sprintf("worker-%s-%d", sp.name, i+1), "ECHO_BOT=true")
+		if err != nil {
+			return res, err
+		}
+		procs = append(procs, w)
 	}
-	s, err := b.stack.Sender("sender-e2e")
-	if err != nil {
-		return res, err
+	for i := 0; i < sp.senders; i++ {
+		s, err := b.stack.Sender(fmt.Sprintf("sender-%s-%d", sp.name, i+1))
+		if err != nil {
+			return res, err
+		}
+		s.Env = append(s.Env, "LINE_API_BASE_URL="+emu.URL)
+		procs = append(procs, s)
 	}
-	s.Env = append(s.Env, "LINE_API_BASE_URL="+emu.URL)
-	for _, p := range []*Proc{w, s} {
+	for _, p := range procs {
 		if err := b.start(p); err != nil {
 			return res, err
 		}
@@ -59,9 +83,9 @@ func (b *Bench) runE2E(ctx context.Context, ing *Proc) (E2EResult, error) {
 	pctx, stopPoll := context.WithCancel(ctx)
 	seen := make(chan map[string]time.Time, 1)
 	go func() { seen <- b.pollRows(pctx) }()
-	n := int(b.cfg.E2ERate * b.cfg.E2EDuration.Seconds())
-	sentAt, byToken, failed := b.sendSteady(ctx, emu, "http://"+ing.Addr+"/webhook/"+b.stack.ChannelID, n)
-	res.Webhooks = n
+	n := int(sp.rate * sp.duration.Seconds())
+	sentAt, byToken, failed, achieved := b.sendSteady(ctx, emu, "http://"+ing.Addr+"/webhook/"+b.stack.ChannelID, n, sp.rate)
+	res.Webhooks, res.Failed, res.AchievedRate = n, failed, achieved
 
 	deadline := time.Now().Add(b.cfg.DrainTimeout)
 	for len(replies(emu)) < n-failed && time.Now().Before(deadline) {
@@ -81,27 +105,31 @@ func (b *Bench) runE2E(ctx context.Context, ing *Proc) (E2EResult, error) {
 			toReply = append(toReply, d.At.Sub(sentAt[id]))
 		}
 	}
-	res.Missing = n - len(got)
+	res.Missing = n - len(toReply)
 	res.ToRow, res.ToReply = loadgen.Summarize(toRow), loadgen.Summarize(toReply)
-	b.logf("e2e at %.0f/s: row p50 %s p99 %s; reply p50 %s p99 %s; %d replies missing, %d webhooks failed",
-		res.Rate, res.ToRow.P50, res.ToRow.P99, res.ToReply.P50, res.ToReply.P99, res.Missing, failed)
+	b.logf("e2e %s at %.0f/s (%.0f/s achieved), %d workers, %d senders: row p50 %s p99 %s; reply p50 %s p99 %s; %d replies missing, %d webhooks failed",
+		sp.name, res.Rate, achieved, sp.workers, sp.senders, res.ToRow.P50, res.ToRow.P99, res.ToReply.P50, res.ToReply.P99, res.Missing, failed)
 	return res, nil
 }
 
 // sendSteady has the emulator send n one-event text webhooks to url at
-// the configured rate, each in its own goroutine so a slow answer does
-// not delay the next. It returns when each webhook was sent (by event
-// id), the event id of each reply token, and how many did not get 200.
-func (b *Bench) sendSteady(ctx context.Context, emu *Emulator, url string, n int) (map[string]time.Time, map[string]string, int) {
+// rate, each in its own goroutine so a slow answer does not delay the
+// next. Webhook i is due at start + i/rate; one that falls behind (the
+// machine was busy) goes at once, so the rate holds on average instead of
+// silently dropping, as a ticker would. It returns when each webhook was
+// sent (by event id), the event id of each reply token, how many did not
+// get 200, and the rate achieved.
+func (b *Bench) sendSteady(ctx context.Context, emu *Emulator, url string, n int, rate float64) (map[string]time.Time, map[string]string, int, float64) {
 	var mu sync.Mutex
-	sentAt := map[string]time.Time{}
-	byToken := map[string]string{}
+	sentAt := make(map[string]time.Time, n)
+	byToken := make(map[string]string, n)
 	failed := 0
-	tick := time.NewTicker(time.Duration(float64(time.Second) / b.cfg.E2ERate))
-	defer tick.Stop()
 	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
-		<-tick.C
+	start := time.Now()
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		if d := time.Until(start.Add(time.Duration(float64(i) / rate * float64(time.Second)))); d > 0 {
+			time.Sleep(d)
+		}
 		ev := emu.TextEvent(b.stack.ChannelID, fmt.Sprintf("U%032x", i%50+1), fmt.Sprintf("e2e %d", i))
 		mu.Lock()
 		sentAt[ev.WebhookEventID] = time.Now()
@@ -118,8 +146,9 @@ func (b *Bench) sendSteady(ctx context.Context, emu *Emulator, url string, n int
 			}
 		}()
 	}
+	achieved := float64(n) / max(time.Since(start).Seconds(), 1e-9)
 	wg.Wait()
-	return sentAt, byToken, failed
+	return sentAt, byToken, failed, achieved
 }
 
 func replies(emu *Emulator) []linefake.Delivery {

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/linepipe/linepipe/pkg/loadgen"
@@ -30,18 +31,46 @@ func (b *Bench) loadConfig(base string) loadgen.Config {
 	}
 }
 
+// startNoop runs the no-op reference server (cmd/loadgen -noop-server) as
+// its own process, like ingest: measured in the bench process it would
+// share the load generator's runtime and skip the scheduling between
+// processes that ingest pays, and the ratio would understate ingest.
+func (b *Bench) startNoop() (*Proc, error) {
+	addr, err := FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	p := &Proc{Name: "noop", Path: filepath.Join(b.stack.BinDir, "loadgen"), Addr: addr,
+		LogPath: filepath.Join(b.stack.Dir, "noop.log"),
+		Args:    []string{"-noop-server", "-addr", addr},
+		// The secret goes by environment, not argv, which ps shows.
+		Env: []string{"LOADGEN_CHANNELS=" + b.stack.ChannelID + ":" + b.stack.ChannelSecret}}
+	if err := p.Start(); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	b.procs = append(b.procs, p)
+	b.mu.Unlock()
+	if err := WaitHTTP(context.Background(), "http://"+addr+"/healthz", 30*time.Second, p.Done()); err != nil {
+		_ = p.Stop(time.Second)
+		return nil, fmt.Errorf("%w (log: %s)", err, p.LogPath)
+	}
+	return p, nil
+}
+
 // runIngest measures the no-op ceiling, then ingest at the same
 // concurrency, then ingest at half its measured peak, open loop.
 func (b *Bench) runIngest(ctx context.Context, ing *Proc) (IngestResult, error) {
 	var res IngestResult
-	noop, err := loadgen.StartNoopServer("127.0.0.1:0", []loadgen.Channel{{ID: b.stack.ChannelID, Secret: b.stack.ChannelSecret}})
+	noop, err := b.startNoop()
 	if err != nil {
 		return res, fmt.Errorf("starting no-op server: %w", err)
 	}
-	closed := false
+	noopURL := "http://" + noop.Addr
+	stopped := false
 	defer func() {
-		if !closed {
-			_ = noop.Close(context.Background())
+		if !stopped {
+			_ = noop.Stop(5 * time.Second)
 		}
 	}()
 
@@ -53,19 +82,19 @@ func (b *Bench) runIngest(ctx context.Context, ing *Proc) (IngestResult, error) 
 	}
 	// A short warm-up of each server so neither pays for connection set-up
 	// and first-use allocations inside the measured window.
-	for _, base := range []string{noop.URL, "http://" + ing.Addr} {
+	for _, base := range []string{noopURL, "http://" + ing.Addr} {
 		cfg := b.loadConfig(base)
 		cfg.Concurrency, cfg.Duration = b.cfg.Concurrency, time.Second
 		if _, err := loadgen.Run(ctx, cfg); err != nil {
 			return res, err
 		}
 	}
-	ceil, err := peak(noop.URL)
+	ceil, err := peak(noopURL)
 	if err != nil {
 		return res, err
 	}
-	_ = noop.Close(context.Background())
-	closed = true
+	_ = noop.Stop(5 * time.Second)
+	stopped = true
 	b.logf("ingest ceiling (no-op): %.0f req/s", ceil.RequestsPerSec)
 
 	got, err := peak("http://" + ing.Addr)

@@ -8,43 +8,51 @@ import (
 	"github.com/linepipe/linepipe/pkg/linefake"
 )
 
-// SenderResult is outbox throughput with limits lifted, and with LINE's
-// push limit in force on both sides.
+// SenderResult is outbox throughput of one replica with limits lifted,
+// and with LINE's push limit in force on both sides.
 type SenderResult struct {
-	Rows              int     `json:"rows"`
-	UnlimitedPerSec   float64 `json:"unlimitedPerSec"`
-	LimitedRows       int     `json:"limitedRows"`
-	Limit             int     `json:"limitPerSec"`
-	LimitedPerSec     float64 `json:"limitedPerSec"`
-	MaxPerSecond      int     `json:"maxAttemptsPerSecond"`
-	TooMany           int     `json:"tooMany429"`
-	UnlimitedFailures int     `json:"unlimitedNotDelivered"`
-	LimitedFailures   int     `json:"limitedNotDelivered"`
+	Rows              int          `json:"rows"`
+	UnlimitedPerSec   float64      `json:"unlimitedPerSec"`
+	UnlimitedFailures int          `json:"unlimitedNotDelivered"`
+	LimitedRows       int          `json:"limitedRows"`
+	Limited           LimitedDrain `json:"limited"`
 }
 
-// insertPushes queues n pushes, each to its own user so no per-user cap
-// applies, as one INSERT the way an application would write them.
+// insertPushes queues n pushes on the stack's channel.
 func (b *Bench) insertPushes(ctx context.Context, n int, tag string) error {
+	return b.insertPushesFor(ctx, b.stack.ChannelID, n, tag)
+}
+
+// insertPushesFor queues n pushes on channel, each to its own user so no
+// per-user cap applies, as one INSERT the way an application would write
+// them.
+func (b *Bench) insertPushesFor(ctx context.Context, channel string, n int, tag string) error {
 	_, err := b.schema.Pool.Exec(ctx, `INSERT INTO outbox (channel_id, endpoint, body)
 		SELECT $1, 'push', json_build_object('to', 'U' || md5($2 || i::text),
 			'messages', json_build_array(json_build_object('type', 'text', 'text', 'bench ' || $2 || ' ' || i)))
-		FROM generate_series(1, $3) AS i`, b.stack.ChannelID, tag, n)
+		FROM generate_series(1, $3) AS i`, channel, tag, n)
 	return err
 }
 
-// drainOutbox starts a sender with env, waits until no row is left
-// pending, retrying or in flight, and returns the sender-to-emulator rate
-// measured between the first and the last accepted send.
-func (b *Bench) drainOutbox(ctx context.Context, emu *Emulator, name string, rows int, env ...string) (float64, int, error) {
-	p, err := b.stack.Sender(name, env...)
-	if err != nil {
-		return 0, 0, err
+// drainOutbox starts replicas senders with env, waits until no row is
+// left pending, retrying or in flight, and returns the sender-to-emulator
+// rate measured between the first and the last accepted send.
+func (b *Bench) drainOutbox(ctx context.Context, emu *Emulator, name string, replicas int, env ...string) (float64, int, error) {
+	for i := 0; i < replicas; i++ {
+		pname := name
+		if replicas > 1 {
+			pname = fmt.Sprintf("%s-%d", name, i+1)
+		}
+		p, err := b.stack.Sender(pname, env...)
+		if err != nil {
+			return 0, 0, err
+		}
+		p.Env = append(p.Env, "LINE_API_BASE_URL="+emu.URL)
+		if err := b.start(p); err != nil {
+			return 0, 0, err
+		}
+		defer func() { _ = p.Stop(10 * time.Second) }()
 	}
-	p.Env = append(p.Env, "LINE_API_BASE_URL="+emu.URL)
-	if err := b.start(p); err != nil {
-		return 0, 0, err
-	}
-	defer func() { _ = p.Stop(10 * time.Second) }()
 	deadline := time.Now().Add(b.cfg.DrainTimeout)
 	for {
 		var open int
@@ -58,7 +66,6 @@ func (b *Bench) drainOutbox(ctx context.Context, emu *Emulator, name string, row
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	p.SampleRSS()
 	var notDelivered int
 	if err := b.schema.Pool.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE status <> 'delivered'`).Scan(&notDelivered); err != nil {
 		return 0, 0, err
@@ -74,7 +81,7 @@ func (b *Bench) drainOutbox(ctx context.Context, emu *Emulator, name string, row
 // runSender measures the sender against an emulator without limits, then
 // against one enforcing LINE's push limit with the sender's default rates.
 func (b *Bench) runSender(ctx context.Context) (SenderResult, error) {
-	res := SenderResult{Rows: b.cfg.SenderRows, LimitedRows: b.cfg.SenderLimitedRows, Limit: 2000}
+	res := SenderResult{Rows: b.cfg.SenderRows, LimitedRows: b.cfg.SenderLimitedRows}
 	ch := linefake.Channel{ID: b.stack.ChannelID, Secret: b.stack.ChannelSecret, AccessTokens: []string{b.stack.AccessToken}}
 	free, err := StartEmulator(linefake.Config{Channels: []linefake.Channel{ch}, RateLimits: UnlimitedRates(), Seed: 1})
 	if err != nil {
@@ -87,32 +94,73 @@ func (b *Bench) runSender(ctx context.Context) (SenderResult, error) {
 	if err := b.insertPushes(ctx, res.Rows, "free"); err != nil {
 		return res, err
 	}
-	res.UnlimitedPerSec, res.UnlimitedFailures, err = b.drainOutbox(ctx, free, "sender-unlimited", res.Rows,
+	res.UnlimitedPerSec, res.UnlimitedFailures, err = b.drainOutbox(ctx, free, "sender-unlimited", 1,
 		"SENDER_RATE_PUSH=off", "SENDER_RECIPIENT_CAP=off")
 	if err != nil {
 		return res, err
 	}
 	b.logf("sender, no limits: %.0f rows/s", res.UnlimitedPerSec)
 
+	if err := b.limitedDrain(ctx, ch, 1, res.LimitedRows, &res.Limited); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// LimitedDrain is one drain of queued pushes against an emulator
+// enforcing LINE's push limit.
+type LimitedDrain struct {
+	Replicas     int     `json:"replicas"`
+	Rows         int     `json:"rows"`
+	Limit        int     `json:"limitPerSec"`
+	PerSec       float64 `json:"perSec"`
+	MaxPerSecond int     `json:"maxAttemptsPerSecond"`
+	TooMany      int     `json:"tooMany429"`
+	NotDelivered int     `json:"notDelivered"`
+}
+
+// Ratio is the delivered rate over LINE's limit.
+func (d LimitedDrain) Ratio() float64 { return d.PerSec / float64(max(d.Limit, 1)) }
+
+// OK is the target: at least TargetSenderRatio of the limit, no second
+// over it, no 429 and every row delivered.
+func (d LimitedDrain) OK() bool {
+	return d.Ratio() >= TargetSenderRatio && d.MaxPerSecond <= d.Limit && d.TooMany == 0 && d.NotDelivered == 0
+}
+
+// limitedDrain queues rows pushes and drains them with replicas senders
+// at their default rates, against an emulator enforcing LINE's limits.
+func (b *Bench) limitedDrain(ctx context.Context, ch linefake.Channel, replicas, rows int, out *LimitedDrain) error {
+	*out = LimitedDrain{Replicas: replicas, Rows: rows, Limit: LINEPushLimit}
 	limited, err := StartEmulator(linefake.Config{Channels: []linefake.Channel{ch}, Seed: 2})
 	if err != nil {
-		return res, err
+		return err
 	}
 	defer limited.Close()
 	if _, err := b.schema.Pool.Exec(ctx, "TRUNCATE outbox, outbox_rate, api_log"); err != nil {
-		return res, err
+		return err
 	}
-	if err := b.insertPushes(ctx, res.LimitedRows, "limited"); err != nil {
-		return res, err
+	if err := b.insertPushes(ctx, rows, fmt.Sprintf("limited-%d", replicas)); err != nil {
+		return err
 	}
-	res.LimitedPerSec, res.LimitedFailures, err = b.drainOutbox(ctx, limited, "sender-limited", res.LimitedRows,
+	out.PerSec, out.NotDelivered, err = b.drainOutbox(ctx, limited, fmt.Sprintf("sender-limited-x%d", replicas), replicas,
 		"SENDER_RECIPIENT_CAP=off")
 	if err != nil {
-		return res, err
+		return err
 	}
 	st := limited.Stats()
-	res.MaxPerSecond = st.Window(b.stack.ChannelID, linefake.EndpointPush).MaxAttempts
-	res.TooMany = st.Count(linefake.EndpointPush, 429)
-	b.logf("sender, LINE limits: %.0f rows/s, busiest second %d, 429s %d", res.LimitedPerSec, res.MaxPerSecond, res.TooMany)
-	return res, nil
+	out.MaxPerSecond = st.Window(b.stack.ChannelID, linefake.EndpointPush).MaxAttempts
+	out.TooMany = st.Count(linefake.EndpointPush, 429)
+	b.logf("sender x%d, LINE limits: %.0f rows/s (%.2f of the limit), busiest second %d, 429s %d, %d not delivered",
+		replicas, out.PerSec, out.Ratio(), out.MaxPerSecond, out.TooMany, out.NotDelivered)
+	return nil
+}
+
+// runSender2 drains the same job with two sender replicas sharing the
+// channel's rate buckets.
+func (b *Bench) runSender2(ctx context.Context) (LimitedDrain, error) {
+	var out LimitedDrain
+	ch := linefake.Channel{ID: b.stack.ChannelID, Secret: b.stack.ChannelSecret, AccessTokens: []string{b.stack.AccessToken}}
+	err := b.limitedDrain(ctx, ch, 2, b.cfg.SenderLimitedRows, &out)
+	return out, err
 }

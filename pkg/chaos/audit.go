@@ -50,6 +50,8 @@ type Audit struct {
 	// and status ("dropped" for accept-then-drop): proof the faults hit.
 	EmulatorAnswers map[string]int64 `json:"emulatorAnswers"`
 
+	Replies ReplyAudit `json:"replies"`
+
 	UnsentChecked int      `json:"unsentChecked"`
 	UnsentLeaks   []string `json:"unsentLeaks"` // where an unsent text was still readable
 	// StreamUnsent are unsent texts in messages left on the stream after
@@ -62,7 +64,8 @@ type Audit struct {
 func (a Audit) OK() bool {
 	return a.EventsLost == 0 && a.EventsDuplicated == 0 && a.StreamUnstored == 0 && a.ConsumerOpen == 0 && a.OutboxOpen == 0 &&
 		a.OutboxPushesLost == 0 && a.DeliveredMissing == 0 && a.DeliveredTwice == 0 && a.RepliesTwice == 0 &&
-		a.UnknownDeliveries == 0 && len(a.UnsentLeaks) == 0
+		a.UnknownDeliveries == 0 && len(a.UnsentLeaks) == 0 &&
+		a.Replies.Expected > 0 && a.Replies.Lost == 0 && a.Replies.Late == 0
 }
 
 // drainAndAudit waits for the pipeline to settle (stream empty, no open
@@ -122,6 +125,9 @@ func (r *run) drainAndAudit(ctx context.Context, res *Result) error {
 		}
 	}
 	if err := r.auditOutbox(ctx, conn, a, res.OutboxInserted); err != nil {
+		return err
+	}
+	if err := r.auditReplies(ctx, conn, a, res.Load.Record); err != nil {
 		return err
 	}
 	return r.auditUnsent(ctx, conn, a, res)

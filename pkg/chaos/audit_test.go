@@ -31,20 +31,33 @@ func TestCountTokensFindsOnlyUnsentTokens(t *testing.T) {
 
 func TestAuditOKFailsOnEveryKindOfProblem(t *testing.T) {
 	t.Parallel()
-	if !(Audit{}).OK() {
+	replied := ReplyAudit{Expected: 2, Accepted: 1, Uncertain: 1}
+	if !(Audit{Replies: replied}).OK() {
 		t.Fatal("a clean audit is not OK")
 	}
 	bad := []Audit{{EventsLost: 1}, {EventsDuplicated: 1}, {StreamUnstored: 1}, {ConsumerOpen: 1}, {OutboxOpen: 1},
 		{OutboxPushesLost: 1}, {DeliveredMissing: 1}, {DeliveredTwice: 1}, {RepliesTwice: 1}, {UnknownDeliveries: 1},
-		{UnsentLeaks: []string{"events.raw: 1"}}}
+		{UnsentLeaks: []string{"events.raw: 1"}},
+		{Replies: ReplyAudit{Expected: 1, Lost: 1}}, {Replies: ReplyAudit{Expected: 1, Accepted: 1, Late: 1}},
+	}
+	// A run with no reply to audit did not audit replies.
+	bad = append(bad, Audit{})
 	for i, a := range bad {
+		if i < len(bad)-1 && a.Replies.Expected == 0 {
+			a.Replies = replied
+		}
 		if a.OK() {
 			t.Errorf("case %d: %+v passes", i, a)
 		}
 	}
 	// Left-over acknowledged messages are a finding, not a failure.
-	if !(Audit{StreamLeft: 3, StreamUnsent: 1}).OK() {
+	if !(Audit{StreamLeft: 3, StreamUnsent: 1, Replies: replied}).OK() {
 		t.Error("stale stream messages whose events are stored fail the run")
+	}
+	// A retried reply LINE refuses is the sender finding out it may have
+	// been delivered (uncertain), not a failure by itself.
+	if !(Audit{Replies: ReplyAudit{Expected: 1, Uncertain: 1, Refused: 1}}).OK() {
+		t.Error("a refused retry of an uncertain reply fails the run")
 	}
 }
 

@@ -60,6 +60,9 @@ func (r *run) load(ctx context.Context, res *Result) error {
 			Backoff:    250 * time.Millisecond,
 			MaxBackoff: 3 * time.Second,
 			Seed:       r.rnd.Uint64() | 1,
+			// Tokens the emulator issued, so the echo bot's replies are
+			// real and audited.
+			ReplyTokens: r.tokens,
 		})
 	}()
 	inserted := make(chan int, 1)

@@ -47,6 +47,12 @@ func (r *Result) WriteSummary(w io.Writer) error {
 	check("delivered rows LINE never accepted", a.DeliveredMissing, a.DeliveredMissing == 0)
 	check("retry keys LINE accepted twice", a.DeliveredTwice, a.DeliveredTwice == 0)
 	check("reply tokens used twice", a.RepliesTwice, a.RepliesTwice == 0)
+	rp := a.Replies
+	check("echo replies accepted by LINE", fmt.Sprintf("%d of %d", rp.Accepted, rp.Expected), rp.Expected > 0)
+	info("  replies uncertain (documented: may be lost)", rp.Uncertain)
+	check("  replies lost", fmt.Sprintf("%d %s", rp.Lost, statusLine(intMap(rp.LostStatus))), rp.Lost == 0)
+	check("  reply calls after the token expired", rp.Late, rp.Late == 0)
+	info("  reply calls LINE refused (retries after no answer)", rp.Refused)
 	check("accepted sends matching no outbox row", a.UnknownDeliveries, a.UnknownDeliveries == 0)
 	info("sends LINE accepted", a.Accepted)
 	info("emulator answers", statusLine(a.EmulatorAnswers))

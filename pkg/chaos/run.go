@@ -42,6 +42,7 @@ type run struct {
 	pg      *Postgres
 	nats    []*bench.NATSNode
 	emu     *bench.Emulator
+	tokens  *replyTokens  // the load generator's reply tokens, issued by emu
 	procs   []*bench.Proc // linepipe services, the kill targets
 	start   time.Time
 	mu      sync.Mutex
@@ -147,12 +148,13 @@ func (r *run) setUp(ctx context.Context) error {
 	}
 
 	channelID, secret, token := "1657000001", uuid.NewString(), "chaos-"+uuid.NewString()
-	emu, err := bench.StartEmulator(linefake.Config{Seed: r.rnd.Uint64() | 1,
+	emu, err := bench.StartEmulator(linefake.Config{Seed: r.rnd.Uint64() | 1, ReplyTokenTTL: linefake.DefaultReplyTokenTTL,
 		Channels: []linefake.Channel{{ID: channelID, Secret: secret, AccessTokens: []string{token}}}})
 	if err != nil {
 		return err
 	}
 	r.emu = emu
+	r.tokens = newReplyTokens(emu.Server, linefake.DefaultReplyTokenTTL)
 	var urls []string
 	for _, n := range r.nats {
 		urls = append(urls, n.URL())

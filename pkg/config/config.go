@@ -1,6 +1,14 @@
 // Package config reads service configuration from environment variables.
 // Every variable has a safe default; a value that cannot be parsed is an
 // error at start-up, never a silent fallback.
+//
+// Any variable X may instead be given as X_FILE, the path of a file
+// holding the value (surrounding whitespace trimmed): the way Docker and
+// Kubernetes secrets are mounted, so secrets stay out of the environment.
+//
+// Env also records every variable it is asked for, with its default, so
+// a program's --help and the README's configuration table are generated
+// from the very calls that parse them (see Describe and Docs).
 package config
 
 import (
@@ -17,6 +25,36 @@ import (
 type Env struct {
 	lookup func(string) (string, bool)
 	errs   []error
+	read   []Setting
+	seen   map[string]bool
+}
+
+// Setting is one variable a program reads, as Env recorded it.
+type Setting struct {
+	Key     string
+	Kind    string // string, integer, number, duration, boolean or size
+	Default string // as it would be written in the environment; "" for none
+}
+
+// Describe runs read (a SettingsFromEnv) against an empty environment and
+// returns every variable it asked for, in order, with its default.
+func Describe(read func(*Env)) []Setting {
+	e := FromMap(nil)
+	read(e)
+	return e.Settings()
+}
+
+// Settings is every variable read so far, in first-read order.
+func (e *Env) Settings() []Setting { return append([]Setting(nil), e.read...) }
+
+func (e *Env) note(key, kind, def string) {
+	if e.seen == nil {
+		e.seen = map[string]bool{}
+	}
+	if !e.seen[key] {
+		e.seen[key] = true
+		e.read = append(e.read, Setting{Key: key, Kind: kind, Default: def})
+	}
 }
 
 // FromOS reads the process environment.
@@ -27,14 +65,34 @@ func FromMap(m map[string]string) *Env {
 	return &Env{lookup: func(k string) (string, bool) { v, ok := m[k]; return v, ok }}
 }
 
+// FileSuffix turns a variable's name into the one naming a file that
+// holds its value.
+const FileSuffix = "_FILE"
+
 func (e *Env) get(key string) (string, bool) {
 	v, ok := e.lookup(key)
 	v = strings.TrimSpace(v)
-	return v, ok && v != ""
+	set := ok && v != ""
+	if path, fok := e.lookup(key + FileSuffix); fok && strings.TrimSpace(path) != "" {
+		if set {
+			e.errs = append(e.errs, fmt.Errorf("%s and %s%s are both set: give one", key, key, FileSuffix))
+			return "", false
+		}
+		b, err := os.ReadFile(strings.TrimSpace(path))
+		if err != nil {
+			// The error names the file, never its content.
+			e.errs = append(e.errs, fmt.Errorf("%s%s: %w", key, FileSuffix, err))
+			return "", false
+		}
+		v = strings.TrimSpace(string(b))
+		return v, v != ""
+	}
+	return v, set
 }
 
 // String is key's value, or def when unset or empty.
 func (e *Env) String(key, def string) string {
+	e.note(key, "string", def)
 	if v, ok := e.get(key); ok {
 		return v
 	}
@@ -43,6 +101,7 @@ func (e *Env) String(key, def string) string {
 
 // Int is key's value as an integer, or def.
 func (e *Env) Int(key string, def int) int {
+	e.note(key, "integer", strconv.Itoa(def))
 	v, ok := e.get(key)
 	if !ok {
 		return def
@@ -57,6 +116,7 @@ func (e *Env) Int(key string, def int) int {
 
 // Float is key's value as a number, or def.
 func (e *Env) Float(key string, def float64) float64 {
+	e.note(key, "number", strconv.FormatFloat(def, 'g', -1, 64))
 	v, ok := e.get(key)
 	if !ok {
 		return def
@@ -71,6 +131,7 @@ func (e *Env) Float(key string, def float64) float64 {
 
 // Duration is key's value as a Go duration ("1.5s", "200ms"), or def.
 func (e *Env) Duration(key string, def time.Duration) time.Duration {
+	e.note(key, "duration", FormatDuration(def))
 	v, ok := e.get(key)
 	if !ok {
 		return def
@@ -85,6 +146,7 @@ func (e *Env) Duration(key string, def time.Duration) time.Duration {
 
 // Bool is key's value as a boolean, or def.
 func (e *Env) Bool(key string, def bool) bool {
+	e.note(key, "boolean", strconv.FormatBool(def))
 	v, ok := e.get(key)
 	if !ok {
 		return def
@@ -99,6 +161,7 @@ func (e *Env) Bool(key string, def bool) bool {
 
 // Bytes is key's value as a size in bytes ("1048576", "512KiB", "1MiB"), or def.
 func (e *Env) Bytes(key string, def int64) int64 {
+	e.note(key, "size", FormatBytes(def))
 	v, ok := e.get(key)
 	if !ok {
 		return def
@@ -123,3 +186,29 @@ func (e *Env) Bytes(key string, def int64) int64 {
 
 // Err is every parse error so far, joined, or nil.
 func (e *Env) Err() error { return errors.Join(e.errs...) }
+
+// FormatDuration writes d the short way a person would set it: "1m",
+// "24h", "1h30m", "250ms", rather than time.Duration's "1m0s".
+func FormatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// FormatBytes writes n with the largest exact KiB, MiB or GiB unit.
+func FormatBytes(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		n      int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.n && n%u.n == 0 {
+			return strconv.FormatInt(n/u.n, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}

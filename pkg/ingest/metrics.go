@@ -7,7 +7,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics are ingest's Prometheus series.
+// Metrics are ingest's Prometheus series. Label names are shared by every
+// service: code is an HTTP status code, endpoint a Messaging API endpoint,
+// status an outbox row's status.
 type Metrics struct {
 	webhooks   *prometheus.CounterVec
 	published  prometheus.Counter
@@ -21,7 +23,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "linepipe_ingest_webhooks_total", Help: "Webhook requests by response status."}, []string{"status"}),
+			Name: "linepipe_ingest_webhooks_total", Help: "Webhook requests by HTTP response code."}, []string{"code"}),
 		published: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "linepipe_ingest_events_published_total", Help: "Events acknowledged by JetStream (duplicates included)."}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{

@@ -34,7 +34,10 @@ type JetStreamPublisher struct {
 func (p JetStreamPublisher) Publish(ctx context.Context, msgs []*nats.Msg) (int, error) {
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	for _, m := range msgs {
-		f, err := p.JS.PublishMsgAsync(m, jetstream.WithMsgID(m.Header.Get(jetstream.MsgIDHeader)))
+		// Nats-Msg-Id is already a header of m (eventMsgs, webhookLogMsg);
+		// JetStream deduplicates on the header, so no publish option is
+		// needed to set it again.
+		f, err := p.JS.PublishMsgAsync(m)
 		if err != nil {
 			return 0, fmt.Errorf("%w: %v", ErrNotStored, err)
 		}
@@ -65,6 +68,10 @@ type eventIDs struct {
 	} `json:"deliveryContext"`
 }
 
+// eventHeaders is how many headers an event message carries: Meta's
+// five, the kind, Nats-Msg-Id and the webhook log record.
+const eventHeaders = 8
+
 // eventMsgs builds one stream message per event: the raw event bytes with
 // linepipe's headers and the webhookEventId as Nats-Msg-Id, so JetStream
 // drops a redelivered event inside its duplicates window.
@@ -75,8 +82,8 @@ func eventMsgs(cfg stream.Config, meta events.Meta, raw []json.RawMessage) ([]*n
 	for i, ev := range raw {
 		var ids eventIDs
 		_ = json.Unmarshal(ev, &ids) // shape was checked by ParseWebhook; fields are optional
-		m := nats.NewMsg(subject)
-		m.Data = ev
+		// Sized for every header set below, so the map never grows.
+		m := &nats.Msg{Subject: subject, Data: ev, Header: make(nats.Header, eventHeaders)}
 		em := meta
 		em.Redelivery = ids.DeliveryContext.IsRedelivery
 		redelivery = redelivery || em.Redelivery

@@ -125,13 +125,13 @@ func readiness(nc *nats.Conn, js jetstream.JetStream, streamReady <-chan struct{
 		select {
 		case <-streamReady:
 		default:
-			return errors.New("stream not created yet")
+			return ops.NotReady("stream", errors.New("not created yet"))
 		}
 		if !nc.IsConnected() {
-			return errors.New("nats disconnected")
+			return ops.NotReady("nats", errors.New("disconnected"))
 		}
 		if _, err := js.Stream(ctx, name); err != nil {
-			return fmt.Errorf("jetstream: %w", err)
+			return ops.NotReady("stream", err)
 		}
 		return nil
 	}

@@ -143,6 +143,14 @@ func (s *Server) RedeliverWebhook(ctx context.Context, url, channelID string, ev
 	return s.SendWebhook(ctx, url, channelID, again...)
 }
 
+// RearmReplyToken gives token a fresh ReplyTokenTTL, as LINE does when
+// it redelivers the event carrying it, for a load generator that sends
+// its own redeliveries. It reports whether the token will work: not if it
+// is unknown or used, or its event is older than RedeliveredReplyLimit.
+func (s *Server) RearmReplyToken(token string) bool {
+	return s.replies.rearm(token, s.now())
+}
+
 // SendWebhookBody signs body with channelID's secret and posts it as is,
 // for bodies the builders do not cover (other event types, odd shapes).
 func (s *Server) SendWebhookBody(ctx context.Context, url, channelID string, body []byte) (int, error) {

@@ -172,6 +172,9 @@ func (b *builder) event(channelID, kind string, ts int64) genEvent {
 			Settings: json.RawMessage(`{"nested":{"flag":true,"ratio":0.5},"list":[1,2,3]}`),
 		}
 	}
+	if e.wire.ReplyToken != "" && b.cfg.ReplyTokens != nil {
+		e.wire.ReplyToken = b.cfg.ReplyTokens.Issue(channelID)
+	}
 	return e
 }
 

@@ -159,6 +159,19 @@ type Config struct {
 	// Seed seeds the generator's randomness (IDs, mix, users, jitter) so
 	// a run's choices can be reproduced. 0 means seeded from the clock.
 	Seed uint64
+	// ReplyTokens, when set, issues the reply tokens of generated events,
+	// so a LINE emulator honours the replies a bot sends to them. Default:
+	// random tokens, which no LINE would accept.
+	ReplyTokens ReplyTokens
+}
+
+// ReplyTokens is what issues reply tokens: in practice a LINE emulator.
+type ReplyTokens interface {
+	// Issue returns a fresh reply token for an event on channelID.
+	Issue(channelID string) string
+	// Redelivered is called just before a redelivery carrying token is
+	// sent: LINE gives a redelivered event's token a fresh lifetime.
+	Redelivered(token string)
 }
 
 // Validate applies defaults and checks the config. It is called by Run;

@@ -31,7 +31,10 @@ type AcceptedEvent struct {
 	ChannelID      string `json:"channelId"`
 	WebhookEventID string `json:"webhookEventId"`
 	Type           string `json:"type"`
-	MessageID      string `json:"messageId,omitempty"`
+	// Kind is the generator's kind (text, sticker, ...), finer than Type.
+	Kind       string `json:"kind,omitempty"`
+	MessageID  string `json:"messageId,omitempty"`
+	ReplyToken string `json:"replyToken,omitempty"`
 }
 
 // UnsentMessage is a message the generator unsent: the message, its text
@@ -85,7 +88,8 @@ func (r *recorder) webhookDone(w *webhook, ok bool) {
 	defer r.mu.Unlock()
 	for i := range w.events {
 		e := &w.events[i]
-		ev := AcceptedEvent{ChannelID: w.channel.ID, WebhookEventID: e.wire.WebhookEventID, Type: e.wire.Type, MessageID: e.messageID}
+		ev := AcceptedEvent{ChannelID: w.channel.ID, WebhookEventID: e.wire.WebhookEventID, Type: e.wire.Type,
+			Kind: e.kind, MessageID: e.messageID, ReplyToken: e.wire.ReplyToken}
 		if ok {
 			r.add(EntryAccepted, &ev, nil)
 		} else {

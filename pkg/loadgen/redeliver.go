@@ -87,6 +87,13 @@ func backoffDelay(base, maxDelay time.Duration, n int, jitter float64) time.Dura
 // timeout and is not cut short by the run's context: once sent, an
 // answer is worth waiting for, and the timeout bounds the wait.
 func (s *sender) attempt(w *webhook, n int) bool {
+	if n > 0 && s.cfg.ReplyTokens != nil {
+		for i := range w.events {
+			if tok := w.events[i].wire.ReplyToken; tok != "" {
+				s.cfg.ReplyTokens.Redelivered(tok)
+			}
+		}
+	}
 	body, err := w.body(n > 0)
 	if err != nil {
 		s.stats.attempt(0, n == 0, StatusError)

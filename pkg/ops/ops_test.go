@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -151,5 +153,69 @@ func TestMountReadiness(t *testing.T) {
 	mux.ServeHTTP(w, httptest.NewRequest("GET", "/readyz", nil))
 	if w.Code != 200 {
 		t.Errorf("/readyz when ready: %d", w.Code)
+	}
+}
+
+// A taken port stops Start at once with a message naming the address,
+// instead of the service running on without its endpoints.
+func TestStartFailsFastOnTakenPort(t *testing.T) {
+	t.Parallel()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	cfg := ServerConfig{Addr: taken.Addr().String()}
+	done, err := Start(context.Background(), NewServer(cfg, http.NotFoundHandler(), zap.NewNop()), cfg, time.Second)
+	if err == nil || done != nil {
+		t.Fatal("Start succeeded on a taken port")
+	}
+	if !strings.Contains(err.Error(), cfg.Addr) || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("unclear bind error: %v", err)
+	}
+	// A missing certificate is a start-up error too.
+	cfg = ServerConfig{Addr: freeAddr(t), CertFile: "/nonexistent/cert.pem", KeyFile: "/nonexistent/key.pem"}
+	if _, err := Start(context.Background(), NewServer(cfg, http.NotFoundHandler(), zap.NewNop()), cfg, time.Second); err == nil {
+		t.Fatal("Start succeeded without its certificate")
+	}
+}
+
+// /readyz names the component that is not ready, never the error's text
+// (which may carry hosts, users or SQL).
+func TestReadyzHidesCause(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{NotReady("database", errors.New(`dial tcp 10.0.0.7:5432: password authentication failed for user "linepipe"`)), "not ready: database\n"},
+		{fmt.Errorf("wrapped: %w", NotReady("schema", errors.New(`relation "outbox" does not exist`))), "not ready: schema\n"},
+		{errors.New("secret detail"), "not ready\n"},
+	} {
+		mux := http.NewServeMux()
+		Mount(mux, func(context.Context) error { return c.err }, NewRegistry())
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, httptest.NewRequest("GET", "/readyz", nil))
+		if w.Code != 503 || w.Body.String() != c.want {
+			t.Errorf("%v: %d %q, want 503 %q", c.err, w.Code, w.Body.String(), c.want)
+		}
+	}
+}
+
+// Every service's /metrics carries linepipe_build_info.
+func TestBuildInfoMetric(t *testing.T) {
+	t.Parallel()
+	mux := http.NewServeMux()
+	Mount(mux, func(context.Context) error { return nil }, NewRegistry())
+	w := httptest.NewRecorder()
+	mux.ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	var line string
+	for _, l := range strings.Split(w.Body.String(), "\n") {
+		if strings.HasPrefix(l, "linepipe_build_info{") {
+			line = l
+		}
+	}
+	if !strings.Contains(line, `commit="`) || !strings.Contains(line, `goversion="go`) || !strings.Contains(line, `version="`) || !strings.HasSuffix(line, "} 1") {
+		t.Fatalf("linepipe_build_info missing or malformed: %q", line)
 	}
 }

@@ -3,9 +3,11 @@ package sender
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,7 +25,7 @@ const (
 	DefaultBatchSize      = 100
 	DefaultPollInterval   = time.Second
 	DefaultLease          = time.Minute
-	DefaultConcurrency    = 32
+	DefaultConcurrency    = 64
 	DefaultRequestTimeout = 15 * time.Second
 	DefaultBackoffBase    = time.Second
 	DefaultBackoffMax     = 10 * time.Minute
@@ -101,7 +103,7 @@ type Config struct {
 	// longest send (token issue plus request, both bounded by
 	// RequestTimeout). Default 1m.
 	Lease time.Duration
-	// Concurrency is how many requests one replica has in flight. Default 32.
+	// Concurrency is how many requests one replica has in flight. Default 64.
 	Concurrency int
 	// RequestTimeout bounds one HTTP call to LINE. After it the attempt
 	// counts as "no answer" and is retried with the same key. Default 15s.
@@ -170,7 +172,7 @@ func FromEnv(env *config.Env) (Config, error) {
 		Rates:            map[string]Rate{},
 	}
 	var errs []error
-	for ep := range LINERates() {
+	for _, ep := range slices.Sorted(maps.Keys(LINERates())) { // sorted: --help lists them in a stable order
 		if v := env.String("SENDER_RATE_"+strings.ToUpper(ep), ""); v != "" {
 			r, err := ParseRate(v)
 			errs = append(errs, err)

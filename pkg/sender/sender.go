@@ -24,6 +24,9 @@ import (
 // the database that measured the lease.
 const leaseSafety = 5 * time.Second
 
+// claimCooldown is the pause between claims while a backlog drains.
+const claimCooldown = 5 * time.Millisecond
+
 // Sender drains the outbox. Run it on any number of replicas.
 type Sender struct {
 	cfg    Config
@@ -93,8 +96,17 @@ func (s *Sender) Run(ctx context.Context) error {
 			wait = backoff
 			backoff = min(2*backoff, max(5*time.Second, s.cfg.PollInterval))
 		case res.More || res.Seen >= n:
+			// More rows are due now. A short pause lets sends finish and
+			// free their slots, so the next claim takes a batch rather
+			// than the one slot just freed: claims hold the channel's
+			// rate buckets, and many tiny ones would contend for them.
 			backoff = s.cfg.PollInterval
-			continue // more rows are due now
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(claimCooldown):
+			}
+			continue
 		default:
 			backoff = s.cfg.PollInterval
 			if !res.NextDue.IsZero() {
@@ -149,8 +161,12 @@ func (s *Sender) claim(ctx context.Context, n int) (store.ClaimResult, error) {
 		s.m.rows.WithLabelValues(f.Status).Inc()
 	}
 	if len(res.Finished) > 0 || len(res.Claimed) > 0 {
+		var oldest time.Duration
+		for _, c := range res.Claimed {
+			oldest = max(oldest, res.DBNow.Sub(c.CreatedAt))
+		}
 		s.log.Debug("claimed outbox rows", zap.Int("seen", res.Seen), zap.Int("claimed", len(res.Claimed)),
-			zap.Int("finished_without_call", len(res.Finished)))
+			zap.Int("finished_without_call", len(res.Finished)), zap.Duration("oldest_waited", oldest))
 	}
 	for _, row := range res.Claimed {
 		s.wg.Add(1)

@@ -82,20 +82,56 @@ func RunService(ctx context.Context, st Settings, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	var schema store.SchemaCheck
+	ready := func(ctx context.Context) error {
+		if err := snd.Ready(ctx); err != nil {
+			return ops.NotReady("database", err)
+		}
+		if err := schema.Ready(ctx, pool); err != nil {
+			return ops.NotReady("schema", err)
+		}
+		return nil
+	}
 	mux := http.NewServeMux()
-	ops.Mount(mux, snd.Ready, reg)
+	ops.Mount(mux, ready, reg)
 	srvCfg := ops.ServerConfig{Addr: st.Addr}
 	srv := ops.NewServer(srvCfg, mux, log)
 
 	// The ops server outlives the sender's drain so /healthz answers
-	// while in-flight sends finish.
+	// while in-flight sends finish. It binds before the first claim: a
+	// taken port stops the sender at start.
 	srvCtx, stopSrv := context.WithCancel(context.Background())
 	defer stopSrv()
-	srvErr := make(chan error, 1)
-	go func() { srvErr <- ops.Serve(srvCtx, srv, srvCfg, st.Grace) }()
+	srvErr, err := ops.Start(srvCtx, srv, srvCfg, st.Grace)
+	if err != nil {
+		return err
+	}
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	var failed error
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		// The ops server ends before stopSrv only if it failed: stop
+		// sending rather than run on unseen.
+		select {
+		case err := <-srvErr:
+			if err == nil {
+				err = errors.New("stopped")
+			}
+			failed = err
+			stopRun()
+		case <-runCtx.Done():
+		}
+	}()
 
 	log.Info("sender started", zap.String("addr", st.Addr), zap.String("api", cfg.BaseURL))
-	runErr := snd.Run(ctx)
+	runErr := snd.Run(runCtx)
+	stopRun()
+	<-watched
+	if failed != nil {
+		return fmt.Errorf("ops server: %w", failed)
+	}
 	stopSrv()
 	if err := <-srvErr; err != nil && runErr == nil {
 		return fmt.Errorf("ops server: %w", err)

@@ -55,7 +55,7 @@ func (a *apiLogArrays) add(e APILogEntry) {
 	a.reqID, a.accID = append(a.reqID, e.RequestID), append(a.accID, e.AcceptedRequestID)
 	a.channel, a.outbox, a.key = append(a.channel, e.ChannelID), append(a.outbox, e.OutboxID), append(a.key, e.RetryKey)
 	a.ms = append(a.ms, e.Duration.Seconds()*1000)
-	a.errText = append(a.errText, SanitizeText(e.Error, maxErrorText))
+	a.errText = append(a.errText, SanitizeText(e.Error, MaxErrorText))
 }
 
 func (a *apiLogArrays) args() []any {
@@ -69,7 +69,7 @@ func InsertAPILog(ctx context.Context, q Querier, e APILogEntry) error {
 		accepted_request_id, channel_id, outbox_id, retry_key, duration_ms, error)
 		VALUES ($1, $2, $3, $4, nullif($5, ''), nullif($6, ''), nullif($7, ''), $8, $9, $10, nullif($11, ''))`,
 		e.CalledAt, e.Method, e.Endpoint, e.Status, e.RequestID, e.AcceptedRequestID, e.ChannelID,
-		e.OutboxID, e.RetryKey, e.Duration.Seconds()*1000, SanitizeText(e.Error, maxErrorText))
+		e.OutboxID, e.RetryKey, e.Duration.Seconds()*1000, SanitizeText(e.Error, MaxErrorText))
 	if err != nil {
 		return fmt.Errorf("logging %s %s: %w", e.Method, e.Endpoint, err)
 	}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -196,31 +197,70 @@ func QueueEditMessage(b *pgx.Batch, m MessageRow) {
 		m.At, m.Text, string(m.Content), m.WebhookEventID)
 }
 
-// QueueUnsend makes a message unreadable everywhere linepipe keeps it:
-// it records the tombstone, deletes the messages row, scrubs the stored
-// message and edit events, scrubs dead letters holding them, and cancels
-// and scrubs outbox rows derived from the message (an echo of its text).
-func QueueUnsend(b *pgx.Batch, k MessageKey, unsentAt time.Time, webhookEventID string) {
-	b.Queue(`INSERT INTO unsent_messages (channel_id, message_id, unsent_at, webhook_event_id)
-		VALUES ($1, $2, $3, $4) ON CONFLICT (channel_id, message_id) DO NOTHING`,
-		k.ChannelID, k.MessageID, unsentAt, webhookEventID)
-	b.Queue(`DELETE FROM messages WHERE channel_id = $1 AND message_id = $2`, k.ChannelID, k.MessageID)
-	QueueScrubMessageEvents(b, k)
-	b.Queue(`UPDATE dead_letters
-		SET data = convert_to(linepipe_scrub_message(convert_from(data, 'UTF8')::json)::text, 'UTF8'),
-			scrubbed_at = now()
-		WHERE channel_id = $1 AND message_id = $2 AND scrubbed_at IS NULL`, k.ChannelID, k.MessageID)
-	b.Queue(`UPDATE outbox SET body = '{}', scrubbed_at = now(),
-			finished_at = CASE WHEN status IN ('pending', 'retrying') THEN now() ELSE finished_at END,
-			status = CASE WHEN status IN ('pending', 'retrying') THEN 'cancelled' ELSE status END
-		WHERE channel_id = $1 AND source_message_id = $2 AND scrubbed_at IS NULL`, k.ChannelID, k.MessageID)
+// Unsend is one unsend event: the message it takes back, when, and the
+// unsend's own event id.
+type Unsend struct {
+	MessageKey
+	At             time.Time
+	WebhookEventID string
 }
 
-// QueueScrubMessageEvents scrubs the stored events of one message.
-func QueueScrubMessageEvents(b *pgx.Batch, k MessageKey) {
-	b.Queue(`UPDATE events SET raw = linepipe_scrub_message(raw), scrubbed_at = now()
-		WHERE channel_id = $1 AND message_id = $2 AND type <> 'unsend' AND scrubbed_at IS NULL`,
-		k.ChannelID, k.MessageID)
+// QueueUnsends makes messages unreadable everywhere linepipe keeps them,
+// with one statement per table for the whole batch: it records the
+// tombstones, deletes the messages rows, scrubs the stored message and
+// edit events, scrubs dead letters holding them, and cancels and scrubs
+// outbox rows derived from the messages (an echo of their text). Every
+// scrub is one that cannot fail on the data it scrubs (migration 0004):
+// a NUL, a lone surrogate or bytes that are not JSON still end scrubbed.
+// The caller holds the messages' advisory locks.
+func QueueUnsends(b *pgx.Batch, us []Unsend) {
+	if len(us) == 0 {
+		return
+	}
+	n := len(us)
+	chans, ids, evs := make([]string, n), make([]string, n), make([]string, n)
+	at := make([]time.Time, n)
+	keys := make([]MessageKey, n)
+	for i, u := range us {
+		chans[i], ids[i], at[i], evs[i], keys[i] = u.ChannelID, u.MessageID, u.At, u.WebhookEventID, u.MessageKey
+	}
+	b.Queue(`INSERT INTO unsent_messages (channel_id, message_id, unsent_at, webhook_event_id)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[])
+		ON CONFLICT (channel_id, message_id) DO NOTHING`, chans, ids, at, evs)
+	b.Queue(`DELETE FROM messages m USING unnest($1::text[], $2::text[]) AS k(ch, id)
+		WHERE m.channel_id = k.ch AND m.message_id = k.id`, chans, ids)
+	QueueScrubMessageEvents(b, keys)
+	b.Queue(`UPDATE dead_letters d SET data = linepipe_scrub_dead_letter(d.data, d.message_id), scrubbed_at = now()
+		FROM unnest($1::text[], $2::text[]) AS k(ch, id)
+		WHERE d.channel_id = k.ch AND d.message_id = k.id AND d.scrubbed_at IS NULL`, chans, ids)
+	b.Queue(`UPDATE outbox o SET body = '{}', scrubbed_at = now(),
+			finished_at = CASE WHEN o.status IN ('pending', 'retrying') THEN now() ELSE o.finished_at END,
+			status = CASE WHEN o.status IN ('pending', 'retrying') THEN 'cancelled' ELSE o.status END
+		FROM unnest($1::text[], $2::text[]) AS k(ch, id)
+		WHERE o.channel_id = k.ch AND o.source_message_id = k.id AND o.scrubbed_at IS NULL`, chans, ids)
+}
+
+// QueueUnsend is QueueUnsends for one message.
+func QueueUnsend(b *pgx.Batch, k MessageKey, unsentAt time.Time, webhookEventID string) {
+	QueueUnsends(b, []Unsend{{MessageKey: k, At: unsentAt, WebhookEventID: webhookEventID}})
+}
+
+// QueueScrubMessageEvents scrubs the stored events of messages (not the
+// unsends themselves). An event Postgres cannot even parse keeps only
+// the envelope its row's columns record.
+func QueueScrubMessageEvents(b *pgx.Batch, keys []MessageKey) {
+	if len(keys) == 0 {
+		return
+	}
+	chans, ids := make([]string, len(keys)), make([]string, len(keys))
+	for i, k := range keys {
+		chans[i], ids[i] = k.ChannelID, k.MessageID
+	}
+	b.Queue(`UPDATE events e SET raw = linepipe_scrub_event(e.raw, e.type, e.webhook_event_id, e.message_id),
+			scrubbed_at = now()
+		FROM unnest($1::text[], $2::text[]) AS k(ch, id)
+		WHERE e.channel_id = k.ch AND e.message_id = k.id AND e.type <> 'unsend' AND e.scrubbed_at IS NULL`,
+		chans, ids)
 }
 
 // QueueFollow records follow state, last writer wins by event time.
@@ -229,6 +269,32 @@ func QueueFollow(b *pgx.Batch, channelID, userID string, following bool, at time
 		ON CONFLICT (channel_id, user_id) DO UPDATE
 		SET following = excluded.following, state_at = excluded.state_at, updated_at = now()
 		WHERE followers.state_at < excluded.state_at`, channelID, userID, following, at)
+}
+
+// Follow is one user's follow state for a channel at an event's time.
+type Follow struct {
+	ChannelID, UserID string
+	Following         bool
+	At                time.Time
+}
+
+// QueueFollows records follow states with one statement, last writer wins
+// by event time. rows must not repeat a (channel, user): the caller keeps
+// the newest of each.
+func QueueFollows(b *pgx.Batch, rows []Follow) {
+	if len(rows) == 0 {
+		return
+	}
+	n := len(rows)
+	chans, users, following, at := make([]string, n), make([]string, n), make([]bool, n), make([]time.Time, n)
+	for i, f := range rows {
+		chans[i], users[i], following[i], at[i] = f.ChannelID, f.UserID, f.Following, f.At
+	}
+	b.Queue(`INSERT INTO followers (channel_id, user_id, following, state_at)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bool[], $4::timestamptz[])
+		ON CONFLICT (channel_id, user_id) DO UPDATE
+		SET following = excluded.following, state_at = excluded.state_at, updated_at = now()
+		WHERE followers.state_at < excluded.state_at`, chans, users, following, at)
 }
 
 // QueueChat records whether the account is in a group or room, last
@@ -253,30 +319,85 @@ func QueueMember(b *pgx.Batch, channelID, chatID, userID string, member bool, at
 type DeadLetter struct {
 	Subject        string
 	StreamSeq      uint64
-	Deliveries     uint64
+	Deliveries     uint64 // JetStream's delivery count
+	Failures       int    // the message's own failures (0: refused at once)
 	ChannelID      string
 	WebhookEventID string
 	MessageID      string
 	Headers        []byte // JSON object
 	Data           []byte
 	Error          string
+	// FailureKey is the worker_failures row to clear with the insert.
+	FailureKey string
 }
 
-// InsertDeadLetter keeps a failed message for an operator. If its message
-// was unsent already, the data is stored scrubbed.
-func InsertDeadLetter(ctx context.Context, q Querier, d DeadLetter) error {
-	_, err := q.Exec(ctx, `INSERT INTO dead_letters (subject, stream_seq, deliveries, channel_id, webhook_event_id,
-			message_id, headers, data, error, scrubbed_at)
-		SELECT $1, $2, $3, nullif($4, ''), nullif($5, ''), nullif($6, ''), $7::text::json,
-			CASE WHEN u.message_id IS NULL THEN $8::bytea
-				ELSE convert_to(linepipe_scrub_message(convert_from($8::bytea, 'UTF8')::json)::text, 'UTF8') END,
-			$9, CASE WHEN u.message_id IS NULL THEN NULL ELSE now() END
+// InsertDeadLetter keeps a failed message for an operator. Call it in a
+// transaction: it takes the message's advisory lock first, as storing and
+// unsending it do, so a concurrent unsend either sees the dead letter and
+// scrubs it or commits its tombstone first, and then the data is stored
+// scrubbed. Error text is sanitised and capped.
+func InsertDeadLetter(ctx context.Context, tx pgx.Tx, d DeadLetter) error {
+	ch, msg := SanitizeText(d.ChannelID, 0), SanitizeText(d.MessageID, 0)
+	if ch != "" && msg != "" {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`,
+			MessageLockKey(MessageKey{ChannelID: ch, MessageID: msg})); err != nil {
+			return fmt.Errorf("locking message for dead letter: %w", err)
+		}
+	}
+	var failures *int32
+	if d.Failures > 0 {
+		f := int32(d.Failures)
+		failures = &f
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO dead_letters (subject, stream_seq, deliveries, failures, channel_id,
+			webhook_event_id, message_id, headers, data, error, scrubbed_at)
+		SELECT $1, $2, $3, $4, nullif($5, ''), nullif($6, ''), nullif($7, ''), $8::text::json,
+			CASE WHEN u.message_id IS NULL THEN $9::bytea ELSE linepipe_scrub_dead_letter($9::bytea, $7) END,
+			$10, CASE WHEN u.message_id IS NULL THEN NULL ELSE now() END
 		FROM (SELECT 1) one
-		LEFT JOIN unsent_messages u ON u.channel_id = $4 AND u.message_id = $6`,
-		d.Subject, int64(d.StreamSeq), int64(d.Deliveries), d.ChannelID, d.WebhookEventID, d.MessageID,
-		string(d.Headers), d.Data, d.Error)
+		LEFT JOIN unsent_messages u ON u.channel_id = $5 AND u.message_id = $7`,
+		SanitizeText(d.Subject, MaxErrorText), int64(d.StreamSeq), int64(d.Deliveries), failures, ch,
+		SanitizeText(d.WebhookEventID, 0), msg, string(d.Headers), d.Data, SanitizeText(d.Error, MaxErrorText))
 	if err != nil {
 		return fmt.Errorf("inserting dead letter: %w", err)
 	}
+	if d.FailureKey != "" {
+		if _, err := tx.Exec(ctx, `DELETE FROM worker_failures WHERE event_key = $1`, SanitizeText(d.FailureKey, 0)); err != nil {
+			return fmt.Errorf("clearing failure count: %w", err)
+		}
+	}
 	return nil
+}
+
+// MessageLockKey is the transaction-scoped advisory lock key of one
+// message. Storing, unsending and dead-lettering a message all take it.
+func MessageLockKey(k MessageKey) int64 {
+	h := fnv.New64a()
+	h.Write([]byte(k.ChannelID))
+	h.Write([]byte{0})
+	h.Write([]byte(k.MessageID))
+	return int64(h.Sum64())
+}
+
+// CountFailure records one failure of an event through its own fault and
+// returns how many it has had. Only an answer from Postgres counts: if
+// this statement fails, nothing was counted.
+func CountFailure(ctx context.Context, q Querier, eventKey, errText string) (int, error) {
+	var n int
+	err := q.QueryRow(ctx, `INSERT INTO worker_failures (event_key, failures, last_error) VALUES ($1, 1, $2)
+		ON CONFLICT (event_key) DO UPDATE SET failures = worker_failures.failures + 1,
+			last_error = excluded.last_error, last_failed_at = now()
+		RETURNING failures`, SanitizeText(eventKey, 0), SanitizeText(errText, MaxErrorText)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("counting failure: %w", err)
+	}
+	return n, nil
+}
+
+// QueueClearFailures forgets the failure counts of events now stored.
+func QueueClearFailures(b *pgx.Batch, eventKeys []string) {
+	if len(eventKeys) == 0 {
+		return
+	}
+	b.Queue(`DELETE FROM worker_failures WHERE event_key = ANY($1::text[])`, eventKeys)
 }

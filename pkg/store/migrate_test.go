@@ -36,7 +36,7 @@ func TestMigrateIsIdempotentUnderConcurrency(t *testing.T) {
 		}
 	}
 	var n, files int
-	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil {
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM linepipe_migrations`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()

@@ -206,17 +206,15 @@ func ClaimOutbox(ctx context.Context, db Beginner, p ClaimParams, pl Planner) (C
 			return err
 		}
 		plan := pl.Plan(slotNow, cands, tats)
-		if err := applyFinish(ctx, tx, plan.Finish); err != nil {
-			return err
-		}
+		// The writes go in one round trip: the buckets stay locked until
+		// commit, so every round trip here is time other claims wait.
+		var w writes
+		applyFinish(&w, plan.Finish)
 		claimID := uuid.New()
-		if err := applyReserve(ctx, tx, p, claimID, plan.Send); err != nil {
-			return err
-		}
-		if err := applyPostpone(ctx, tx, plan.Postpone); err != nil {
-			return err
-		}
-		if err := saveTats(ctx, tx, plan.Tats); err != nil {
+		applyReserve(&w, p, claimID, plan.Send)
+		applyPostpone(&w, plan.Postpone)
+		saveTats(&w, plan.Tats)
+		if err := w.send(ctx, tx); err != nil {
 			return err
 		}
 		byID := make(map[int64]OutboxCandidate, len(cands))
@@ -266,15 +264,27 @@ func lockBuckets(ctx context.Context, tx pgx.Tx, claimNow time.Time, cands []Out
 		chans[i], buckets[i] = k.ChannelID, k.Bucket
 	}
 	tats = make(map[RateKey]time.Time, len(keys))
+	// One pipelined round trip: create missing buckets, lock them, then
+	// read the clock. The statements run in order, so the clock is read
+	// after the locks: a slot computed from an earlier reading could fall
+	// before a competing replica's last slot.
+	var b pgx.Batch
 	if len(keys) > 0 {
-		if _, err := tx.Exec(ctx, `INSERT INTO outbox_rate (channel_id, bucket, tat)
+		b.Queue(`INSERT INTO outbox_rate (channel_id, bucket, tat)
 			SELECT c, b, 'epoch' FROM unnest($1::text[], $2::text[]) AS k(c, b) ORDER BY c, b
-			ON CONFLICT DO NOTHING`, chans, buckets); err != nil {
-			return dbNow, localNow, nil, fmt.Errorf("creating rate buckets: %w", err)
-		}
-		rows, err := tx.Query(ctx, `SELECT r.channel_id, r.bucket, r.tat FROM outbox_rate r
+			ON CONFLICT DO NOTHING`, chans, buckets)
+		b.Queue(`SELECT r.channel_id, r.bucket, r.tat FROM outbox_rate r
 			JOIN unnest($1::text[], $2::text[]) AS k(c, b) ON r.channel_id = k.c AND r.bucket = k.b
 			ORDER BY r.channel_id, r.bucket FOR UPDATE OF r`, chans, buckets)
+	}
+	b.Queue(`SELECT clock_timestamp()`)
+	br := tx.SendBatch(ctx, &b)
+	defer br.Close()
+	if len(keys) > 0 {
+		if _, err := br.Exec(); err != nil {
+			return dbNow, localNow, nil, fmt.Errorf("creating rate buckets: %w", err)
+		}
+		rows, err := br.Query()
 		if err != nil {
 			return dbNow, localNow, nil, fmt.Errorf("locking rate buckets: %w", err)
 		}
@@ -287,17 +297,44 @@ func lockBuckets(ctx context.Context, tx pgx.Tx, claimNow time.Time, cands []Out
 			return dbNow, localNow, nil, fmt.Errorf("reading rate buckets: %w", err)
 		}
 	}
-	// Read the clock after the locks: a slot computed from an earlier
-	// reading could fall before a competing replica's last slot.
-	if err := tx.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&dbNow); err != nil {
+	if err := br.QueryRow().Scan(&dbNow); err != nil {
 		return dbNow, localNow, nil, fmt.Errorf("reading database clock: %w", err)
 	}
-	return dbNow, time.Now(), tats, nil
+	localNow = time.Now()
+	if err := br.Close(); err != nil {
+		return dbNow, localNow, nil, fmt.Errorf("locking rate buckets: %w", err)
+	}
+	return dbNow, localNow, tats, nil
 }
 
-func applyFinish(ctx context.Context, tx pgx.Tx, fs []OutboxFinish) error {
-	if len(fs) == 0 {
+// writes are statements sent together in one pipelined round trip.
+type writes struct {
+	b      pgx.Batch
+	labels []string
+}
+
+func (w *writes) add(label, sql string, args ...any) {
+	w.b.Queue(sql, args...)
+	w.labels = append(w.labels, label)
+}
+
+func (w *writes) send(ctx context.Context, tx pgx.Tx) error {
+	if len(w.labels) == 0 {
 		return nil
+	}
+	br := tx.SendBatch(ctx, &w.b)
+	defer br.Close()
+	for _, l := range w.labels {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("%s: %w", l, err)
+		}
+	}
+	return br.Close()
+}
+
+func applyFinish(b *writes, fs []OutboxFinish) {
+	if len(fs) == 0 {
+		return
 	}
 	ids := make([]int64, len(fs))
 	statuses := make([]string, len(fs))
@@ -305,46 +342,38 @@ func applyFinish(ctx context.Context, tx pgx.Tx, fs []OutboxFinish) error {
 	for i, f := range fs {
 		ids[i], statuses[i], errs[i] = f.ID, f.Status, f.Error
 	}
-	_, err := tx.Exec(ctx, `UPDATE outbox o SET status = f.status, last_error = f.error, finished_at = clock_timestamp(),
+	b.add("finishing unsendable rows", `UPDATE outbox o SET status = f.status, last_error = f.error, finished_at = clock_timestamp(),
 			maybe_delivered = o.maybe_delivered OR o.status = 'in_flight',
 			claim_id = NULL, claimed_by = NULL, lease_until = NULL
 		FROM unnest($1::bigint[], $2::text[], $3::text[]) AS f(id, status, error)
 		WHERE o.id = f.id`, ids, statuses, errs)
-	if err != nil {
-		return fmt.Errorf("finishing unsendable rows: %w", err)
-	}
-	return nil
 }
 
 // applyReserve flips reserved rows to in_flight. The attempt is counted
 // and first_attempt_at set before the request goes out, so a sender that
 // dies mid-request still leaves the retry key's age on record. A row taken
 // over from an expired lease may have reached LINE: maybe_delivered.
-func applyReserve(ctx context.Context, tx pgx.Tx, p ClaimParams, claimID uuid.UUID, rs []OutboxReserve) error {
+func applyReserve(b *writes, p ClaimParams, claimID uuid.UUID, rs []OutboxReserve) {
 	if len(rs) == 0 {
-		return nil
+		return
 	}
 	ids := make([]int64, len(rs))
 	at := make([]time.Time, len(rs))
 	for i, r := range rs {
 		ids[i], at[i] = r.ID, r.SendAt
 	}
-	_, err := tx.Exec(ctx, `UPDATE outbox o SET status = 'in_flight', claim_id = $3, claimed_by = $4,
+	b.add("claiming rows", `UPDATE outbox o SET status = 'in_flight', claim_id = $3, claimed_by = $4,
 			send_at = r.send_at, lease_until = greatest(r.send_at, clock_timestamp()) + $5::interval,
 			maybe_delivered = o.maybe_delivered OR o.status = 'in_flight',
 			attempts = o.attempts + 1, first_attempt_at = coalesce(o.first_attempt_at, r.send_at),
 			last_attempt_at = r.send_at
 		FROM unnest($1::bigint[], $2::timestamptz[]) AS r(id, send_at)
 		WHERE o.id = r.id`, ids, at, claimID, p.Owner, p.Lease)
-	if err != nil {
-		return fmt.Errorf("claiming rows: %w", err)
-	}
-	return nil
 }
 
-func applyPostpone(ctx context.Context, tx pgx.Tx, rs []OutboxReserve) error {
+func applyPostpone(b *writes, rs []OutboxReserve) {
 	if len(rs) == 0 {
-		return nil
+		return
 	}
 	ids := make([]int64, len(rs))
 	at := make([]time.Time, len(rs))
@@ -353,31 +382,27 @@ func applyPostpone(ctx context.Context, tx pgx.Tx, rs []OutboxReserve) error {
 	}
 	// A row taken from an expired lease leaves in_flight, so it is not
 	// read again before it is due.
-	_, err := tx.Exec(ctx, `UPDATE outbox o SET next_attempt_at = r.at,
+	b.add("postponing rate-limited rows", `UPDATE outbox o SET next_attempt_at = r.at,
 			status = CASE WHEN o.status = 'in_flight' THEN 'retrying' ELSE o.status END,
 			maybe_delivered = o.maybe_delivered OR o.status = 'in_flight',
 			claim_id = NULL, claimed_by = NULL, lease_until = NULL
 		FROM unnest($1::bigint[], $2::timestamptz[]) AS r(id, at) WHERE o.id = r.id`, ids, at)
-	if err != nil {
-		return fmt.Errorf("postponing rate-limited rows: %w", err)
-	}
-	return nil
 }
 
-func saveTats(ctx context.Context, tx pgx.Tx, tats map[RateKey]time.Time) error {
+func saveTats(b *writes, tats map[RateKey]time.Time) {
 	if len(tats) == 0 {
-		return nil
+		return
 	}
 	var chans, buckets []string
 	var at []time.Time
 	for k, t := range tats {
 		chans, buckets, at = append(chans, k.ChannelID), append(buckets, k.Bucket), append(at, t)
 	}
-	_, err := tx.Exec(ctx, `UPDATE outbox_rate r SET tat = u.tat
-		FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(c, b, tat)
-		WHERE r.channel_id = u.c AND r.bucket = u.b`, chans, buckets, at)
-	if err != nil {
-		return fmt.Errorf("saving rate buckets: %w", err)
-	}
-	return nil
+	// An upsert, not an update: the retention janitor may have deleted an
+	// idle per-recipient bucket between lockBuckets' insert and its lock,
+	// and the slots reserved here must be recorded all the same. greatest
+	// keeps a tat from ever moving back.
+	b.add("saving rate buckets", `INSERT INTO outbox_rate AS r (channel_id, bucket, tat)
+		SELECT c, b, tat FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(c, b, tat) ORDER BY c, b
+		ON CONFLICT (channel_id, bucket) DO UPDATE SET tat = greatest(r.tat, excluded.tat)`, chans, buckets, at)
 }

@@ -38,10 +38,6 @@ type OutboxCompletion struct {
 // result stands.
 var ErrLeaseLost = errors.New("store: outbox lease lost")
 
-// maxErrorText bounds what one completion stores of an error: LINE's
-// error bodies are short, and anything longer came from elsewhere.
-const maxErrorText = 2048
-
 // CompleteOutbox records one attempt's outcome; see CompleteOutboxBatch.
 func CompleteOutbox(ctx context.Context, q Querier, c OutboxCompletion) error {
 	errs, err := CompleteOutboxBatch(ctx, q, []OutboxCompletion{c})
@@ -67,7 +63,7 @@ func CompleteOutboxBatch(ctx context.Context, q Querier, cs []OutboxCompletion) 
 	var logs apiLogArrays
 	for i, c := range cs {
 		ids[i], claims[i], statuses[i], codes[i] = c.ID, c.ClaimID, c.Status, int32(c.StatusCode)
-		errTexts[i], reqIDs[i], accIDs[i] = SanitizeText(c.Error, maxErrorText), c.RequestID, c.AcceptedRequestID
+		errTexts[i], reqIDs[i], accIDs[i] = SanitizeText(c.Error, MaxErrorText), c.RequestID, c.AcceptedRequestID
 		backoffMS[i], ambiguous[i] = float64(c.Backoff)/float64(time.Millisecond), c.Ambiguous
 		if len(c.SentMessageIDs) > 0 {
 			b, _ := json.Marshal(c.SentMessageIDs)
@@ -185,8 +181,10 @@ type Reslot struct {
 	Interval time.Duration // one cell of it
 	Lease    time.Duration // the lease after the new slot
 	Horizon  time.Duration // a slot further away than this is refused
-	// Lead puts the new slot this far after the database's now, so the
-	// sender is not already late when the answer reaches it.
+	// Lead is the time the answer takes to reach the sender: a new slot
+	// is put this far after the database's now, or, when the row held the
+	// bucket's latest reservation and is sent at once, the next
+	// reservation is put this much later.
 	Lead time.Duration
 }
 
@@ -198,32 +196,45 @@ type Reslot struct {
 func ReslotOutbox(ctx context.Context, db Beginner, r Reslot) (slot, slotLocal time.Time, err error) {
 	id, claimID, key, interval, lease := r.ID, r.ClaimID, r.Key, r.Interval, r.Lease
 	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		var tat, dbNow time.Time
+		// The row first, then its bucket: the order claims and releases
+		// take them in, so a claim taking this row over while it is being
+		// re-slotted waits instead of deadlocking.
 		var sendAt *time.Time
-		if err := tx.QueryRow(ctx, `SELECT r.tat, clock_timestamp(),
-				(SELECT send_at FROM outbox WHERE id = $3 AND claim_id = $4)
-			FROM outbox_rate r WHERE r.channel_id = $1 AND r.bucket = $2 FOR UPDATE OF r`,
-			key.ChannelID, key.Bucket, id, claimID).Scan(&tat, &dbNow, &sendAt); err != nil {
-			return fmt.Errorf("locking rate bucket: %w", err)
-		}
-		if sendAt == nil {
+		err := tx.QueryRow(ctx, `SELECT send_at FROM outbox WHERE id = $1 AND claim_id = $2 FOR UPDATE`,
+			id, claimID).Scan(&sendAt)
+		if errors.Is(err, pgx.ErrNoRows) || (err == nil && sendAt == nil) {
 			return ErrLeaseLost
 		}
-		localNow := time.Now()
-		// When this row holds the bucket's latest reservation, nobody
-		// is booked after it: moving that reservation to now is the
-		// fresh slot. Otherwise the next free slot is tat.
-		if tat.Equal(sendAt.Add(interval)) {
-			tat = dbNow
+		if err != nil {
+			return fmt.Errorf("locking outbox row: %w", err)
 		}
-		slot = dbNow.Add(r.Lead)
-		if tat.After(slot) {
-			slot = tat
+		var tat, dbNow time.Time
+		if err := tx.QueryRow(ctx, `SELECT tat, clock_timestamp() FROM outbox_rate
+			WHERE channel_id = $1 AND bucket = $2 FOR UPDATE`, key.ChannelID, key.Bucket).Scan(&tat, &dbNow); err != nil {
+			return fmt.Errorf("locking rate bucket: %w", err)
+		}
+		localNow := time.Now()
+		// When this row holds the bucket's latest reservation, nobody is
+		// booked after it: the reservation moves to now and the row is
+		// sent as soon as this commits, with the next reservation pushed
+		// Lead further out to cover that return trip. Waiting for a slot
+		// a few milliseconds ahead instead would, on a loaded host, only
+		// miss it again. Otherwise the fresh slot is the next free one.
+		next := slot
+		if latest := tat.Equal(sendAt.Add(interval)); latest {
+			slot, next = dbNow, dbNow.Add(r.Lead)
+			slotLocal = time.Time{} // at once, after commit
+		} else {
+			slot = dbNow.Add(r.Lead)
+			if tat.After(slot) {
+				slot = tat
+			}
+			next = slot
+			slotLocal = localNow.Add(slot.Sub(dbNow))
 		}
 		if slot.Sub(dbNow) > r.Horizon {
 			return ErrSlotBeyondHorizon
 		}
-		slotLocal = localNow.Add(slot.Sub(dbNow))
 		tag, err := tx.Exec(ctx, `UPDATE outbox SET send_at = $3, lease_until = $3::timestamptz + $4::interval
 			WHERE id = $1 AND claim_id = $2`, id, claimID, slot, lease)
 		if err != nil {
@@ -233,11 +244,14 @@ func ReslotOutbox(ctx context.Context, db Beginner, r Reslot) (slot, slotLocal t
 			return ErrLeaseLost
 		}
 		_, err = tx.Exec(ctx, `UPDATE outbox_rate SET tat = $3 WHERE channel_id = $1 AND bucket = $2`,
-			key.ChannelID, key.Bucket, slot.Add(interval))
+			key.ChannelID, key.Bucket, next.Add(interval))
 		return err
 	})
 	if err != nil {
 		return time.Time{}, time.Time{}, fmt.Errorf("re-slotting outbox row %d: %w", id, err)
+	}
+	if slotLocal.IsZero() {
+		slotLocal = time.Now()
 	}
 	return slot, slotLocal, nil
 }

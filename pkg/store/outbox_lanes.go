@@ -58,10 +58,10 @@ const expiredLeaseSQL = `
 SELECT ` + candidateCols + `, -1, 0
 FROM outbox o
 LEFT JOIN followers f ON f.channel_id = o.channel_id AND f.user_id = o.recipient
-WHERE o.status = 'in_flight' AND o.lease_until < $2
+WHERE o.status = 'in_flight' AND o.lease_until < clock_timestamp()
   AND NOT EXISTS (SELECT 1 FROM outbox_rate r
                   WHERE r.channel_id = o.channel_id AND r.bucket = o.endpoint
-                    AND r.tat > $2 + $3::interval)
+                    AND r.tat > clock_timestamp() + $2::interval)
 ORDER BY o.lease_until
 LIMIT $1
 FOR UPDATE OF o SKIP LOCKED`
@@ -110,21 +110,28 @@ func scanLaneRow(r pgx.CollectableRow) (laneRow, error) {
 
 // readLanes lists the claimable lanes and reads the database clock.
 func readLanes(ctx context.Context, q Querier, p ClaimParams) ([]lane, time.Time, error) {
-	maxLanes := p.MaxLanes
-	if maxLanes <= 0 {
-		maxLanes = DefaultMaxLanes
-	}
 	var now time.Time
 	var chans, eps []string
 	var prios []int16
-	if err := q.QueryRow(ctx, lanesSQL, maxLanes, p.Horizon).Scan(&now, &chans, &eps, &prios); err != nil {
+	if err := q.QueryRow(ctx, lanesSQL, maxLanes(p), p.Horizon).Scan(&now, &chans, &eps, &prios); err != nil {
 		return nil, now, fmt.Errorf("listing outbox lanes: %w", err)
 	}
+	return toLanes(chans, eps, prios), now, nil
+}
+
+func maxLanes(p ClaimParams) int {
+	if p.MaxLanes <= 0 {
+		return DefaultMaxLanes
+	}
+	return p.MaxLanes
+}
+
+func toLanes(chans, eps []string, prios []int16) []lane {
 	lanes := make([]lane, len(chans))
 	for i := range chans {
 		lanes[i] = lane{ChannelID: chans[i], Endpoint: eps[i], Priority: prios[i]}
 	}
-	return lanes, now, nil
+	return lanes
 }
 
 // laneQuota is how many rows a lane is asked for. Every lane may offer
@@ -153,15 +160,28 @@ func laneArgs(lanes []lane, limit int, dbNow time.Time) ([]any, []int32) {
 // selectCandidates reads the rows one claim considers, ranked, and
 // reports whether any lane had more due rows than it offered.
 func selectCandidates(ctx context.Context, tx pgx.Tx, p ClaimParams) ([]OutboxCandidate, bool, time.Time, error) {
-	lanes, dbNow, err := readLanes(ctx, tx, p)
-	if err != nil {
-		return nil, false, dbNow, err
+	// Lanes and expired leases in one pipelined round trip.
+	var b pgx.Batch
+	b.Queue(lanesSQL, maxLanes(p), p.Horizon)
+	b.Queue(expiredLeaseSQL, p.Limit, p.Horizon)
+	br := tx.SendBatch(ctx, &b)
+	var dbNow time.Time
+	var chans, eps []string
+	var prios []int16
+	if err := br.QueryRow().Scan(&dbNow, &chans, &eps, &prios); err != nil {
+		br.Close()
+		return nil, false, dbNow, fmt.Errorf("listing outbox lanes: %w", err)
 	}
-	rows, err := tx.Query(ctx, expiredLeaseSQL, p.Limit, dbNow, p.Horizon)
+	lanes := toLanes(chans, eps, prios)
+	rows, err := br.Query()
 	if err != nil {
+		br.Close()
 		return nil, false, dbNow, fmt.Errorf("selecting expired leases: %w", err)
 	}
 	expired, err := pgx.CollectRows(rows, scanLaneRow)
+	if err == nil {
+		err = br.Close()
+	}
 	if err != nil {
 		return nil, false, dbNow, fmt.Errorf("reading expired leases: %w", err)
 	}
@@ -271,11 +291,7 @@ func ExplainClaim(ctx context.Context, db Beginner, p ClaimParams) (lanesPlan, r
 		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
 		return strings.Join(lines, "\n"), err
 	}
-	maxLanes := p.MaxLanes
-	if maxLanes <= 0 {
-		maxLanes = DefaultMaxLanes
-	}
-	if lanesPlan, err = explain(lanesSQL, maxLanes, p.Horizon); err != nil {
+	if lanesPlan, err = explain(lanesSQL, maxLanes(p), p.Horizon); err != nil {
 		return "", "", fmt.Errorf("explaining lanes: %w", err)
 	}
 	lanes, dbNow, err := readLanes(ctx, tx, p)

@@ -4,9 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -59,15 +57,10 @@ func decode(m jetstream.Msg, now time.Time) (*item, error) {
 			it.log = &rec
 		}
 	}
-	raw := m.Data()
-	ev, err := events.Decode(raw)
-	if err != nil {
-		// Valid JSON of an unexpected shape (say, a string timestamp from
-		// a future format): keep it as it came, routed by what can be read.
-		if !json.Valid(raw) {
-			return it, fmt.Errorf("%w: event is not JSON", errPoison)
-		}
-		ev = looseEvent(raw)
+	raw := storable(m.Data())
+	ev, ok := readEvent(raw)
+	if !ok {
+		return it, fmt.Errorf("%w: event is not JSON", errPoison)
 	}
 	sanitize(ev)
 	it.ev = ev
@@ -80,10 +73,10 @@ func decode(m jetstream.Msg, now time.Time) (*item, error) {
 	it.row = store.EventRow{
 		DedupID: events.DedupID(it.meta.ChannelID, ev.WebhookEventID, raw), ChannelID: it.meta.ChannelID,
 		Destination: it.meta.Destination, Type: ev.Type, Mode: ev.Mode, Source: ev.Source,
-		MessageID: ev.MessageID(), EventTime: at, ReceivedAt: it.meta.ReceivedAt,
+		MessageID: messageIDOf(ev), EventTime: at, ReceivedAt: it.meta.ReceivedAt,
 		Redelivery: ev.DeliveryContext.IsRedelivery, WebhookID: it.meta.WebhookID, Raw: raw,
 	}
-	if id := ev.MessageID(); id != "" {
+	if id := messageIDOf(ev); id != "" {
 		it.key = store.MessageKey{ChannelID: it.meta.ChannelID, MessageID: id}
 	}
 	return it, nil
@@ -92,48 +85,6 @@ func decode(m jetstream.Msg, now time.Time) (*item, error) {
 // maxTimestampMillis is 9999-12-31T23:59:59.999Z, the last instant every
 // Postgres client and server represents alike.
 const maxTimestampMillis = 253402300799999
-
-// sanitize removes NUL characters from the fields stored in text
-// columns: JSON may carry \u0000, Postgres text cannot, and one odd
-// character must not make an event unstorable. The raw event (type json)
-// keeps it as sent.
-func sanitize(ev *events.Event) {
-	for _, s := range []*string{&ev.Type, &ev.Mode, &ev.WebhookEventID, &ev.ReplyToken,
-		&ev.Source.Type, &ev.Source.UserID, &ev.Source.GroupID, &ev.Source.RoomID} {
-		*s = strings.ReplaceAll(*s, "\x00", "")
-	}
-	if ev.Message != nil {
-		for _, s := range []*string{&ev.Message.ID, &ev.Message.Type, &ev.Message.Text} {
-			*s = strings.ReplaceAll(*s, "\x00", "")
-		}
-	}
-	if ev.Unsend != nil {
-		ev.Unsend.MessageID = strings.ReplaceAll(ev.Unsend.MessageID, "\x00", "")
-	}
-	if ev.Joined != nil {
-		for i := range ev.Joined.Members {
-			ev.Joined.Members[i].UserID = strings.ReplaceAll(ev.Joined.Members[i].UserID, "\x00", "")
-		}
-	}
-	if ev.Left != nil {
-		for i := range ev.Left.Members {
-			ev.Left.Members[i].UserID = strings.ReplaceAll(ev.Left.Members[i].UserID, "\x00", "")
-		}
-	}
-}
-
-// looseEvent reads whichever routing fields decode on their own.
-func looseEvent(raw []byte) *events.Event {
-	var fields map[string]json.RawMessage
-	_ = json.Unmarshal(raw, &fields)
-	ev := &events.Event{}
-	_ = json.Unmarshal(fields["type"], &ev.Type)
-	_ = json.Unmarshal(fields["mode"], &ev.Mode)
-	_ = json.Unmarshal(fields["webhookEventId"], &ev.WebhookEventID)
-	_ = json.Unmarshal(fields["timestamp"], &ev.Timestamp)
-	_ = json.Unmarshal(fields["source"], &ev.Source)
-	return ev
-}
 
 // lockKeys is the sorted, distinct advisory-lock keys of the messages a
 // batch touches.
@@ -144,11 +95,7 @@ func lockKeys(items []*item) []int64 {
 		if it.key.MessageID == "" {
 			continue
 		}
-		h := fnv.New64a()
-		h.Write([]byte(it.key.ChannelID))
-		h.Write([]byte{0})
-		h.Write([]byte(it.key.MessageID))
-		k := int64(h.Sum64())
+		k := store.MessageLockKey(it.key)
 		if !seen[k] {
 			seen[k] = true
 			keys = append(keys, k)

@@ -14,6 +14,7 @@ type Metrics struct {
 	batchSize   prometheus.Histogram
 	retries     prometheus.Counter
 	deadLetters prometheus.Counter
+	ops         *opsMetrics // what operators alert on; see opsmetrics.go
 }
 
 // NewMetrics registers the worker's series on reg.
@@ -35,6 +36,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "linepipe_worker_dead_letters_total", Help: "Messages moved to dead_letters."}),
 	}
 	reg.MustRegister(m.stored, m.duplicates, m.batches, m.batchSize, m.retries, m.deadLetters)
+	m.ops = newOpsMetrics(reg)
 	return m
 }
 
@@ -47,6 +49,7 @@ var knownTypes = map[string]bool{"message": true, "messageEdited": true, "unsend
 func (m *Metrics) observeBatch(items []*item, took time.Duration) {
 	m.batches.Observe(took.Seconds())
 	m.batchSize.Observe(float64(len(items)))
+	m.ops.observeStoreDelay(items, time.Now())
 	for _, it := range items {
 		if it.ev == nil {
 			continue

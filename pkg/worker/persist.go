@@ -14,7 +14,18 @@ import (
 // first (one pipelined round trip), then what new events imply (a
 // second), then bot handlers. A duplicate event implies nothing.
 func (w *Worker) persist(ctx context.Context, items []*item) error {
-	return pgx.BeginFunc(ctx, w.db, func(tx pgx.Tx) error {
+	return w.persistIn(ctx, w.db, items)
+}
+
+// beginner starts a transaction: the pool, or a transaction in which
+// persistIn runs under a savepoint (a dead-letter replay).
+type beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// persistIn is persist in a transaction begun on db.
+func (w *Worker) persistIn(ctx context.Context, db beginner, items []*item) error {
+	return pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		// First round trip: lock the batch's messages, read their
 		// tombstones and insert the events. The insert need not wait for
 		// the tombstones: a copy of an unsent message is scrubbed in the
@@ -41,6 +52,7 @@ func (w *Worker) persist(ctx context.Context, items []*item) error {
 		}
 		store.QueueInsertEvents(first, rows, func(i int, id int64) { rowItems[i].id = id })
 		store.QueueInsertWebhookLogs(first, logs)
+		store.QueueClearFailures(first, retriedKeys(items))
 		if err := tx.SendBatch(ctx, first).Close(); err != nil {
 			return fmt.Errorf("inserting events: %w", err)
 		}
@@ -54,11 +66,14 @@ func (w *Worker) persist(ctx context.Context, items []*item) error {
 
 		second := &pgx.Batch{}
 		queueMessages(second, items, unsent)
+		queueUnsends(second, items, unsent)
+		var follows latestFollows
 		for _, it := range items {
 			if it.id != 0 {
-				queueEffects(second, it, unsent[it.key])
+				queueEffects(second, it, unsent[it.key], &follows)
 			}
 		}
+		store.QueueFollows(second, follows.rows)
 		if second.Len() > 0 {
 			if err := tx.SendBatch(ctx, second).Close(); err != nil {
 				return fmt.Errorf("applying events: %w", err)
@@ -131,30 +146,42 @@ func messageRow(it *item) store.MessageRow {
 	return row
 }
 
+// queueUnsends queues, set-based, every new unsend of the batch and the
+// scrub of every newly stored copy of an unsent message.
+func queueUnsends(b *pgx.Batch, items []*item, unsent map[store.MessageKey]bool) {
+	var us []store.Unsend
+	var scrub []store.MessageKey
+	for _, it := range items {
+		if it.id == 0 || it.ev == nil || it.key.MessageID == "" {
+			continue
+		}
+		if it.ev.Type == events.TypeUnsend {
+			us = append(us, store.Unsend{MessageKey: it.key, At: it.row.EventTime, WebhookEventID: it.row.DedupID})
+		} else if unsent[it.key] {
+			scrub = append(scrub, it.key)
+		}
+	}
+	store.QueueUnsends(b, us)
+	store.QueueScrubMessageEvents(b, scrub)
+}
+
 // queueEffects queues what a newly stored event changes besides its
 // events row. Every state change is last-writer-wins by event time.
-func queueEffects(b *pgx.Batch, it *item, unsent bool) {
+func queueEffects(b *pgx.Batch, it *item, unsent bool, follows *latestFollows) {
 	ev, ch, at := it.ev, it.meta.ChannelID, it.row.EventTime
 	switch ev.Type {
 	case events.TypeMessage, events.TypeMessageEdited:
 		if ev.Message == nil || ev.Message.ID == "" {
 			return
 		}
-		if unsent {
-			store.QueueScrubMessageEvents(b, it.key)
-			return
-		}
-		if ev.Type == events.TypeMessageEdited {
+		if !unsent && ev.Type == events.TypeMessageEdited {
 			store.QueueEditMessage(b, messageRow(it))
 		}
-		// New messages were queued together by queueMessages.
-	case events.TypeUnsend:
-		if it.key.MessageID != "" {
-			store.QueueUnsend(b, it.key, at, it.row.DedupID)
-		}
+		// New messages were queued together by queueMessages, unsends
+		// and scrubs of unsent copies by queueUnsends.
 	case events.TypeFollow, events.TypeUnfollow:
 		if ev.Source.UserID != "" && ev.Source.ChatID() == "" {
-			store.QueueFollow(b, ch, ev.Source.UserID, ev.Type == events.TypeFollow, at)
+			follows.add(store.Follow{ChannelID: ch, UserID: ev.Source.UserID, Following: ev.Type == events.TypeFollow, At: at})
 		}
 	case events.TypeJoin, events.TypeLeave:
 		if chat := ev.Source.ChatID(); chat != "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -21,6 +22,7 @@ import (
 // Settings is everything the worker reads from its environment.
 type Settings struct {
 	Worker        Config
+	Ops           OpsConfig // replay, retention, gauges
 	Stream        stream.Config
 	Server        ops.ServerConfig
 	DatabaseURL   string
@@ -39,6 +41,7 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 			AckWait:     env.Duration("WORKER_ACK_WAIT", DefaultAckWait),
 			MaxAttempts: env.Int("WORKER_MAX_ATTEMPTS", DefaultMaxAttempts),
 		}.WithDefaults(),
+		Ops:           OpsFromEnv(env),
 		Stream:        stream.FromEnv(env),
 		Server:        ops.ServerConfig{Addr: env.String("WORKER_ADDR", ":8081")},
 		DatabaseURL:   env.String("DATABASE_URL", ""),
@@ -51,7 +54,7 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 		return s, err
 	}
 	var errs []error
-	errs = append(errs, s.Worker.Validate(), s.Stream.Validate())
+	errs = append(errs, s.Worker.Validate(), s.Stream.Validate(), s.Ops.Validate())
 	if s.DatabaseURL == "" {
 		errs = append(errs, errors.New("DATABASE_URL is required"))
 	}
@@ -82,13 +85,14 @@ func Run(ctx context.Context, s Settings, log *zap.Logger, handlers ...Handler) 
 
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
+	// Bind before consuming: a worker without its health port is one
+	// nobody can see, so a taken port stops it here.
+	served, err := ops.Start(sctx, srv, s.Server, s.ShutdownGrace)
+	if err != nil {
+		return err
+	}
 	var wg sync.WaitGroup
-	errc := make(chan error, 1)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		errc <- ops.Serve(sctx, srv, s.Server, s.ShutdownGrace)
-	}()
+	w.startOps(sctx, &wg, s.Ops)
 	for i := 0; i < s.Concurrency; i++ {
 		wg.Add(1)
 		go func() {
@@ -96,18 +100,31 @@ func Run(ctx context.Context, s Settings, log *zap.Logger, handlers ...Handler) 
 			_ = w.Run(sctx)
 		}()
 	}
-	<-sctx.Done()
+	var srvErr error
+	select {
+	case <-sctx.Done():
+		srvErr = <-served
+	case srvErr = <-served: // the ops server failed: stop rather than run unseen
+		if srvErr == nil {
+			srvErr = errors.New("ops server stopped")
+		}
+	}
+	stop()
 	wg.Wait()
-	return <-errc
+	return srvErr
 }
 
 func readiness(pool *pgxpool.Pool, nc *nats.Conn) ops.ReadyFunc {
+	var schema store.SchemaCheck
 	return func(ctx context.Context) error {
 		if !nc.IsConnected() {
-			return errors.New("nats disconnected")
+			return ops.NotReady("nats", errors.New("disconnected"))
 		}
 		if err := pool.Ping(ctx); err != nil {
-			return fmt.Errorf("postgres: %w", err)
+			return ops.NotReady("database", err)
+		}
+		if err := schema.Ready(ctx, pool); err != nil {
+			return ops.NotReady("schema", err)
 		}
 		return nil
 	}
@@ -124,6 +141,21 @@ func Migrate(ctx context.Context, databaseURL string, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	log.Info("migrations applied", zap.Strings("versions", applied))
+	log.Info("migrations applied", zap.Strings("versions", applied), zap.String("schema", store.LatestMigration()))
 	return nil
+}
+
+// MigrationStatus writes the applied and pending migrations of
+// databaseURL to w (`worker migrate status`).
+func MigrationStatus(ctx context.Context, databaseURL string, w io.Writer) error {
+	pool, err := store.Open(ctx, databaseURL, 2)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	states, err := store.MigrationStatus(ctx, pool)
+	if err != nil {
+		return err
+	}
+	return store.WriteMigrationStatus(w, states)
 }

@@ -2,16 +2,12 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
-	"github.com/linepipe/linepipe/pkg/store"
 	"github.com/linepipe/linepipe/pkg/stream"
 )
 
@@ -142,7 +138,7 @@ func (w *Worker) process(ctx context.Context, msgs []jetstream.Msg) {
 	for _, m := range msgs {
 		it, err := decode(m, start)
 		if err != nil {
-			w.deadLetter(ctx, it, err)
+			w.deadLetter(ctx, it, err, 0)
 			continue
 		}
 		items = append(items, it)
@@ -227,67 +223,6 @@ func (w *Worker) ack(items []*item) {
 			w.log.Warn("ack failed; message will be redelivered and deduplicated", zap.Error(err))
 		}
 	}
-}
-
-// retryOrDeadLetter decides a message's fate after it failed alone.
-// Failures that are not the message's fault (Postgres unreachable,
-// deadlock, shutdown) never count towards dead-lettering.
-func (w *Worker) retryOrDeadLetter(ctx context.Context, it *item, err error) {
-	md, _ := it.msg.Metadata()
-	var deliveries uint64 = 1
-	if md != nil {
-		deliveries = md.NumDelivered
-	}
-	if !w.transient(ctx, err) && deliveries >= uint64(w.cfg.MaxAttempts) {
-		w.deadLetter(ctx, it, err)
-		return
-	}
-	w.metrics.retries.Inc()
-	w.log.Warn("storing message failed; will retry", zap.Uint64("deliveries", deliveries),
-		zap.String("webhook_event_id", it.row.DedupID), zap.Error(err))
-	_ = it.msg.NakWithDelay(redeliveryDelay(deliveries))
-}
-
-// transient reports failures that say nothing about the message itself.
-func (w *Worker) transient(ctx context.Context, err error) bool {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return true
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch pgErr.Code[:2] {
-		case "08", "40", "53", "57", "58": // connection, rollback (deadlock, serialization), resources, shutdown, system
-			return true
-		}
-		return false
-	}
-	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	return w.db.Ping(pctx) != nil
-}
-
-// deadLetter keeps the message in dead_letters with its bytes and the
-// error, then terminates it so it leaves the stream. If the row cannot be
-// written the message is left for redelivery: never dropped.
-func (w *Worker) deadLetter(ctx context.Context, it *item, cause error) {
-	m := it.msg
-	d := store.DeadLetter{Subject: m.Subject(), Data: m.Data(), Error: cause.Error(), ChannelID: it.meta.ChannelID,
-		WebhookEventID: it.row.DedupID, MessageID: it.key.MessageID}
-	if md, err := m.Metadata(); err == nil {
-		d.StreamSeq, d.Deliveries = md.Sequence.Stream, md.NumDelivered
-	}
-	d.Headers, _ = json.Marshal(m.Headers())
-	if err := store.InsertDeadLetter(ctx, w.db, d); err != nil {
-		w.log.Error("dead-lettering failed; message will be redelivered", zap.Error(err))
-		_ = m.NakWithDelay(5 * time.Second)
-		return
-	}
-	if err := m.Term(); err != nil {
-		w.log.Warn("terminating dead-lettered message", zap.Error(err))
-	}
-	w.metrics.deadLetters.Inc()
-	w.log.Error("message dead-lettered", zap.String("subject", d.Subject), zap.Uint64("stream_seq", d.StreamSeq),
-		zap.Uint64("deliveries", d.Deliveries), zap.String("webhook_event_id", d.WebhookEventID), zap.String("error", d.Error))
 }
 
 func sleep(ctx context.Context, d time.Duration) {

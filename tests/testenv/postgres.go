@@ -79,6 +79,19 @@ type DB struct {
 // ends. URL can be handed to a subprocess; it selects the same schema.
 func NewDB(t testing.TB) *DB {
 	t.Helper()
+	db := NewEmptyDB(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := store.Migrate(ctx, db.Pool); err != nil {
+		t.Fatalf("migrating test schema: %v", err)
+	}
+	return db
+}
+
+// NewEmptyDB is NewDB without migrations: a schema with no tables, for
+// tests of migration and of services facing a database not yet migrated.
+func NewEmptyDB(t testing.TB) *DB {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
@@ -106,9 +119,6 @@ func NewDB(t testing.TB) *DB {
 		}
 		admin.Close()
 	})
-	if _, err := store.Migrate(ctx, pool); err != nil {
-		t.Fatalf("migrating test schema: %v", err)
-	}
 	return &DB{Pool: pool, URL: u, Schema: schema}
 }
 

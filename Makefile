@@ -22,7 +22,7 @@ export VERSION COMMIT
 LDFLAGS := -X github.com/linepipe/linepipe/pkg/buildinfo.version=$(VERSION) -X github.com/linepipe/linepipe/pkg/buildinfo.commit=$(COMMIT)
 CLUSTER := -f docker-compose.yml -f docker-compose.cluster.yml
 
-.PHONY: test up down up-cluster down-cluster build vet bench chaos chaos-short chaos-cluster fuzz
+.PHONY: test up down up-cluster down-cluster build vet bench chaos chaos-short chaos-cluster fuzz mutate
 
 ## test: every unit and integration test against real Postgres and NATS,
 ## and the alert rules and dashboard (deploy/, a module of its own)
@@ -69,3 +69,8 @@ chaos-cluster:
 
 fuzz:
 	go test -run XXX -fuzz FuzzWebhookHandler -fuzztime 60s ./pkg/ingest/
+
+## mutate: break each documented guarantee in turn (docs/mutations.txt) and
+## show that a test fails for every one; before a release, after changing a guarantee
+mutate:
+	go run ./cmd/mutate

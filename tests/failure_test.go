@@ -63,36 +63,45 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 
 	p.waitCount(3, `SELECT count(*) FROM dead_letters`)
 	p.waitStreamEmpty()
-	if n := p.count(`SELECT count(*) FROM events WHERE webhook_event_id = ANY($1)`, []string{fixture.ID(good), fixture.ID(odd)}); n != 2 {
-		t.Fatal("good or merely odd events were not stored")
-	}
-	if n := p.count(`SELECT count(*) FROM messages WHERE message_id = $1 AND text = 'nul  inside'`, fixture.MsgID(odd)); n != 1 {
-		t.Fatal("a NUL in the text made the message unstorable")
-	}
-	var deliveries int
-	var errText, data string
-	err := p.db.Pool.QueryRow(context.Background(), `SELECT deliveries, error, convert_from(data, 'UTF8') FROM dead_letters
-		WHERE webhook_event_id = $1`, fixture.ID(bad)).Scan(&deliveries, &errText, &data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if deliveries != 2 || !strings.Contains(errText, "bot logic failed") || !strings.Contains(data, "please explode") {
-		t.Fatalf("dead letter: deliveries %d error %q data %q", deliveries, errText, data)
-	}
-	if n := p.count(`SELECT count(*) FROM events WHERE webhook_event_id = $1`, fixture.ID(bad)); n != 0 {
-		t.Fatal("the failed event's row was committed without its handler")
-	}
-	if n := p.count(`SELECT count(*) FROM dead_letters WHERE error LIKE '%no Linepipe-Channel header%' AND deliveries = 1`); n != 1 {
-		t.Fatal("message without channel was not dead-lettered on its first delivery")
-	}
-	if n := p.count(`SELECT count(*) FROM dead_letters WHERE error LIKE '%not JSON%'`); n != 1 {
-		t.Fatal("non-JSON message not dead-lettered")
-	}
-
-	// An unsend of the dead-lettered message scrubs the dead letter too.
-	p.mustPost(fixture.Body(fixture.Destination, fixture.Unsend(fixture.User(fixture.UserID(20)), time.Now(), fixture.MsgID(bad))))
-	p.waitCount(1, `SELECT count(*) FROM dead_letters WHERE scrubbed_at IS NOT NULL`)
-	p.assertNowhere("please explode")
+	// Each behaviour is a subtest, in order, on the one pipeline.
+	t.Run("good and odd events are stored", func(t *testing.T) {
+		if n := p.count(`SELECT count(*) FROM events WHERE webhook_event_id = ANY($1)`, []string{fixture.ID(good), fixture.ID(odd)}); n != 2 {
+			t.Fatal("good or merely odd events were not stored")
+		}
+		if n := p.count(`SELECT count(*) FROM messages WHERE message_id = $1 AND text = 'nul  inside'`, fixture.MsgID(odd)); n != 1 {
+			t.Fatal("a NUL in the text made the message unstorable")
+		}
+	})
+	t.Run("failing event dead-lettered after MaxAttempts", func(t *testing.T) {
+		var deliveries int
+		var errText, data string
+		err := p.db.Pool.QueryRow(context.Background(), `SELECT deliveries, error, convert_from(data, 'UTF8') FROM dead_letters
+			WHERE webhook_event_id = $1`, fixture.ID(bad)).Scan(&deliveries, &errText, &data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if deliveries != 2 || !strings.Contains(errText, "bot logic failed") || !strings.Contains(data, "please explode") {
+			t.Fatalf("dead letter: deliveries %d error %q data %q", deliveries, errText, data)
+		}
+		if n := p.count(`SELECT count(*) FROM events WHERE webhook_event_id = $1`, fixture.ID(bad)); n != 0 {
+			t.Fatal("the failed event's row was committed without its handler")
+		}
+	})
+	t.Run("message without channel dead-lettered at once", func(t *testing.T) {
+		if n := p.count(`SELECT count(*) FROM dead_letters WHERE error LIKE '%no Linepipe-Channel header%' AND deliveries = 1`); n != 1 {
+			t.Fatal("message without channel was not dead-lettered on its first delivery")
+		}
+	})
+	t.Run("non-JSON message dead-lettered", func(t *testing.T) {
+		if n := p.count(`SELECT count(*) FROM dead_letters WHERE error LIKE '%not JSON%'`); n != 1 {
+			t.Fatal("non-JSON message not dead-lettered")
+		}
+	})
+	t.Run("unsend scrubs the dead letter", func(t *testing.T) {
+		p.mustPost(fixture.Body(fixture.Destination, fixture.Unsend(fixture.User(fixture.UserID(20)), time.Now(), fixture.MsgID(bad))))
+		p.waitCount(1, `SELECT count(*) FROM dead_letters WHERE scrubbed_at IS NOT NULL`)
+		p.assertNowhere("please explode")
+	})
 }
 
 // With NATS down ingest answers 503 within its budget (LINE redelivers);

@@ -191,37 +191,49 @@ func TestBadInputIsRefusedAndPublishesNothing(t *testing.T) {
 		{"GET", "GET", "/webhook/" + p.channel, nil, nil, http.StatusMethodNotAllowed},
 		{"PUT", "PUT", "/webhook/" + p.channel, good, map[string]string{"x-line-signature": sig(good)}, http.StatusMethodNotAllowed},
 	}
+	// Subtests run in order on one pipeline: the stream counts below
+	// depend on what the earlier ones published.
 	for _, c := range cases {
-		if got := p.send(c.method, c.path, c.body, c.hdr); got != c.want {
-			t.Errorf("%s: status %d, want %d", c.name, got, c.want)
+		t.Run(c.name, func(t *testing.T) {
+			if got := p.send(c.method, c.path, c.body, c.hdr); got != c.want {
+				t.Errorf("status %d, want %d", got, c.want)
+			}
+		})
+	}
+	t.Run("bad input publishes nothing", func(t *testing.T) {
+		if n := p.streamMsgs(); n != 0 {
+			t.Fatalf("bad input published %d messages", n)
 		}
-	}
-	if n := p.streamMsgs(); n != 0 {
-		t.Fatalf("bad input published %d messages", n)
-	}
+	})
 	// Header names are case-insensitive: LINE may change their case.
 	for _, name := range []string{"x-line-signature", "X-Line-Signature", "X-LINE-SIGNATURE"} {
-		e := fixture.Text(fixture.User(fixture.UserID(4)), time.Now(), "case")
-		b := fixture.Body(fixture.Destination, e)
-		if got := p.send("POST", "/webhook/"+p.channel, b, map[string]string{name: sig(b)}); got != http.StatusOK {
-			t.Errorf("header %q: status %d", name, got)
+		t.Run("header "+name, func(t *testing.T) {
+			e := fixture.Text(fixture.User(fixture.UserID(4)), time.Now(), "case")
+			b := fixture.Body(fixture.Destination, e)
+			if got := p.send("POST", "/webhook/"+p.channel, b, map[string]string{name: sig(b)}); got != http.StatusOK {
+				t.Errorf("status %d", got)
+			}
+		})
+	}
+	t.Run("verification request accepted", func(t *testing.T) {
+		// LINE's URL verification: an empty events array is accepted.
+		verify := []byte(`{"destination":"` + fixture.Destination + `","events":[]}`)
+		if got := p.post(verify); got != http.StatusOK {
+			t.Errorf("verification request: %d", got)
 		}
-	}
-	// LINE's URL verification: an empty events array is accepted.
-	verify := []byte(`{"destination":"` + fixture.Destination + `","events":[]}`)
-	if got := p.post(verify); got != http.StatusOK {
-		t.Errorf("verification request: %d", got)
-	}
-	if n := p.streamMsgs(); n != 4 { // three events (each carrying its webhook's log record), and the verification's record
-		t.Fatalf("stream holds %d messages, want 4", n)
-	}
-	for _, e := range p.logs.All() {
-		for _, f := range e.Context {
-			if strings.Contains(f.String, p.secret) {
-				t.Fatalf("the channel secret was logged: %v", e)
+		if n := p.streamMsgs(); n != 4 { // three events (each carrying its webhook's log record), and the verification's record
+			t.Fatalf("stream holds %d messages, want 4", n)
+		}
+	})
+	t.Run("secret never logged", func(t *testing.T) {
+		for _, e := range p.logs.All() {
+			for _, f := range e.Context {
+				if strings.Contains(f.String, p.secret) {
+					t.Fatalf("the channel secret was logged: %v", e)
+				}
 			}
 		}
-	}
+	})
 }
 
 // A verification webhook is logged in webhook_log with no events.

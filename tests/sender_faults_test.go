@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/linepipe/linepipe/pkg/linefake"
 	"github.com/linepipe/linepipe/pkg/sender"
 	"github.com/linepipe/linepipe/pkg/store"
@@ -202,11 +204,19 @@ func TestOutboxScrubDuringAttempt(t *testing.T) {
 	if err != nil || len(c.Claimed) != 1 {
 		t.Fatalf("claim: %v %d", err, len(c.Claimed))
 	}
-	scrub := `UPDATE outbox SET body = '{}', scrubbed_at = now(),
-		status = CASE WHEN status IN ('pending','retrying') THEN 'cancelled' ELSE status END
-		WHERE channel_id = $1 AND source_message_id = $2`
-	if _, err := b.db.Pool.Exec(ctx, scrub, b.channel, "m-1"); err != nil {
-		t.Fatal(err)
+	// The worker's own unsend statements, as it runs them for an unsend
+	// event of m-1.
+	unsend := func(messageID string) {
+		t.Helper()
+		batch := &pgx.Batch{}
+		store.QueueUnsend(batch, store.MessageKey{ChannelID: b.channel, MessageID: messageID}, time.Now(), "unsend-"+messageID)
+		if err := b.db.Pool.SendBatch(ctx, batch).Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unsend("m-1")
+	if r := b.row(t, id); r.Status != "in_flight" {
+		t.Fatalf("an unsend changed an in-flight row to %s; its sender owns it until it completes", r.Status)
 	}
 	done := store.OutboxCompletion{ID: id, ClaimID: c.Claimed[0].ClaimID, Status: store.OutboxRetrying,
 		StatusCode: 500, Ambiguous: true}
@@ -224,8 +234,11 @@ func TestOutboxScrubDuringAttempt(t *testing.T) {
 	// scrub and never sent.
 	id2, _ := store.EnqueueOutbox(ctx, b.db.Pool, store.OutboxInsert{ChannelID: b.channel, Endpoint: "push",
 		Body: []byte(pushBody(userID(3), "secret again")), SourceMessageID: "m-2"})
-	if _, err := b.db.Pool.Exec(ctx, scrub, b.channel, "m-2"); err != nil {
-		t.Fatal(err)
+	unsend("m-2")
+	var finished bool
+	if err := b.db.Pool.QueryRow(ctx, `SELECT status = 'cancelled' AND finished_at IS NOT NULL AND body::text = '{}'
+		FROM outbox WHERE id = $1`, id2).Scan(&finished); err != nil || !finished {
+		t.Fatalf("a pending row derived from an unsent message is not cancelled, finished and scrubbed (%v)", err)
 	}
 	b.start(t, b.config("s"))
 	marker := b.insert(t, "push", pushBody(userID(4), "after"))

@@ -116,28 +116,34 @@ func TestSenderReply(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.start(t, b.config("s"))
-	r := b.waitStatus(t, ok, "delivered")
-	acc := b.line.Accepted()
-	if len(acc) != 1 || acc[0].RetryKey != "" || len(r.SentMessageIDs) != 1 || r.SentMessageIDs[0] != acc[0].SentMessages[0].ID {
-		t.Fatalf("reply: accepted %+v, row %+v", acc, r)
-	}
-	if r := b.waitStatus(t, stale, "expired"); r.Attempts != 0 {
-		t.Fatalf("stale reply was attempted: %+v", r)
-	}
-
-	// Accept-then-drop: LINE used the token but the sender heard nothing.
-	if err := b.line.SetFaults(linefake.Faults{DropRate: 1}); err != nil {
-		t.Fatal(err)
-	}
-	// The retry finds the token used: 400 "Invalid reply token".
-	lost := b.insert(t, "reply", replyBody(b.line.IssueReplyToken(b.channel)))
-	r = b.waitStatus(t, lost, "uncertain")
-	if !r.MaybeDelivered || r.Attempts != 2 || r.LastStatusCode == nil || *r.LastStatusCode != 400 || !strings.Contains(*r.LastError, "may have been delivered") {
-		t.Fatalf("uncertain reply %+v", r)
-	}
-	if n := len(b.line.Accepted()); n != 2 {
-		t.Fatalf("LINE accepted %d replies, want 2 (the dropped one counts)", n)
-	}
+	// In order, on one emulator: the last subtest turns faults on.
+	t.Run("valid token delivered without a key", func(t *testing.T) {
+		r := b.waitStatus(t, ok, "delivered")
+		acc := b.line.Accepted()
+		if len(acc) != 1 || acc[0].RetryKey != "" || len(r.SentMessageIDs) != 1 || r.SentMessageIDs[0] != acc[0].SentMessages[0].ID {
+			t.Fatalf("reply: accepted %+v, row %+v", acc, r)
+		}
+	})
+	t.Run("past the token's validity expires without a call", func(t *testing.T) {
+		if r := b.waitStatus(t, stale, "expired"); r.Attempts != 0 {
+			t.Fatalf("stale reply was attempted: %+v", r)
+		}
+	})
+	t.Run("lost answer then refused retry ends uncertain", func(t *testing.T) {
+		// Accept-then-drop: LINE used the token but the sender heard nothing.
+		if err := b.line.SetFaults(linefake.Faults{DropRate: 1}); err != nil {
+			t.Fatal(err)
+		}
+		// The retry finds the token used: 400 "Invalid reply token".
+		lost := b.insert(t, "reply", replyBody(b.line.IssueReplyToken(b.channel)))
+		r := b.waitStatus(t, lost, "uncertain")
+		if !r.MaybeDelivered || r.Attempts != 2 || r.LastStatusCode == nil || *r.LastStatusCode != 400 || !strings.Contains(*r.LastError, "may have been delivered") {
+			t.Fatalf("uncertain reply %+v", r)
+		}
+		if n := len(b.line.Accepted()); n != 2 {
+			t.Fatalf("LINE accepted %d replies, want 2 (the dropped one counts)", n)
+		}
+	})
 }
 
 // TestSenderRateLimitsAcrossReplicas: three replicas share one channel's

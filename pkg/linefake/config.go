@@ -9,16 +9,18 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/linepipe/linepipe/pkg/linefake/openapi"
 )
 
 // Defaults, each taken from LINE's published behaviour (see the field docs
 // on Config). They live here and nowhere else.
 const (
-	DefaultReplyTokenTTL         = time.Minute      // "within one minute" of the webhook
-	DefaultRedeliveredReplyLimit = 20 * time.Minute // redelivered tokens die 20 min after the event
-	DefaultRetryKeyWindow        = 24 * time.Hour   // retry key management period
-	DefaultStatelessTokenTTL     = 15 * time.Minute // stateless token expires_in: 900
-	DefaultMaxBodyBytes          = 2 << 20          // "Request larger than 2MB" -> 413
+	DefaultReplyTokenTTL         = time.Minute          // "within one minute" of the webhook
+	DefaultRedeliveredReplyLimit = 20 * time.Minute     // redelivered tokens die 20 min after the event
+	DefaultRetryKeyWindow        = 24 * time.Hour       // retry key management period
+	DefaultStatelessTokenTTL     = 15 * time.Minute     // stateless token expires_in: 900
+	DefaultMaxBodyBytes          = openapi.MaxBodyBytes // "Request larger than 2MB" -> 413
 	DefaultWebhookTimeout        = 10 * time.Second
 )
 

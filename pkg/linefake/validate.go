@@ -6,13 +6,20 @@ import (
 	"fmt"
 	"regexp"
 	"unicode/utf16"
+
+	"github.com/linepipe/linepipe/pkg/linefake/openapi"
 )
 
-// LINE's request limits (REF; OAPI maxItems).
-const (
-	MaxMessages         = 5
-	MaxTextUTF16        = 5000
-	MaxMulticastTargets = 500
+// LINE's request limits, read from the in-repo copy of LINE's
+// messaging-api.yml (OAPI minItems/maxItems) or, where the file is silent,
+// from the one place that records what LINE documents in prose.
+var (
+	limits = openapi.MustLoad()
+	// MaxMessages is the messages array bound of a push request; every
+	// send endpoint is checked against its own schema's bound.
+	MaxMessages         = limits.Messages[epPush].Max
+	MaxTextUTF16        = openapi.TextMaxUTF16
+	MaxMulticastTargets = limits.MulticastTo.Max
 )
 
 // User ids are documented as U + 32 lowercase hex. Group and room id
@@ -25,10 +32,13 @@ var (
 
 // messageTypes are the send-side message object types in the OpenAPI
 // definition (Message discriminator).
-var messageTypes = map[string]bool{
-	"text": true, "textV2": true, "sticker": true, "image": true, "video": true, "audio": true,
-	"location": true, "imagemap": true, "template": true, "flex": true, "coupon": true,
-}
+var messageTypes = func() map[string]bool {
+	m := map[string]bool{}
+	for _, t := range limits.MessageTypes {
+		m[t] = true
+	}
+	return m
+}()
 
 // quotable types get a quoteToken in sentMessages: LINE includes it only
 // for message objects that can be quoted (text, sticker, image, video).
@@ -88,7 +98,7 @@ func validate(ep string, body []byte) (*sendRequest, *ErrorBody) {
 	case epMulticast:
 		req.recipients, details = validateMulticastTo(raw.To, details)
 	}
-	req.messageTypes, details = validateMessages(raw.Messages, details)
+	req.messageTypes, details = validateMessages(limits.Messages[ep], raw.Messages, details)
 	if len(details) > 0 {
 		return nil, &ErrorBody{Message: fmt.Sprintf("The request body has %d error(s)", len(details)), Details: details}
 	}
@@ -100,8 +110,8 @@ func validateMulticastTo(raw json.RawMessage, details []ErrorDetail) ([]string, 
 	if err := json.Unmarshal(raw, &to); err != nil || to == nil {
 		return nil, append(details, ErrorDetail{Message: "must be specified", Property: "to"})
 	}
-	if len(to) < 1 || len(to) > MaxMulticastTargets {
-		return nil, append(details, ErrorDetail{Message: fmt.Sprintf("Size must be between 1 and %d", MaxMulticastTargets), Property: "to"})
+	if r := limits.MulticastTo; len(to) < r.Min || len(to) > r.Max {
+		return nil, append(details, ErrorDetail{Message: fmt.Sprintf("Size must be between %d and %d", r.Min, r.Max), Property: "to"})
 	}
 	for i, id := range to {
 		// Multicast is for users only; group and room ids are a 400.
@@ -112,9 +122,9 @@ func validateMulticastTo(raw json.RawMessage, details []ErrorDetail) ([]string, 
 	return to, details
 }
 
-func validateMessages(msgs []json.RawMessage, details []ErrorDetail) ([]string, []ErrorDetail) {
-	if len(msgs) < 1 || len(msgs) > MaxMessages {
-		return nil, append(details, ErrorDetail{Message: fmt.Sprintf("Size must be between 1 and %d", MaxMessages), Property: "messages"})
+func validateMessages(size openapi.Range, msgs []json.RawMessage, details []ErrorDetail) ([]string, []ErrorDetail) {
+	if len(msgs) < size.Min || len(msgs) > size.Max {
+		return nil, append(details, ErrorDetail{Message: fmt.Sprintf("Size must be between %d and %d", size.Min, size.Max), Property: "messages"})
 	}
 	types := make([]string, len(msgs))
 	for i, m := range msgs {

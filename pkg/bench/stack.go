@@ -32,7 +32,7 @@ type Stack struct {
 	// overrides what the stack would set.
 	Extra []string
 	// NATSUsers, when the server runs deploy/nats/nats.conf, are the
-	// users ingest and worker connect as.
+	// users ingest, worker and sender connect as.
 	NATSUsers *natsconf.Users
 	// WorkerDatabaseURL and SenderDatabaseURL, when set, connect those
 	// services as their least-privilege login users instead of DatabaseURL.
@@ -117,5 +117,9 @@ func (s *Stack) Sender(name string, env ...string) (*Proc, error) {
 	base := []string{"DATABASE_URL=" + s.dbURL(s.SenderDatabaseURL), "LINE_API_BASE_URL=" + s.LineAPIURL,
 		"LINE_CHANNEL_ID=" + s.ChannelID, "LINE_CHANNEL_SECRET=" + s.ChannelSecret,
 		"LINE_CHANNEL_ACCESS_TOKEN=" + s.AccessToken}
+	if s.NATSUsers != nil {
+		// The content fetcher keeps message content in the object store.
+		base = append(base, s.natsEnv(s.NATSUsers.Sender)...)
+	}
 	return s.proc("sender", name, "SENDER_ADDR", append(base, env...))
 }

@@ -5,15 +5,16 @@ import (
 )
 
 type metrics struct {
-	rows       *prometheus.CounterVec   // row outcomes by status
-	calls      *prometheus.CounterVec   // API calls by endpoint and code
-	latency    *prometheus.HistogramVec // API call duration by endpoint
-	batch      prometheus.Histogram     // rows per claim
-	leaseLost  prometheus.Counter
-	slotMissed prometheus.Counter
-	released   prometheus.Counter
-	wakeups    prometheus.Counter   // claims started by a notification
-	completes  prometheus.Histogram // completions per grouped statement
+	rows         *prometheus.CounterVec   // row outcomes by status
+	calls        *prometheus.CounterVec   // API calls by endpoint and code
+	latency      *prometheus.HistogramVec // API call duration by endpoint
+	batch        prometheus.Histogram     // rows per claim
+	leaseLost    prometheus.Counter
+	slotMissed   prometheus.Counter
+	released     prometheus.Counter
+	claimShifted prometheus.Counter   // late claims moved later as a whole
+	wakeups      prometheus.Counter   // claims started by a notification
+	completes    prometheus.Histogram // completions per grouped statement
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -48,6 +49,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "linepipe_sender_released_total",
 			Help: "Claimed rows handed back unsent after missing their rate slot repeatedly.",
 		}),
+		claimShifted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "linepipe_sender_claim_shifted_total",
+			Help: "Claims whose sends were all late for their rate slots and were moved later as a whole.",
+		}),
 		wakeups: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "linepipe_sender_wakeups_total",
 			Help: "Claims started by a notification that outbox rows were committed, rather than by the poll.",
@@ -60,7 +65,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.rows, m.calls, m.latency, m.batch, m.leaseLost, m.slotMissed, m.released,
-			m.wakeups, m.completes)
+			m.wakeups, m.completes, m.claimShifted)
 	}
 	return m
 }

@@ -24,6 +24,27 @@ import (
 // the database that measured the lease.
 const leaseSafety = 5 * time.Second
 
+// claimLead is how far ahead of the database's now a claim starts its
+// slots: twice the recent time from its clock reading to its commit's
+// return (an exponentially weighted average), at least half the rate
+// slack and at most half the horizon. Slots given for "now" would be
+// missed by every row of a batch by the time the commit returned, and
+// each would take a fresh slot in turn.
+func (s *Sender) claimLead() time.Duration {
+	s.leadMu.Lock()
+	defer s.leadMu.Unlock()
+	return min(max(2*s.claimTook, s.cfg.RateSlack/2), s.cfg.RateHorizon/2)
+}
+
+func (s *Sender) observeClaim(took time.Duration) {
+	if took <= 0 {
+		return
+	}
+	s.leadMu.Lock()
+	defer s.leadMu.Unlock()
+	s.claimTook += (took - s.claimTook) / 4
+}
+
 // claimCooldown is the pause between claims while a backlog drains.
 const claimCooldown = 5 * time.Millisecond
 
@@ -37,6 +58,9 @@ type Sender struct {
 	slots  chan struct{} // one per request in flight
 	wg     sync.WaitGroup
 	done   *completer
+
+	leadMu    sync.Mutex
+	claimTook time.Duration // recent claim latency, for claimLead
 }
 
 // New builds a Sender; cfg's zero values take the defaults.
@@ -75,6 +99,7 @@ func (s *Sender) Run(ctx context.Context) error {
 		s.wg.Wait() // every delivery has handed in its completion
 		s.done.close()
 		<-done
+		s.tokens.wait()
 	}()
 	wake := make(chan struct{}, 1)
 	lctx, stopListening := context.WithCancel(ctx)
@@ -157,11 +182,12 @@ func (s *Sender) reserve(ctx context.Context) int {
 func (s *Sender) claim(ctx context.Context, n int) (store.ClaimResult, error) {
 	pl := &planner{cfg: &s.cfg}
 	res, err := store.ClaimOutbox(ctx, s.db, store.ClaimParams{
-		Limit: n, Owner: s.cfg.Owner, Lease: s.cfg.Lease, Horizon: s.cfg.RateHorizon,
+		Limit: n, Owner: s.cfg.Owner, Lease: s.cfg.Lease, Horizon: s.cfg.RateHorizon, Lead: s.claimLead(),
 	}, pl)
 	if err != nil {
 		return res, err
 	}
+	s.observeClaim(res.Took)
 	s.m.batch.Observe(float64(len(res.Claimed) + len(res.Finished)))
 	for _, f := range res.Finished {
 		s.m.rows.WithLabelValues(f.Status).Inc()
@@ -174,15 +200,16 @@ func (s *Sender) claim(ctx context.Context, n int) (store.ClaimResult, error) {
 		s.log.Debug("claimed outbox rows", zap.Int("seen", res.Seen), zap.Int("claimed", len(res.Claimed)),
 			zap.Int("finished_without_call", len(res.Finished)), zap.Duration("oldest_waited", oldest))
 	}
+	g := newClaimShift(res.Claimed, pl)
 	for _, row := range res.Claimed {
 		s.wg.Add(1)
-		go s.deliver(row, pl)
+		go s.deliver(row, pl, g)
 	}
 	return res, nil
 }
 
 // deliver makes one attempt for a claimed row and records it.
-func (s *Sender) deliver(row store.OutboxClaimed, pl *planner) {
+func (s *Sender) deliver(row store.OutboxClaimed, pl *planner, g *claimShift) {
 	defer func() { <-s.slots; s.wg.Done() }()
 	target := row.SendAtLocal
 	tctx, tcancel := context.WithDeadline(context.Background(), target.Add(s.cfg.Lease-leaseSafety))
@@ -196,7 +223,7 @@ func (s *Sender) deliver(row store.OutboxClaimed, pl *planner) {
 		s.complete(row, outcome{Status: status, Backoff: true, Error: err.Error()}, apiResponse{}, nil)
 		return
 	}
-	target, ok := s.awaitSlot(row, target, pl)
+	target, ok := s.awaitSlot(row, target, pl, g)
 	if !ok {
 		return
 	}
@@ -280,6 +307,13 @@ func (s *Sender) complete(row store.OutboxClaimed, out outcome, resp apiResponse
 	}
 }
 
+// lateTolerance is how late after its slot a send may still start.
+// Slots are (period + slack)/limit apart, so sends each starting at most
+// the slack late still keep every window of one period within the limit;
+// a quarter of the slack is kept back for the few hundred microseconds by
+// which a slot's local time can trail the database's.
+func (s *Sender) lateTolerance() time.Duration { return s.cfg.RateSlack * 3 / 4 }
+
 // maxSlotMisses bounds re-slotting; a row that keeps missing its slot
 // (an overloaded replica) is handed back for another claim.
 const maxSlotMisses = 3
@@ -289,16 +323,26 @@ const maxSlotMisses = 3
 // takes a fresh slot in its endpoint's shared bucket (its lease extended)
 // and waits again. It reports false when the row was handed back or its
 // lease lost.
-func (s *Sender) awaitSlot(row store.OutboxClaimed, target time.Time, pl *planner) (time.Time, bool) {
+func (s *Sender) awaitSlot(row store.OutboxClaimed, target time.Time, pl *planner, g *claimShift) (time.Time, bool) {
 	spec, limited := pl.endpointSpec(row.OutboxCandidate)
+	base := target
 	for misses := 0; ; {
 		d := time.Until(target)
 		if d > 0 {
 			time.Sleep(d) // at most RateHorizon
 			continue
 		}
-		if !limited || -d <= s.cfg.RateSlack/2 {
+		if !limited || -d <= s.lateTolerance() {
 			return target, true
+		}
+		if misses == 0 {
+			// Late for the claim's plan: the whole claim moves once.
+			if by := s.shift(g, row, spec, -d); by > 0 && target.Equal(base) {
+				target = base.Add(by)
+				if late := -time.Until(target); late <= s.lateTolerance() {
+					continue
+				}
+			}
 		}
 		s.m.slotMissed.Inc()
 		if misses++; misses > maxSlotMisses {

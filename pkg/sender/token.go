@@ -37,13 +37,20 @@ type tokenSource struct {
 
 	mu      sync.Mutex
 	entries map[string]*tokenEntry
+	bg      sync.WaitGroup // background refreshes
 }
 
 type tokenEntry struct {
-	mu      sync.Mutex // one issue at a time per channel
-	token   string
-	expires time.Time
+	mu         sync.Mutex // one issue at a time per channel
+	token      string
+	refreshAt  time.Time // from then on a fresh token is fetched in the background
+	expires    time.Time // after this the token is not handed out
+	refreshing bool
 }
+
+// staticTokenGrace is how long a static token stays in use past its
+// re-read while channels cannot be read (the database is down).
+const staticTokenGrace = 10 * time.Minute
 
 func newTokenSource(lookup func(context.Context, string) (store.Channel, error), client *http.Client,
 	baseURL string, clock func() time.Time, logCall func(store.APILogEntry, error)) *tokenSource {
@@ -62,37 +69,73 @@ func (s *tokenSource) entry(channel string) *tokenEntry {
 	return e
 }
 
-// Get returns a valid token for channel.
+// Get returns a valid token for channel. Only the first call for a
+// channel, or one after a 401 or an expiry, waits for channels or the
+// token endpoint: a token due for renewal is still handed out while a
+// fresh one is fetched in the background, so a renewal never holds up
+// the sends queued behind this channel's lock (which made a whole batch
+// miss its rate slots once a minute).
 func (s *tokenSource) Get(ctx context.Context, channel string) (string, error) {
 	e := s.entry(channel)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.token != "" && s.clock().Before(e.expires) {
+	now := s.clock()
+	if e.token != "" && now.Before(e.expires) {
+		if !now.Before(e.refreshAt) && !e.refreshing {
+			e.refreshing = true
+			s.bg.Add(1)
+			go s.refresh(channel, e)
+		}
 		return e.token, nil
 	}
-	ch, err := s.lookup(ctx, channel)
-	if errors.Is(err, store.ErrNotFound) {
-		return "", fmt.Errorf("channel %s: %w", channel, ErrUnknownChannel)
-	}
+	tok, refreshAt, expires, err := s.fetch(ctx, channel)
 	if err != nil {
 		return "", err
 	}
+	e.token, e.refreshAt, e.expires = tok, refreshAt, expires
+	return tok, nil
+}
+
+// refresh renews e in the background; on failure the current token is
+// kept until it expires and the next Get tries again.
+func (s *tokenSource) refresh(channel string, e *tokenEntry) {
+	defer s.bg.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tok, refreshAt, expires, err := s.fetch(ctx, channel)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.refreshing = false
+	if err == nil && e.token != "" {
+		e.token, e.refreshAt, e.expires = tok, refreshAt, expires
+	}
+}
+
+// wait returns once no background refresh is running.
+func (s *tokenSource) wait() { s.bg.Wait() }
+
+// fetch reads channel's static token, or issues a stateless one.
+func (s *tokenSource) fetch(ctx context.Context, channel string) (tok string, refreshAt, expires time.Time, err error) {
+	ch, err := s.lookup(ctx, channel)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", refreshAt, expires, fmt.Errorf("channel %s: %w", channel, ErrUnknownChannel)
+	}
+	if err != nil {
+		return "", refreshAt, expires, err
+	}
+	now := s.clock()
 	if ch.AccessToken != "" {
-		e.token, e.expires = ch.AccessToken, s.clock().Add(staticTokenTTL)
-		return e.token, nil
+		return ch.AccessToken, now.Add(staticTokenTTL), now.Add(staticTokenTTL + staticTokenGrace), nil
 	}
 	tok, ttl, err := s.issue(ctx, ch)
 	if err != nil {
-		return "", err
+		return "", refreshAt, expires, err
 	}
 	// Renew a tenth of the lifetime (at most a minute) early, so a token
-	// never expires between being handed out and being used.
-	early := ttl / 10
-	if early > time.Minute {
-		early = time.Minute
-	}
-	e.token, e.expires = tok, s.clock().Add(ttl-early)
-	return tok, nil
+	// never expires between being handed out and being used; hand it out
+	// until half that margin is left.
+	early := min(ttl/10, time.Minute)
+	return tok, now.Add(ttl - early), now.Add(ttl - early/2), nil
 }
 
 // Invalidate drops token for channel after LINE answered 401 to it; a

@@ -72,6 +72,12 @@ func TestTokenSourceStateless(t *testing.T) {
 		t.Fatalf("token renewed too early: %s", tok)
 	}
 	now = now.Add(2 * time.Second)
+	// Due for renewal: still handed out, while a fresh one is issued in
+	// the background, so no send waits for the token endpoint.
+	if tok := get("c1"); tok != "tok-1" {
+		t.Fatalf("a token due for renewal was not handed out while renewed: %s", tok)
+	}
+	ts.wait()
 	if tok := get("c1"); tok != "tok-2" {
 		t.Fatalf("token not renewed before expiry: %s", tok)
 	}

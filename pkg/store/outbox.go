@@ -142,6 +142,10 @@ type ClaimParams struct {
 	Owner   string // claimed_by, for operators
 	Lease   time.Duration
 	Horizon time.Duration // endpoints whose bucket is booked further ahead are not read
+	// Lead is how far after the database's now the first slot is given:
+	// the time the claim still needs to commit and its sends to start.
+	// A slot given for "now" is already missed when the commit returns.
+	Lead time.Duration
 	// MaxLanes caps the lanes (channel, endpoint, priority) one claim
 	// reads from; 0 means DefaultMaxLanes.
 	MaxLanes int
@@ -173,6 +177,9 @@ type ClaimResult struct {
 	NextDue time.Time
 	// DBNow is the database clock when the claim began.
 	DBNow time.Time
+	// Took is the time from reading the database clock for the slots to
+	// the commit's return: what ClaimParams.Lead has to cover.
+	Took time.Duration
 }
 
 // Beginner starts transactions (a pool or a connection).
@@ -205,7 +212,7 @@ func ClaimOutbox(ctx context.Context, db Beginner, p ClaimParams, pl Planner) (C
 		if err != nil {
 			return err
 		}
-		plan := pl.Plan(slotNow, cands, tats)
+		plan := pl.Plan(slotNow.Add(p.Lead), cands, tats)
 		// The writes go in one round trip: the buckets stay locked until
 		// commit, so every round trip here is time other claims wait.
 		var w writes
@@ -235,6 +242,9 @@ func ClaimOutbox(ctx context.Context, db Beginner, p ClaimParams, pl Planner) (C
 	})
 	if err != nil {
 		return ClaimResult{}, fmt.Errorf("claiming outbox rows: %w", err)
+	}
+	if len(res.Claimed) > 0 {
+		res.Took = time.Since(res.Claimed[0].SendAtLocal.Add(-res.Claimed[0].SendAt.Sub(res.Claimed[0].DBNow)))
 	}
 	return res, nil
 }

@@ -18,6 +18,7 @@ func main() {
 	var cfg bench.Config
 	var jsonPath string
 	flag.StringVar(&cfg.DatabaseURL, "database-url", envOr("BENCH_DATABASE_URL", os.Getenv("TEST_DATABASE_URL")), "base Postgres URL (a private schema is created on it); default postgres://postgres@127.0.0.1:5432/test")
+	flag.BoolVar(&cfg.NATSDefaultSync, "nats-default-sync", false, "run NATS with its default sync_interval instead of \"always\" (the durability stage measures the difference)")
 	flag.StringVar(&cfg.NATSServer, "nats-server", os.Getenv("NATS_SERVER_BIN"), "nats-server binary for the private JetStream nodes, 2.10 or newer (default: built from the nats-server module)")
 	flag.StringVar(&cfg.Dir, "dir", "", "work directory for binaries, logs and profiles (default: a temp dir)")
 	flag.BoolVar(&cfg.Keep, "keep", false, "keep the work directory (logs, profiles)")

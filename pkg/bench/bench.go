@@ -30,10 +30,16 @@ import (
 type Config struct {
 	DatabaseURL string // base Postgres URL; a private schema is created on it
 	NATSServer  string // nats-server binary; default the system's, else built (ResolveNATSServer)
-	Dir         string // work directory (binaries, logs, profiles); default a temp dir
-	Keep        bool   // keep Dir afterwards
-	Profile     bool   // run services under CPU profiles written to Dir
-	Seed        uint64
+	// NATSDefaultSync runs the private NATS node with NATS's own
+	// sync_interval instead of deploy/nats/nats.conf's "always": the
+	// stages then measure linepipe against its ceilings without the
+	// disk's fsync latency in every publish and ack, which the durability
+	// stage measures on its own.
+	NATSDefaultSync bool
+	Dir             string // work directory (binaries, logs, profiles); default a temp dir
+	Keep            bool   // keep Dir afterwards
+	Profile         bool   // run services under CPU profiles written to Dir
+	Seed            uint64
 	// Env is added to every service's environment (KEY=value), for
 	// trying a setting; DBParams are added to the database URL the
 	// services get (e.g. synchronous_commit=off).
@@ -229,7 +235,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	id := strings.ReplaceAll(uuid.NewString(), "-", "")[:12]
 	users := natsconf.NewUsers()
-	natsOpts := natsconf.Options{Stream: "BENCH_" + id, SubjectPrefix: "bench_" + id, Users: users}
+	natsOpts := natsconf.Options{Stream: "BENCH_" + id, SubjectPrefix: "bench_" + id, Users: users,
+		DefaultSync: cfg.NATSDefaultSync}
 	natsNode, err := NewNATSNode(natsBin, dir, "nats")
 	if err != nil {
 		return nil, err

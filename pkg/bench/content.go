@@ -52,7 +52,9 @@ func (b *Bench) runContent(ctx context.Context, js jetstream.JetStream) (Content
 		return res, err
 	}
 	defer emu.Close()
-	bucket := "bench_content_" + b.stack.SubjectPrefix
+	// The bucket deploy/nats/nats.conf lets the sender user write: the
+	// run's NATS node is private, so the default name collides with nothing.
+	bucket := "linepipe_content"
 	objs, err := content.EnsureObjects(ctx, js, bucket, 1)
 	if err != nil {
 		return res, err

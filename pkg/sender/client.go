@@ -20,14 +20,14 @@ const maxAnswerBytes = 64 << 10
 // connection ends as a retryable "no answer" well inside the row's lease.
 // Redirects are not followed: the Messaging API does not redirect, and a
 // followed POST could be replayed somewhere else.
-func newHTTPClient(timeout time.Duration) *http.Client {
+func newHTTPClient(timeout time.Duration, conns int) *http.Client {
 	tr := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		TLSHandshakeTimeout:   5 * time.Second,
 		ResponseHeaderTimeout: timeout,
 		IdleConnTimeout:       90 * time.Second,
-		MaxIdleConnsPerHost:   64,
+		MaxIdleConnsPerHost:   conns, // one per request in flight: no dial in the path of a timed send
 		ForceAttemptHTTP2:     true,
 	}
 	return &http.Client{

@@ -12,7 +12,7 @@ import (
 
 // completionFlushers is how many grouped completion statements may be in
 // flight at once: while one commits, the next group gathers.
-const completionFlushers = 2
+const completionFlushers = 4
 
 // maxCompletionGroup bounds one statement's rows.
 const maxCompletionGroup = 500

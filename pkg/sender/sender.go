@@ -309,10 +309,10 @@ func (s *Sender) complete(row store.OutboxClaimed, out outcome, resp apiResponse
 
 // lateTolerance is how late after its slot a send may still start.
 // Slots are (period + slack)/limit apart, so sends each starting at most
-// the slack late still keep every window of one period within the limit;
-// a quarter of the slack is kept back for the few hundred microseconds by
-// which a slot's local time can trail the database's.
-func (s *Sender) lateTolerance() time.Duration { return s.cfg.RateSlack * 3 / 4 }
+// the slack late keep every window of one period within the limit; half
+// the slack is kept back for the jitter between a send starting and LINE
+// receiving it.
+func (s *Sender) lateTolerance() time.Duration { return s.cfg.RateSlack / 2 }
 
 // maxSlotMisses bounds re-slotting; a row that keeps missing its slot
 // (an overloaded replica) is handed back for another claim.

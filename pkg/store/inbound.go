@@ -263,14 +263,6 @@ func QueueScrubMessageEvents(b *pgx.Batch, keys []MessageKey) {
 		chans, ids)
 }
 
-// QueueFollow records follow state, last writer wins by event time.
-func QueueFollow(b *pgx.Batch, channelID, userID string, following bool, at time.Time) {
-	b.Queue(`INSERT INTO followers (channel_id, user_id, following, state_at) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (channel_id, user_id) DO UPDATE
-		SET following = excluded.following, state_at = excluded.state_at, updated_at = now()
-		WHERE followers.state_at < excluded.state_at`, channelID, userID, following, at)
-}
-
 // Follow is one user's follow state for a channel at an event's time.
 type Follow struct {
 	ChannelID, UserID string

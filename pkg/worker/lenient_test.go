@@ -72,14 +72,28 @@ func FuzzReadEvent(f *testing.F) {
 		var fields map[string]json.RawMessage
 		var idRaw json.RawMessage
 		if json.Unmarshal(raw, &fields) == nil {
+			messages := 0
+			for k := range fields {
+				if strings.EqualFold(k, "message") {
+					messages++
+				}
+			}
+			if messages > 1 {
+				return // case-variant "message" keys: which one wins is the decoder's choice
+			}
 			for k, v := range fields {
 				if strings.EqualFold(k, "message") {
 					var m map[string]json.RawMessage
 					if json.Unmarshal(v, &m) == nil {
+						ids := 0
 						for mk, mv := range m {
 							if strings.EqualFold(mk, "id") {
 								idRaw = mv
+								ids++
 							}
+						}
+						if ids > 1 {
+							return // case-variant "id" keys: likewise the decoder's choice
 						}
 					}
 				}

@@ -193,12 +193,14 @@ func (s *Sender) claim(ctx context.Context, n int) (store.ClaimResult, error) {
 		s.m.rows.WithLabelValues(f.Status).Inc()
 	}
 	if len(res.Finished) > 0 || len(res.Claimed) > 0 {
-		var oldest time.Duration
-		for _, c := range res.Claimed {
-			oldest = max(oldest, res.DBNow.Sub(c.CreatedAt))
+		if ce := s.log.Check(zap.DebugLevel, "claimed outbox rows"); ce != nil {
+			var oldest time.Duration
+			for _, c := range res.Claimed {
+				oldest = max(oldest, res.DBNow.Sub(c.CreatedAt))
+			}
+			ce.Write(zap.Int("seen", res.Seen), zap.Int("claimed", len(res.Claimed)),
+				zap.Int("finished_without_call", len(res.Finished)), zap.Duration("oldest_waited", oldest))
 		}
-		s.log.Debug("claimed outbox rows", zap.Int("seen", res.Seen), zap.Int("claimed", len(res.Claimed)),
-			zap.Int("finished_without_call", len(res.Finished)), zap.Duration("oldest_waited", oldest))
 	}
 	g := newClaimShift(res.Claimed, pl)
 	for _, row := range res.Claimed {

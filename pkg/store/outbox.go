@@ -199,6 +199,7 @@ type Beginner interface {
 // (the fencing token) or finished. Every time is the database's.
 func ClaimOutbox(ctx context.Context, db Beginner, p ClaimParams, pl Planner) (ClaimResult, error) {
 	var res ClaimResult
+	var clockRead time.Time // local time the slots' clock was read
 	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		cands, more, dbNow, err := selectCandidates(ctx, tx, p)
 		if err != nil {
@@ -209,6 +210,7 @@ func ClaimOutbox(ctx context.Context, db Beginner, p ClaimParams, pl Planner) (C
 			return nil
 		}
 		slotNow, localNow, tats, err := lockBuckets(ctx, tx, dbNow, cands, pl)
+		clockRead = localNow
 		if err != nil {
 			return err
 		}
@@ -244,7 +246,7 @@ func ClaimOutbox(ctx context.Context, db Beginner, p ClaimParams, pl Planner) (C
 		return ClaimResult{}, fmt.Errorf("claiming outbox rows: %w", err)
 	}
 	if len(res.Claimed) > 0 {
-		res.Took = time.Since(res.Claimed[0].SendAtLocal.Add(-res.Claimed[0].SendAt.Sub(res.Claimed[0].DBNow)))
+		res.Took = time.Since(clockRead)
 	}
 	return res, nil
 }

@@ -58,6 +58,7 @@ type pipelineOpts struct {
 	maxAttempts int
 	handlers    []worker.Handler
 	pubTimeout  time.Duration
+	perEvent    bool // publish one stream message per event, no bundles
 }
 
 func newPipeline(t *testing.T, o pipelineOpts) *pipeline {
@@ -106,8 +107,20 @@ func newPipeline(t *testing.T, o pipelineOpts) *pipeline {
 	if err := secrets.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h := &ingest.Handler{Config: ingest.Config{PublishTimeout: o.pubTimeout}.WithDefaults(), Stream: p.sc, Secrets: secrets,
-		Publisher: ingest.JetStreamPublisher{JS: p.js}, Metrics: ingest.NewMetrics(ops.NewRegistry()), Log: log, Now: time.Now}
+	hcfg := ingest.Config{PublishTimeout: o.pubTimeout}.WithDefaults()
+	// Bundling on, as deployed (INGEST_BUNDLE_MAX_EVENTS), unless a test
+	// is about the one-message-per-event path.
+	var pub ingest.Publisher = ingest.JetStreamPublisher{JS: p.js}
+	if !o.perEvent {
+		bp := ingest.NewBundlePublisher(ingest.BundlePublisher{JS: p.js, Subject: p.sc.BundleSubject(), Single: pub,
+			Timeout: hcfg.PublishTimeout, Log: log})
+		bctx, stopBundles := context.WithCancel(context.Background())
+		t.Cleanup(stopBundles)
+		go bp.Run(bctx)
+		pub = bp
+	}
+	h := &ingest.Handler{Config: hcfg, Stream: p.sc, Secrets: secrets,
+		Publisher: pub, Metrics: ingest.NewMetrics(ops.NewRegistry()), Log: log, Now: time.Now}
 	mux := http.NewServeMux()
 	mux.Handle("/webhook/{channelID}", h)
 	srv := httptest.NewServer(mux)

@@ -186,19 +186,41 @@ func (r *run) auditStream(ctx context.Context, conn *pgx.Conn, js jetstream.JetS
 			continue // removed
 		}
 		r.streamLeft = append(r.streamLeft, string(m.Data))
-		id := m.Header.Get(jetstream.MsgIDHeader)
-		if m.Header.Get(events.HeaderKind) != events.KindEvent {
-			continue
-		}
-		var stored bool
-		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM events WHERE webhook_event_id = $1)`, id).Scan(&stored); err != nil {
-			return err
-		}
-		if !stored {
-			a.StreamUnstored++
+		for _, id := range streamEventIDs(m, a) {
+			var stored bool
+			if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM events WHERE webhook_event_id = $1)`, id).Scan(&stored); err != nil {
+				return err
+			}
+			if !stored {
+				a.StreamUnstored++
+			}
 		}
 	}
 	r.logf("%d messages left on the stream after the consumer finished; %d of them not stored", len(r.streamLeft), a.StreamUnstored)
+	return nil
+}
+
+// streamEventIDs is the dedup ids of the events a stream message holds:
+// its own, or those of a bundle's records. An unreadable bundle counts
+// as unstored.
+func streamEventIDs(m *jetstream.RawStreamMsg, a *Audit) []string {
+	switch m.Header.Get(events.HeaderKind) {
+	case events.KindEvent:
+		return []string{m.Header.Get(jetstream.MsgIDHeader)}
+	case events.KindBundle:
+		recs, err := events.DecodeBundle(m.Data)
+		if err != nil {
+			a.StreamUnstored++
+			return nil
+		}
+		var ids []string
+		for _, rec := range recs {
+			if events.HeaderValue(rec.Header, events.HeaderKind) == events.KindEvent {
+				ids = append(ids, events.HeaderValue(rec.Header, jetstream.MsgIDHeader))
+			}
+		}
+		return ids
+	}
 	return nil
 }
 

@@ -24,6 +24,9 @@ const (
 const (
 	KindEvent      = "event"
 	KindWebhookLog = "webhook-log"
+	// KindBundle is one stream message carrying the messages of several
+	// webhooks (see EncodeBundle).
+	KindBundle = "bundle"
 )
 
 // Meta is what travels with an event besides its bytes.

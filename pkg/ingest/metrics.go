@@ -17,6 +17,8 @@ type Metrics struct {
 	failures   prometheus.Counter
 	publishLat prometheus.Histogram
 	requestLat prometheus.Histogram
+	bundles    *prometheus.CounterVec
+	bundleSize prometheus.Histogram
 }
 
 // NewMetrics registers ingest's series on reg.
@@ -36,8 +38,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		requestLat: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "linepipe_ingest_request_seconds", Help: "Webhook request handling time.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 13)}),
+		bundles: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "linepipe_ingest_bundles_total",
+			Help: "Bundles of concurrent webhooks' events published as one stream message, by result (stored, failed)."}, []string{"result"}),
+		bundleSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "linepipe_ingest_bundle_events", Help: "Events per stored bundle (one JetStream write, one fsync).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
 	}
-	reg.MustRegister(m.webhooks, m.published, m.duplicates, m.failures, m.publishLat, m.requestLat)
+	reg.MustRegister(m.webhooks, m.published, m.duplicates, m.failures, m.publishLat, m.requestLat, m.bundles, m.bundleSize)
 	return m
 }
 
@@ -54,4 +62,13 @@ func (m *Metrics) observePublish(n, dups int, took time.Duration, err error) {
 	}
 	m.published.Add(float64(n))
 	m.duplicates.Add(float64(dups))
+}
+
+func (m *Metrics) observeBundle(events int, stored bool) {
+	if !stored {
+		m.bundles.WithLabelValues("failed").Inc()
+		return
+	}
+	m.bundles.WithLabelValues("stored").Inc()
+	m.bundleSize.Observe(float64(events))
 }

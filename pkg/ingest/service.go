@@ -26,6 +26,7 @@ const DefaultAdminAddr = ":9080"
 // Settings is everything ingest reads from its environment.
 type Settings struct {
 	Handler         Config
+	BundleMaxEvents int // events per bundle; 0 publishes each event as its own message
 	Stream          stream.Config
 	Server          ops.ServerConfig // webhooks only: the public port
 	Admin           ops.ServerConfig // /healthz, /readyz, /metrics: never published
@@ -53,6 +54,7 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 			CertFile: env.String("TLS_CERT_FILE", ""),
 			KeyFile:  env.String("TLS_KEY_FILE", ""),
 		},
+		BundleMaxEvents: env.Int("INGEST_BUNDLE_MAX_EVENTS", DefaultBundleMaxEvents),
 		DatabaseURL:     env.String("DATABASE_URL", ""),
 		ChannelID:       env.String("LINE_CHANNEL_ID", ""),
 		ChannelSecret:   env.String("LINE_CHANNEL_SECRET", ""),
@@ -82,6 +84,9 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 func (s Settings) Validate() error {
 	var errs []error
 	errs = append(errs, s.Handler.Validate(), s.Stream.Validate())
+	if s.BundleMaxEvents < 0 {
+		errs = append(errs, fmt.Errorf("INGEST_BUNDLE_MAX_EVENTS %d: 0 or more", s.BundleMaxEvents))
+	}
 	if (s.ChannelID == "") != (s.ChannelSecret == "") {
 		errs = append(errs, errors.New("LINE_CHANNEL_ID and LINE_CHANNEL_SECRET go together"))
 	}
@@ -133,8 +138,20 @@ func Run(ctx context.Context, s Settings, log *zap.Logger) error {
 	}
 
 	reg := ops.NewRegistry()
-	h := &Handler{Config: s.Handler, Stream: s.Stream, Secrets: secrets, Publisher: JetStreamPublisher{JS: js},
-		Metrics: NewMetrics(reg), Log: log, Now: time.Now}
+	metrics := NewMetrics(reg)
+	var pub Publisher = JetStreamPublisher{JS: js}
+	if s.BundleMaxEvents > 0 {
+		bp := NewBundlePublisher(BundlePublisher{JS: js, Subject: s.Stream.BundleSubject(), Single: pub,
+			MaxEvents: s.BundleMaxEvents, Timeout: s.Handler.PublishTimeout, Metrics: metrics, Log: log})
+		// Bundles outlive the listener's graceful shutdown, so webhooks
+		// still in flight then are stored; stopped before the drain.
+		bctx, stopBundles := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopBundles()
+		go bp.Run(bctx)
+		pub = bp
+	}
+	h := &Handler{Config: s.Handler, Stream: s.Stream, Secrets: secrets, Publisher: pub,
+		Metrics: metrics, Log: log, Now: time.Now}
 	mux := http.NewServeMux()
 	mux.Handle("/webhook/{channelID}", h)
 	admin := http.NewServeMux()

@@ -148,6 +148,10 @@ func (c Config) WebhookLogSubject(channelID string) string {
 	return c.SubjectPrefix + ".webhook." + channelID
 }
 
+// BundleSubject is where ingest publishes bundles: the events of several
+// webhooks, of any channels, in one stream message (events.EncodeBundle).
+func (c Config) BundleSubject() string { return c.SubjectPrefix + ".bundle" }
+
 // AllSubjects matches every subject on the stream.
 func (c Config) AllSubjects() string { return c.SubjectPrefix + ".>" }
 

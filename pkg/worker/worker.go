@@ -2,12 +2,14 @@ package worker
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/linepipe/linepipe/pkg/events"
 	"github.com/linepipe/linepipe/pkg/stream"
 )
 
@@ -129,26 +131,45 @@ func collect(b jetstream.MessageBatch) []jetstream.Msg {
 	return msgs
 }
 
-// process stores a batch and acknowledges it after commit. If the batch
-// fails, each message is retried alone, so one bad message cannot hold
-// back the others.
+// process stores what was fetched and acknowledges each message after
+// its commit. A bundle's records are stored like messages of their own
+// (expand). Items go to Postgres in transactions of at most BatchSize.
 func (w *Worker) process(ctx context.Context, msgs []jetstream.Msg) {
 	start := w.now()
 	items := make([]*item, 0, len(msgs))
 	for _, m := range msgs {
-		it, err := decode(m, start)
+		parts, err := expand(m, w.stream)
 		if err != nil {
-			w.deadLetter(ctx, it, err, 0)
+			it := &item{msg: m, meta: events.MetaFromHeaders(m.Headers(), start)}
+			w.deadLetter(ctx, it, fmt.Errorf("%w: %v", errPoison, err), 0)
 			continue
 		}
-		items = append(items, it)
+		for _, pm := range parts {
+			it, err := decode(pm, start)
+			if err != nil {
+				w.deadLetter(ctx, it, err, 0)
+				continue
+			}
+			items = append(items, it)
+		}
 	}
 	if len(items) == 0 {
 		return
 	}
 	stopProgress := w.keepInProgress(items)
+	defer stopProgress()
+	for len(items) > 0 {
+		n := min(len(items), w.cfg.BatchSize)
+		w.store(ctx, items[:n], start)
+		items = items[n:]
+	}
+}
+
+// store commits one transaction's worth of items and acknowledges them.
+// If the batch fails, each item is retried alone, so one bad message
+// cannot hold back the others.
+func (w *Worker) store(ctx context.Context, items []*item, start time.Time) {
 	err := w.persist(ctx, items)
-	stopProgress()
 	if err == nil {
 		w.ack(items)
 		w.metrics.observeBatch(items, w.now().Sub(start))

@@ -1,0 +1,120 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/linepipe/linepipe/pkg/events"
+	"github.com/linepipe/linepipe/pkg/stream"
+)
+
+// expand turns a bundle (events.EncodeBundle) into one message per
+// record, each read, stored, retried and dead-lettered exactly as if
+// ingest had published it alone. Any other message comes back as is.
+func expand(m jetstream.Msg, sc stream.Config) ([]jetstream.Msg, error) {
+	if events.HeaderValue(m.Headers(), events.HeaderKind) != events.KindBundle {
+		return []jetstream.Msg{m}, nil
+	}
+	recs, err := events.DecodeBundle(m.Data())
+	if err != nil {
+		return nil, err
+	}
+	b := &bundleParent{msg: m, pending: len(recs)}
+	out := make([]jetstream.Msg, len(recs))
+	for i, r := range recs {
+		rm := &bundleMsg{bundleParent: b, header: nats.Header(r.Header), data: r.Data}
+		channel := events.HeaderValue(r.Header, events.HeaderChannel)
+		rm.subject = sc.EventSubject(channel)
+		if events.HeaderValue(r.Header, events.HeaderKind) == events.KindWebhookLog {
+			rm.subject = sc.WebhookLogSubject(channel)
+		}
+		out[i] = rm
+	}
+	return out, nil
+}
+
+// bundleParent is the stream message behind a bundle's records. It is
+// acknowledged once every record is settled, stored or dead-lettered, and
+// redelivered whole if any record asked for a retry: the records stored
+// meanwhile come back as duplicates, which the unique keys drop. Acking it
+// any earlier would lose a record whose own retry was still due.
+type bundleParent struct {
+	msg          jetstream.Msg
+	mu           sync.Mutex
+	pending      int
+	retry        bool
+	delay        time.Duration
+	lastProgress atomic.Int64
+}
+
+// settle records one record's outcome and, with the last, the bundle's.
+func (b *bundleParent) settle(retry bool, delay time.Duration) error {
+	b.mu.Lock()
+	b.pending--
+	if retry {
+		b.retry = true
+		b.delay = max(b.delay, delay)
+	}
+	last, again, d := b.pending == 0, b.retry, b.delay
+	b.mu.Unlock()
+	switch {
+	case !last:
+		return nil
+	case again:
+		return b.msg.NakWithDelay(d)
+	default:
+		return b.msg.Ack()
+	}
+}
+
+// progress tells JetStream the bundle is alive, at most once a second
+// however many of its records are being stored.
+func (b *bundleParent) progress() error {
+	now := time.Now().UnixNano()
+	last := b.lastProgress.Load()
+	if now-last < int64(time.Second) || !b.lastProgress.CompareAndSwap(last, now) {
+		return nil
+	}
+	return b.msg.InProgress()
+}
+
+// bundleMsg is one record of a bundle, presented as a stream message.
+type bundleMsg struct {
+	*bundleParent
+	subject string
+	header  nats.Header
+	data    []byte
+	settled atomic.Bool
+}
+
+var errSettled = fmt.Errorf("bundle record already settled")
+
+func (m *bundleMsg) finish(retry bool, delay time.Duration) error {
+	if !m.settled.CompareAndSwap(false, true) {
+		return errSettled
+	}
+	return m.settle(retry, delay)
+}
+
+func (m *bundleMsg) Metadata() (*jetstream.MsgMetadata, error) { return m.msg.Metadata() }
+func (m *bundleMsg) Data() []byte                              { return m.data }
+func (m *bundleMsg) Headers() nats.Header                      { return m.header }
+func (m *bundleMsg) Subject() string                           { return m.subject }
+func (m *bundleMsg) Reply() string                             { return "" }
+func (m *bundleMsg) Ack() error                                { return m.finish(false, 0) }
+func (m *bundleMsg) DoubleAck(context.Context) error           { return m.finish(false, 0) }
+func (m *bundleMsg) Nak() error                                { return m.finish(true, 0) }
+func (m *bundleMsg) NakWithDelay(d time.Duration) error        { return m.finish(true, d) }
+func (m *bundleMsg) InProgress() error                         { return m.progress() }
+
+// Term settles a record that went to dead_letters: it is kept there, so
+// the bundle need not come back for it.
+func (m *bundleMsg) Term() error                 { return m.finish(false, 0) }
+func (m *bundleMsg) TermWithReason(string) error { return m.finish(false, 0) }
+func (m *bundleMsg) String() string              { return "bundle record on " + m.subject }

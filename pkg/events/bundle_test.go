@@ -1,0 +1,86 @@
+package events
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+)
+
+// A bundle gives back each record's headers and its bytes exactly, raw
+// event bytes included (whitespace, escapes and key order as LINE sent).
+func TestBundleRoundTrip(t *testing.T) {
+	t.Parallel()
+	recs := []Record{
+		{Header: map[string][]string{HeaderChannel: {"1650000001"}, HeaderKind: {KindEvent}},
+			Data: []byte("{ \"type\" : \"message\",\n\"z\":1, \"a\":\"\\u3042\" }")},
+		{Header: map[string][]string{HeaderKind: {KindWebhookLog}}, Data: []byte(`{"webhookId":"w"}`)},
+		{Header: map[string][]string{}, Data: nil},
+	}
+	b, err := EncodeBundle(recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeBundle(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(recs) {
+		t.Fatalf("%d records back, want %d", len(got), len(recs))
+	}
+	for i := range recs {
+		if !bytes.Equal(got[i].Data, recs[i].Data) {
+			t.Errorf("record %d data %q, want %q", i, got[i].Data, recs[i].Data)
+		}
+		for k, v := range recs[i].Header {
+			if HeaderValue(got[i].Header, k) != v[0] {
+				t.Errorf("record %d header %s = %q, want %q", i, k, HeaderValue(got[i].Header, k), v[0])
+			}
+		}
+	}
+}
+
+// Truncated, empty or foreign bytes are an error, never a short read.
+func TestBundleRejectsMalformed(t *testing.T) {
+	t.Parallel()
+	good, _ := EncodeBundle([]Record{{Header: map[string][]string{"k": {"v"}}, Data: []byte("data")}})
+	for name, b := range map[string][]byte{
+		"empty":           nil,
+		"version only":    {bundleVersion},
+		"other version":   append([]byte{2}, good[1:]...),
+		"truncated data":  good[:len(good)-1],
+		"truncated sizes": good[:2],
+		"bad headers":     {bundleVersion, 3, 'x', 'y', 'z', 0},
+		"huge length":     {bundleVersion, 0xff, 0xff, 0xff, 0xff, 0x0f},
+	} {
+		if _, err := DecodeBundle(b); !errors.Is(err, ErrBadBundle) {
+			t.Errorf("%s: %v, want ErrBadBundle", name, err)
+		}
+	}
+}
+
+// DecodeBundle never panics, and whatever it reads encodes back to the
+// same records.
+func FuzzDecodeBundle(f *testing.F) {
+	good, _ := EncodeBundle([]Record{{Header: map[string][]string{"k": {"v"}}, Data: []byte("data")}})
+	f.Add(good)
+	f.Add([]byte{bundleVersion, 2, '{', '}', 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		recs, err := DecodeBundle(b)
+		if err != nil {
+			return
+		}
+		again, err := EncodeBundle(recs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := DecodeBundle(again)
+		if err != nil || len(back) != len(recs) {
+			t.Fatalf("re-encoded bundle: %d records, %v; want %d", len(back), err, len(recs))
+		}
+		for i := range recs {
+			if !bytes.Equal(back[i].Data, recs[i].Data) {
+				t.Fatalf("record %d changed on re-encoding", i)
+			}
+		}
+	})
+}

@@ -1,0 +1,215 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/linepipe/linepipe/pkg/events"
+	"github.com/linepipe/linepipe/pkg/ops"
+	"github.com/linepipe/linepipe/pkg/stream"
+	"github.com/linepipe/linepipe/tests/fixture"
+)
+
+// publishBundle puts evs on the stream as one bundle, the way ingest
+// does for concurrent webhooks; raw records are stored as given.
+func (b *bundle) publishBundle(t *testing.T, channel string, evs []fixture.E, raw ...[]byte) {
+	t.Helper()
+	var recs []events.Record
+	add := func(data []byte, id string) {
+		h := nats.Header{}
+		events.Meta{ChannelID: channel, ReceivedAt: time.Now()}.SetHeaders(h)
+		h[events.HeaderKind] = []string{events.KindEvent}
+		h[jetstream.MsgIDHeader] = []string{id}
+		recs = append(recs, events.Record{Header: h, Data: data})
+	}
+	for _, e := range evs {
+		data, _ := json.Marshal(e)
+		add(data, fixture.ID(e))
+	}
+	for i, r := range raw {
+		add(r, "raw-"+string(rune('a'+i)))
+	}
+	data, err := events.EncodeBundle(recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg(b.sc.BundleSubject())
+	m.Data = data
+	m.Header[events.HeaderKind] = []string{events.KindBundle}
+	if _, err := b.js.PublishMsg(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A bundle's records are stored as events of their own, a poison record
+// among them goes to dead_letters alone with its own bytes and subject,
+// and the bundle leaves the stream once all of it is settled.
+func TestBundleRecordsStoredOneByOne(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	const channel = "1650000031"
+	evs := []fixture.E{
+		fixture.Text(fixture.User(fixture.UserID(1)), time.Now(), "first of the bundle"),
+		fixture.Text(fixture.User(fixture.UserID(2)), time.Now(), "second of the bundle"),
+		fixture.Event("follow", fixture.User(fixture.UserID(3)), time.Now()),
+	}
+	poison := []byte("not json at all")
+	b.publishBundle(t, channel, evs, poison)
+	runWorker(t, New(Config{AckWait: 2 * time.Second, IdleWait: 200 * time.Millisecond}, b.sc, b.js, b.db.Pool,
+		NewMetrics(ops.NewRegistry()), zap.NewNop()), 1)
+	b.waitStored(t, len(evs))
+
+	rows, err := b.db.Pool.Query(ctx, `SELECT webhook_event_id, channel_id FROM events ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct{ ID, Channel string }])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for _, e := range evs {
+		want[fixture.ID(e)] = true
+	}
+	for _, r := range got {
+		if !want[r.ID] || r.Channel != channel {
+			t.Errorf("stored %s on channel %s: not one of the bundle's events", r.ID, r.Channel)
+		}
+		delete(want, r.ID)
+	}
+	if len(want) != 0 {
+		t.Errorf("events of the bundle not stored: %v", want)
+	}
+	var subject string
+	var data []byte
+	if err := b.db.Pool.QueryRow(ctx, `SELECT subject, data FROM dead_letters`).Scan(&subject, &data); err != nil {
+		t.Fatalf("the poison record is not the one dead letter: %v", err)
+	}
+	if subject != b.sc.EventSubject(channel) || string(data) != string(poison) {
+		t.Errorf("dead letter holds %q on %s; want the record's own bytes on its event subject", data, subject)
+	}
+}
+
+// A malformed bundle cannot be split, so it is dead-lettered whole,
+// never dropped.
+func TestMalformedBundleIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := nats.NewMsg(b.sc.BundleSubject())
+	m.Data = []byte{1, 0x7f, 'x'}
+	m.Header[events.HeaderKind] = []string{events.KindBundle}
+	if _, err := b.js.PublishMsg(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	runWorker(t, New(Config{AckWait: 2 * time.Second, IdleWait: 200 * time.Millisecond}, b.sc, b.js, b.db.Pool,
+		NewMetrics(ops.NewRegistry()), zap.NewNop()), 1)
+	b.waitStored(t, 0)
+	var data []byte
+	var errText string
+	if err := b.db.Pool.QueryRow(context.Background(), `SELECT data, error FROM dead_letters`).Scan(&data, &errText); err != nil {
+		t.Fatal(err)
+	}
+	if string(data) != string(m.Data) || errText == "" {
+		t.Errorf("dead letter %q (%s); want the bundle's bytes and why", data, errText)
+	}
+}
+
+// recordingMsg is the stream message behind a bundle in the settle test:
+// it records what the worker told JetStream about it.
+type recordingMsg struct {
+	jetstream.Msg
+	mu    sync.Mutex
+	calls []string
+	delay time.Duration
+	data  []byte
+}
+
+func (m *recordingMsg) record(c string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls = append(m.calls, c)
+	return nil
+}
+func (m *recordingMsg) Data() []byte { return m.data }
+func (m *recordingMsg) Ack() error   { return m.record("ack") }
+func (m *recordingMsg) NakWithDelay(d time.Duration) error {
+	m.delay = d
+	return m.record("nak")
+}
+func (m *recordingMsg) InProgress() error { return m.record("progress") }
+func (m *recordingMsg) Headers() nats.Header {
+	return nats.Header{events.HeaderKind: []string{events.KindBundle}}
+}
+
+func bundleOf(t *testing.T, parent *recordingMsg, n int) []jetstream.Msg {
+	t.Helper()
+	recs := make([]events.Record, n)
+	for i := range recs {
+		recs[i] = events.Record{Header: map[string][]string{events.HeaderChannel: {"1"}}, Data: []byte("{}")}
+	}
+	data, err := events.EncodeBundle(recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent.data = data
+	parts, err := expand(parent, stream.Config{SubjectPrefix: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parts
+}
+
+// The bundle is acknowledged once, after its last record is settled, and
+// never if any record asked for a retry: then it comes back whole after
+// the longest delay asked.
+func TestBundleSettlesOnlyWhenEveryRecordIs(t *testing.T) {
+	t.Parallel()
+	t.Run("all stored", func(t *testing.T) {
+		parent := &recordingMsg{}
+		parts := bundleOf(t, parent, 3)
+		for i, p := range parts {
+			if len(parent.calls) != 0 {
+				t.Fatalf("bundle told %v before record %d was settled", parent.calls, i)
+			}
+			if err := p.Ack(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := parts[0].Ack(); !errors.Is(err, errSettled) {
+			t.Errorf("a second ack of a record: %v, want errSettled", err)
+		}
+		if len(parent.calls) != 1 || parent.calls[0] != "ack" {
+			t.Errorf("bundle got %v, want one ack", parent.calls)
+		}
+	})
+	t.Run("one retry", func(t *testing.T) {
+		parent := &recordingMsg{}
+		parts := bundleOf(t, parent, 3)
+		_ = parts[0].NakWithDelay(2 * time.Second)
+		_ = parts[1].Term() // dead-lettered: settled
+		_ = parts[2].NakWithDelay(5 * time.Second)
+		if len(parent.calls) != 1 || parent.calls[0] != "nak" || parent.delay != 5*time.Second {
+			t.Errorf("bundle got %v (delay %s), want one nak after 5s", parent.calls, parent.delay)
+		}
+	})
+	t.Run("progress is throttled", func(t *testing.T) {
+		parent := &recordingMsg{}
+		parts := bundleOf(t, parent, 50)
+		for _, p := range parts {
+			_ = p.InProgress()
+		}
+		if len(parent.calls) != 1 {
+			t.Errorf("bundle got %d progress signals for one round over its records, want 1", len(parent.calls))
+		}
+	})
+}

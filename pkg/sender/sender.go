@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -61,6 +62,7 @@ type Sender struct {
 
 	leadMu    sync.Mutex
 	claimTook time.Duration // recent claim latency, for claimLead
+	turn      atomic.Int64  // claims so far: whose lane goes first (store.ClaimParams.Turn)
 }
 
 // New builds a Sender; cfg's zero values take the defaults.
@@ -183,6 +185,7 @@ func (s *Sender) claim(ctx context.Context, n int) (store.ClaimResult, error) {
 	pl := &planner{cfg: &s.cfg}
 	res, err := store.ClaimOutbox(ctx, s.db, store.ClaimParams{
 		Limit: n, Owner: s.cfg.Owner, Lease: s.cfg.Lease, Horizon: s.cfg.RateHorizon, Lead: s.claimLead(),
+		Turn: int(s.turn.Add(1)),
 	}, pl)
 	if err != nil {
 		return res, err

@@ -149,6 +149,10 @@ type ClaimParams struct {
 	// MaxLanes caps the lanes (channel, endpoint, priority) one claim
 	// reads from; 0 means DefaultMaxLanes.
 	MaxLanes int
+	// Turn rotates which lane wins a tie (equal priority, no deadline,
+	// equal place in its lane): pass a number that grows by one per
+	// claim, so lanes take turns even when a claim takes one row.
+	Turn int
 }
 
 // OutboxClaimed is a row this claim owns until its lease ends.

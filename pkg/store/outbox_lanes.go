@@ -206,7 +206,7 @@ func selectCandidates(ctx context.Context, tx pgx.Tx, p ClaimParams) ([]OutboxCa
 			}
 		}
 	}
-	return rankCandidates(expired, fresh, p.Limit), more || len(expired)+len(fresh) > p.Limit, dbNow, nil
+	return rankCandidates(expired, fresh, p.Limit, p.Turn, len(lanes)), more || len(expired)+len(fresh) > p.Limit, dbNow, nil
 }
 
 // rankCandidates orders what the lanes offered and keeps the first limit:
@@ -215,7 +215,7 @@ func selectCandidates(ctx context.Context, tx pgx.Tx, p ClaimParams) ([]OutboxCa
 // rest, earliest deadline first; the rest round-robin across lanes (every
 // lane's first row, then every lane's second, ...), so a channel with a
 // backlog shares the batch with a channel that has one fresh row.
-func rankCandidates(expired, fresh []laneRow, limit int) []OutboxCandidate {
+func rankCandidates(expired, fresh []laneRow, limit, turn, lanes int) []OutboxCandidate {
 	type ranked struct {
 		laneRow
 		deadline bool
@@ -256,7 +256,7 @@ func rankCandidates(expired, fresh []laneRow, limit int) []OutboxCandidate {
 		if a.pos != b.pos {
 			return a.pos < b.pos
 		}
-		return a.lane < b.lane
+		return rotate(a.lane, turn, lanes) < rotate(b.lane, turn, lanes)
 	})
 	out := make([]OutboxCandidate, 0, min(limit, len(expired)+len(rs)))
 	for _, r := range expired {
@@ -272,6 +272,22 @@ func rankCandidates(expired, fresh []laneRow, limit int) []OutboxCandidate {
 		out = append(out, r.OutboxCandidate)
 	}
 	return out
+}
+
+// rotate is lane's place in a claim's round when the round starts at
+// lane turn (mod lanes). Lanes are listed in key order, so without the
+// turn the first lane would win every tie: a claim of one row, the usual
+// size when sends free their slots one by one, would always go to the
+// same channel while others wait behind its backlog.
+func rotate(lane, turn, lanes int) int {
+	if lanes <= 0 || lane < 0 {
+		return lane
+	}
+	turn %= lanes
+	if turn < 0 {
+		turn += lanes
+	}
+	return (lane - turn + lanes) % lanes
 }
 
 // ExplainClaim runs the statements of one claim under EXPLAIN (ANALYZE,

@@ -110,6 +110,7 @@ var Docs = map[string]Doc{
 	"LINEFAKE_RATE_MULTICAST":    {Meaning: "Multicast rate limit, `N/duration` or `off`.", Default: "LINE's"},
 	"LINEFAKE_RATE_NARROWCAST":   {Meaning: "Narrowcast rate limit, `N/duration` or `off`.", Default: "LINE's"},
 	"LINEFAKE_RATE_BROADCAST":    {Meaning: "Broadcast rate limit, `N/duration` or `off`.", Default: "LINE's"},
+	"LINEFAKE_RATE_OTHER":        {Meaning: "LINE's \"other endpoints\" limit, for get content and get transcoding status, each endpoint its own bucket; `N/duration` or `off`.", Default: "LINE's"},
 	"LINEFAKE_USER_CAP":          {Meaning: "`N/duration` messages to one user."},
 	"LINEFAKE_REPLY_TOKEN_TTL":   {Meaning: "Reply token validity."},
 	"LINEFAKE_RETRY_KEY_WINDOW":  {Meaning: "How long accepted retry keys are remembered."},

@@ -86,7 +86,7 @@ var Docs = map[string]Doc{
 	"CONTENT_BUCKET":         {Meaning: "JetStream Object Store bucket for message content, objects `<channelID>/<messageID>`; replicas follow `NATS_REPLICAS`. `worker content get` reads it too."},
 	"CONTENT_MAX_BYTES":      {Meaning: "Largest content kept; a larger one ends `failed` and nothing of it is stored. Accepts `KiB`/`MiB` suffixes."},
 	"CONTENT_CONCURRENCY":    {Meaning: "Downloads in flight per replica; each streams through one 128 KiB chunk at a time."},
-	"CONTENT_LEASE":          {Meaning: "A fetch's lease; a dead fetcher's row is taken over when it ends. Must exceed the longest download, and `CONTENT_HTTP_TIMEOUT` + 10s."},
+	"CONTENT_LEASE":          {Meaning: "A fetch's lease; a dead fetcher's row is taken over when it ends. A fetch in progress extends it every third of the lease (fenced by its `claim_id`), so a download may take longer as long as 128 KiB arrive within each lease. At least `CONTENT_HTTP_TIMEOUT` + 10s."},
 	"CONTENT_HTTP_TIMEOUT":   {Meaning: "Wait for LINE's answer headers, and longest pause in a body, before the attempt is retried."},
 	"CONTENT_BACKOFF_BASE":   {Meaning: "First delay of the exponential backoff with jitter after a 5xx, 429, timeout or cut body."},
 	"CONTENT_BACKOFF_MAX":    {Meaning: "Longest content backoff delay."},

@@ -56,15 +56,18 @@ type Config struct {
 	// Concurrency is how many rows one fetcher works on at once
 	// (CONTENT_CONCURRENCY).
 	Concurrency int
-	// Lease is how long a claim owns a row (CONTENT_LEASE). Another
-	// fetcher takes over a row whose lease ended, so it must exceed the
-	// longest download; a download still running near its end is cut.
+	// Lease is how long a claim owns a row without news from its fetcher
+	// (CONTENT_LEASE): another fetcher takes over a row whose lease ended,
+	// so it is how long a dead fetcher's row waits. A fetch in progress
+	// extends it every third of the lease, fenced by its claim id, so a
+	// download may outlast it as long as a whole chunk (128 KiB) arrives
+	// within each lease.
 	Lease time.Duration
 	// PollInterval is the wait after a claim found nothing due.
 	PollInterval time.Duration
 	// HTTPTimeout bounds the wait for LINE's answer headers and any pause
 	// in the body (CONTENT_HTTP_TIMEOUT); a long download that keeps
-	// flowing is bounded by the lease.
+	// flowing runs on, its lease extended.
 	HTTPTimeout time.Duration
 	// BackoffBase, BackoffMax shape the retry after a 5xx, 429, timeout
 	// or network error (CONTENT_BACKOFF_BASE, CONTENT_BACKOFF_MAX).

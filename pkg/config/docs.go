@@ -56,7 +56,7 @@ var Docs = map[string]Doc{
 	"WORKER_MAX_ATTEMPTS":    {Meaning: "Failures of a message's own making before it goes to `dead_letters`, counted per event in `worker_failures` (not JetStream deliveries). Outage-shaped errors (connection loss, shutdown, read-only, serialization, deadlock, too many connections, statement or lock timeout) never count."},
 	"ECHO_BOT":               {Meaning: "Reply to every text message with its text (the sample bot; never in standby mode)."},
 	"WORKER_REPLAY_INTERVAL": {Meaning: "How often a worker looks for dead letters an operator asked to replay (`replay_requested_at`)."},
-	"RETENTION_INTERVAL":     {Meaning: "How often the `retention` table is enforced (one worker replica at a time); `0` turns the janitor off."},
+	"RETENTION_INTERVAL":     {Meaning: "How often the `retention` table is enforced: by one worker replica at a time for its tables, and by one sender replica at a time (the content fetcher) for `message_content`; `0` turns each off."},
 	"WORKER_STATS_INTERVAL":  {Meaning: "How often the outbox, dead-letter and JetStream consumer gauges are refreshed."},
 
 	"LINE_API_BASE_URL":        {Meaning: "Messaging API and token endpoint base URL (the emulator in development)."},

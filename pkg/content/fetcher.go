@@ -74,6 +74,10 @@ func (f *Fetcher) Run(ctx context.Context) error {
 	defer f.wg.Wait()
 	f.wg.Add(1)
 	go f.sweep(ctx)
+	if f.cfg.RetentionInterval > 0 {
+		f.wg.Add(1)
+		go f.retain(ctx)
+	}
 	wait := f.cfg.PollInterval
 	for {
 		n := f.reserve(ctx)

@@ -126,6 +126,31 @@ func TestContentLostClaimIsNotExtended(t *testing.T) {
 	waitChunks(t, r, 0)
 }
 
+// A message unsent while its slow download runs stops being downloaded
+// at the next heartbeat, which finds the claim gone: the row ends
+// deleted long before the body would have ended, and nothing is left.
+func TestContentUnsendStopsSlowDownload(t *testing.T) {
+	t.Parallel()
+	r := newContentRig(t, 0)
+	img := r.fake.MediaEvent(r.channel, mediaUser, "image", 1<<20)
+	id := img.Message.ID
+	r.pacer.slow(id, 32<<10, 450*time.Millisecond) // about 15 s in all
+	r.startFetcher(r.fetcherConfig())
+	r.webhook(img)
+	r.waitStatus(id, store.ContentProcessing)
+	start := time.Now()
+	r.webhook(r.fake.UnsendEvent(mediaUser, id))
+	r.waitStatus(id, store.ContentDeleted)
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("the unsent content's download ran %s after the unsend, want it cut at the next heartbeat", took)
+	}
+	r.assertGone(id)
+	if n := r.fake.ContentServed(id); n != 0 {
+		t.Errorf("the unsent content was served whole %d times", n)
+	}
+	waitChunks(t, r, 0)
+}
+
 // LINE's 429 on the data API is retried with exponential backoff, never
 // at once, until the content is stored. The emulator's own limit is what
 // answers 429 here (the fetcher's rate buckets are off).

@@ -111,10 +111,12 @@ func (k *leaseKeeper) run(ctx context.Context, claimedAt time.Time) {
 	}
 }
 
-// stop ends the heartbeat and the deadline. The context is left as it is:
-// cancelled only if the lease was lost or ran out.
+// stop ends the heartbeat, the deadline and the fetch's context, once
+// the fetch has returned (its result is recorded under a context of its
+// own).
 func (k *leaseKeeper) stop() {
 	close(k.stopc)
 	<-k.done
 	k.timer.Stop()
+	k.cancel(nil)
 }

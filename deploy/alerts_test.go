@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
 
+	"github.com/linepipe/linepipe/pkg/content"
 	"github.com/linepipe/linepipe/pkg/ingest"
 	"github.com/linepipe/linepipe/pkg/ops"
 	"github.com/linepipe/linepipe/pkg/sender"
@@ -132,8 +133,8 @@ func checkNames(t *testing.T, where, expr string, exp exported) {
 }
 
 // exportedMetrics is every series name the services register: ingest's,
-// the worker's and the sender's own, and the Go and process collectors
-// every service serves. Histogram and summary names come with their
+// the worker's and the sender's own (its content fetcher's included), and
+// the Go and process collectors every service serves. Histogram and summary names come with their
 // _bucket, _sum and _count series.
 func exportedMetrics(t *testing.T) exported {
 	t.Helper()
@@ -141,6 +142,10 @@ func exportedMetrics(t *testing.T) exported {
 	ingest.NewMetrics(c)
 	worker.NewMetrics(c)
 	if _, err := sender.New(sender.Config{Registerer: c}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The sender's content fetcher registers on the sender's registry.
+	if _, err := content.New(content.Config{Registerer: c}, nil, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	mfs, err := ops.NewRegistry().Gather()

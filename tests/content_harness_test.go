@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/linepipe/linepipe/pkg/content"
@@ -36,6 +37,7 @@ type contentRig struct {
 	clock  *rigClock
 	api    *httptest.Server
 	gate   *bodyGate
+	pacer  *bodyPacer
 	bucket string
 	objs   *content.Objects
 }
@@ -122,7 +124,78 @@ func (g *bodyGate) wrap(next http.Handler) http.Handler {
 	})
 }
 
+// bodyPacer slows the body of chosen messages' content to a steady
+// trickle: piece bytes, then a pause, as a slow link delivers them.
+type bodyPacer struct {
+	mu    sync.Mutex
+	paces map[string]pace
+}
+
+type pace struct {
+	piece int
+	every time.Duration
+}
+
+func (p *bodyPacer) slow(id string, piece int, every time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.paces == nil {
+		p.paces = map[string]pace{}
+	}
+	p.paces[id] = pace{piece: piece, every: every}
+}
+
+type pacedWriter struct {
+	http.ResponseWriter
+	pace pace
+}
+
+func (w *pacedWriter) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		time.Sleep(w.pace.every) // before, so the last piece ends the body at once
+		k := min(len(p), w.pace.piece)
+		m, err := w.ResponseWriter.Write(p[:k])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		if f, ok := w.ResponseWriter.(http.Flusher); ok {
+			f.Flush()
+		}
+		p = p[k:]
+	}
+	return n, nil
+}
+
+func (w *pacedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (p *bodyPacer) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		var pc pace
+		var ok bool
+		for id, v := range p.paces {
+			if r.URL.Path == "/v2/bot/message/"+id+"/content" {
+				pc, ok = v, true
+			}
+		}
+		p.mu.Unlock()
+		if ok {
+			w = &pacedWriter{ResponseWriter: w, pace: pc}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 func newContentRig(t *testing.T, preparing time.Duration) *contentRig {
+	t.Helper()
+	return newContentRigWith(t, preparing, nil)
+}
+
+// newContentRigWith builds the rig with mod applied to the emulator's
+// configuration.
+func newContentRigWith(t *testing.T, preparing time.Duration, mod func(*linefake.Config)) *contentRig {
 	t.Helper()
 	p := newPipeline(t, pipelineOpts{})
 	ctx := context.Background()
@@ -130,17 +203,21 @@ func newContentRig(t *testing.T, preparing time.Duration) *contentRig {
 		t.Fatal(err)
 	}
 	clock := &rigClock{t: time.Now()}
-	fake := linefake.New(linefake.Config{
+	fcfg := linefake.Config{
 		Channels:         []linefake.Channel{{ID: p.channel, Secret: p.secret, AccessTokens: []string{contentToken}}},
 		Clock:            clock.Now,
 		Seed:             7,
 		ContentPreparing: preparing,
-	})
-	gate := &bodyGate{}
-	api := httptest.NewServer(gate.wrap(fake))
+	}
+	if mod != nil {
+		mod(&fcfg)
+	}
+	fake := linefake.New(fcfg)
+	gate, pacer := &bodyGate{}, &bodyPacer{}
+	api := httptest.NewServer(gate.wrap(pacer.wrap(fake)))
 	t.Cleanup(api.Close)
 	t.Cleanup(gate.releaseAll) // runs first: a held body must not keep api.Close waiting
-	r := &contentRig{pipeline: p, fake: fake, clock: clock, api: api, gate: gate,
+	r := &contentRig{pipeline: p, fake: fake, clock: clock, api: api, gate: gate, pacer: pacer,
 		bucket: "c_" + strings.ToLower(testenv.NewNames().SubjectPrefix)}
 	objs, err := content.EnsureObjects(ctx, p.js, r.bucket, 1)
 	if err != nil {
@@ -162,7 +239,15 @@ func (r *contentRig) fetcherConfig() content.Config {
 // test ends).
 func (r *contentRig) startFetcher(cfg content.Config) (stop func()) {
 	r.t.Helper()
-	f, err := content.New(cfg, r.db.Pool, r.js, staticTokens{})
+	_, stop = r.runFetcher(cfg, r.db.Pool)
+	return stop
+}
+
+// runFetcher runs a fetcher on db (a role's pool, to hold it to that
+// role's grants) and returns it once its bucket is ensured.
+func (r *contentRig) runFetcher(cfg content.Config, db *pgxpool.Pool) (f *content.Fetcher, stop func()) {
+	r.t.Helper()
+	f, err := content.New(cfg, db, r.js, staticTokens{})
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -172,7 +257,12 @@ func (r *contentRig) startFetcher(cfg content.Config) (stop func()) {
 	var once sync.Once
 	stop = func() { once.Do(func() { cancel(); <-done }) }
 	r.t.Cleanup(stop)
-	return stop
+	for deadline := time.Now().Add(30 * time.Second); f.Objects() == nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			r.t.Fatal("the fetcher never ensured its bucket")
+		}
+	}
+	return f, stop
 }
 
 func (r *contentRig) webhook(evs ...linefake.WebhookEvent) {

@@ -129,7 +129,11 @@ func TestContentUnsendDuringFetch(t *testing.T) {
 	r := newContentRig(t, 0)
 	img := r.fake.MediaEvent(r.channel, mediaUser, "image", 1<<20)
 	started, release := r.gate.hold(img.Message.ID)
-	r.startFetcher(r.fetcherConfig())
+	cfg := r.fetcherConfig()
+	// No heartbeat falls inside the race: one would find the claim gone
+	// and cut the download before its write, which is the other path.
+	cfg.Lease = time.Minute
+	r.startFetcher(cfg)
 	r.webhook(img)
 	select {
 	case <-started:

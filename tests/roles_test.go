@@ -39,6 +39,13 @@ func TestRolesAreLeastPrivilege(t *testing.T) {
 		{store.RoleSender, `SELECT count(*) FROM messages`, false},
 		{store.RoleSender, `UPDATE channels SET channel_secret = 'z'`, false},
 		{store.RoleSender, `DELETE FROM outbox`, false},
+		// Content retention runs in the sender's fetcher: it reads the
+		// keep and deletes expired content rows, nothing more.
+		{store.RoleSender, `SELECT count(*) FROM retention`, true},
+		{store.RoleSender, `UPDATE retention SET keep = '1 day'`, false},
+		{store.RoleSender, `DELETE FROM message_content WHERE status = 'expired'`, true},
+		{store.RoleSender, `INSERT INTO message_content (channel_id, message_id, message_type) VALUES ('c', 'm', 'image')`, false},
+		{store.RoleWorker, `DELETE FROM message_content`, false},
 	}
 	for _, c := range cases {
 		pool := db.RolePool(t, c.role)

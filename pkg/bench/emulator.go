@@ -44,5 +44,5 @@ func (e *Emulator) Close() error {
 // UnlimitedRates lifts every per-channel rate limit of the emulator.
 func UnlimitedRates() linefake.RateLimits {
 	u := linefake.Unlimited
-	return linefake.RateLimits{Push: u, Reply: u, Multicast: u, Narrowcast: u, Broadcast: u}
+	return linefake.RateLimits{Push: u, Reply: u, Multicast: u, Narrowcast: u, Broadcast: u, Other: u}
 }

@@ -46,7 +46,7 @@ type Audit struct {
 	// than delivered (uncertain is allowed to): reported, not fatal.
 	Misrecorded map[string]int `json:"misrecorded"`
 	Accepted    int            `json:"emulatorAccepted"`
-	// EmulatorAnswers counts the emulator's answers to sends by endpoint
+	// EmulatorAnswers counts the emulator's answers by endpoint (sends and content)
 	// and status ("dropped" for accept-then-drop): proof the faults hit.
 	EmulatorAnswers map[string]int64 `json:"emulatorAnswers"`
 

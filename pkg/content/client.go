@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -68,17 +69,19 @@ func errorText(res *http.Response) string {
 	return string(b)
 }
 
-// idleReader cancels a download whose body stops flowing for timeout.
+// idleReader cancels a download whose body stops flowing for timeout,
+// and counts the bytes read into progress (for the lease heartbeat).
 type idleReader struct {
-	r      io.Reader
-	timer  *time.Timer
-	d      time.Duration
-	mu     sync.Mutex
-	stalls bool
+	r        io.Reader
+	timer    *time.Timer
+	d        time.Duration
+	progress *atomic.Int64
+	mu       sync.Mutex
+	stalls   bool
 }
 
-func newIdleReader(r io.Reader, d time.Duration, cancel context.CancelFunc) *idleReader {
-	ir := &idleReader{r: r, d: d}
+func newIdleReader(r io.Reader, d time.Duration, cancel context.CancelFunc, progress *atomic.Int64) *idleReader {
+	ir := &idleReader{r: r, d: d, progress: progress}
 	ir.timer = time.AfterFunc(d, func() {
 		ir.mu.Lock()
 		ir.stalls = true
@@ -90,6 +93,7 @@ func newIdleReader(r io.Reader, d time.Duration, cancel context.CancelFunc) *idl
 
 func (ir *idleReader) Read(p []byte) (int, error) {
 	n, err := ir.r.Read(p)
+	ir.progress.Add(int64(n))
 	ir.timer.Reset(ir.d)
 	return n, err
 }

@@ -4,7 +4,7 @@
 // already holds the channels' tokens and the shared rate buckets) claims
 // rows under a fenced lease, streams each from LINE's data API into a
 // JetStream Object Store bucket, and deletes the object again when the
-// user unsends the message.
+// user unsends the message or its retention ends (retention.go).
 package content
 
 import (
@@ -36,6 +36,9 @@ const (
 	DefaultPollBase     = time.Second
 	DefaultPollMax      = 30 * time.Second
 	DefaultMaxAttempts  = 20
+	// DefaultRetentionInterval is how often a replica tries a content
+	// retention round, as the worker's janitor does for its tables.
+	DefaultRetentionInterval = time.Minute
 	// DefaultRate: get content has no limit of its own, so LINE's "other
 	// API endpoints" row applies, 2,000 requests a second per channel and
 	// endpoint.
@@ -56,15 +59,18 @@ type Config struct {
 	// Concurrency is how many rows one fetcher works on at once
 	// (CONTENT_CONCURRENCY).
 	Concurrency int
-	// Lease is how long a claim owns a row (CONTENT_LEASE). Another
-	// fetcher takes over a row whose lease ended, so it must exceed the
-	// longest download; a download still running near its end is cut.
+	// Lease is how long a claim owns a row without news from its fetcher
+	// (CONTENT_LEASE): another fetcher takes over a row whose lease ended,
+	// so it is how long a dead fetcher's row waits. A fetch in progress
+	// extends it every third of the lease, fenced by its claim id, so a
+	// download may outlast it as long as a whole chunk (128 KiB) arrives
+	// within each lease.
 	Lease time.Duration
 	// PollInterval is the wait after a claim found nothing due.
 	PollInterval time.Duration
 	// HTTPTimeout bounds the wait for LINE's answer headers and any pause
 	// in the body (CONTENT_HTTP_TIMEOUT); a long download that keeps
-	// flowing is bounded by the lease.
+	// flowing runs on, its lease extended.
 	HTTPTimeout time.Duration
 	// BackoffBase, BackoffMax shape the retry after a 5xx, 429, timeout
 	// or network error (CONTENT_BACKOFF_BASE, CONTENT_BACKOFF_MAX).
@@ -81,6 +87,11 @@ type Config struct {
 	// DefaultRate; a negative RateLimit is off.
 	RateLimit int
 	RatePer   time.Duration
+	// RetentionInterval is how often expired content is deleted (the
+	// retention table's 'message_content' row; RETENTION_INTERVAL, read
+	// by the worker for its own tables too). One replica at a time runs
+	// a round. Zero takes the default; negative turns it off.
+	RetentionInterval time.Duration
 	// Owner is written to claimed_by. Default hostname-pid.
 	Owner string
 	// Rand returns [0,1) for backoff jitter. Default math/rand.
@@ -104,6 +115,8 @@ func FromEnv(env *config.Env) (cfg Config, enabled bool, err error) {
 		BackoffBase: env.Duration("CONTENT_BACKOFF_BASE", DefaultBackoffBase),
 		BackoffMax:  env.Duration("CONTENT_BACKOFF_MAX", DefaultBackoffMax),
 		MaxAttempts: env.Int("CONTENT_MAX_ATTEMPTS", DefaultMaxAttempts),
+
+		RetentionInterval: env.Duration("RETENTION_INTERVAL", DefaultRetentionInterval),
 	}
 	enabled = env.Bool("CONTENT_FETCH", true)
 	var rateErr error
@@ -115,6 +128,12 @@ func FromEnv(env *config.Env) (cfg Config, enabled bool, err error) {
 	}
 	if cfg.Concurrency < 1 || cfg.MaxAttempts < 1 {
 		errs = append(errs, errors.New("CONTENT_CONCURRENCY and CONTENT_MAX_ATTEMPTS must be at least 1"))
+	}
+	switch {
+	case cfg.RetentionInterval == 0:
+		cfg.RetentionInterval = -1 // 0 in the environment turns retention off
+	case cfg.RetentionInterval < time.Second:
+		errs = append(errs, fmt.Errorf("RETENTION_INTERVAL %s: 0 (off) or at least 1s", cfg.RetentionInterval))
 	}
 	chk := cfg
 	chk.setDefaults()
@@ -171,6 +190,7 @@ func (c *Config) setDefaults() {
 	def(&c.BackoffMax, DefaultBackoffMax)
 	def(&c.PollBase, DefaultPollBase)
 	def(&c.PollMax, DefaultPollMax)
+	def(&c.RetentionInterval, DefaultRetentionInterval)
 	if c.Owner == "" {
 		host, _ := os.Hostname()
 		c.Owner = fmt.Sprintf("%s-%d", host, os.Getpid())

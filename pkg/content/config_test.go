@@ -15,16 +15,16 @@ func TestFromEnvDefaultsAndErrors(t *testing.T) {
 	t.Parallel()
 	cfg, on, err := FromEnv(config.FromMap(nil))
 	if err != nil || !on || cfg.BaseURL != DefaultDataBaseURL || cfg.Bucket != DefaultBucket || cfg.MaxBytes != DefaultMaxBytes ||
-		cfg.RateLimit != 2000 || cfg.RatePer != time.Second {
+		cfg.RateLimit != 2000 || cfg.RatePer != time.Second || cfg.RetentionInterval != DefaultRetentionInterval {
 		t.Fatalf("defaults: %+v %v %v", cfg, on, err)
 	}
 	cfg, on, err = FromEnv(config.FromMap(map[string]string{"CONTENT_FETCH": "false", "CONTENT_RATE": "off",
-		"CONTENT_MAX_BYTES": "2MiB", "LINE_DATA_API_BASE_URL": "http://x/"}))
-	if err != nil || on || cfg.RateLimit >= 0 || cfg.MaxBytes != 2<<20 {
+		"CONTENT_MAX_BYTES": "2MiB", "LINE_DATA_API_BASE_URL": "http://x/", "RETENTION_INTERVAL": "0"}))
+	if err != nil || on || cfg.RateLimit >= 0 || cfg.MaxBytes != 2<<20 || cfg.RetentionInterval >= 0 {
 		t.Fatalf("set: %+v %v %v", cfg, on, err)
 	}
 	for k, v := range map[string]string{"CONTENT_RATE": "fast", "CONTENT_LEASE": "5s", "CONTENT_MAX_BYTES": "0",
-		"CONTENT_CONCURRENCY": "0", "NATS_REPLICAS": "9"} {
+		"CONTENT_CONCURRENCY": "0", "NATS_REPLICAS": "9", "RETENTION_INTERVAL": "10ms"} {
 		if _, _, err := FromEnv(config.FromMap(map[string]string{k: v})); err == nil {
 			t.Errorf("%s=%s accepted", k, v)
 		}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -18,15 +19,17 @@ import (
 
 // attempt is one fetch of one claimed row.
 type attempt struct {
-	f     *Fetcher
-	c     store.ContentClaim
-	token string
+	f        *Fetcher
+	c        store.ContentClaim
+	token    string
+	progress *atomic.Int64 // body bytes read so far, for the heartbeat
 }
 
 // fetch makes one attempt: poll transcoding if LINE was still preparing
-// the content, then download it into the bucket.
-func (f *Fetcher) fetch(ctx context.Context, c store.ContentClaim, objs *Objects) store.ContentOutcome {
-	a := &attempt{f: f, c: c}
+// the content, then download it into the bucket. The download adds the
+// bytes it reads to progress.
+func (f *Fetcher) fetch(ctx context.Context, c store.ContentClaim, objs *Objects, progress *atomic.Int64) store.ContentOutcome {
+	a := &attempt{f: f, c: c, progress: progress}
 	tok, err := f.tokens.Get(ctx, c.ChannelID)
 	if err != nil {
 		return a.retry(0, "access token: "+err.Error())
@@ -161,14 +164,18 @@ func (a *attempt) download(ctx context.Context, objs *Objects) store.ContentOutc
 		return a.tooLarge(res.ContentLength)
 	}
 	ctype := res.Header.Get("Content-Type")
-	body := newIdleReader(res.Body, f.cfg.HTTPTimeout, cancel)
+	body := newIdleReader(res.Body, f.cfg.HTTPTimeout, cancel, a.progress)
 	// The put outlives the request's context: a stall, the lease's end or
-	// a shutdown cancels the request, which fails the body's next read,
-	// and the object store then purges the partial chunks with a context
-	// that still works. (A cancelled put context would skip that purge.)
-	putCtx, putCancel := context.WithTimeout(context.WithoutCancel(ctx), leaseSafety+f.cfg.Lease)
+	// loss, or a shutdown cancels the request, which fails the body's next
+	// read, and the object store then purges the partial chunks with a
+	// context that still works. (A cancelled put context would skip that
+	// purge.) The put's own context ends the safety margin after the
+	// request's, so a put stuck on NATS cannot outlast the lease either.
+	putCtx, putCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer putCancel()
+	stopPutCut := context.AfterFunc(dctx, func() { time.AfterFunc(f.safety(), putCancel) })
 	w, err := objs.Put(putCtx, ObjectName(a.c.ChannelID, a.c.MessageID), ctype, body, f.cfg.MaxBytes)
+	stopPutCut()
 	stalled := body.stop()
 	switch {
 	case errors.Is(err, ErrTooLarge):
@@ -176,8 +183,11 @@ func (a *attempt) download(ctx context.Context, objs *Objects) store.ContentOutc
 		return a.tooLarge(-1)
 	case err != nil:
 		msg := err.Error()
-		if stalled {
+		switch cause := context.Cause(ctx); {
+		case stalled:
 			msg = fmt.Sprintf("download stalled for %s", f.cfg.HTTPTimeout)
+		case errors.Is(cause, errLeaseEnded), errors.Is(cause, store.ErrContentClaimLost):
+			msg = cause.Error()
 		}
 		// The answer was 200 but the bytes did not all arrive (or could
 		// not be stored): log the call with the reason, retry.

@@ -16,11 +16,6 @@ import (
 	"github.com/linepipe/linepipe/pkg/store"
 )
 
-// leaseSafety is how long before its lease ends a fetch gives up, so its
-// last write lands before another fetcher (or an unsend's deleter) may
-// act on the row.
-const leaseSafety = 10 * time.Second
-
 // Rate buckets in outbox_rate: LINE limits each endpoint separately.
 const (
 	bucketContent     = "get:content"
@@ -79,12 +74,17 @@ func (f *Fetcher) Run(ctx context.Context) error {
 	defer f.wg.Wait()
 	f.wg.Add(1)
 	go f.sweep(ctx)
+	if f.cfg.RetentionInterval > 0 {
+		f.wg.Add(1)
+		go f.retain(ctx)
+	}
 	wait := f.cfg.PollInterval
 	for {
 		n := f.reserve(ctx)
 		if n == 0 {
 			return nil
 		}
+		claimedAt := time.Now()
 		claims, err := store.ClaimContent(ctx, f.db, n, f.cfg.Owner, f.cfg.Lease)
 		for i := len(claims); i < n; i++ {
 			<-f.slots
@@ -97,7 +97,7 @@ func (f *Fetcher) Run(ctx context.Context) error {
 		}
 		for _, c := range claims {
 			f.wg.Add(1)
-			go f.work(ctx, c)
+			go f.work(ctx, c, claimedAt)
 		}
 		if len(claims) == n {
 			continue
@@ -129,14 +129,17 @@ func (f *Fetcher) reserve(ctx context.Context) int {
 	return n
 }
 
-// work handles one claimed row and records the result.
-func (f *Fetcher) work(runCtx context.Context, c store.ContentClaim) {
+// work handles one claimed row, taken at claimedAt, and records the
+// result. A fetch runs under a heartbeat that extends its lease for as
+// long as the download keeps flowing (see leaseKeeper); deleting an
+// unsent object is short and runs within the claim's first lease.
+func (f *Fetcher) work(runCtx context.Context, c store.ContentClaim, claimedAt time.Time) {
 	defer func() { <-f.slots; f.wg.Done() }()
-	ctx, cancel := context.WithTimeout(runCtx, f.cfg.Lease-leaseSafety)
-	defer cancel()
 	objs := f.objs.Load()
 	name := ObjectName(c.ChannelID, c.MessageID)
 	if c.Status == store.ContentUnsent {
+		ctx, cancel := context.WithDeadline(runCtx, claimedAt.Add(f.cfg.Lease-f.safety()))
+		defer cancel()
 		err := store.DeleteUnsentContent(ctx, f.db, c.MessageKey, c.ClaimID, func(ctx context.Context) error {
 			return objs.Delete(ctx, name)
 		})
@@ -147,7 +150,9 @@ func (f *Fetcher) work(runCtx context.Context, c store.ContentClaim) {
 		}
 		return
 	}
-	out := f.fetch(ctx, c, objs)
+	ctx, keeper := f.keepLease(runCtx, c, claimedAt)
+	out := f.fetch(ctx, c, objs, &keeper.progress)
+	keeper.stop()
 	if runCtx.Err() != nil && out.Status != store.ContentStored {
 		// Shut down mid-fetch: hand the row back for the next fetcher.
 		out = store.ContentOutcome{Status: store.ContentPending, Transcoding: c.Transcoding,
@@ -193,7 +198,9 @@ func (f *Fetcher) Ready(ctx context.Context) error {
 
 // sweep purges, every lease, the chunks of puts whose fetcher died
 // mid-write. A chunk is taken only when no object points at it and
-// nothing was written to it for two leases: no live put is that old.
+// nothing was written to it for two leases: a live put is never that
+// idle, since the heartbeat cuts a download that fills no chunk within a
+// lease (leaseKeeper).
 func (f *Fetcher) sweep(ctx context.Context) {
 	defer f.wg.Done()
 	t := time.NewTicker(f.cfg.Lease)

@@ -24,6 +24,11 @@ type Objects struct {
 	bucket string
 }
 
+// ChunkSize is the size of the chunks an object is stored as: the object
+// store's default, set explicitly because the fetcher's heartbeat and the
+// orphan sweep reason in chunks.
+const ChunkSize = 128 << 10
+
 // ObjectName is where a message's content is stored.
 func ObjectName(channelID, messageID string) string { return channelID + "/" + messageID }
 
@@ -67,7 +72,7 @@ type Written struct {
 func (o *Objects) Put(ctx context.Context, name, contentType string, r io.Reader, maxBytes int64) (Written, error) {
 	h := sha256.New()
 	lr := &limitReader{r: r, left: maxBytes}
-	meta := jetstream.ObjectMeta{Name: name}
+	meta := jetstream.ObjectMeta{Name: name, Opts: &jetstream.ObjectMetaOptions{ChunkSize: ChunkSize}}
 	if contentType != "" {
 		meta.Headers = map[string][]string{"Content-Type": {contentType}}
 	}

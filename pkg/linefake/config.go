@@ -65,13 +65,20 @@ func ParseLimit(s string) (Limit, error) {
 
 // RateLimits are per channel and per endpoint, as LINE applies them.
 // Zero fields take LINE's published rates: push and reply 2,000/s,
-// multicast 200/s, narrowcast and broadcast 60/hour.
+// multicast 200/s, narrowcast and broadcast 60/hour, and 2,000/s for
+// "Other API endpoints".
 type RateLimits struct {
 	Push       Limit `json:"push"`
 	Reply      Limit `json:"reply"`
 	Multicast  Limit `json:"multicast"`
 	Narrowcast Limit `json:"narrowcast"`
 	Broadcast  Limit `json:"broadcast"`
+	// Other is LINE's "Other API endpoints" row. Get content and get
+	// transcoding status have no row of their own, so it applies to
+	// them; LINE limits per endpoint, so each of the two has its own
+	// bucket at this rate (a transcoding poll never spends a download's
+	// budget).
+	Other Limit `json:"other"`
 }
 
 // UserCap is the cap on messages pushed to one user. LINE answers push
@@ -149,6 +156,7 @@ func (c *Config) setDefaults() {
 	defLimit(&c.RateLimits.Multicast, Limit{200, time.Second})
 	defLimit(&c.RateLimits.Narrowcast, Limit{60, time.Hour})
 	defLimit(&c.RateLimits.Broadcast, Limit{60, time.Hour})
+	defLimit(&c.RateLimits.Other, Limit{2000, time.Second})
 	defDur(&c.ReplyTokenTTL, DefaultReplyTokenTTL)
 	defDur(&c.RedeliveredReplyLimit, DefaultRedeliveredReplyLimit)
 	defDur(&c.RetryKeyWindow, DefaultRetryKeyWindow)
@@ -191,7 +199,7 @@ func (c *Config) Validate() error {
 		seen[ch.ID] = true
 	}
 	for name, l := range map[string]Limit{"push": c.RateLimits.Push, "reply": c.RateLimits.Reply,
-		"multicast": c.RateLimits.Multicast, "narrowcast": c.RateLimits.Narrowcast, "broadcast": c.RateLimits.Broadcast} {
+		"multicast": c.RateLimits.Multicast, "narrowcast": c.RateLimits.Narrowcast, "broadcast": c.RateLimits.Broadcast, "other": c.RateLimits.Other} {
 		if l.Requests > 0 && l.Per <= 0 {
 			errs = append(errs, fmt.Errorf("rate limit %s: period must be positive", name))
 		}

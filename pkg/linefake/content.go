@@ -25,7 +25,9 @@ import (
 // can recompute any content's SHA-256 without the emulator keeping it.
 // Content faults (SetContentFaults) apply to both endpoints: 500s, 429s,
 // latency, and "drop", which sends half the body and then cuts the
-// connection, as a broken download does.
+// connection, as a broken download does. Both endpoints are rate limited
+// per channel, each with its own bucket at LINE's "Other API endpoints"
+// rate (RateLimits.Other, 2,000/s), and answer 429 past it.
 
 // API paths of the data API.
 const (
@@ -161,15 +163,22 @@ func (s *Server) ContentServed(messageID string) int {
 	return s.content.served[messageID]
 }
 
-// contentRequest authenticates, applies faults and finds the message. It
-// answers and reports false when the request ends here.
-func (s *Server) contentRequest(w http.ResponseWriter, r *http.Request) (contentEntry, string, outcome, bool) {
+// contentRequest authenticates, applies the rate limit and faults, and
+// finds the message. It answers and reports false when the request ends
+// here. As for sends, every authenticated request counts against ep's
+// bucket (RateLimits.Other), whatever it then gets: LINE counts retries
+// and refused requests too.
+func (s *Server) contentRequest(w http.ResponseWriter, r *http.Request, ep string) (contentEntry, string, outcome, bool) {
 	if err := sleep(r.Context(), s.content.faults.delay()); err != nil {
 		setOutcome(w, "canceled")
 		return contentEntry{}, "", 0, false
 	}
 	channel, ok := s.authenticate(w, r)
 	if !ok {
+		return contentEntry{}, "", 0, false
+	}
+	if !s.limiter.allow(channel, ep, s.now) {
+		writeError(w, http.StatusTooManyRequests, msgRateLimited)
 		return contentEntry{}, "", 0, false
 	}
 	fate := s.content.faults.roll()
@@ -195,7 +204,7 @@ func (s *Server) contentRequest(w http.ResponseWriter, r *http.Request) (content
 }
 
 func (s *Server) serveContent(w http.ResponseWriter, r *http.Request) {
-	e, id, fate, ok := s.contentRequest(w, r)
+	e, id, fate, ok := s.contentRequest(w, r, EndpointContent)
 	if !ok {
 		return
 	}
@@ -224,7 +233,7 @@ func (s *Server) serveContent(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveTranscoding(w http.ResponseWriter, r *http.Request) {
-	e, _, _, ok := s.contentRequest(w, r)
+	e, _, _, ok := s.contentRequest(w, r, EndpointTranscoding)
 	if !ok {
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 )
@@ -69,5 +70,88 @@ func TestContentDropCutsBody(t *testing.T) {
 	}
 	if b.srv.ContentServed(img.Message.ID) != 0 {
 		t.Fatal("a dropped download counted as served")
+	}
+}
+
+// The data API is rate limited as LINE limits it: per channel and per
+// endpoint at the "Other API endpoints" rate. Past it, content and
+// transcoding answer 429 with LINE's message, each from its own bucket,
+// and the bucket refills on the emulator's clock.
+func TestContentRateLimit(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *Config) {
+		c.RateLimits.Other = Limit{Requests: 3, Per: time.Second}
+		c.Channels = append(c.Channels, Channel{ID: "2234567890", Secret: testSecret, AccessTokens: []string{"static-token-2"}})
+	})
+	auth := map[string]string{"Authorization": "Bearer " + testToken}
+	img := b.srv.MediaEvent(testChannel, userA, "image", 100)
+	get := func(path string, h map[string]string) response {
+		t.Helper()
+		res, err := b.do(http.MethodGet, path, nil, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	content := "/v2/bot/message/" + img.Message.ID + "/content"
+	for range 3 {
+		wantStatus(t, get(content, auth), http.StatusOK)
+	}
+	r := get(content, auth)
+	wantStatus(t, r, http.StatusTooManyRequests)
+	if msg := r.errorBody(t).Message; msg != msgRateLimited {
+		t.Fatalf("429 message %q", msg)
+	}
+	// Transcoding is another endpoint with its own bucket; another
+	// channel has its own buckets. Unknown ids count too: every
+	// authenticated request does.
+	for range 3 {
+		wantStatus(t, get(content+"/transcoding", auth), http.StatusOK)
+	}
+	wantStatus(t, get(content+"/transcoding", auth), http.StatusTooManyRequests)
+	wantStatus(t, get("/v2/bot/message/1/content", map[string]string{"Authorization": "Bearer static-token-2"}), http.StatusNotFound)
+	// A third of a second refills one token at 3/s.
+	b.clock.Advance(334 * time.Millisecond)
+	wantStatus(t, get(content, auth), http.StatusOK)
+	wantStatus(t, get(content, auth), http.StatusTooManyRequests)
+
+	st := b.srv.Stats()
+	if st.Count(EndpointContent, 200) != 4 || st.Count(EndpointContent, 429) != 2 ||
+		st.Count(EndpointTranscoding, 200) != 3 || st.Count(EndpointTranscoding, 429) != 1 {
+		t.Fatalf("counts %v", st.Requests)
+	}
+	if w := st.Window(testChannel, EndpointContent); w.MaxAttempts != 6 || w.MaxAdmitted != 4 {
+		t.Fatalf("content window %+v, want 6 attempts, 4 admitted in the busiest second", w)
+	}
+	if b.srv.ContentServed(img.Message.ID) != 4 {
+		t.Fatalf("served %d bodies, want 4: a 429 serves nothing", b.srv.ContentServed(img.Message.ID))
+	}
+}
+
+// By default the data API allows LINE's 2,000 requests a second per
+// channel and endpoint: the 2,001st within one instant is refused.
+func TestContentDefaultRateIs2000PerSecond(t *testing.T) {
+	t.Parallel()
+	srv := New(Config{Channels: []Channel{{ID: testChannel, Secret: testSecret, AccessTokens: []string{testToken}}},
+		Clock: newFakeClock().Now, Seed: 1})
+	vid := srv.MediaEvent(testChannel, userA, "video", 100)
+	call := func(path string) int {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	tr := "/v2/bot/message/" + vid.Message.ID + "/content/transcoding"
+	for i := range 2000 {
+		if code := call(tr); code != http.StatusOK {
+			t.Fatalf("transcoding request %d: %d within the limit", i+1, code)
+		}
+	}
+	if code := call(tr); code != http.StatusTooManyRequests {
+		t.Fatalf("request 2001: %d, want 429", code)
+	}
+	if code := call("/v2/bot/message/" + vid.Message.ID + "/content"); code != http.StatusOK {
+		t.Fatalf("content after transcoding's bucket ran dry: %d, want 200 from its own bucket", code)
 	}
 }

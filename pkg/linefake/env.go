@@ -54,7 +54,7 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 	}{
 		{"LINEFAKE_RATE_PUSH", &c.RateLimits.Push}, {"LINEFAKE_RATE_REPLY", &c.RateLimits.Reply},
 		{"LINEFAKE_RATE_MULTICAST", &c.RateLimits.Multicast}, {"LINEFAKE_RATE_NARROWCAST", &c.RateLimits.Narrowcast},
-		{"LINEFAKE_RATE_BROADCAST", &c.RateLimits.Broadcast},
+		{"LINEFAKE_RATE_BROADCAST", &c.RateLimits.Broadcast}, {"LINEFAKE_RATE_OTHER", &c.RateLimits.Other},
 	}
 	for _, l := range limits {
 		if v := env.String(l.key, ""); v != "" {

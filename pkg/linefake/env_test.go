@@ -20,6 +20,7 @@ func TestSettingsFromEnv(t *testing.T) {
 		"LINEFAKE_SEED":           "9",
 		"LINEFAKE_RATE_PUSH":      "100/1s",
 		"LINEFAKE_RATE_BROADCAST": "off",
+		"LINEFAKE_RATE_OTHER":     "50/1s",
 		"LINEFAKE_USER_CAP":       "10/1m",
 	}))
 	if err != nil {
@@ -32,7 +33,8 @@ func TestSettingsFromEnv(t *testing.T) {
 	if c.Faults != (Faults{FailRate: 0.1, DropRate: 0.05, TooManyRate: 0.2, Latency: 20 * time.Millisecond, LatencyJitter: 5 * time.Millisecond}) {
 		t.Fatalf("faults %+v", c.Faults)
 	}
-	if c.RateLimits.Push != (Limit{100, time.Second}) || c.RateLimits.Broadcast != Unlimited || c.RateLimits.Reply != (Limit{}) {
+	if c.RateLimits.Push != (Limit{100, time.Second}) || c.RateLimits.Broadcast != Unlimited || c.RateLimits.Reply != (Limit{}) ||
+		c.RateLimits.Other != (Limit{50, time.Second}) {
 		t.Fatalf("limits %+v (unset ones stay zero for LINE's defaults)", c.RateLimits)
 	}
 	if c.UserCap != (UserCap{10, time.Minute}) {

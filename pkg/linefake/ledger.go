@@ -39,7 +39,8 @@ type Delivery struct {
 	RetryKeyReuse int `json:"retryKeyReuse,omitempty"`
 }
 
-// Stats counts requests by endpoint and status. Status is the HTTP code,
+// Stats counts requests by endpoint (the send endpoints, token, and the
+// data API's content and transcoding) and status. Status is the HTTP code,
 // or "dropped" for an accept-then-drop.
 type Stats struct {
 	Requests    map[string]map[string]int `json:"requests"`

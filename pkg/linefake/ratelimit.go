@@ -71,6 +71,8 @@ func (l *limiter) limitFor(ep string) Limit {
 		return l.limits.Narrowcast
 	case epBroadcast:
 		return l.limits.Broadcast
+	case EndpointContent, EndpointTranscoding:
+		return l.limits.Other
 	}
 	return Unlimited
 }

@@ -66,6 +66,12 @@ var apiPaths = map[string]string{
 	PathNarrowcast: epNarrowcast, PathBroadcast: epBroadcast, PathToken: epToken,
 }
 
+// dataPatterns are the data API's routes, counted in Stats like the
+// send endpoints.
+var dataPatterns = map[string]string{
+	"GET " + PathContent: EndpointContent, "GET " + PathTranscoding: EndpointTranscoding,
+}
+
 // Server is the emulator. It is an http.Handler; mount it at the root of
 // a listener and point LINE_API_BASE_URL at it.
 type Server struct {
@@ -144,11 +150,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := uuid.NewString()
 	w.Header().Set(RequestIDHeader, id)
 	rec := &recorder{ResponseWriter: w}
+	req := r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
 	// Deferred so that an aborted handler (panic(http.ErrAbortHandler))
 	// is still counted and logged.
 	defer func() {
 		status := rec.statusText()
-		if ep, ok := apiPaths[r.URL.Path]; ok && !rec.counted {
+		ep, ok := apiPaths[r.URL.Path]
+		if !ok {
+			// The data API's paths hold the message id: the mux's
+			// pattern names the endpoint.
+			ep, ok = dataPatterns[req.Pattern]
+		}
+		if ok && !rec.counted {
 			s.ledger.count(ep, status)
 		}
 		// Never the Authorization header, the body or its text.
@@ -160,7 +173,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.cfg.Log.Info("request", fields...)
 	}()
-	s.mux.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
+	s.mux.ServeHTTP(rec, req)
 }
 
 // recorder remembers the status for counting and logging. Unwrap lets

@@ -249,6 +249,22 @@ func DeleteUnsentContent(ctx context.Context, db Beginner, k MessageKey, claimID
 	})
 }
 
+// ExtendContentLease moves the lease of the row claimID holds to lease
+// from now (the database clock), while its fetch is still running. It
+// reports false, changing nothing, when the claim is no longer the row's:
+// another fetcher took it over, or an unsend cleared it. A fetcher that
+// lost its claim can thus never keep a row from its new owner.
+func ExtendContentLease(ctx context.Context, q Querier, k MessageKey, claimID uuid.UUID, lease time.Duration) (bool, error) {
+	tag, err := q.Exec(ctx, `UPDATE message_content
+		SET lease_until = clock_timestamp() + $4 * interval '1 millisecond', updated_at = now()
+		WHERE channel_id = $1 AND message_id = $2 AND claim_id = $3 AND status = 'processing'`,
+		k.ChannelID, k.MessageID, claimID, lease.Milliseconds())
+	if err != nil {
+		return false, fmt.Errorf("extending a message content lease: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
 // ContentStatus reads a row's status and claim, for a fetcher that must
 // know before downloading whether the message was unsent meanwhile.
 func ContentStatus(ctx context.Context, q Querier, k MessageKey) (status string, claim *uuid.UUID, err error) {

@@ -5,8 +5,11 @@ import (
 	"fmt"
 )
 
-// RetentionTables are the kinds of rows the retention table covers, in
-// the order the janitor deletes them.
+// RetentionTables are the kinds of rows the worker's janitor deletes by
+// the retention table, in the order it deletes them. The table's
+// 'message_content' row is not among them: expired content is an object
+// in the content bucket as well as a row, and only the sender's content
+// fetcher may delete objects there (ExpireContent, PurgeExpiredContent).
 var RetentionTables = []string{"events", "webhook_log", "api_log", "outbox", "dead_letters", "unsent_messages", "outbox_rate"}
 
 // expired is, per retention table, the condition of a row past its keep.

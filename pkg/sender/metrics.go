@@ -13,6 +13,7 @@ type metrics struct {
 	slotMissed   prometheus.Counter
 	released     prometheus.Counter
 	claimShifted prometheus.Counter   // late claims moved later as a whole
+	reslotBatch  prometheus.Histogram // late rows booked by one re-slot transaction
 	wakeups      prometheus.Counter   // claims started by a notification
 	completes    prometheus.Histogram // completions per grouped statement
 }
@@ -57,6 +58,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "linepipe_sender_wakeups_total",
 			Help: "Claims started by a notification that outbox rows were committed, rather than by the poll.",
 		}),
+		reslotBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "linepipe_sender_reslot_batch_rows",
+			Help:    "Late rows given fresh rate slots by one transaction.",
+			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500},
+		}),
 		completes: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "linepipe_sender_completion_batch_rows",
 			Help:    "Attempt outcomes recorded by one grouped completion statement.",
@@ -65,7 +71,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.rows, m.calls, m.latency, m.batch, m.leaseLost, m.slotMissed, m.released,
-			m.wakeups, m.completes, m.claimShifted)
+			m.wakeups, m.completes, m.claimShifted, m.reslotBatch)
 	}
 	return m
 }

@@ -61,8 +61,9 @@ type Sender struct {
 	done   *completer
 
 	leadMu    sync.Mutex
-	claimTook time.Duration // recent claim latency, for claimLead
-	turn      atomic.Int64  // claims so far: whose lane goes first (store.ClaimParams.Turn)
+	claimTook time.Duration  // recent claim latency, for claimLead
+	turn      atomic.Int64   // claims so far: whose lane goes first (store.ClaimParams.Turn)
+	reslots   chan reslotReq // late rows waiting for fresh slots (runReslots)
 }
 
 // New builds a Sender; cfg's zero values take the defaults.
@@ -72,7 +73,7 @@ func New(cfg Config, db *pgxpool.Pool) (*Sender, error) {
 		return nil, fmt.Errorf("sender config: %w", err)
 	}
 	s := &Sender{cfg: cfg, db: db, m: newMetrics(cfg.Registerer), log: cfg.Log,
-		slots: make(chan struct{}, cfg.Concurrency)}
+		slots: make(chan struct{}, cfg.Concurrency), reslots: make(chan reslotReq)}
 	s.done = newCompleter(db, cfg.Concurrency, s.m)
 	lookup := func(ctx context.Context, id string) (store.Channel, error) {
 		c, err := store.GetChannel(ctx, db, id)
@@ -97,8 +98,13 @@ func New(cfg Config, db *pgxpool.Pool) (*Sender, error) {
 func (s *Sender) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { s.done.run(); close(done) }()
+	rctx, stopReslots := context.WithCancel(context.Background())
+	reslotsDone := make(chan struct{})
+	go func() { s.runReslots(rctx); close(reslotsDone) }()
 	defer func() {
 		s.wg.Wait() // every delivery has handed in its completion
+		stopReslots()
+		<-reslotsDone
 		s.done.close()
 		<-done
 		s.tokens.wait()
@@ -354,18 +360,15 @@ func (s *Sender) awaitSlot(row store.OutboxClaimed, target time.Time, pl *planne
 			s.release(row, pl)
 			return target, false
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, slotLocal, err := store.ReslotOutbox(ctx, s.db, store.Reslot{ID: row.ID, ClaimID: row.ClaimID,
-			Key: spec.key, Interval: spec.interval, Lease: s.cfg.Lease, Horizon: s.cfg.RateHorizon, Lead: s.cfg.RateSlack / 2})
-		cancel()
-		if err != nil {
+		r := s.reslot(row, spec)
+		if err := r.Err; err != nil {
 			s.log.Warn("re-slotting a late outbox row", zap.Int64("outbox_id", row.ID), zap.Error(err))
 			if !errors.Is(err, store.ErrLeaseLost) {
 				s.release(row, pl)
 			}
 			return target, false
 		}
-		target = slotLocal
+		target = r.SlotLocal
 	}
 }
 

@@ -194,66 +194,158 @@ type Reslot struct {
 // ErrLeaseLost, or ErrSlotBeyondHorizon (nothing changed) when the next
 // slot is more than r.Horizon away.
 func ReslotOutbox(ctx context.Context, db Beginner, r Reslot) (slot, slotLocal time.Time, err error) {
-	id, claimID, key, interval, lease := r.ID, r.ClaimID, r.Key, r.Interval, r.Lease
-	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		// The row first, then its bucket: the order claims and releases
-		// take them in, so a claim taking this row over while it is being
-		// re-slotted waits instead of deadlocking.
-		var sendAt *time.Time
-		err := tx.QueryRow(ctx, `SELECT send_at FROM outbox WHERE id = $1 AND claim_id = $2 FOR UPDATE`,
-			id, claimID).Scan(&sendAt)
-		if errors.Is(err, pgx.ErrNoRows) || (err == nil && sendAt == nil) {
-			return ErrLeaseLost
+	res, err := ReslotOutboxRows(ctx, db, ReslotBatch{Key: r.Key, Interval: r.Interval, Lease: r.Lease,
+		Horizon: r.Horizon, Lead: r.Lead, Rows: []ReslotRow{{ID: r.ID, ClaimID: r.ClaimID}}})
+	if err == nil {
+		slot, slotLocal, err = res[0].Slot, res[0].SlotLocal, res[0].Err
+	}
+	if err != nil {
+		return time.Time{}, time.Time{}, fmt.Errorf("re-slotting outbox row %d: %w", r.ID, err)
+	}
+	return slot, slotLocal, nil
+}
+
+// ReslotBatch asks fresh slots in one bucket for rows whose senders
+// missed theirs.
+type ReslotBatch struct {
+	Key      RateKey
+	Interval time.Duration
+	Lease    time.Duration
+	Horizon  time.Duration
+	Lead     time.Duration
+	Rows     []ReslotRow
+}
+
+// ReslotRow is one late row under its claim.
+type ReslotRow struct {
+	ID      int64
+	ClaimID uuid.UUID
+}
+
+// ReslotResult is one row's fresh slot, or why it has none: ErrLeaseLost
+// (its claim is gone) or ErrSlotBeyondHorizon (unchanged).
+type ReslotResult struct {
+	Slot, SlotLocal time.Time
+	Err             error
+}
+
+// ReslotOutboxRows gives every row of b the next free slots of b.Key's
+// bucket, consecutive, in one transaction: one turn on the bucket's lock
+// however many rows were late together. Late rows come in bursts (a
+// loaded host starts a whole batch late), and one transaction each made
+// them queue on that lock behind each other's commits, each falling
+// later still. The results are in b.Rows' order.
+func ReslotOutboxRows(ctx context.Context, db Beginner, b ReslotBatch) ([]ReslotResult, error) {
+	res := make([]ReslotResult, len(b.Rows))
+	ids, claims := make([]int64, len(b.Rows)), make([]uuid.UUID, len(b.Rows))
+	for i, r := range b.Rows {
+		ids[i], claims[i] = r.ID, r.ClaimID
+	}
+	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		for i := range res {
+			res[i] = ReslotResult{Err: ErrLeaseLost}
 		}
+		// The rows first, then their bucket: the order claims and
+		// releases take them in, so a claim taking a row over while it is
+		// being re-slotted waits instead of deadlocking.
+		rows, err := tx.Query(ctx, `SELECT o.id, o.send_at FROM outbox o
+			JOIN unnest($1::bigint[], $2::uuid[]) AS r(id, claim) ON o.id = r.id AND o.claim_id = r.claim
+			WHERE o.send_at IS NOT NULL ORDER BY o.id FOR UPDATE OF o`, ids, claims)
 		if err != nil {
-			return fmt.Errorf("locking outbox row: %w", err)
+			return fmt.Errorf("locking outbox rows: %w", err)
+		}
+		sendAt := map[int64]time.Time{}
+		var locked []int64
+		for rows.Next() {
+			var id int64
+			var at time.Time
+			if err := rows.Scan(&id, &at); err != nil {
+				rows.Close()
+				return err
+			}
+			sendAt[id] = at
+			locked = append(locked, id)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("locking outbox rows: %w", err)
+		}
+		if len(locked) == 0 {
+			return nil
 		}
 		var tat, dbNow time.Time
 		if err := tx.QueryRow(ctx, `SELECT tat, clock_timestamp() FROM outbox_rate
-			WHERE channel_id = $1 AND bucket = $2 FOR UPDATE`, key.ChannelID, key.Bucket).Scan(&tat, &dbNow); err != nil {
+			WHERE channel_id = $1 AND bucket = $2 FOR UPDATE`, b.Key.ChannelID, b.Key.Bucket).Scan(&tat, &dbNow); err != nil {
 			return fmt.Errorf("locking rate bucket: %w", err)
 		}
 		localNow := time.Now()
-		// When this row holds the bucket's latest reservation, nobody is
-		// booked after it: the reservation moves to now and the row is
-		// sent as soon as this commits, with the next reservation pushed
-		// Lead further out to cover that return trip. Waiting for a slot
-		// a few milliseconds ahead instead would, on a loaded host, only
-		// miss it again. Otherwise the fresh slot is the next free one.
-		next := slot
-		if latest := tat.Equal(sendAt.Add(interval)); latest {
-			slot, next = dbNow, dbNow.Add(r.Lead)
-			slotLocal = time.Time{} // at once, after commit
+		slots := map[int64]time.Time{}
+		var next time.Time
+		atOnce := false
+		if len(locked) == 1 && tat.Equal(sendAt[locked[0]].Add(b.Interval)) {
+			// The row holds the bucket's latest reservation, so nobody is
+			// booked after it: the reservation moves to now and the row
+			// is sent as soon as this commits, with the next reservation
+			// pushed Lead further out to cover that return trip. Waiting
+			// for a slot a few milliseconds ahead instead would, on a
+			// loaded host, only miss it again.
+			slots[locked[0]], next, atOnce = dbNow, dbNow.Add(b.Lead).Add(b.Interval), true
 		} else {
-			slot = dbNow.Add(r.Lead)
-			if tat.After(slot) {
-				slot = tat
+			base := dbNow.Add(b.Lead)
+			if tat.After(base) {
+				base = tat
 			}
-			next = slot
-			slotLocal = localNow.Add(slot.Sub(dbNow))
+			next = base
+			for _, id := range locked {
+				if next.Sub(dbNow) > b.Horizon {
+					break
+				}
+				slots[id] = next
+				next = next.Add(b.Interval)
+			}
 		}
-		if slot.Sub(dbNow) > r.Horizon {
-			return ErrSlotBeyondHorizon
+		if len(slots) == 0 {
+			for i, r := range b.Rows {
+				if _, ok := sendAt[r.ID]; ok {
+					res[i].Err = ErrSlotBeyondHorizon
+				}
+			}
+			return nil
 		}
-		tag, err := tx.Exec(ctx, `UPDATE outbox SET send_at = $3, lease_until = $3::timestamptz + $4::interval
-			WHERE id = $1 AND claim_id = $2`, id, claimID, slot, lease)
-		if err != nil {
-			return fmt.Errorf("extending lease: %w", err)
+		uids, uslots := make([]int64, 0, len(slots)), make([]time.Time, 0, len(slots))
+		for id, at := range slots {
+			uids, uslots = append(uids, id), append(uslots, at)
 		}
-		if tag.RowsAffected() == 0 {
-			return ErrLeaseLost
+		if _, err := tx.Exec(ctx, `UPDATE outbox o SET send_at = u.slot, lease_until = u.slot + $3::interval
+			FROM unnest($1::bigint[], $2::timestamptz[]) AS u(id, slot) WHERE o.id = u.id`, uids, uslots, b.Lease); err != nil {
+			return fmt.Errorf("extending leases: %w", err)
 		}
-		_, err = tx.Exec(ctx, `UPDATE outbox_rate SET tat = $3 WHERE channel_id = $1 AND bucket = $2`,
-			key.ChannelID, key.Bucket, next.Add(interval))
-		return err
+		if _, err := tx.Exec(ctx, `UPDATE outbox_rate SET tat = $3 WHERE channel_id = $1 AND bucket = $2`,
+			b.Key.ChannelID, b.Key.Bucket, next); err != nil {
+			return fmt.Errorf("booking rate bucket: %w", err)
+		}
+		for i, r := range b.Rows {
+			at, ok := slots[r.ID]
+			switch {
+			case ok && atOnce:
+				res[i] = ReslotResult{Slot: at} // SlotLocal set after commit
+			case ok:
+				res[i] = ReslotResult{Slot: at, SlotLocal: localNow.Add(at.Sub(dbNow))}
+			case sendAt[r.ID] != (time.Time{}):
+				res[i].Err = ErrSlotBeyondHorizon
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		return time.Time{}, time.Time{}, fmt.Errorf("re-slotting outbox row %d: %w", id, err)
+		return nil, fmt.Errorf("re-slotting %d outbox rows: %w", len(b.Rows), err)
 	}
-	if slotLocal.IsZero() {
-		slotLocal = time.Now()
+	now := time.Now()
+	for i := range res {
+		if res[i].Err == nil && res[i].SlotLocal.IsZero() {
+			res[i].SlotLocal = now
+		}
 	}
-	return slot, slotLocal, nil
+	return res, nil
 }
 
 // ErrBookedAfter is returned by ShiftOutboxClaim when another claim has

@@ -16,8 +16,9 @@ import (
 )
 
 // NATS accepts only its users, and each only for its job: nobody
-// without credentials reaches the event subjects, the worker cannot
-// forge an event, and ingest cannot read one.
+// without credentials reaches the event subjects, the worker and the
+// sender cannot forge an event, and neither ingest nor the sender can
+// read one; ingest cannot delete one either.
 func TestNATSAuthorization(t *testing.T) {
 	t.Parallel()
 	names := testenv.NewNames()
@@ -69,6 +70,35 @@ func TestNATSAuthorization(t *testing.T) {
 	}
 	if _, err := ijs.Publish(short(), "other.subject", []byte(`{}`)); err == nil {
 		t.Error("ingest published outside the event subjects")
+	}
+	// Its stream handle (ingest reads the stream's info for readiness)
+	// neither reads nor removes what it published.
+	ist, err := ijs.Stream(ctx, sc.Stream)
+	if err != nil {
+		t.Fatalf("ingest cannot read its stream's info: %v", err)
+	}
+	if _, err := ist.GetMsg(short(), 1); err == nil {
+		t.Error("ingest read an event off the stream")
+	}
+	if err := ist.DeleteMsg(short(), 1); err == nil {
+		t.Error("ingest deleted an event from the stream")
+	}
+	if err := ist.Purge(short()); err == nil {
+		t.Error("ingest purged the stream")
+	}
+
+	// The sender reaches the content bucket only: it can neither forge
+	// an event nor read one.
+	snc, sjs, err := stream.Connect(as(srv.Users.Sender), "sender", zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snc.Close()
+	if _, err := sjs.Publish(short(), sc.EventSubject("1650000001"), []byte(`{"type":"unsend"}`)); err == nil {
+		t.Error("the sender user published to the event subjects")
+	}
+	if _, err := sjs.CreateOrUpdateConsumer(short(), sc.Stream, jetstream.ConsumerConfig{Durable: "probe"}); err == nil {
+		t.Error("the sender user created a consumer on the event stream")
 	}
 
 	// The worker may not publish to the event subjects: a forged event

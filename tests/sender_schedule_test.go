@@ -180,7 +180,10 @@ func TestOutboxFairAcrossChannels(t *testing.T) {
 
 // TestOutboxWokenByInsert: with a poll of a minute, rows committed by a
 // plain INSERT from another connection, and a row an operator requeues,
-// are sent at once: the insert's notification wakes the sender.
+// are sent at once: the insert's notification wakes the sender. (Every
+// schema of the database shares the notification channel, so another
+// test's insert can wake this sender too: TestOutboxNotifiesOnInsertAndRequeue
+// checks the triggers themselves, per backend.)
 func TestOutboxWokenByInsert(t *testing.T) {
 	t.Parallel()
 	b := setupSender(t, linefake.Config{Faults: linefake.Faults{FailRate: 1}})
@@ -190,18 +193,27 @@ func TestOutboxWokenByInsert(t *testing.T) {
 	b.start(t, cfg)
 	time.Sleep(500 * time.Millisecond) // the first claims found nothing; the sender now waits
 
+	// Each wait is bounded by the promise, far below the poll: a sender
+	// that waits for its poll fails here within seconds, not after it.
+	const promptly = 10 * time.Second
 	failing := b.insert(t, "push", pushBody(userID(1), "first"))
-	waitFor(t, "the first attempt", func() (bool, string) {
+	waitWithin(t, promptly, "the first attempt", func() (bool, string) {
 		r := b.row(t, failing)
 		return r.Attempts == 1 && r.Status == "retrying", fmt.Sprintf("%+v", r)
 	})
 	if err := b.line.SetFaults(linefake.Faults{}); err != nil {
 		t.Fatal(err)
 	}
+	delivered := func(id int64) func() (bool, string) {
+		return func() (bool, string) {
+			r := b.row(t, id)
+			return r.Status == "delivered", fmt.Sprintf("%+v", r)
+		}
+	}
 	time.Sleep(300 * time.Millisecond)
 	start := time.Now()
 	fresh := b.insert(t, "push", pushBody(userID(2), "woken"))
-	b.waitStatus(t, fresh, "delivered")
+	waitWithin(t, promptly, "the inserted row to be delivered", delivered(fresh))
 	woken := time.Since(start)
 
 	// An operator's requeue of the retrying row (due in an hour) wakes it too.
@@ -211,7 +223,7 @@ func TestOutboxWokenByInsert(t *testing.T) {
 		WHERE id = $1`, failing); err != nil {
 		t.Fatal(err)
 	}
-	b.waitStatus(t, failing, "delivered")
+	waitWithin(t, promptly, "the requeued row to be delivered", delivered(failing))
 	requeued := time.Since(start)
 	t.Logf("insert sent after %s, requeue after %s, with a poll of %s", woken, requeued, cfg.PollInterval)
 	if woken > 5*time.Second || requeued > 5*time.Second {

@@ -148,7 +148,13 @@ func (b *senderBundle) statusCounts(t testing.TB) map[string]int {
 // a slow machine makes the test slower, never red.
 func waitFor(t testing.TB, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	waitWithin(t, 60*time.Second, what, cond)
+}
+
+// waitWithin is waitFor for a promise of its own: cond must hold within d.
+func waitWithin(t testing.TB, d time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for {
 		ok, state := cond()
 		if ok {

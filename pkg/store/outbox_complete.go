@@ -248,23 +248,27 @@ func ReslotOutboxRows(ctx context.Context, db Beginner, b ReslotBatch) ([]Reslot
 		// The rows first, then their bucket: the order claims and
 		// releases take them in, so a claim taking a row over while it is
 		// being re-slotted waits instead of deadlocking.
-		rows, err := tx.Query(ctx, `SELECT o.id, o.send_at FROM outbox o
+		rows, err := tx.Query(ctx, `SELECT o.id, o.claim_id, o.send_at FROM outbox o
 			JOIN unnest($1::bigint[], $2::uuid[]) AS r(id, claim) ON o.id = r.id AND o.claim_id = r.claim
 			WHERE o.send_at IS NOT NULL ORDER BY o.id FOR UPDATE OF o`, ids, claims)
 		if err != nil {
 			return fmt.Errorf("locking outbox rows: %w", err)
 		}
 		sendAt := map[int64]time.Time{}
+		claimOf := map[int64]uuid.UUID{}
 		var locked []int64
 		for rows.Next() {
 			var id int64
+			var claim uuid.UUID
 			var at time.Time
-			if err := rows.Scan(&id, &at); err != nil {
+			if err := rows.Scan(&id, &claim, &at); err != nil {
 				rows.Close()
 				return err
 			}
-			sendAt[id] = at
-			locked = append(locked, id)
+			if _, dup := sendAt[id]; !dup {
+				locked = append(locked, id)
+			}
+			sendAt[id], claimOf[id] = at, claim
 		}
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("locking outbox rows: %w", err)
@@ -303,9 +307,11 @@ func ReslotOutboxRows(ctx context.Context, db Beginner, b ReslotBatch) ([]Reslot
 				next = next.Add(b.Interval)
 			}
 		}
+		// A request counts only under the claim that holds its row.
+		ours := func(r ReslotRow) bool { c, ok := claimOf[r.ID]; return ok && c == r.ClaimID }
 		if len(slots) == 0 {
 			for i, r := range b.Rows {
-				if _, ok := sendAt[r.ID]; ok {
+				if ours(r) {
 					res[i].Err = ErrSlotBeyondHorizon
 				}
 			}
@@ -326,11 +332,12 @@ func ReslotOutboxRows(ctx context.Context, db Beginner, b ReslotBatch) ([]Reslot
 		for i, r := range b.Rows {
 			at, ok := slots[r.ID]
 			switch {
+			case !ours(r):
 			case ok && atOnce:
 				res[i] = ReslotResult{Slot: at} // SlotLocal set after commit
 			case ok:
 				res[i] = ReslotResult{Slot: at, SlotLocal: localNow.Add(at.Sub(dbNow))}
-			case sendAt[r.ID] != (time.Time{}):
+			default:
 				res[i].Err = ErrSlotBeyondHorizon
 			}
 		}

@@ -78,7 +78,7 @@ var Docs = map[string]Doc{
 	"SENDER_RATE_NARROWCAST":   {Meaning: "LINE's per-channel narrowcast rate; `N/duration` or `off`.", Default: "60/1h"},
 	"SENDER_RATE_BROADCAST":    {Meaning: "LINE's per-channel broadcast rate; `N/duration` or `off`.", Default: "60/1h"},
 	"SENDER_RECIPIENT_CAP":     {Meaning: "Message objects pushed to one user; `off` disables it."},
-	"SENDER_RATE_SLACK":        {Meaning: "How late a send may start after its reserved slot."},
+	"SENDER_RATE_SLACK":        {Meaning: "Widens the spacing of rate slots (limit per period + slack); a send may start a quarter of it after its slot, and the rest absorbs requests bunching on their way to LINE."},
 	"SENDER_RATE_HORIZON":      {Meaning: "How far ahead a claim reserves slots."},
 	"SENDER_DB_MAX_CONNS":      {Meaning: "Postgres pool size."},
 

@@ -32,7 +32,7 @@ const (
 	DefaultBackoffMax     = 10 * time.Minute
 	DefaultKeyMaxAge      = 23 * time.Hour
 	DefaultReplyTokenTTL  = time.Minute
-	DefaultRateSlack      = 20 * time.Millisecond
+	DefaultRateSlack      = 40 * time.Millisecond
 	DefaultRateHorizon    = time.Second
 	// DefaultRecipientCap: LINE answers push with 429 "A large number of
 	// messages were sent to the same user" without publishing a number;
@@ -136,9 +136,11 @@ type Config struct {
 	// sustained rate with bursts up to Limit. Zero is off; FromEnv
 	// defaults it to DefaultRecipientCap (SENDER_RECIPIENT_CAP).
 	RecipientCap Rate
-	// RateSlack is the most a send may start after its reserved slot;
-	// later, the row is released and re-slotted. Slots are spaced so that
-	// sends within the slack still respect the limit. Default 20ms.
+	// RateSlack widens the spacing of slots: limit slots per period +
+	// RateSlack. A send may start up to a quarter of it after its slot;
+	// later, the row is re-slotted. The rest absorbs what happens between
+	// the sender and LINE (scheduling, the network), which can bunch
+	// requests that left evenly spaced. Default 40ms.
 	RateSlack time.Duration
 	// RateHorizon is how far ahead a claim reserves slots. Default 1s.
 	RateHorizon time.Duration

@@ -52,7 +52,7 @@ func (s *Sender) runReslots(ctx context.Context) {
 
 func (s *Sender) reslotGroup(key store.RateKey, reqs []reslotReq) {
 	b := store.ReslotBatch{Key: key, Interval: reqs[0].spec.interval, Lease: s.cfg.Lease,
-		Horizon: s.cfg.RateHorizon, Lead: s.cfg.RateSlack / 2}
+		Horizon: s.cfg.RateHorizon, Lead: s.lateTolerance()}
 	for _, r := range reqs {
 		b.Rows = append(b.Rows, store.ReslotRow{ID: r.row.ID, ClaimID: r.row.ClaimID})
 	}

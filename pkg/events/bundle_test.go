@@ -44,13 +44,13 @@ func TestBundleRejectsMalformed(t *testing.T) {
 	t.Parallel()
 	good, _ := EncodeBundle([]Record{{Header: map[string][]string{"k": {"v"}}, Data: []byte("data")}})
 	for name, b := range map[string][]byte{
-		"empty":           nil,
-		"version only":    {bundleVersion},
-		"other version":   append([]byte{2}, good[1:]...),
-		"truncated data":  good[:len(good)-1],
-		"truncated sizes": good[:2],
-		"bad headers":     {bundleVersion, 3, 'x', 'y', 'z', 0},
-		"huge length":     {bundleVersion, 0xff, 0xff, 0xff, 0xff, 0x0f},
+		"empty":            nil,
+		"version only":     {bundleVersion},
+		"other version":    append([]byte{2}, good[1:]...),
+		"truncated data":   good[:len(good)-1],
+		"truncated sizes":  good[:2],
+		"bad header count": {bundleVersion, 9, 1, 'k'},
+		"huge length":      {bundleVersion, 0xff, 0xff, 0xff, 0xff, 0x0f},
 	} {
 		if _, err := DecodeBundle(b); !errors.Is(err, ErrBadBundle) {
 			t.Errorf("%s: %v, want ErrBadBundle", name, err)

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -23,6 +24,9 @@ type Worker struct {
 	metrics  *Metrics
 	log      *zap.Logger
 	now      func() time.Time
+	// perMsg is the recent events per stream message, in hundredths
+	// (an exponentially weighted average): bundles carry many.
+	perMsg atomic.Int64
 }
 
 // maxDeliver is the consumer's delivery cap; see ConsumerConfig.
@@ -30,7 +34,12 @@ const maxDeliver = 10000
 
 // New builds a worker. Handlers run, in order, for every newly stored event.
 func New(cfg Config, sc stream.Config, js jetstream.JetStream, db *pgxpool.Pool, m *Metrics, log *zap.Logger, handlers ...Handler) *Worker {
-	return &Worker{cfg: cfg.WithDefaults(), stream: sc, js: js, db: db, handlers: handlers, metrics: m, log: log, now: time.Now}
+	w := &Worker{cfg: cfg.WithDefaults(), stream: sc, js: js, db: db, handlers: handlers, metrics: m, log: log, now: time.Now}
+	// Start as if every message were a bundle of 50, so the first fetch
+	// of a full stream of bundles stays small; the average finds the
+	// real size within a few fetches.
+	w.perMsg.Store(50 * 100)
+	return w
 }
 
 // ConsumerConfig is the durable pull consumer every replica shares.
@@ -101,7 +110,8 @@ func (w *Worker) Run(ctx context.Context) error {
 // waits for one message and then tops up. Busy streams get full batches,
 // quiet ones low latency.
 func (w *Worker) fetch(cons jetstream.Consumer) ([]jetstream.Msg, error) {
-	b, err := cons.FetchNoWait(w.cfg.BatchSize)
+	size := w.fetchSize()
+	b, err := cons.FetchNoWait(size)
 	if err != nil {
 		return nil, err
 	}
@@ -114,13 +124,30 @@ func (w *Worker) fetch(cons jetstream.Consumer) ([]jetstream.Msg, error) {
 		return nil, err
 	}
 	msgs = collect(b)
-	if len(msgs) == 0 || w.cfg.BatchSize == 1 {
+	if len(msgs) == 0 || size == 1 {
 		return msgs, nil
 	}
-	if more, err := cons.FetchNoWait(w.cfg.BatchSize - 1); err == nil {
+	if more, err := cons.FetchNoWait(size - 1); err == nil {
 		msgs = append(msgs, collect(more)...)
 	}
 	return msgs, nil
+}
+
+// fetchSize is how many messages one fetch takes: BatchSize events'
+// worth at the recent events per message, so a fetch of bundles holds
+// about one transaction of events in memory, not BatchSize bundles.
+func (w *Worker) fetchSize() int {
+	per := max(w.perMsg.Load(), 100)
+	return max(1, min(w.cfg.BatchSize, int(int64(w.cfg.BatchSize)*100/per)))
+}
+
+// observeFetch folds one fetch's events per message into perMsg.
+func (w *Worker) observeFetch(msgs, events int) {
+	if msgs == 0 {
+		return
+	}
+	old := w.perMsg.Load()
+	w.perMsg.Store(old + (int64(events*100/msgs)-old)/4)
 }
 
 func collect(b jetstream.MessageBatch) []jetstream.Msg {
@@ -153,6 +180,7 @@ func (w *Worker) process(ctx context.Context, msgs []jetstream.Msg) {
 			items = append(items, it)
 		}
 	}
+	w.observeFetch(len(msgs), len(items))
 	if len(items) == 0 {
 		return
 	}

@@ -107,6 +107,7 @@ func (b *Bench) runE2E(ctx context.Context, ing *Proc, sp e2eSpec) (E2EResult, e
 	}
 	res.Missing = n - len(toReply)
 	res.ToRow, res.ToReply = loadgen.Summarize(toRow), loadgen.Summarize(toReply)
+	b.logReplyPath(ctx, sp.name)
 	b.logf("e2e %s at %.0f/s (%.0f/s achieved), %d workers, %d senders: row p50 %s p99 %s; reply p50 %s p99 %s; %d replies missing, %d webhooks failed",
 		sp.name, res.Rate, achieved, sp.workers, sp.senders, res.ToRow.P50, res.ToRow.P99, res.ToReply.P50, res.ToReply.P99, res.Missing, failed)
 	return res, nil
@@ -187,4 +188,27 @@ func (b *Bench) pollRows(ctx context.Context) map[string]time.Time {
 		time.Sleep(rowPoll)
 	}
 	return seen
+}
+
+// logReplyPath logs where a reply's time went once its row existed, from
+// the outbox's own columns (database clock): created_at is the worker's
+// transaction start, first_attempt_at the claim's, send_at the rate slot
+// and finished_at the completion's.
+func (b *Bench) logReplyPath(ctx context.Context, name string) {
+	var q [6]float64
+	err := b.schema.Pool.QueryRow(ctx, `SELECT
+		percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM first_attempt_at - created_at)),
+		percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM first_attempt_at - created_at)),
+		percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM send_at - first_attempt_at)),
+		percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM send_at - first_attempt_at)),
+		percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - send_at)),
+		percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - send_at))
+		FROM outbox WHERE endpoint = 'reply' AND status = 'delivered'`).Scan(&q[0], &q[1], &q[2], &q[3], &q[4], &q[5])
+	if err != nil {
+		b.logf("e2e %s: reply path not read: %v", name, err)
+		return
+	}
+	ms := func(f float64) string { return fmt.Sprintf("%.1f ms", f*1000) }
+	b.logf("e2e %s reply path p50/p99: row → claimed %s/%s, claimed → slot %s/%s, slot → completion %s/%s",
+		name, ms(q[0]), ms(q[1]), ms(q[2]), ms(q[3]), ms(q[4]), ms(q[5]))
 }

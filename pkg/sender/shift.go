@@ -23,6 +23,10 @@ type claimShift struct {
 	tried    map[store.RateKey]bool
 }
 
+// maxShift bounds a claim-wide shift: the rows' leases are not moved, so
+// a shift must stay well inside leaseSafety.
+const maxShift = leaseSafety / 5
+
 func newClaimShift(rows []store.OutboxClaimed, pl *planner) *claimShift {
 	g := &claimShift{lastSlot: map[store.RateKey]time.Time{}, shifted: map[store.RateKey]time.Duration{},
 		tried: map[store.RateKey]bool{}}
@@ -45,6 +49,11 @@ func (s *Sender) shift(g *claimShift, row store.OutboxClaimed, spec bucketSpec, 
 	}
 	g.tried[spec.key] = true
 	by := late + s.claimLead()
+	if by > maxShift {
+		// Too late to keep the rows' leases honest without rewriting
+		// them (see store.ShiftOutboxClaim): each takes a fresh slot.
+		return 0
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := store.ShiftOutboxClaim(ctx, s.db, row.ClaimID, spec.key, g.lastSlot[spec.key], spec.interval, by)

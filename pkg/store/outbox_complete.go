@@ -359,32 +359,30 @@ func ReslotOutboxRows(ctx context.Context, db Beginner, b ReslotBatch) ([]Reslot
 // booked the bucket after this one: shifting would crowd it.
 var ErrBookedAfter = errors.New("store: rate bucket booked after this claim")
 
-// ShiftOutboxClaim moves every row of one claim that is still in flight,
-// and the bucket's next free slot, by shift: the whole batch is late (a
-// cold token, a slow commit) and sends it later, evenly spaced as
-// planned. It applies only while this claim holds the bucket's latest
-// reservation (tat = lastSlot + interval); otherwise it returns
-// ErrBookedAfter and changes nothing, and each row takes a fresh slot
-// instead. One transaction serves the whole batch, where a re-slot per
-// row would queue every row of it on the bucket's lock.
+// ShiftOutboxClaim moves the bucket's next free slot by shift for a
+// claim whose rows are all late (a cold token, a slow commit) and will
+// be sent shift later than booked, evenly spaced as planned. It applies
+// only while this claim holds the bucket's latest reservation (tat =
+// lastSlot + interval); otherwise it returns ErrBookedAfter and changes
+// nothing, and each row takes a fresh slot instead. One statement on the
+// bucket serves the whole batch.
+//
+// The rows keep their recorded send_at and lease: the caller shifts
+// only by less than its lease safety margin, so each lease still ends
+// after its row's send. Updating them too would lock every row of the
+// claim while its first sends are being completed, and completions and
+// shifts then waited on each other (most of the sender's lock waits in
+// the reply bench). A release or re-slot of such a row finds send_at
+// no longer the bucket's latest and simply gives nothing back.
 func ShiftOutboxClaim(ctx context.Context, db Beginner, claimID uuid.UUID, key RateKey, lastSlot time.Time,
 	interval, shift time.Duration) error {
 	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		// Rows first, then the bucket: the order claims take them in.
-		if _, err := tx.Exec(ctx, `SELECT 1 FROM outbox WHERE claim_id = $1 ORDER BY id FOR UPDATE`, claimID); err != nil {
-			return fmt.Errorf("locking the claim's rows: %w", err)
-		}
 		tag, err := tx.Exec(ctx, `UPDATE outbox_rate SET tat = tat + $4::interval
 			WHERE channel_id = $1 AND bucket = $2 AND tat = $3::timestamptz + $5::interval`,
 			key.ChannelID, key.Bucket, lastSlot, shift, interval)
-		if err != nil {
-			return fmt.Errorf("shifting rate bucket: %w", err)
+		if err == nil && tag.RowsAffected() == 0 {
+			err = ErrBookedAfter
 		}
-		if tag.RowsAffected() == 0 {
-			return ErrBookedAfter
-		}
-		_, err = tx.Exec(ctx, `UPDATE outbox SET send_at = send_at + $2::interval, lease_until = lease_until + $2::interval
-			WHERE claim_id = $1`, claimID, shift)
 		return err
 	})
 	if err != nil {

@@ -31,7 +31,7 @@ var Docs = map[string]Doc{
 	"NATS_STREAM":               {Meaning: "JetStream stream name."},
 	"NATS_SUBJECT_PREFIX":       {Meaning: "Subjects are `<prefix>.event.<channel>`, `<prefix>.webhook.<channel>` and `<prefix>.bundle`."},
 	"NATS_REPLICAS":             {Meaning: "Stream replicas in a NATS cluster (3 for a three-node cluster)."},
-	"NATS_DUPLICATES_WINDOW":    {Meaning: "How long JetStream drops a repeated `webhookEventId`. Postgres' unique key covers any later repeat."},
+	"NATS_DUPLICATES_WINDOW":    {Meaning: "How long JetStream drops a repeated `webhookEventId` published as a message of its own (redeliveries; every event with bundling off). Postgres' unique key covers every other repeat."},
 	"LINE_CHANNEL_ID":           {Meaning: "A single channel configured without SQL (with `LINE_CHANNEL_SECRET`). The sender inserts it into `channels` at start only when the row is absent; once the row exists **the table wins** in every service, so a rotation by `UPDATE` survives restarts. Ingest uses the environment's secret only for a channel the table does not have."},
 	"LINE_CHANNEL_SECRET":       {Meaning: "That channel's secret: verifies webhooks, and issues stateless access tokens. Never logged.", Secret: true},
 	"LINE_CHANNEL_ACCESS_TOKEN": {Meaning: "A static access token for that channel. Without it the sender issues stateless tokens (`/oauth2/v3/token`). Never logged.", Secret: true},

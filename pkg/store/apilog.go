@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // APILogEntry is one call to the LINE Platform, as LINE's development
@@ -43,7 +44,7 @@ type apiLogArrays struct {
 	method, endpoint, reqID, accID, channel []string
 	status                                  []int32
 	outbox                                  []*int64
-	key                                     []*uuid.UUID
+	key                                     []pgtype.UUID
 	ms                                      []float64
 	errText                                 []string
 }
@@ -53,13 +54,23 @@ func (a *apiLogArrays) add(e APILogEntry) {
 	a.method, a.endpoint = append(a.method, e.Method), append(a.endpoint, e.Endpoint)
 	a.status = append(a.status, int32(e.Status))
 	a.reqID, a.accID = append(a.reqID, e.RequestID), append(a.accID, e.AcceptedRequestID)
-	a.channel, a.outbox, a.key = append(a.channel, e.ChannelID), append(a.outbox, e.OutboxID), append(a.key, e.RetryKey)
+	a.channel, a.outbox, a.key = append(a.channel, e.ChannelID), append(a.outbox, e.OutboxID), append(a.key, pgUUID(e.RetryKey))
 	a.ms = append(a.ms, e.Duration.Seconds()*1000)
 	a.errText = append(a.errText, SanitizeText(e.Error, MaxErrorText))
 }
 
 func (a *apiLogArrays) args() []any {
 	return []any{a.calledAt, a.method, a.endpoint, a.status, a.reqID, a.accID, a.channel, a.outbox, a.key, a.ms, a.errText}
+}
+
+// pgUUID is u as pgx's own UUID type, NULL for nil. Arrays of it encode
+// straight to binary; arrays of uuid.UUID went through driver.Valuer and
+// a failed plan per element (a tenth of the sender's CPU in make bench).
+func pgUUID(u *uuid.UUID) pgtype.UUID {
+	if u == nil {
+		return pgtype.UUID{}
+	}
+	return pgtype.UUID{Bytes: *u, Valid: true}
 }
 
 // InsertAPILog records a call that belongs to no outbox completion, such

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // OutboxCompletion records how one attempt of a claimed row ended.
@@ -56,13 +57,13 @@ func CompleteOutbox(ctx context.Context, q Querier, c OutboxCompletion) error {
 // The error is for the statement as a whole.
 func CompleteOutboxBatch(ctx context.Context, q Querier, cs []OutboxCompletion) ([]error, error) {
 	n := len(cs)
-	ids, claims := make([]int64, n), make([]uuid.UUID, n)
+	ids, claims := make([]int64, n), make([]pgtype.UUID, n)
 	statuses, errTexts, reqIDs, accIDs, sent := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]*string, n)
 	codes, backoffMS := make([]int32, n), make([]float64, n)
 	ambiguous := make([]bool, n)
 	var logs apiLogArrays
 	for i, c := range cs {
-		ids[i], claims[i], statuses[i], codes[i] = c.ID, c.ClaimID, c.Status, int32(c.StatusCode)
+		ids[i], claims[i], statuses[i], codes[i] = c.ID, pgUUID(&c.ClaimID), c.Status, int32(c.StatusCode)
 		errTexts[i], reqIDs[i], accIDs[i] = SanitizeText(c.Error, MaxErrorText), c.RequestID, c.AcceptedRequestID
 		backoffMS[i], ambiguous[i] = float64(c.Backoff)/float64(time.Millisecond), c.Ambiguous
 		if len(c.SentMessageIDs) > 0 {
@@ -237,9 +238,9 @@ type ReslotResult struct {
 // later still. The results are in b.Rows' order.
 func ReslotOutboxRows(ctx context.Context, db Beginner, b ReslotBatch) ([]ReslotResult, error) {
 	res := make([]ReslotResult, len(b.Rows))
-	ids, claims := make([]int64, len(b.Rows)), make([]uuid.UUID, len(b.Rows))
+	ids, claims := make([]int64, len(b.Rows)), make([]pgtype.UUID, len(b.Rows))
 	for i, r := range b.Rows {
-		ids[i], claims[i] = r.ID, r.ClaimID
+		ids[i], claims[i] = r.ID, pgUUID(&r.ClaimID)
 	}
 	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		for i := range res {

@@ -11,11 +11,14 @@ import (
 // SenderResult is outbox throughput of one replica with limits lifted,
 // and with LINE's push limit in force on both sides.
 type SenderResult struct {
-	Rows              int          `json:"rows"`
-	UnlimitedPerSec   float64      `json:"unlimitedPerSec"`
-	UnlimitedFailures int          `json:"unlimitedNotDelivered"`
-	LimitedRows       int          `json:"limitedRows"`
-	Limited           LimitedDrain `json:"limited"`
+	Rows              int     `json:"rows"`
+	UnlimitedPerSec   float64 `json:"unlimitedPerSec"`
+	UnlimitedFailures int     `json:"unlimitedNotDelivered"`
+	// UnlimitedCPUPerSend is the sender process's CPU (user and system,
+	// start-up included) per row of the unlimited drain, in milliseconds.
+	UnlimitedCPUPerSend float64      `json:"unlimitedCpuMsPerSend"`
+	LimitedRows         int          `json:"limitedRows"`
+	Limited             LimitedDrain `json:"limited"`
 }
 
 // insertPushes queues n pushes on the stack's channel.
@@ -38,6 +41,14 @@ func (b *Bench) insertPushesFor(ctx context.Context, channel string, n int, tag 
 // left pending, retrying or in flight, and returns the sender-to-emulator
 // rate measured between the first and the last accepted send.
 func (b *Bench) drainOutbox(ctx context.Context, emu *Emulator, name string, replicas int, env ...string) (float64, int, error) {
+	rate, failed, _, err := b.drainOutboxCPU(ctx, emu, name, replicas, env...)
+	return rate, failed, err
+}
+
+// drainOutboxCPU is drainOutbox that also returns the CPU seconds its
+// senders used, read as the last row finished.
+func (b *Bench) drainOutboxCPU(ctx context.Context, emu *Emulator, name string, replicas int, env ...string) (float64, int, float64, error) {
+	var procs []*Proc
 	for i := 0; i < replicas; i++ {
 		pname := name
 		if replicas > 1 {
@@ -45,13 +56,14 @@ func (b *Bench) drainOutbox(ctx context.Context, emu *Emulator, name string, rep
 		}
 		p, err := b.stack.Sender(pname, env...)
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		p.Env = append(p.Env, "LINE_API_BASE_URL="+emu.URL)
 		if err := b.start(p); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		defer func() { _ = p.Stop(10 * time.Second) }()
+		procs = append(procs, p)
 	}
 	deadline := time.Now().Add(b.cfg.DrainTimeout)
 	for {
@@ -62,20 +74,24 @@ func (b *Bench) drainOutbox(ctx context.Context, emu *Emulator, name string, rep
 			break
 		}
 		if time.Now().After(deadline) {
-			return 0, 0, fmt.Errorf("%s left %d rows open after %s", name, open, b.cfg.DrainTimeout)
+			return 0, 0, 0, fmt.Errorf("%s left %d rows open after %s", name, open, b.cfg.DrainTimeout)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	var cpu float64
+	for _, p := range procs {
+		cpu += p.CPUSeconds()
+	}
 	var notDelivered int
 	if err := b.schema.Pool.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE status <> 'delivered'`).Scan(&notDelivered); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	ds := emu.Accepted()
 	if len(ds) < 2 {
-		return 0, notDelivered, fmt.Errorf("emulator accepted %d sends", len(ds))
+		return 0, notDelivered, cpu, fmt.Errorf("emulator accepted %d sends", len(ds))
 	}
 	span := ds[len(ds)-1].At.Sub(ds[0].At).Seconds()
-	return float64(len(ds)-1) / span, notDelivered, nil
+	return float64(len(ds)-1) / span, notDelivered, cpu, nil
 }
 
 // runSender measures the sender against an emulator without limits, then
@@ -94,12 +110,14 @@ func (b *Bench) runSender(ctx context.Context) (SenderResult, error) {
 	if err := b.insertPushes(ctx, res.Rows, "free"); err != nil {
 		return res, err
 	}
-	res.UnlimitedPerSec, res.UnlimitedFailures, err = b.drainOutbox(ctx, free, "sender-unlimited", 1,
+	var cpu float64
+	res.UnlimitedPerSec, res.UnlimitedFailures, cpu, err = b.drainOutboxCPU(ctx, free, "sender-unlimited", 1,
 		"SENDER_RATE_PUSH=off", "SENDER_RECIPIENT_CAP=off")
 	if err != nil {
 		return res, err
 	}
-	b.logf("sender, no limits: %.0f rows/s", res.UnlimitedPerSec)
+	res.UnlimitedCPUPerSend = cpu * 1000 / float64(res.Rows)
+	b.logf("sender, no limits: %.0f rows/s, %.3f ms of CPU per send", res.UnlimitedPerSec, res.UnlimitedCPUPerSend)
 
 	if err := b.limitedDrain(ctx, ch, 1, res.LimitedRows, &res.Limited); err != nil {
 		return res, err

@@ -67,6 +67,8 @@ func (r *Result) WriteTable(w io.Writer) error {
 	if sn := r.Sender; r.ran("sender") {
 		row(fmt.Sprintf("sender push/s, limits off (%d rows)", sn.Rows), fmt.Sprintf("%.0f", sn.UnlimitedPerSec),
 			fmt.Sprintf("%d not delivered", sn.UnlimitedFailures), "", "", "")
+		row("  sender CPU per push, limits off", fmt.Sprintf("%.3f ms", sn.UnlimitedCPUPerSend),
+			"user + system, start-up included", "", "", "")
 		limitedRows(row, "one sender", sn.Limited)
 	}
 	if r.ran("sender2") {

@@ -52,7 +52,7 @@ func (EchoBot) Handle(ctx context.Context, tx pgx.Tx, s Stored) error {
 		return err
 	}
 	notAfter := replyDeadline(s.Meta.ReceivedAt, ev.Time(), ev.DeliveryContext.IsRedelivery)
-	_, err = store.EnqueueOutbox(ctx, tx, store.OutboxInsert{ChannelID: s.ChannelID, Endpoint: "reply", Body: body,
+	err = s.Enqueue(store.OutboxInsert{ChannelID: s.ChannelID, Endpoint: "reply", Body: body,
 		SourceMessageID: ev.Message.ID, NotAfter: &notAfter})
 	if err != nil {
 		return fmt.Errorf("echo reply: %w", err)

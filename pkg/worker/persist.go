@@ -81,16 +81,21 @@ func (w *Worker) persistIn(ctx context.Context, db beginner, items []*item) erro
 			}
 		}
 
+		var queued []store.OutboxInsert
 		for _, it := range items {
 			if it.id == 0 || it.ev == nil {
 				continue
 			}
-			s := Stored{ID: it.id, ChannelID: it.meta.ChannelID, Event: it.ev, Raw: it.row.Raw, Meta: it.meta, Unsent: unsent[it.key]}
+			s := Stored{ID: it.id, ChannelID: it.meta.ChannelID, Event: it.ev, Raw: it.row.Raw, Meta: it.meta,
+				Unsent: unsent[it.key], outbox: &queued}
 			for _, h := range w.handlers {
 				if err := h.Handle(ctx, tx, s); err != nil {
 					return fmt.Errorf("handler for event %s: %w", it.row.DedupID, err)
 				}
 			}
+		}
+		if len(queued) > 0 {
+			return store.EnqueueOutboxRows(ctx, tx, queued)
 		}
 		return nil
 	})

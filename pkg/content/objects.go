@@ -208,31 +208,12 @@ func (f fullReader) Read(p []byte) (int, error) {
 // the longest put, so chunks of a put in progress are never taken. It
 // returns how many chunk subjects it purged.
 func (o *Objects) PurgeOrphans(ctx context.Context, age time.Duration) (int, error) {
-	s, err := o.js.Stream(ctx, "OBJ_"+o.bucket)
+	s, orphans, err := o.orphans(ctx)
 	if err != nil {
 		return 0, err
-	}
-	prefix := "$O." + o.bucket + ".C."
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
-	if err != nil {
-		return 0, err
-	}
-	if len(info.State.Subjects) == 0 {
-		return 0, nil
-	}
-	live := map[string]bool{}
-	list, err := o.obs.List(ctx)
-	if err != nil && !errors.Is(err, jetstream.ErrNoObjectsFound) {
-		return 0, err
-	}
-	for _, oi := range list {
-		live[oi.NUID] = true
 	}
 	purged := 0
-	for subj := range info.State.Subjects {
-		if live[strings.TrimPrefix(subj, prefix)] {
-			continue
-		}
+	for _, subj := range orphans {
 		m, err := s.GetLastMsgForSubject(ctx, subj)
 		if err != nil || time.Since(m.Time) < age {
 			continue
@@ -263,28 +244,35 @@ func (o *Objects) List(ctx context.Context) ([]string, error) {
 
 // Orphans counts chunk subjects no live object points at.
 func (o *Objects) Orphans(ctx context.Context) (int, error) {
+	_, orphans, err := o.orphans(ctx)
+	return len(orphans), err
+}
+
+// orphans lists the bucket stream's chunk subjects no live object points
+// at.
+func (o *Objects) orphans(ctx context.Context) (jetstream.Stream, []string, error) {
 	s, err := o.js.Stream(ctx, "OBJ_"+o.bucket)
 	if err != nil {
-		return 0, err
+		return nil, nil, err
 	}
 	prefix := "$O." + o.bucket + ".C."
 	info, err := s.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
-	if err != nil {
-		return 0, err
+	if err != nil || len(info.State.Subjects) == 0 {
+		return s, nil, err
 	}
 	list, err := o.obs.List(ctx)
 	if err != nil && !errors.Is(err, jetstream.ErrNoObjectsFound) {
-		return 0, err
+		return nil, nil, err
 	}
 	live := map[string]bool{}
 	for _, oi := range list {
 		live[oi.NUID] = true
 	}
-	n := 0
+	var orphans []string
 	for subj := range info.State.Subjects {
 		if !live[strings.TrimPrefix(subj, prefix)] {
-			n++
+			orphans = append(orphans, subj)
 		}
 	}
-	return n, nil
+	return s, orphans, nil
 }

@@ -32,7 +32,7 @@ type Record struct {
 var ErrBadBundle = errors.New("malformed bundle")
 
 // EncodeBundle lays records out as one message body.
-func EncodeBundle(recs []Record) ([]byte, error) {
+func EncodeBundle(recs []Record) []byte {
 	size := 1
 	for _, r := range recs {
 		size += len(r.Data) + binary.MaxVarintLen32*2
@@ -57,7 +57,7 @@ func EncodeBundle(recs []Record) ([]byte, error) {
 		buf = binary.AppendUvarint(buf, uint64(len(r.Data)))
 		buf = append(buf, r.Data...)
 	}
-	return buf, nil
+	return buf
 }
 
 func appendString(buf []byte, s string) []byte {

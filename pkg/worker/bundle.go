@@ -2,7 +2,7 @@ package worker
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,7 +93,7 @@ type bundleMsg struct {
 	settled atomic.Bool
 }
 
-var errSettled = fmt.Errorf("bundle record already settled")
+var errSettled = errors.New("bundle record already settled")
 
 func (m *bundleMsg) finish(retry bool, delay time.Duration) error {
 	if !m.settled.CompareAndSwap(false, true) {

@@ -38,12 +38,8 @@ func (b *bundle) publishBundle(t *testing.T, channel string, evs []fixture.E, ra
 	for i, r := range raw {
 		add(r, "raw-"+string(rune('a'+i)))
 	}
-	data, err := events.EncodeBundle(recs)
-	if err != nil {
-		t.Fatal(err)
-	}
 	m := nats.NewMsg(b.sc.BundleSubject())
-	m.Data = data
+	m.Data = events.EncodeBundle(recs)
 	m.Header[events.HeaderKind] = []string{events.KindBundle}
 	if _, err := b.js.PublishMsg(context.Background(), m); err != nil {
 		t.Fatal(err)
@@ -157,11 +153,7 @@ func bundleOf(t *testing.T, parent *recordingMsg, n int) []jetstream.Msg {
 	for i := range recs {
 		recs[i] = events.Record{Header: map[string][]string{events.HeaderChannel: {"1"}}, Data: []byte("{}")}
 	}
-	data, err := events.EncodeBundle(recs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	parent.data = data
+	parent.data = events.EncodeBundle(recs)
 	parts, err := expand(parent, stream.Config{SubjectPrefix: "test"})
 	if err != nil {
 		t.Fatal(err)

@@ -168,12 +168,8 @@ func (p *BundlePublisher) publish(bundle []*bundleReq, n int) error {
 			recs = append(recs, events.Record{Header: m.Header, Data: m.Data})
 		}
 	}
-	data, err := events.EncodeBundle(recs)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrNotStored, err)
-	}
 	m := nats.NewMsg(p.Subject)
-	m.Data = data
+	m.Data = events.EncodeBundle(recs)
 	m.Header[events.HeaderKind] = []string{events.KindBundle}
 	ctx, cancel := context.WithTimeout(context.Background(), p.Timeout)
 	defer cancel()

@@ -375,17 +375,14 @@ var ErrBookedAfter = errors.New("store: rate bucket booked after this claim")
 // shifts then waited on each other (most of the sender's lock waits in
 // the reply bench). A release or re-slot of such a row finds send_at
 // no longer the bucket's latest and simply gives nothing back.
-func ShiftOutboxClaim(ctx context.Context, db Beginner, claimID uuid.UUID, key RateKey, lastSlot time.Time,
+func ShiftOutboxClaim(ctx context.Context, db Querier, claimID uuid.UUID, key RateKey, lastSlot time.Time,
 	interval, shift time.Duration) error {
-	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE outbox_rate SET tat = tat + $4::interval
-			WHERE channel_id = $1 AND bucket = $2 AND tat = $3::timestamptz + $5::interval`,
-			key.ChannelID, key.Bucket, lastSlot, shift, interval)
-		if err == nil && tag.RowsAffected() == 0 {
-			err = ErrBookedAfter
-		}
-		return err
-	})
+	tag, err := db.Exec(ctx, `UPDATE outbox_rate SET tat = tat + $4::interval
+		WHERE channel_id = $1 AND bucket = $2 AND tat = $3::timestamptz + $5::interval`,
+		key.ChannelID, key.Bucket, lastSlot, shift, interval)
+	if err == nil && tag.RowsAffected() == 0 {
+		err = ErrBookedAfter
+	}
 	if err != nil {
 		return fmt.Errorf("shifting claim %s: %w", claimID, err)
 	}

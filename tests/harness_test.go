@@ -220,7 +220,10 @@ func (p *pipeline) waitCount(want int, sql string, args ...any) {
 }
 
 // streamMsgs is how many messages the stream holds now.
-func (p *pipeline) streamMsgs() uint64 {
+func (p *pipeline) streamMsgs() uint64 { return p.streamState().Msgs }
+
+// streamState is the stream's state now.
+func (p *pipeline) streamState() jetstream.StreamState {
 	p.t.Helper()
 	s, err := p.js.Stream(context.Background(), p.sc.Stream)
 	if err != nil {
@@ -230,7 +233,7 @@ func (p *pipeline) streamMsgs() uint64 {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	return info.State.Msgs
+	return info.State
 }
 
 // waitStreamEmpty waits until every message was acknowledged away.

@@ -254,15 +254,4 @@ func TestVerificationWebhookIsLogged(t *testing.T) {
 
 // lastSeq is the stream's last sequence: it moves on with every message
 // the stream accepted, acknowledged since or not.
-func (p *pipeline) lastSeq() uint64 {
-	p.t.Helper()
-	s, err := p.js.Stream(context.Background(), p.sc.Stream)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	info, err := s.Info(context.Background())
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	return info.State.LastSeq
-}
+func (p *pipeline) lastSeq() uint64 { return p.streamState().LastSeq }

@@ -142,8 +142,9 @@ func (h *Handler) publish(r *http.Request, start time.Time, wh *events.Webhook, 
 	rec, _ := json.Marshal(events.WebhookLog{WebhookID: out.webhookID, ChannelID: out.channel, RemoteIP: h.remoteIP(r),
 		ReceivedAt: start, Method: r.Method, Path: r.URL.Path, Status: http.StatusOK,
 		EventCount: len(wh.Events), Redelivery: redelivery})
+	logHeader := []string{string(rec)} // shared: headers are only read once built
 	for _, m := range msgs {
-		m.Header[events.HeaderWebhookLog] = []string{string(rec)}
+		m.Header[events.HeaderWebhookLog] = logHeader
 	}
 	pubStart := h.Now()
 	dups, err := h.Publisher.Publish(ctx, msgs)

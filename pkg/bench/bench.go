@@ -73,7 +73,7 @@ type Config struct {
 }
 
 // StageNames are the stages in the order they run.
-var StageNames = []string{"ingest", "worker", "sender", "sender2", "fairness", "claim", "e2e", "reply", "content", "durability"}
+var StageNames = []string{"ingest", "worker", "sender", "river", "sender2", "fairness", "claim", "e2e", "reply", "content", "durability"}
 
 // WithDefaults fills zero fields; the defaults keep a run near 8 minutes
 // on a 2-core machine.
@@ -152,6 +152,7 @@ type Result struct {
 	Ingest   IngestResult   `json:"ingest"`
 	Worker   WorkerResult   `json:"worker"`
 	Sender   SenderResult   `json:"sender"`
+	River    *RiverResult   `json:"river,omitempty"` // River draining the sender stage's job (river.go)
 	Sender2  LimitedDrain   `json:"sender2"`
 	Fairness FairnessResult `json:"fairness"`
 	Claim    ClaimResult    `json:"claim"`
@@ -174,7 +175,10 @@ type Bench struct {
 	schema *Schema
 	mu     sync.Mutex
 	procs  []*Proc
-	pgLast float64
+	// pgSeen is the CPU each live backend of the run had when last read,
+	// pgGone that of backends since ended, pgLast the last total (pgCPU).
+	pgSeen         map[int]float64
+	pgGone, pgLast float64
 	// natsBin and natsOpts start further servers like the run's own.
 	natsBin  string
 	natsOpts natsconf.Options
@@ -308,6 +312,7 @@ func (b *Bench) stages(ctx context.Context, res *Result) error {
 		{"ingest", func() (err error) { res.Ingest, err = b.runIngest(ctx, ing); return err }},
 		{"worker", func() (err error) { res.Worker, err = b.runWorker(ctx, ing, js); return err }},
 		{"sender", func() (err error) { res.Sender, err = b.runSender(ctx); return err }},
+		{"river", func() (err error) { res.River, err = b.runRiver(ctx); return err }},
 		{"sender2", func() (err error) { res.Sender2, err = b.runSender2(ctx); return err }},
 		{"fairness", func() (err error) { res.Fairness, err = b.runFairness(ctx); return err }},
 		{"claim", func() (err error) { res.Claim, err = b.runClaim(ctx); return err }},
@@ -351,30 +356,71 @@ func (b *Bench) cpuByProc() map[*Proc]float64 {
 }
 
 // pgCPU sums the CPU time of the Postgres backends serving this run's
-// connections (found by application_name), which run on the same machine.
-// Backends that ended are not counted.
+// connections (found by application_name: the schema's name, or that name
+// with a suffix naming one process), which run on the same machine.
+// Backends that ended count with what they had used when last read, so
+// one stage's ended connections do not hide the next stage's new ones.
 func (b *Bench) pgCPU() float64 {
-	rows, err := b.schema.Pool.Query(context.Background(),
-		"SELECT pid FROM pg_stat_activity WHERE application_name = $1", b.schema.Name)
-	if err != nil {
-		return 0
-	}
-	defer rows.Close()
-	var sum float64
-	for rows.Next() {
-		var pid int
-		if rows.Scan(&pid) == nil {
-			sum += readCPU(pid)
-		}
-	}
+	now, err := b.backendCPUs("starts_with(application_name, $1)", b.schema.Name)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	// Backends come and go; keep the sum from ever going backwards.
-	if sum < b.pgLast {
-		sum = b.pgLast
+	if err != nil {
+		return b.pgLast
 	}
-	b.pgLast = sum
+	if b.pgSeen == nil {
+		b.pgSeen = map[int]float64{}
+	}
+	for pid, c := range b.pgSeen {
+		if n, ok := now[pid]; !ok || n < c { // ended, or its pid reused
+			b.pgGone += c
+			delete(b.pgSeen, pid)
+		}
+	}
+	b.pgLast = b.pgGone
+	for pid, c := range now {
+		b.pgSeen[pid] = c
+		b.pgLast += c
+	}
+	return b.pgLast
+}
+
+// backendCPU sums the CPU time of the Postgres backends whose
+// pg_stat_activity row matches where (with $1 = app): with
+// "application_name = $1", those serving one process that set app.
+func (b *Bench) backendCPU(where, app string) float64 {
+	m, _ := b.backendCPUs(where, app)
+	var sum float64
+	for _, c := range m {
+		sum += c
+	}
 	return sum
+}
+
+// backendCPUs is the CPU time of each such backend, by pid.
+func (b *Bench) backendCPUs(where, app string) (map[int]float64, error) {
+	rows, err := b.schema.Pool.Query(context.Background(), "SELECT pid FROM pg_stat_activity WHERE "+where, app)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	m := map[int]float64{}
+	for rows.Next() {
+		var pid int
+		if err := rows.Scan(&pid); err != nil {
+			return nil, err
+		}
+		m[pid] = readCPU(pid)
+	}
+	return m, rows.Err()
+}
+
+// appURL is url with the application_name that marks one process's
+// backends: the schema's name, so the run's accounting still finds them,
+// and the process's name after it.
+func (b *Bench) appURL(url, process string) (string, string, error) {
+	app := b.schema.Name + "_" + process
+	u, err := withParam(url, "application_name", app)
+	return u, app, err
 }
 
 // logCPU logs the CPU share each process still running used during a

@@ -12,9 +12,10 @@ import (
 )
 
 // PGSampler is a poor man's profiler for Postgres: it samples what the
-// run's own connections (marked by application_name) are doing every few
-// milliseconds, so a stage bound by the database shows which statement
-// and which wait it spends its time in, without pg_stat_statements.
+// run's own connections (marked by an application_name starting with the
+// run's schema name) are doing every few milliseconds, so a stage bound by
+// the database shows which statement and which wait it spends its time in,
+// without pg_stat_statements.
 type PGSampler struct {
 	pool    *pgxpool.Pool
 	app     string
@@ -43,7 +44,7 @@ func StartPGSampler(pool *pgxpool.Pool, app string, every time.Duration) *PGSamp
 func (s *PGSampler) sample(ctx context.Context) {
 	rows, err := s.pool.Query(ctx, `SELECT state || ' ' || coalesce(wait_event_type || ':' || wait_event, 'cpu') || ' | ' ||
 			left(regexp_replace(query, '\s+', ' ', 'g'), 90)
-		FROM pg_stat_activity WHERE application_name = $1 AND state <> 'idle' AND pid <> pg_backend_pid()`, s.app)
+		FROM pg_stat_activity WHERE starts_with(application_name, $1) AND state <> 'idle' AND pid <> pg_backend_pid()`, s.app)
 	if err != nil {
 		return
 	}

@@ -16,9 +16,13 @@ type SenderResult struct {
 	UnlimitedFailures int     `json:"unlimitedNotDelivered"`
 	// UnlimitedCPUPerSend is the sender process's CPU (user and system,
 	// start-up included) per row of the unlimited drain, in milliseconds.
-	UnlimitedCPUPerSend float64      `json:"unlimitedCpuMsPerSend"`
-	LimitedRows         int          `json:"limitedRows"`
-	Limited             LimitedDrain `json:"limited"`
+	UnlimitedCPUPerSend float64 `json:"unlimitedCpuMsPerSend"`
+	// UnlimitedPGPerSend is the CPU of the Postgres backends serving
+	// that sender, read as the last row finished, in milliseconds per
+	// row; 0 when they could not be read (Postgres on another machine).
+	UnlimitedPGPerSend float64      `json:"unlimitedPgBackendCpuMsPerSend"`
+	LimitedRows        int          `json:"limitedRows"`
+	Limited            LimitedDrain `json:"limited"`
 }
 
 // insertPushes queues n pushes on the stack's channel.
@@ -45,10 +49,17 @@ func (b *Bench) drainOutbox(ctx context.Context, emu *Emulator, name string, rep
 	return rate, failed, err
 }
 
-// drainOutboxCPU is drainOutbox that also returns the CPU seconds its
-// senders used, read as the last row finished.
-func (b *Bench) drainOutboxCPU(ctx context.Context, emu *Emulator, name string, replicas int, env ...string) (float64, int, float64, error) {
+// drainCPU is the CPU seconds a drain's senders used, and the Postgres
+// backends serving them, read as the last row finished.
+type drainCPU struct{ proc, pg float64 }
+
+// drainOutboxCPU is drainOutbox that also returns the CPU its senders
+// and their Postgres backends used. Each sender connects under its own
+// application_name (appURL) so its backends can be told apart.
+func (b *Bench) drainOutboxCPU(ctx context.Context, emu *Emulator, name string, replicas int, env ...string) (float64, int, drainCPU, error) {
 	var procs []*Proc
+	var apps []string
+	var cpu drainCPU
 	for i := 0; i < replicas; i++ {
 		pname := name
 		if replicas > 1 {
@@ -56,11 +67,16 @@ func (b *Bench) drainOutboxCPU(ctx context.Context, emu *Emulator, name string, 
 		}
 		p, err := b.stack.Sender(pname, env...)
 		if err != nil {
-			return 0, 0, 0, err
+			return 0, 0, cpu, err
 		}
-		p.Env = append(p.Env, "LINE_API_BASE_URL="+emu.URL)
+		dbURL, app, err := b.appURL(b.stack.dbURL(b.stack.SenderDatabaseURL), pname)
+		if err != nil {
+			return 0, 0, cpu, err
+		}
+		apps = append(apps, app)
+		p.Env = append(p.Env, "LINE_API_BASE_URL="+emu.URL, "DATABASE_URL="+dbURL)
 		if err := b.start(p); err != nil {
-			return 0, 0, 0, err
+			return 0, 0, cpu, err
 		}
 		defer func() { _ = p.Stop(10 * time.Second) }()
 		procs = append(procs, p)
@@ -74,17 +90,18 @@ func (b *Bench) drainOutboxCPU(ctx context.Context, emu *Emulator, name string, 
 			break
 		}
 		if time.Now().After(deadline) {
-			return 0, 0, 0, fmt.Errorf("%s left %d rows open after %s", name, open, b.cfg.DrainTimeout)
+			return 0, 0, cpu, fmt.Errorf("%s left %d rows open after %s", name, open, b.cfg.DrainTimeout)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	var cpu float64
-	for _, p := range procs {
-		cpu += p.CPUSeconds()
+	for i, p := range procs {
+		cpu.proc += p.CPUSeconds()
+		cpu.pg += b.backendCPU("application_name = $1", apps[i])
 	}
+	b.pgCPU() // so the stage's log counts these backends after they end
 	var notDelivered int
 	if err := b.schema.Pool.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE status <> 'delivered'`).Scan(&notDelivered); err != nil {
-		return 0, 0, 0, err
+		return 0, 0, cpu, err
 	}
 	ds := emu.Accepted()
 	if len(ds) < 2 {
@@ -110,14 +127,16 @@ func (b *Bench) runSender(ctx context.Context) (SenderResult, error) {
 	if err := b.insertPushes(ctx, res.Rows, "free"); err != nil {
 		return res, err
 	}
-	var cpu float64
+	var cpu drainCPU
 	res.UnlimitedPerSec, res.UnlimitedFailures, cpu, err = b.drainOutboxCPU(ctx, free, "sender-unlimited", 1,
 		"SENDER_RATE_PUSH=off", "SENDER_RECIPIENT_CAP=off")
 	if err != nil {
 		return res, err
 	}
-	res.UnlimitedCPUPerSend = cpu * 1000 / float64(res.Rows)
-	b.logf("sender, no limits: %.0f rows/s, %.3f ms of CPU per send", res.UnlimitedPerSec, res.UnlimitedCPUPerSend)
+	res.UnlimitedCPUPerSend = cpu.proc * 1000 / float64(res.Rows)
+	res.UnlimitedPGPerSend = cpu.pg * 1000 / float64(res.Rows)
+	b.logf("sender, no limits: %.0f rows/s, %.3f ms of CPU per send, %.3f ms in its Postgres backends",
+		res.UnlimitedPerSec, res.UnlimitedCPUPerSend, res.UnlimitedPGPerSend)
 
 	if err := b.limitedDrain(ctx, ch, 1, res.LimitedRows, &res.Limited); err != nil {
 		return res, err

@@ -16,6 +16,7 @@ const (
 	TargetIngestP99   = 25 * time.Millisecond
 	TargetWorkerRatio = 0.60
 	TargetSenderRatio = 0.95
+	TargetRiverRatio  = 1.0 // sender push/s over River's jobs/s, to beat
 	TargetReplyP99    = 100 * time.Millisecond
 	TargetFairP99     = time.Second
 	TargetClaimRatio  = 2.0
@@ -71,6 +72,9 @@ func (r *Result) WriteTable(w io.Writer) error {
 			"user + system, start-up included", "", "", "")
 		limitedRows(row, "one sender", sn.Limited)
 	}
+	if r.ran("river") && r.River != nil {
+		riverRows(row, r.River, r.Sender, r.ran("sender"))
+	}
 	if r.ran("sender2") {
 		limitedRows(row, "two senders", r.Sender2)
 	}
@@ -118,6 +122,28 @@ func (r *Result) WriteTable(w io.Writer) error {
 		row("peak RSS "+n, fmt.Sprintf("%.1f MiB", float64(kib)/1024), "VmHWM, any process of it", "", target, v)
 	}
 	return tw.Flush()
+}
+
+// riverRows puts River beside the sender when both ran: push rate (both
+// measured at the emulator, first to last accepted send) and CPU per
+// send, each process with the Postgres backends serving it when both
+// sides' backends could be read, else the processes alone.
+func riverRows(row func(...string), rv *RiverResult, sn SenderResult, sender bool) {
+	if !sender {
+		row(fmt.Sprintf("River jobs/s, limits off (%d jobs)", rv.Jobs), "sender stage not run", fmt.Sprintf("%.0f River", rv.PerSec), "", "", "")
+		return
+	}
+	ratio := sn.UnlimitedPerSec / rv.PerSec
+	row(fmt.Sprintf("sender push/s vs River, limits off (%d rows)", sn.Rows), fmt.Sprintf("%.0f", sn.UnlimitedPerSec),
+		fmt.Sprintf("%.0f River", rv.PerSec), fmt.Sprintf("%.2f", ratio), "> 1",
+		verdict(ratio > TargetRiverRatio && sn.UnlimitedFailures == 0 && rv.NotCompleted == 0))
+	what, lp, rp := "CPU per send vs River, process + its Postgres backends", sn.UnlimitedCPUPerSend+sn.UnlimitedPGPerSend, rv.CPUPerJob+rv.PGPerJob
+	if sn.UnlimitedPGPerSend <= 0 || rv.PGPerJob <= 0 {
+		what, lp, rp = "CPU per send vs River, process only (backends unread)", sn.UnlimitedCPUPerSend, rv.CPUPerJob
+	}
+	row(what, fmt.Sprintf("%.3f ms", lp), fmt.Sprintf("%.3f ms River", rp), fmt.Sprintf("%.2f", lp/rp), "< 1", verdict(lp/rp < 1))
+	row("  process / Postgres backends", fmt.Sprintf("%.3f / %.3f ms", sn.UnlimitedCPUPerSend, sn.UnlimitedPGPerSend),
+		fmt.Sprintf("%.3f / %.3f ms River", rv.CPUPerJob, rv.PGPerJob), "", "", "")
 }
 
 func limitedRows(row func(...string), who string, d LimitedDrain) {

@@ -1,7 +1,6 @@
 package events
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,31 +11,65 @@ import (
 // split into events.
 var ErrMalformed = errors.New("events: malformed webhook body")
 
-// Webhook is a verified webhook body split into its events. Each event is
-// kept as the exact bytes LINE sent, so storage never loses a field.
+// Webhook is a verified webhook body split into its events.
 type Webhook struct {
 	Destination string
-	Events      []json.RawMessage
+	Events      []WebhookEvent
+}
+
+// WebhookEvent is one event of a webhook: the exact bytes LINE sent, so
+// storage never loses a field, and the two fields ingest names and flags
+// its stream message with, read during the split so ingest does not decode
+// the event a second time.
+type WebhookEvent struct {
+	// Raw is a sub-slice of the body passed to ParseWebhook, not a copy:
+	// the body must not change while the event is in use.
+	Raw json.RawMessage
+	// WebhookEventID is the event's "webhookEventId", "" when it is
+	// missing or not a string.
+	WebhookEventID string
+	// Redelivery is the event's "deliveryContext"."isRedelivery".
+	Redelivery bool
 }
 
 // ParseWebhook splits a webhook body. It requires an object whose "events"
 // is an array of objects; every other property is tolerated, and an empty
 // array (LINE's URL verification) is valid.
+//
+// The split runs on every webhook ingest receives, so it costs one
+// validity scan (json.Valid) and one hand walk of the body (webhook_scan.go)
+// instead of encoding/json decoding the body and then each event again.
+// It accepts, rejects and reads exactly what encoding/json does with the
+// shape below: keys match case-insensitively, the last duplicate wins, a
+// null or wrongly typed id or flag leaves the value read before it.
 func ParseWebhook(body []byte) (*Webhook, error) {
+	if !json.Valid(body) {
+		return nil, decodeError(body)
+	}
+	w, shape := walkWebhook(body)
+	switch {
+	case shape == shapeTypeError:
+		return nil, decodeError(body)
+	case shape == shapeNoEvents:
+		return nil, fmt.Errorf("%w: no events array", ErrMalformed)
+	case shape >= 0:
+		return nil, fmt.Errorf("%w: events[%d] is not an object", ErrMalformed, shape)
+	}
+	return w, nil
+}
+
+// decodeError explains a body the walk rejected for its syntax or a
+// wrongly typed "destination" or "events" (or a body that is not an
+// object): encoding/json's own error for the shape ParseWebhook has always
+// decoded, so the reason logged is the same it always was. Only rejected
+// bodies pay for it.
+func decodeError(body []byte) error {
 	var w struct {
 		Destination string             `json:"destination"`
 		Events      *[]json.RawMessage `json:"events"`
 	}
 	if err := json.Unmarshal(body, &w); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	if w.Events == nil {
-		return nil, fmt.Errorf("%w: no events array", ErrMalformed)
-	}
-	for i, ev := range *w.Events {
-		if t := bytes.TrimLeft(ev, " \t\r\n"); len(t) == 0 || t[0] != '{' {
-			return nil, fmt.Errorf("%w: events[%d] is not an object", ErrMalformed, i)
-		}
-	}
-	return &Webhook{Destination: w.Destination, Events: *w.Events}, nil
+	return fmt.Errorf("%w: not a webhook object", ErrMalformed) // unreachable while the walk agrees with encoding/json
 }

@@ -17,8 +17,8 @@ func TestParseWebhookKeepsEventBytes(t *testing.T) {
 	if w.Destination != "U8e742f61d673b39c7fff3cecb7536ef0" {
 		t.Errorf("destination = %q", w.Destination)
 	}
-	if len(w.Events) != 2 || string(w.Events[0]) != ev0 || string(w.Events[1]) != ev1 {
-		t.Fatalf("events not kept byte for byte: %q", w.Events)
+	if len(w.Events) != 2 || string(w.Events[0].Raw) != ev0 || string(w.Events[1].Raw) != ev1 {
+		t.Fatalf("events not kept byte for byte: %+v", w.Events)
 	}
 }
 

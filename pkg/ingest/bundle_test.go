@@ -63,16 +63,16 @@ func (e *bundleEnv) start(t *testing.T, p BundlePublisher) *BundlePublisher {
 
 // webhook is the messages ingest builds for n text events of channel.
 func (e *bundleEnv) webhook(channel string, n int, redelivered bool) []*nats.Msg {
-	var raw []json.RawMessage
+	var evs []events.WebhookEvent
 	for i := 0; i < n; i++ {
 		ev := fixture.Text(fixture.User(fixture.UserID(i)), time.Now(), fmt.Sprintf("text %d", i))
 		if redelivered {
 			ev = fixture.Redelivered(ev)
 		}
 		b, _ := json.Marshal(ev)
-		raw = append(raw, b)
+		evs = append(evs, events.WebhookEvent{Raw: b, WebhookEventID: ev["webhookEventId"].(string), Redelivery: redelivered})
 	}
-	msgs, _ := eventMsgs(e.sc, events.Meta{ChannelID: channel, ReceivedAt: time.Now(), WebhookID: fixture.EventID()}, raw)
+	msgs, _ := eventMsgs(e.sc, events.Meta{ChannelID: channel, ReceivedAt: time.Now(), WebhookID: fixture.EventID()}, evs)
 	return msgs
 }
 

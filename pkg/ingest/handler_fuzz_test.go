@@ -3,7 +3,6 @@ package ingest
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -103,9 +102,7 @@ func checkPost(t *testing.T, h *Handler, js *fakeStream, body []byte, sig string
 	allDup := parseErr == nil && len(wh.Events) > 0
 	if parseErr == nil {
 		for _, ev := range wh.Events {
-			var e eventIDs
-			_ = json.Unmarshal(ev, &e)
-			id := events.DedupID("123", e.WebhookEventID, ev)
+			id := events.DedupID("123", ev.WebhookEventID, ev.Raw)
 			ids = append(ids, id)
 			allDup = allDup && js.ids[id]
 		}
@@ -163,7 +160,7 @@ func checkPost(t *testing.T, h *Handler, js *fakeStream, body []byte, sig string
 		found := false
 		for i, ev := range wh.Events {
 			if ids[i] == m.Header.Get(jetstream.MsgIDHeader) {
-				found = found || bytes.Equal(m.Data, ev)
+				found = found || bytes.Equal(m.Data, ev.Raw)
 			}
 		}
 		if !found {

@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -59,37 +58,28 @@ func (p JetStreamPublisher) Publish(ctx context.Context, msgs []*nats.Msg) (int,
 	return dups, nil
 }
 
-// eventIDs is the little ingest reads of each event: enough to name it
-// for deduplication and carry the redelivery flag.
-type eventIDs struct {
-	WebhookEventID  string `json:"webhookEventId"`
-	DeliveryContext struct {
-		IsRedelivery bool `json:"isRedelivery"`
-	} `json:"deliveryContext"`
-}
-
 // eventHeaders is how many headers an event message carries: Meta's
 // five, the kind, Nats-Msg-Id and the webhook log record.
 const eventHeaders = 8
 
 // eventMsgs builds one stream message per event: the raw event bytes with
 // linepipe's headers and the webhookEventId as Nats-Msg-Id, so JetStream
-// drops a redelivered event inside its duplicates window.
-func eventMsgs(cfg stream.Config, meta events.Meta, raw []json.RawMessage) ([]*nats.Msg, bool) {
-	msgs := make([]*nats.Msg, len(raw))
+// drops a redelivered event inside its duplicates window. The id and the
+// redelivery flag were read by ParseWebhook's single walk of the body, so
+// no event is decoded again here.
+func eventMsgs(cfg stream.Config, meta events.Meta, evs []events.WebhookEvent) ([]*nats.Msg, bool) {
+	msgs := make([]*nats.Msg, len(evs))
 	redelivery := false
 	subject := cfg.EventSubject(meta.ChannelID)
-	for i, ev := range raw {
-		var ids eventIDs
-		_ = json.Unmarshal(ev, &ids) // shape was checked by ParseWebhook; fields are optional
+	for i, ev := range evs {
 		// Sized for every header set below, so the map never grows.
-		m := &nats.Msg{Subject: subject, Data: ev, Header: make(nats.Header, eventHeaders)}
+		m := &nats.Msg{Subject: subject, Data: ev.Raw, Header: make(nats.Header, eventHeaders)}
 		em := meta
-		em.Redelivery = ids.DeliveryContext.IsRedelivery
+		em.Redelivery = ev.Redelivery
 		redelivery = redelivery || em.Redelivery
 		em.SetHeaders(m.Header)
 		m.Header[events.HeaderKind] = []string{events.KindEvent}
-		m.Header[jetstream.MsgIDHeader] = []string{events.DedupID(meta.ChannelID, ids.WebhookEventID, ev)}
+		m.Header[jetstream.MsgIDHeader] = []string{events.DedupID(meta.ChannelID, ev.WebhookEventID, ev.Raw)}
 		msgs[i] = m
 	}
 	return msgs, redelivery

@@ -70,8 +70,8 @@ func verify(t *testing.T, body []byte, h http.Header) []*events.Event {
 		t.Fatalf("destination %q is not a bot user id", wh.Destination)
 	}
 	out := make([]*events.Event, len(wh.Events))
-	for i, raw := range wh.Events {
-		if out[i], err = events.Decode(raw); err != nil {
+	for i, ev := range wh.Events {
+		if out[i], err = events.Decode(ev.Raw); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -127,9 +127,9 @@ func (f *fakeIngest) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sr := &seenRequest{ChannelID: id, Body: body, Destination: wh.Destination}
-	for _, raw := range wh.Events {
+	for _, ev := range wh.Events {
 		var e seenEvent
-		if err := json.Unmarshal(raw, &e); err != nil {
+		if err := json.Unmarshal(ev.Raw, &e); err != nil {
 			f.problem("event: " + err.Error())
 		}
 		sr.Events = append(sr.Events, e)

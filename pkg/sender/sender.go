@@ -370,6 +370,7 @@ func (s *Sender) awaitSlot(row store.OutboxClaimed, target time.Time, pl *planne
 	spec, limited := pl.endpointSpec(row.OutboxCandidate)
 	base := target
 	first := true
+	reslotted := false // the row's send_at no longer is the claim's
 	for misses := 0; ; {
 		d := time.Until(target)
 		if d > 0 {
@@ -394,27 +395,33 @@ func (s *Sender) awaitSlot(row store.OutboxClaimed, target time.Time, pl *planne
 		}
 		s.m.slotMissed.Inc()
 		if misses++; misses > maxSlotMisses {
-			s.release(row, pl)
+			s.release(row, pl, g, reslotted)
 			return target, false
 		}
 		r := s.reslot(row, spec)
 		if err := r.Err; err != nil {
 			s.log.Warn("re-slotting a late outbox row", zap.Int64("outbox_id", row.ID), zap.Error(err))
 			if !errors.Is(err, store.ErrLeaseLost) {
-				s.release(row, pl)
+				s.release(row, pl, g, reslotted)
 			}
 			return target, false
 		}
-		target = r.SlotLocal
+		target, reslotted = r.SlotLocal, true
 	}
 }
 
-// release hands row back unsent, refunding its rate reservations.
-func (s *Sender) release(row store.OutboxClaimed, pl *planner) {
+// release hands row back unsent, refunding its rate reservations. Unless
+// the row was re-slotted since, its claim's shift moved the buckets on
+// from where its send_at booked them.
+func (s *Sender) release(row store.OutboxClaimed, pl *planner, g *claimShift, reslotted bool) {
 	s.m.released.Inc()
 	var refunds []store.Refund
 	for _, sp := range pl.specs(row.OutboxCandidate) {
-		refunds = append(refunds, store.Refund{Key: sp.key, Amount: time.Duration(sp.weight) * sp.interval})
+		r := store.Refund{Key: sp.key, Amount: time.Duration(sp.weight) * sp.interval}
+		if !reslotted {
+			r.Shift = g.shiftOf(sp.key)
+		}
+		refunds = append(refunds, r)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

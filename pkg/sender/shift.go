@@ -67,3 +67,10 @@ func (s *Sender) shift(g *claimShift, row store.OutboxClaimed, spec bucketSpec, 
 	g.shifted[spec.key] = by
 	return by
 }
+
+// shiftOf is how far the claim's shift moved bucket key (0: not moved).
+func (g *claimShift) shiftOf(key store.RateKey) time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.shifted[key]
+}

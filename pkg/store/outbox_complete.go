@@ -132,6 +132,12 @@ SELECT id, claim_id FROM u`
 type Refund struct {
 	Key    RateKey
 	Amount time.Duration
+	// Shift is how far a claim shift (ShiftOutboxClaim) moved the bucket
+	// after the row was booked: the row's send_at does not move with it,
+	// so without it a shifted row's refund would never match, and a
+	// broadcast released after a missed slot would leave its bucket
+	// booked for half an hour.
+	Shift time.Duration
 }
 
 // ReleaseOutbox hands a claimed row back without an attempt (its rate
@@ -159,8 +165,8 @@ func ReleaseOutbox(ctx context.Context, db Beginner, id int64, claimID uuid.UUID
 				break
 			}
 			if _, err := tx.Exec(ctx, `UPDATE outbox_rate SET tat = tat - $4::interval
-				WHERE channel_id = $1 AND bucket = $2 AND tat = $3::timestamptz + $4::interval`,
-				r.Key.ChannelID, r.Key.Bucket, *sendAt, r.Amount); err != nil {
+				WHERE channel_id = $1 AND bucket = $2 AND tat = $3::timestamptz + $4::interval + $5::interval`,
+				r.Key.ChannelID, r.Key.Bucket, *sendAt, r.Amount, r.Shift); err != nil {
 				return fmt.Errorf("refunding rate bucket %s: %w", r.Key.Bucket, err)
 			}
 		}

@@ -1,0 +1,51 @@
+package tests
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/linepipe/linepipe/pkg/linefake"
+	"github.com/linepipe/linepipe/pkg/store"
+)
+
+// A row handed back after its claim was shifted refunds its booking: the
+// shift moved the bucket on but not the row's send_at, so the refund has
+// to look past the shift. Without it a broadcast (two an hour) that
+// missed its slot on a busy host was handed back with its bucket still
+// booked for half an hour, and waited that long.
+func TestReleaseAfterShiftRefundsTheBooking(t *testing.T) {
+	t.Parallel()
+	b := setupSender(t, linefake.Config{})
+	ctx := context.Background()
+	id := b.insert(t, "broadcast", `{"messages":[{"type":"text","text":"late"}]}`)
+	claim, err := store.ClaimOutbox(ctx, b.db.Pool, store.ClaimParams{Limit: 1, Owner: "a", Lease: time.Minute, Horizon: time.Second}, allPlanner{})
+	if err != nil || len(claim.Claimed) != 1 {
+		t.Fatalf("claim: %v, %d rows", err, len(claim.Claimed))
+	}
+	row := claim.Claimed[0]
+	const interval, shift = 30 * time.Minute, 40 * time.Millisecond
+	key := store.RateKey{ChannelID: b.channel, Bucket: "broadcast"}
+	// The booking the planner would have made, then the claim's shift.
+	if _, err := b.db.Pool.Exec(ctx, `INSERT INTO outbox_rate (channel_id, bucket, tat)
+		SELECT channel_id, 'broadcast', send_at + $2::interval FROM outbox WHERE id = $1`, id, interval); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.ShiftOutboxClaim(ctx, b.db.Pool, row.ClaimID, key, row.SendAt, interval, shift); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.ReleaseOutbox(ctx, b.db.Pool, id, row.ClaimID, store.Refund{Key: key, Amount: interval, Shift: shift}); err != nil {
+		t.Fatal(err)
+	}
+	var left time.Duration
+	if err := b.db.Pool.QueryRow(ctx, `SELECT extract(epoch FROM r.tat - o.send_at) * 1e9 FROM outbox_rate r, outbox o
+		WHERE r.channel_id = $1 AND r.bucket = 'broadcast' AND o.id = $2`, b.channel, id).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left != shift {
+		t.Fatalf("bucket booked %s past the released row's send_at, want only the shift (%s)", left, shift)
+	}
+	if r := b.row(t, id); r.Status != "pending" || r.Attempts != 0 {
+		t.Fatalf("released row %+v, want pending with no attempt", r)
+	}
+}

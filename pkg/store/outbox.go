@@ -226,63 +226,85 @@ type Beginner interface {
 // locked in a fixed order, so the planner's slots are globally
 // consistent; then rows are flipped to in_flight with a fresh claim_id
 // (the fencing token) or finished. Every time is the database's.
-func ClaimOutbox(ctx context.Context, db Beginner, p ClaimParams, pl Planner) (ClaimResult, error) {
-	var res ClaimResult
-	var clockRead time.Time // local time the slots' clock was read
-	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		cands, more, dbNow, err := selectCandidates(ctx, tx, p)
-		if err != nil {
-			return err
-		}
-		res.Seen, res.More, res.DBNow = len(cands), more, dbNow
-		if len(cands) == 0 {
-			return nil
-		}
-		slotNow, localNow, tats, err := lockBuckets(ctx, tx, dbNow, cands, pl)
-		clockRead = localNow
-		if err != nil {
-			return err
-		}
-		plan := pl.Plan(slotNow.Add(p.Lead), cands, tats)
-		// The writes go in one round trip: the buckets stay locked until
-		// commit, so every round trip here is time other claims wait.
-		var w writes
-		applyFinish(&w, plan.Finish)
-		claimID := uuid.New()
-		applyReserve(&w, p, claimID, plan.Send)
-		applyPostpone(&w, plan.Postpone)
-		saveTats(&w, plan.Tats)
-		if err := w.send(ctx, tx); err != nil {
-			return err
-		}
-		byID := make(map[int64]OutboxCandidate, len(cands))
-		for _, c := range cands {
-			byID[c.ID] = c
-		}
-		for _, r := range plan.Send {
-			res.Claimed = append(res.Claimed, OutboxClaimed{OutboxCandidate: byID[r.ID], ClaimID: claimID,
-				SendAt: r.SendAt, DBNow: slotNow, SendAtLocal: localNow.Add(max(r.SendAt.Sub(slotNow), 0))})
-		}
-		for _, r := range plan.Postpone {
-			if res.NextDue.IsZero() || r.SendAt.Before(res.NextDue) {
-				res.NextDue = r.SendAt
-			}
-		}
-		res.Finished = plan.Finish
-		return nil
-	})
+func ClaimOutbox(ctx context.Context, db Acquirer, p ClaimParams, pl Planner) (ClaimResult, error) {
+	res, err := claimOutbox(ctx, db, p, pl)
 	if err != nil {
 		return ClaimResult{}, fmt.Errorf("claiming outbox rows: %w", err)
 	}
+	return res, nil
+}
+
+// claimOutbox is ClaimOutbox in three round trips when no rate bucket is
+// involved, four when one is: BEGIN with the lane listing, the lanes'
+// rows, the buckets' locks, and the writes with COMMIT.
+func claimOutbox(ctx context.Context, db Acquirer, p ClaimParams, pl Planner) (ClaimResult, error) {
+	var res ClaimResult
+	pc, err := db.Acquire(ctx)
+	if err != nil {
+		return res, err
+	}
+	defer pc.Release()
+	tx := &pipeTx{conn: pc.Conn()}
+	committed := false
+	defer func() {
+		if !committed {
+			tx.rollback()
+		}
+	}()
+	cands, more, dbNow, err := selectCandidates(ctx, tx, p)
+	if err != nil {
+		return res, err
+	}
+	res.Seen, res.More, res.DBNow = len(cands), more, dbNow
+	if len(cands) == 0 {
+		err := tx.commit(ctx, nil)
+		committed = err == nil
+		return res, err
+	}
+	slotNow, localNow, tats, err := lockBuckets(ctx, tx, dbNow, cands, pl)
+	if err != nil {
+		return res, err
+	}
+	plan := pl.Plan(slotNow.Add(p.Lead), cands, tats)
+	// The writes and the commit go in one round trip: the buckets stay
+	// locked until commit, so every round trip here is time other claims
+	// wait.
+	var w writes
+	applyFinish(&w, plan.Finish)
+	claimID := uuid.New()
+	applyReserve(&w, p, claimID, plan.Send)
+	applyPostpone(&w, plan.Postpone)
+	saveTats(&w, plan.Tats)
+	if err := tx.commit(ctx, &w); err != nil {
+		return res, err
+	}
+	committed = true
+	byID := make(map[int64]OutboxCandidate, len(cands))
+	for _, c := range cands {
+		byID[c.ID] = c
+	}
+	for _, r := range plan.Send {
+		res.Claimed = append(res.Claimed, OutboxClaimed{OutboxCandidate: byID[r.ID], ClaimID: claimID,
+			SendAt: r.SendAt, DBNow: slotNow, SendAtLocal: localNow.Add(max(r.SendAt.Sub(slotNow), 0))})
+	}
+	for _, r := range plan.Postpone {
+		if res.NextDue.IsZero() || r.SendAt.Before(res.NextDue) {
+			res.NextDue = r.SendAt
+		}
+	}
+	res.Finished = plan.Finish
 	if len(res.Claimed) > 0 {
-		res.Took = time.Since(clockRead)
+		res.Took = time.Since(localNow)
 	}
 	return res, nil
 }
 
 // lockBuckets creates missing buckets and locks every bucket the batch
 // needs, sorted, so two replicas never deadlock on them.
-func lockBuckets(ctx context.Context, tx pgx.Tx, claimNow time.Time, cands []OutboxCandidate, pl Planner) (dbNow, localNow time.Time, tats map[RateKey]time.Time, err error) {
+//
+// With no bucket to lock, the lane listing's clock reading stands: there
+// is no competing reservation it could precede, and a round trip is saved.
+func lockBuckets(ctx context.Context, tx batcher, claimNow time.Time, cands []OutboxCandidate, pl Planner) (dbNow, localNow time.Time, tats map[RateKey]time.Time, err error) {
 	set := map[RateKey]bool{}
 	for _, c := range cands {
 		for _, k := range pl.Keys(claimNow, c) {
@@ -305,12 +327,15 @@ func lockBuckets(ctx context.Context, tx pgx.Tx, claimNow time.Time, cands []Out
 		chans[i], buckets[i] = k.ChannelID, k.Bucket
 	}
 	tats = make(map[RateKey]time.Time, len(keys))
+	if len(keys) == 0 {
+		return claimNow, time.Now(), tats, nil
+	}
 	// One pipelined round trip: create missing buckets, lock them, then
 	// read the clock. The statements run in order, so the clock is read
 	// after the locks: a slot computed from an earlier reading could fall
 	// before a competing replica's last slot.
 	var b pgx.Batch
-	if len(keys) > 0 {
+	{
 		b.Queue(`INSERT INTO outbox_rate (channel_id, bucket, tat)
 			SELECT c, b, 'epoch' FROM unnest($1::text[], $2::text[]) AS k(c, b) ORDER BY c, b
 			ON CONFLICT DO NOTHING`, chans, buckets)
@@ -321,7 +346,7 @@ func lockBuckets(ctx context.Context, tx pgx.Tx, claimNow time.Time, cands []Out
 	b.Queue(`SELECT clock_timestamp()`)
 	br := tx.SendBatch(ctx, &b)
 	defer br.Close()
-	if len(keys) > 0 {
+	{
 		if _, err := br.Exec(); err != nil {
 			return dbNow, localNow, nil, fmt.Errorf("creating rate buckets: %w", err)
 		}
@@ -359,11 +384,13 @@ func (w *writes) add(label, sql string, args ...any) {
 	w.labels = append(w.labels, label)
 }
 
-func (w *writes) send(ctx context.Context, tx pgx.Tx) error {
-	if len(w.labels) == 0 {
-		return nil
+// commit sends w's statements (if any) and COMMIT in one round trip.
+func (t *pipeTx) commit(ctx context.Context, w *writes) error {
+	if w == nil {
+		w = &writes{}
 	}
-	br := tx.SendBatch(ctx, &w.b)
+	w.add("committing", "commit")
+	br := t.SendBatch(ctx, &w.b)
 	defer br.Close()
 	for _, l := range w.labels {
 		if _, err := br.Exec(); err != nil {

@@ -159,7 +159,7 @@ func laneArgs(lanes []lane, limit int, dbNow time.Time) ([]any, []int32) {
 
 // selectCandidates reads the rows one claim considers, ranked, and
 // reports whether any lane had more due rows than it offered.
-func selectCandidates(ctx context.Context, tx pgx.Tx, p ClaimParams) ([]OutboxCandidate, bool, time.Time, error) {
+func selectCandidates(ctx context.Context, tx batcher, p ClaimParams) ([]OutboxCandidate, bool, time.Time, error) {
 	// Lanes and expired leases in one pipelined round trip.
 	var b pgx.Batch
 	b.Queue(lanesSQL, maxLanes(p), p.Horizon)

@@ -1,0 +1,83 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Acquirer lends a connection (a *pgxpool.Pool).
+type Acquirer interface {
+	Acquire(ctx context.Context) (*pgxpool.Conn, error)
+}
+
+// batcher sends pipelined batches and single queries on one connection.
+type batcher interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// pipeTx is a transaction whose BEGIN travels with its first batch and
+// whose COMMIT travels with its last. pgx.Tx spends a round trip on each;
+// under load every round trip of a claim is time its rows and rate
+// buckets stay locked and a reply waits, and on a busy host each one
+// also waits for both processes to be scheduled.
+type pipeTx struct {
+	conn  *pgx.Conn
+	begun bool
+}
+
+// SendBatch sends b, preceded by BEGIN when it is the transaction's first.
+// The caller reads b's results as usual: BEGIN's is consumed here.
+func (t *pipeTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	if t.begun {
+		return t.conn.SendBatch(ctx, b)
+	}
+	t.begun = true
+	withBegin := &pgx.Batch{}
+	withBegin.Queue("begin")
+	withBegin.QueuedQueries = append(withBegin.QueuedQueries, b.QueuedQueries...)
+	br := t.conn.SendBatch(ctx, withBegin)
+	if _, err := br.Exec(); err != nil {
+		return errBatch{BatchResults: br, err: err}
+	}
+	return br
+}
+
+// Query runs one statement inside the transaction, which must have begun.
+func (t *pipeTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	return t.conn.Query(ctx, sql, args...)
+}
+
+// rollback ends a transaction that did not commit. A connection it cannot
+// clean goes back to the pool still in a transaction, and the pool then
+// closes it rather than lend it again.
+func (t *pipeTx) rollback() {
+	if !t.begun || t.conn.PgConn().TxStatus() == 'I' {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = t.conn.Exec(ctx, "rollback")
+}
+
+// errBatch reports BEGIN's failure for every result of the batch.
+type errBatch struct {
+	pgx.BatchResults
+	err error
+}
+
+func (e errBatch) Exec() (pgconn.CommandTag, error) { return pgconn.CommandTag{}, e.err }
+func (e errBatch) Query() (pgx.Rows, error)         { return nil, e.err }
+func (e errBatch) QueryRow() pgx.Row                { return errRow{e.err} }
+func (e errBatch) Close() error {
+	_ = e.BatchResults.Close()
+	return e.err
+}
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }

@@ -21,8 +21,14 @@ import (
 //
 // Every decision uses the database clock (dbNow), shared by all replicas:
 // what is due, a retry key's age and a reply's validity.
+//
+// A row on a limited endpoint gets its first slot lead after the
+// database's now: the claim still has to commit, and a slot given for
+// "now" would be missed by every row of the batch. A row on an endpoint
+// with no limit has no slot to miss, so it goes at once.
 type planner struct {
-	cfg *Config
+	cfg  *Config
+	lead time.Duration
 }
 
 type bucketSpec struct {
@@ -87,6 +93,9 @@ func (p *planner) Plan(dbNow time.Time, cands []store.OutboxCandidate, tats map[
 		}
 		specs := p.specs(c)
 		slot := dbNow
+		if len(specs) > 0 {
+			slot = dbNow.Add(p.lead)
+		}
 		for _, s := range specs {
 			tat := tats[s.key]
 			if start := tat.Add(time.Duration(s.weight-1)*s.interval - s.burst); start.After(slot) {

@@ -68,8 +68,10 @@ type Sender struct {
 	m      *metrics
 	log    *zap.Logger
 	slots  chan struct{} // one per request in flight
-	wg     sync.WaitGroup
-	done   *completer
+	// unwritten holds one per completion handed in and not yet written.
+	unwritten chan struct{}
+	wg        sync.WaitGroup
+	done      *completer
 
 	leadMu    sync.Mutex
 	claimTook time.Duration  // recent claim latency, for claimLead
@@ -85,7 +87,8 @@ func New(cfg Config, db *pgxpool.Pool) (*Sender, error) {
 		return nil, fmt.Errorf("sender config: %w", err)
 	}
 	s := &Sender{cfg: cfg, db: db, m: newMetrics(cfg.Registerer), log: cfg.Log,
-		slots: make(chan struct{}, cfg.Concurrency), reslots: make(chan reslotReq)}
+		slots:     make(chan struct{}, cfg.Concurrency),
+		unwritten: make(chan struct{}, cfg.Concurrency), reslots: make(chan reslotReq)}
 	s.done = newCompleter(db, cfg.Concurrency, s.m)
 	lookup := func(ctx context.Context, id string) (store.Channel, error) {
 		c, err := store.GetChannel(ctx, db, id)
@@ -152,7 +155,12 @@ func (s *Sender) Run(ctx context.Context) error {
 			// free their slots, so the next claim takes a batch rather
 			// than the one slot just freed: claims hold the channel's
 			// rate buckets, and many tiny ones would contend for them.
+			// With a whole batch of slots already free there is nothing
+			// to wait for.
 			backoff = s.cfg.PollInterval
+			if cap(s.slots)-len(s.slots) >= s.cfg.BatchSize {
+				continue
+			}
 			select {
 			case <-ctx.Done():
 				return nil
@@ -215,9 +223,10 @@ func (s *Sender) reserve(ctx context.Context) int {
 
 // claim takes up to n rows and starts a delivery for each one claimed.
 func (s *Sender) claim(ctx context.Context, n int) (store.ClaimResult, error) {
-	pl := &planner{cfg: &s.cfg}
+	// The planner applies the lead, only to rows whose endpoint is limited.
+	pl := &planner{cfg: &s.cfg, lead: s.claimLead()}
 	res, err := store.ClaimOutbox(ctx, s.db, store.ClaimParams{
-		Limit: n, Owner: s.cfg.Owner, Lease: s.cfg.Lease, Horizon: s.cfg.RateHorizon, Lead: s.claimLead(),
+		Limit: n, Owner: s.cfg.Owner, Lease: s.cfg.Lease, Horizon: s.cfg.RateHorizon,
 		Turn: int(s.turn.Add(1)),
 	}, pl)
 	if err != nil {
@@ -248,7 +257,15 @@ func (s *Sender) claim(ctx context.Context, n int) (store.ClaimResult, error) {
 
 // deliver makes one attempt for a claimed row and records it.
 func (s *Sender) deliver(row store.OutboxClaimed, pl *planner, g *claimShift) {
-	defer func() { <-s.slots; s.wg.Done() }()
+	defer s.wg.Done()
+	if !s.try(row, pl, g) {
+		<-s.slots // handed back or lost: nothing to record
+	}
+}
+
+// try makes the attempt and reports whether it handed in a completion
+// (which frees the row's request slot; see complete).
+func (s *Sender) try(row store.OutboxClaimed, pl *planner, g *claimShift) bool {
 	target := row.SendAtLocal
 	tctx, tcancel := context.WithDeadline(context.Background(), target.Add(s.cfg.Lease-leaseSafety))
 	token, err := s.tokens.Get(tctx, row.ChannelID)
@@ -259,22 +276,23 @@ func (s *Sender) deliver(row store.OutboxClaimed, pl *planner, g *claimShift) {
 			status = store.OutboxFailed
 		}
 		s.complete(row, outcome{Status: status, Backoff: true, Error: err.Error()}, apiResponse{}, nil)
-		return
+		return true
 	}
 	target, ok := s.awaitSlot(row, target, pl, g)
 	if !ok {
-		return
+		return false
 	}
 	// The deadline is on the database clock; SendAtLocal maps SendAt onto
 	// this process's monotonic clock.
 	if dl := pl.deadline(row.OutboxCandidate); dl != nil && !time.Now().Before(row.SendAtLocal.Add(dl.Sub(row.SendAt))) {
 		s.complete(row, outcome{Status: store.OutboxExpired, Error: "not sent before " + dl.UTC().Format(time.RFC3339)}, apiResponse{}, nil)
-		return
+		return true
 	}
 	// Never past the lease: after it another replica may resend the row.
 	ctx, cancel := context.WithDeadline(context.Background(), target.Add(s.cfg.Lease-leaseSafety))
 	defer cancel()
 	s.attempt(ctx, row, token)
+	return true
 }
 
 // attempt calls LINE once for row, logs the call and records its outcome.
@@ -320,9 +338,9 @@ func (s *Sender) attempt(ctx context.Context, row store.OutboxClaimed, token str
 }
 
 // complete records an attempt's outcome, grouped with other sends'
-// completions into one statement and commit (see completer). The call
-// already happened, so its result is written even when the row's deadline
-// has just passed.
+// completions into one statement and commit (see completer), and frees
+// the row's request slot. The call already happened, so its result is
+// written even when the row's deadline has just passed.
 func (s *Sender) complete(row store.OutboxClaimed, out outcome, resp apiResponse, entry *store.APILogEntry) {
 	c := store.OutboxCompletion{ID: row.ID, ClaimID: row.ClaimID, Status: out.Status,
 		StatusCode: resp.Status, Error: out.Error, RequestID: resp.RequestID,
@@ -330,7 +348,14 @@ func (s *Sender) complete(row store.OutboxClaimed, out outcome, resp apiResponse
 	if out.Backoff {
 		c.Backoff = backoff(row.Attempts+1, s.cfg.BackoffBase, s.cfg.BackoffMax, s.cfg.Rand)
 	}
+	// The request is over, so its slot goes back to the claim loop while
+	// the completion waits for its group's commit; unwritten bounds how
+	// many completions may wait, so a slow database still holds claims
+	// back.
+	s.unwritten <- struct{}{}
+	<-s.slots
 	err := s.done.complete(c)
+	<-s.unwritten
 	switch {
 	case errors.Is(err, store.ErrLeaseLost):
 		s.m.leaseLost.Inc()

@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -19,10 +20,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 func freeAddr(t *testing.T) string {
@@ -217,5 +220,52 @@ func TestBuildInfoMetric(t *testing.T) {
 	}
 	if !strings.Contains(line, `commit="`) || !strings.Contains(line, `goversion="go`) || !strings.Contains(line, `version="`) || !strings.HasSuffix(line, "} 1") {
 		t.Fatalf("linepipe_build_info missing or malformed: %q", line)
+	}
+}
+
+// lockedBuffer is a WriteSyncer tests can read while the logger writes.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) Sync() error { return nil }
+
+func (b *lockedBuffer) lines() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Fields(b.buf.String()) // one JSON object per line, with no spaces
+}
+
+// Info lines wait in the buffer (one write per line was a large share of
+// ingest's and the sender's CPU); a warning writes itself and every line
+// before it at once, in order; Sync writes the rest.
+func TestLoggerBuffersInfoAndFlushesWarnings(t *testing.T) {
+	t.Parallel()
+	var out lockedBuffer
+	log, stop := newLogger(zapcore.InfoLevel, "svc", &out)
+	defer func() { _ = stop() }()
+	log.Info("first")
+	if got := out.lines(); len(got) != 0 {
+		t.Fatalf("an info line was written at once: %q", got)
+	}
+	log.Warn("second")
+	got := out.lines()
+	if len(got) != 2 || !strings.Contains(got[0], `"msg":"first"`) || !strings.Contains(got[1], `"msg":"second"`) ||
+		!strings.Contains(got[1], `"service":"svc"`) {
+		t.Fatalf("after a warning: %q, want first then second", got)
+	}
+	log.Info("third")
+	if err := log.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.lines(); len(got) != 3 || !strings.Contains(got[2], `"msg":"third"`) {
+		t.Fatalf("after Sync: %q", got)
 	}
 }

@@ -1,0 +1,58 @@
+package ops
+
+import (
+	"os"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// logFlushInterval bounds how long an info line may wait in the buffer.
+const logFlushInterval = time.Second
+
+// buffered gathers log lines and writes them to ws (stderr) when 256 KiB
+// have gathered or a second has passed. What a crash can lose is at most
+// that second of info lines: warnings and errors flush at once (see
+// flushOnWarn), the mains Sync on the way out, and the durable record of
+// every webhook and API call is in webhook_log and api_log, not the log.
+func buffered(ws zapcore.WriteSyncer) *zapcore.BufferedWriteSyncer {
+	return &zapcore.BufferedWriteSyncer{WS: zapcore.Lock(ws), Size: 256 << 10, FlushInterval: logFlushInterval}
+}
+
+// newLogger is NewLogger writing to ws; stop flushes and ends the
+// buffer's flushing goroutine (a service leaves it to the process's end).
+func newLogger(lvl zapcore.Level, service string, ws zapcore.WriteSyncer) (log *zap.Logger, stop func() error) {
+	enc := zap.NewProductionEncoderConfig()
+	enc.TimeKey = "time"
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	buf := buffered(ws)
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), buf, zap.NewAtomicLevelAt(lvl))
+	log = zap.New(flushOnWarn{core}, zap.AddCaller(), zap.AddStacktrace(zapcore.ErrorLevel),
+		zap.ErrorOutput(zapcore.Lock(os.Stderr)))
+	return log.With(zap.String("service", service)), buf.Stop
+}
+
+// flushOnWarn writes warnings and errors through at once, with every line
+// before them, so what an operator is alerted to is never held back and
+// the log keeps its order.
+type flushOnWarn struct{ zapcore.Core }
+
+func (c flushOnWarn) With(fields []zapcore.Field) zapcore.Core { return flushOnWarn{c.Core.With(fields)} }
+
+func (c flushOnWarn) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.Enabled(e.Level) {
+		return ce.AddCore(e, c)
+	}
+	return ce
+}
+
+func (c flushOnWarn) Write(e zapcore.Entry, fields []zapcore.Field) error {
+	err := c.Core.Write(e, fields)
+	if e.Level >= zapcore.WarnLevel {
+		// Stderr may be a pipe, whose fsync fails: the flush is what
+		// matters, so that error is not the caller's.
+		_ = c.Core.Sync()
+	}
+	return err
+}

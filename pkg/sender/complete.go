@@ -12,10 +12,21 @@ import (
 
 // completionFlushers is how many grouped completion statements may be in
 // flight at once: while one commits, the next group gathers.
-const completionFlushers = 4
+const completionFlushers = 2
 
 // maxCompletionGroup bounds one statement's rows.
 const maxCompletionGroup = 500
+
+// Under load a group waits up to completionLinger for others, until it
+// has completionGroupTarget rows or no other request is still in flight
+// to join it. Groups of a dozen rows spent most of their statement on
+// per-statement work (1.2 ms a statement, 97 µs a row, against 33 µs a
+// row for the claim's update of 100). The request slot is already free,
+// so the wait delays only the row's delivered status, never a send.
+const (
+	completionLinger      = 3 * time.Millisecond
+	completionGroupTarget = 64
+)
 
 // completer records attempt outcomes in groups: every delivery hands in
 // its completion and waits for it to be written, and each flusher writes
@@ -28,6 +39,9 @@ type completer struct {
 	db *pgxpool.Pool
 	in chan pendingCompletion
 	m  *metrics
+	// inFlight is how many requests are still out: completions that may
+	// join a group soon.
+	inFlight func() int
 }
 
 type pendingCompletion struct {
@@ -35,8 +49,8 @@ type pendingCompletion struct {
 	done chan error
 }
 
-func newCompleter(db *pgxpool.Pool, buffer int, m *metrics) *completer {
-	return &completer{db: db, in: make(chan pendingCompletion, buffer), m: m}
+func newCompleter(db *pgxpool.Pool, buffer int, m *metrics, inFlight func() int) *completer {
+	return &completer{db: db, in: make(chan pendingCompletion, buffer), m: m, inFlight: inFlight}
 }
 
 // complete queues c and returns once it is written: nil, an error
@@ -65,9 +79,11 @@ func (k *completer) run() {
 // close ends run once the queue is drained; no complete may follow.
 func (k *completer) close() { close(k.in) }
 
-// gather takes first and whatever else is already queued.
+// gather takes first and whatever else is already queued; while the
+// group is small and requests are still in flight, it lingers for them.
 func (k *completer) gather(first pendingCompletion) []pendingCompletion {
 	group := []pendingCompletion{first}
+	var linger <-chan time.Time
 	for len(group) < maxCompletionGroup {
 		select {
 		case p, ok := <-k.in:
@@ -75,7 +91,24 @@ func (k *completer) gather(first pendingCompletion) []pendingCompletion {
 				return group
 			}
 			group = append(group, p)
+			continue
 		default:
+		}
+		if len(group) >= completionGroupTarget || k.inFlight() == 0 {
+			return group
+		}
+		if linger == nil {
+			t := time.NewTimer(completionLinger)
+			defer t.Stop()
+			linger = t.C
+		}
+		select {
+		case p, ok := <-k.in:
+			if !ok {
+				return group
+			}
+			group = append(group, p)
+		case <-linger:
 			return group
 		}
 	}

@@ -89,7 +89,7 @@ func New(cfg Config, db *pgxpool.Pool) (*Sender, error) {
 	s := &Sender{cfg: cfg, db: db, m: newMetrics(cfg.Registerer), log: cfg.Log,
 		slots:     make(chan struct{}, cfg.Concurrency),
 		unwritten: make(chan struct{}, cfg.Concurrency), reslots: make(chan reslotReq)}
-	s.done = newCompleter(db, cfg.Concurrency, s.m)
+	s.done = newCompleter(db, cfg.Concurrency, s.m, func() int { return len(s.slots) })
 	lookup := func(ctx context.Context, id string) (store.Channel, error) {
 		c, err := store.GetChannel(ctx, db, id)
 		if err != nil {

@@ -155,10 +155,12 @@ func (s *Sender) Run(ctx context.Context) error {
 			// free their slots, so the next claim takes a batch rather
 			// than the one slot just freed: claims hold the channel's
 			// rate buckets, and many tiny ones would contend for them.
-			// With a whole batch of slots already free there is nothing
-			// to wait for.
+			// A full batch means a backlog: with another batch of slots
+			// already free there is nothing to wait for. Smaller claims
+			// keep the pause, or two replicas' claims of a few rows each
+			// take turns on the rate bucket's lock without a break.
 			backoff = s.cfg.PollInterval
-			if cap(s.slots)-len(s.slots) >= s.cfg.BatchSize {
+			if n == s.cfg.BatchSize && len(res.Claimed) == n && cap(s.slots)-len(s.slots) >= s.cfg.BatchSize {
 				continue
 			}
 			select {

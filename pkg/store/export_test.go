@@ -6,3 +6,6 @@ var (
 	MigrationStatusFS = migrationStatusFS
 	SchemaReadyFor    = schemaReady
 )
+
+// TextArray is textArray, for the round trip through Postgres.
+var TextArray = textArray

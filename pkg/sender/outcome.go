@@ -70,6 +70,9 @@ func classify(row store.OutboxCandidate, maybeDelivered bool, r apiResponse, cal
 // sentMessageIDs reads sentMessages[].id from a push or reply answer (and
 // a push 409). LINE documents the id as a string; a number is kept too.
 func sentMessageIDs(body []byte) []string {
+	if ids, ok := sentIDsPlain(body); ok {
+		return ids
+	}
 	var b struct {
 		SentMessages []struct {
 			ID json.RawMessage `json:"id"`

@@ -56,6 +56,10 @@ func (r *Result) WriteTable(w io.Writer) error {
 	if in := r.Ingest; r.ran("ingest") {
 		row("ingest webhooks/s (peak, closed loop)", fmt.Sprintf("%.0f", in.PeakReqPerSec),
 			fmt.Sprintf("%.0f no-op HTTP", in.CeilingReqPerSec), fmt.Sprintf("%.2f", in.Ratio), "≥ 0.50", verdict(in.Ratio >= TargetIngestRatio))
+		for _, pk := range in.Peaks {
+			row(fmt.Sprintf("  closed loop of %d connections", pk.Concurrency), fmt.Sprintf("%.0f", pk.PeakReqPerSec),
+				fmt.Sprintf("%.0f no-op HTTP", pk.CeilingReqPerSec), fmt.Sprintf("%.2f", pk.PeakReqPerSec/max(pk.CeilingReqPerSec, 1)), "", "")
+		}
 		row(fmt.Sprintf("ingest p50 / p99 at %.0f req/s", in.HalfRate), ms(in.HalfLatency.P50)+" / "+ms(in.HalfLatency.P99),
 			fmt.Sprintf("%d non-2xx, %d dropped", in.HalfNon2xx, in.HalfDropped), "", "p99 < 25 ms", verdict(in.HalfLatency.P99 < TargetIngestP99))
 	}

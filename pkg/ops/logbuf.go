@@ -38,7 +38,9 @@ func newLogger(lvl zapcore.Level, service string, ws zapcore.WriteSyncer) (log *
 // the log keeps its order.
 type flushOnWarn struct{ zapcore.Core }
 
-func (c flushOnWarn) With(fields []zapcore.Field) zapcore.Core { return flushOnWarn{c.Core.With(fields)} }
+func (c flushOnWarn) With(fields []zapcore.Field) zapcore.Core {
+	return flushOnWarn{c.Core.With(fields)}
+}
 
 func (c flushOnWarn) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
 	if c.Enabled(e.Level) {

@@ -17,8 +17,17 @@ const logFlushInterval = time.Second
 // flushOnWarn), the mains Sync on the way out, and the durable record of
 // every webhook and API call is in webhook_log and api_log, not the log.
 func buffered(ws zapcore.WriteSyncer) *zapcore.BufferedWriteSyncer {
-	return &zapcore.BufferedWriteSyncer{WS: zapcore.Lock(ws), Size: 256 << 10, FlushInterval: logFlushInterval}
+	return &zapcore.BufferedWriteSyncer{WS: zapcore.Lock(noFsync{ws}), Size: 256 << 10, FlushInterval: logFlushInterval}
 }
+
+// noFsync hands lines to the kernel and stops there. The buffer's flush
+// (every second, and on every warning) ends with Sync, which on a log
+// file is fsync: an fsync a second per service competes on the disk with
+// Postgres's and NATS's own, and under load it made every stage slower.
+// A line written to stderr survives a crash of the process without it.
+type noFsync struct{ zapcore.WriteSyncer }
+
+func (noFsync) Sync() error { return nil }
 
 // newLogger is NewLogger writing to ws; stop flushes and ends the
 // buffer's flushing goroutine (a service leaves it to the process's end).
@@ -52,9 +61,7 @@ func (c flushOnWarn) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.C
 func (c flushOnWarn) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	err := c.Core.Write(e, fields)
 	if e.Level >= zapcore.WarnLevel {
-		// Stderr may be a pipe, whose fsync fails: the flush is what
-		// matters, so that error is not the caller's.
-		_ = c.Core.Sync()
+		_ = c.Core.Sync() // a flush to the kernel (noFsync)
 	}
 	return err
 }

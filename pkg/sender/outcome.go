@@ -73,6 +73,11 @@ func sentMessageIDs(body []byte) []string {
 	if ids, ok := sentIDsPlain(body); ok {
 		return ids
 	}
+	return sentIDsDecoded(body)
+}
+
+// sentIDsDecoded is sentMessageIDs by a full decode of any answer.
+func sentIDsDecoded(body []byte) []string {
 	var b struct {
 		SentMessages []struct {
 			ID json.RawMessage `json:"id"`

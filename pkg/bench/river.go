@@ -87,6 +87,9 @@ func (b *Bench) runRiver(ctx context.Context) (*RiverResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := b.checkpoint(ctx); err != nil {
+		return nil, err
+	}
 	outPath := filepath.Join(b.stack.Dir, "river.json")
 	n := b.cfg.SenderRows
 	p := &Proc{Name: "river", Path: bin, LogPath: filepath.Join(b.stack.Dir, "river.log"),

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -18,14 +19,20 @@ import (
 // every limit lifted, as its own process, on the same machine in the same
 // run. bench/river is that program; it is a module of its own so that
 // linepipe never depends on River.
+//
+// The stage alternates the two, riverRounds times each (the sender's
+// drain first), and compares medians: back-to-back single drains of
+// either differed by up to a third from run to run on this machine, and
+// whichever ran first after the worker stage paid more Postgres CPU.
 type RiverResult struct {
 	Jobs int `json:"jobs"`
+	// Rounds are the drains, in order; the fields below are medians.
+	Rounds []RiverRound `json:"rounds"`
+	// Sender is linepipe's sender on the same job in the same rounds.
+	Sender RiverRound `json:"sender"`
 	// PerSec is measured at the emulator between the first and the last
 	// accepted send, exactly as the sender's rate is, so the two compare.
 	PerSec float64 `json:"perSec"`
-	// OwnPerSec is River's own count: jobs over the time from the
-	// client's Start to the last completion event.
-	OwnPerSec float64 `json:"ownPerSec"`
 	// CPUPerJob is the River process's CPU (user + system) from its
 	// client's Start to the last completion, in ms per job; PGPerJob is
 	// that of the Postgres backends serving the client (0 when they could
@@ -35,6 +42,20 @@ type RiverResult struct {
 	PGPerJob     float64 `json:"pgBackendCpuMsPerJob"`
 	NotCompleted int     `json:"notCompleted"`
 }
+
+// RiverRound is one drain of either side: rate at the emulator, CPU per
+// send in ms (process, and the Postgres backends serving it), sends not
+// completed.
+type RiverRound struct {
+	Who          string  `json:"who"`
+	PerSec       float64 `json:"perSec"`
+	CPUPerSend   float64 `json:"cpuMsPerSend"`
+	PGPerSend    float64 `json:"pgBackendCpuMsPerSend"`
+	NotCompleted int     `json:"notCompleted"`
+}
+
+// riverRounds is how many drains each side makes in the river stage.
+const riverRounds = 3
 
 // riverOut is the line bench/river prints.
 type riverOut struct {
@@ -76,27 +97,77 @@ func (b *Bench) runRiver(ctx context.Context) (*RiverResult, error) {
 		return nil, err
 	}
 	ch := linefake.Channel{ID: b.stack.ChannelID, Secret: b.stack.ChannelSecret, AccessTokens: []string{b.stack.AccessToken}}
-	emu, err := StartEmulator(linefake.Config{Channels: []linefake.Channel{ch}, RateLimits: UnlimitedRates(), Seed: 3})
+	res := &RiverResult{Jobs: b.cfg.SenderRows}
+	var riv, snd []RiverRound
+	for i := range riverRounds {
+		emu, err := StartEmulator(linefake.Config{Channels: []linefake.Channel{ch}, RateLimits: UnlimitedRates(), Seed: uint64(10 + i)})
+		if err != nil {
+			return nil, err
+		}
+		s := RiverRound{Who: "sender"}
+		s.PerSec, s.NotCompleted, s.CPUPerSend, s.PGPerSend, err = b.freeDrain(ctx, emu, fmt.Sprintf("sender-vs-river-%d", i+1))
+		emu.Close()
+		if err != nil {
+			return nil, err
+		}
+		b.logf("river stage, round %d: sender %.0f pushes/s, %.3f + %.3f ms of CPU per push", i+1, s.PerSec, s.CPUPerSend, s.PGPerSend)
+		r, err := b.riverOnce(ctx, bin, ch, i)
+		if err != nil {
+			return nil, err
+		}
+		riv, snd = append(riv, r), append(snd, s)
+		res.Rounds = append(res.Rounds, s, r)
+	}
+	res.Sender = medianRound(snd)
+	m := medianRound(riv)
+	res.PerSec, res.CPUPerJob, res.PGPerJob, res.NotCompleted = m.PerSec, m.CPUPerSend, m.PGPerSend, m.NotCompleted
+	return res, nil
+}
+
+// medianRound is the median of each measure over rs (an odd number of
+// rounds), and the most sends any round left undone.
+func medianRound(rs []RiverRound) RiverRound {
+	med := func(f func(RiverRound) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	out := RiverRound{Who: rs[0].Who, PerSec: med(func(r RiverRound) float64 { return r.PerSec }),
+		CPUPerSend: med(func(r RiverRound) float64 { return r.CPUPerSend }),
+		PGPerSend:  med(func(r RiverRound) float64 { return r.PGPerSend })}
+	for _, r := range rs {
+		out.NotCompleted = max(out.NotCompleted, r.NotCompleted)
+	}
+	return out
+}
+
+// riverOnce is one River drain of SenderRows jobs in a fresh schema.
+func (b *Bench) riverOnce(ctx context.Context, bin string, ch linefake.Channel, round int) (RiverRound, error) {
+	none := RiverRound{Who: "river"}
+	emu, err := StartEmulator(linefake.Config{Channels: []linefake.Channel{ch}, RateLimits: UnlimitedRates(), Seed: uint64(20 + round)})
 	if err != nil {
-		return nil, err
+		return none, err
 	}
 	defer emu.Close()
-	schema := b.schema.Name + "_river"
+	schema := fmt.Sprintf("%s_river%d", b.schema.Name, round+1)
 	defer func() { _, _ = b.schema.Pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE") }()
 	dbURL, app, err := b.appURL(b.stack.DatabaseURL, "river")
 	if err != nil {
-		return nil, err
+		return none, err
 	}
 	if err := b.checkpoint(ctx); err != nil {
-		return nil, err
+		return none, err
 	}
-	outPath := filepath.Join(b.stack.Dir, "river.json")
+	outPath := filepath.Join(b.stack.Dir, fmt.Sprintf("river-%d.json", round+1))
 	n := b.cfg.SenderRows
-	p := &Proc{Name: "river", Path: bin, LogPath: filepath.Join(b.stack.Dir, "river.log"),
+	p := &Proc{Name: "river", Path: bin, LogPath: filepath.Join(b.stack.Dir, fmt.Sprintf("river-%d.log", round+1)),
 		Args: []string{"-schema", schema, "-jobs", strconv.Itoa(n), "-timeout", b.cfg.DrainTimeout.String(), "-out", outPath, "-linger"},
 		Env:  []string{"DATABASE_URL=" + dbURL, "LINE_API_BASE_URL=" + emu.URL, "LINE_CHANNEL_ACCESS_TOKEN=" + b.stack.AccessToken}}
 	if err := p.Start(); err != nil {
-		return nil, err
+		return none, err
 	}
 	b.mu.Lock()
 	b.procs = append(b.procs, p)
@@ -105,22 +176,22 @@ func (b *Bench) runRiver(ctx context.Context) (*RiverResult, error) {
 
 	out, err := waitRiver(ctx, p, outPath, b.cfg.DrainTimeout+time.Minute)
 	if err != nil {
-		return nil, err
+		return none, err
 	}
 	// Read while River still holds its connections: a backend's CPU is
 	// gone from /proc once it ends.
 	pg := b.backendCPU("application_name = $1", app)
 	b.pgCPU() // so the stage's log counts them after they end
-	res := &RiverResult{Jobs: n, OwnPerSec: out.PerSec, NotCompleted: n - out.Completed,
-		CPUPerJob: out.CPUSeconds * 1000 / float64(n), PGPerJob: pg * 1000 / float64(n)}
+	r := RiverRound{Who: "river", NotCompleted: n - out.Completed,
+		CPUPerSend: out.CPUSeconds * 1000 / float64(n), PGPerSend: pg * 1000 / float64(n)}
 	ds := emu.Accepted()
 	if len(ds) < 2 {
-		return res, fmt.Errorf("emulator accepted %d of River's sends", len(ds))
+		return r, fmt.Errorf("emulator accepted %d of River's sends", len(ds))
 	}
-	res.PerSec = float64(len(ds)-1) / ds[len(ds)-1].At.Sub(ds[0].At).Seconds()
-	b.logf("river, no limits: %.0f jobs/s at the emulator (%.0f by River's own count), %.3f ms of CPU per job, %.3f ms in its Postgres backends, %d not completed",
-		res.PerSec, res.OwnPerSec, res.CPUPerJob, res.PGPerJob, res.NotCompleted)
-	return res, nil
+	r.PerSec = float64(len(ds)-1) / ds[len(ds)-1].At.Sub(ds[0].At).Seconds()
+	b.logf("river stage, round %d: River %.0f jobs/s at the emulator (%.0f by its own count), %.3f + %.3f ms of CPU per job, %d not completed",
+		round+1, r.PerSec, out.PerSec, r.CPUPerSend, r.PGPerSend, r.NotCompleted)
+	return r, nil
 }
 
 // waitRiver waits for bench/river's result file, failing early if the

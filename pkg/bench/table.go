@@ -77,7 +77,7 @@ func (r *Result) WriteTable(w io.Writer) error {
 		limitedRows(row, "one sender", sn.Limited)
 	}
 	if r.ran("river") && r.River != nil {
-		riverRows(row, r.River, r.Sender, r.ran("sender"))
+		riverRows(row, r.River)
 	}
 	if r.ran("sender2") {
 		limitedRows(row, "two senders", r.Sender2)
@@ -128,25 +128,23 @@ func (r *Result) WriteTable(w io.Writer) error {
 	return tw.Flush()
 }
 
-// riverRows puts River beside the sender when both ran: push rate (both
-// measured at the emulator, first to last accepted send) and CPU per
-// send, each process with the Postgres backends serving it when both
-// sides' backends could be read, else the processes alone.
-func riverRows(row func(...string), rv *RiverResult, sn SenderResult, sender bool) {
-	if !sender {
-		row(fmt.Sprintf("River jobs/s, limits off (%d jobs)", rv.Jobs), "sender stage not run", fmt.Sprintf("%.0f River", rv.PerSec), "", "", "")
-		return
-	}
-	ratio := sn.UnlimitedPerSec / rv.PerSec
-	row(fmt.Sprintf("sender push/s vs River, limits off (%d rows)", sn.Rows), fmt.Sprintf("%.0f", sn.UnlimitedPerSec),
+// riverRows puts River beside linepipe's sender on the same job, each
+// the median of the river stage's alternating drains: push rate (both at
+// the emulator, first to last accepted send) and CPU per send, each
+// process with the Postgres backends serving it when both sides'
+// backends could be read, else the processes alone.
+func riverRows(row func(...string), rv *RiverResult) {
+	sn := rv.Sender
+	ratio := sn.PerSec / rv.PerSec
+	row(fmt.Sprintf("sender push/s vs River, limits off (%d rows, median of %d)", rv.Jobs, len(rv.Rounds)/2), fmt.Sprintf("%.0f", sn.PerSec),
 		fmt.Sprintf("%.0f River", rv.PerSec), fmt.Sprintf("%.2f", ratio), "> 1",
-		verdict(ratio > TargetRiverRatio && sn.UnlimitedFailures == 0 && rv.NotCompleted == 0))
-	what, lp, rp := "CPU per send vs River, process + its Postgres backends", sn.UnlimitedCPUPerSend+sn.UnlimitedPGPerSend, rv.CPUPerJob+rv.PGPerJob
-	if sn.UnlimitedPGPerSend <= 0 || rv.PGPerJob <= 0 {
-		what, lp, rp = "CPU per send vs River, process only (backends unread)", sn.UnlimitedCPUPerSend, rv.CPUPerJob
+		verdict(ratio > TargetRiverRatio && sn.NotCompleted == 0 && rv.NotCompleted == 0))
+	what, lp, rp := "CPU per send vs River, process + its Postgres backends", sn.CPUPerSend+sn.PGPerSend, rv.CPUPerJob+rv.PGPerJob
+	if sn.PGPerSend <= 0 || rv.PGPerJob <= 0 {
+		what, lp, rp = "CPU per send vs River, process only (backends unread)", sn.CPUPerSend, rv.CPUPerJob
 	}
 	row(what, fmt.Sprintf("%.3f ms", lp), fmt.Sprintf("%.3f ms River", rp), fmt.Sprintf("%.2f", lp/rp), "< 1", verdict(lp/rp < 1))
-	row("  process / Postgres backends", fmt.Sprintf("%.3f / %.3f ms", sn.UnlimitedCPUPerSend, sn.UnlimitedPGPerSend),
+	row("  process / Postgres backends", fmt.Sprintf("%.3f / %.3f ms", sn.CPUPerSend, sn.PGPerSend),
 		fmt.Sprintf("%.3f / %.3f ms River", rv.CPUPerJob, rv.PGPerJob), "", "", "")
 }
 

@@ -167,10 +167,6 @@ type ClaimParams struct {
 	Owner   string // claimed_by, for operators
 	Lease   time.Duration
 	Horizon time.Duration // endpoints whose bucket is booked further ahead are not read
-	// Lead is how far after the database's now the first slot is given:
-	// the time the claim still needs to commit and its sends to start.
-	// A slot given for "now" is already missed when the commit returns.
-	Lead time.Duration
 	// MaxLanes caps the lanes (channel, endpoint, priority) one claim
 	// reads from; 0 means DefaultMaxLanes.
 	MaxLanes int
@@ -207,7 +203,8 @@ type ClaimResult struct {
 	// DBNow is the database clock when the claim began.
 	DBNow time.Time
 	// Took is the time from reading the database clock for the slots to
-	// the commit's return: what ClaimParams.Lead has to cover.
+	// the commit's return: what the planner's lead (how far after the
+	// database's now it gives a limited row its first slot) has to cover.
 	Took time.Duration
 }
 
@@ -265,7 +262,7 @@ func claimOutbox(ctx context.Context, db Acquirer, p ClaimParams, pl Planner) (C
 	if err != nil {
 		return res, err
 	}
-	plan := pl.Plan(slotNow.Add(p.Lead), cands, tats)
+	plan := pl.Plan(slotNow, cands, tats)
 	// The writes and the commit go in one round trip: the buckets stay
 	// locked until commit, so every round trip here is time other claims
 	// wait.
@@ -335,33 +332,29 @@ func lockBuckets(ctx context.Context, tx batcher, claimNow time.Time, cands []Ou
 	// after the locks: a slot computed from an earlier reading could fall
 	// before a competing replica's last slot.
 	var b pgx.Batch
-	{
-		b.Queue(`INSERT INTO outbox_rate (channel_id, bucket, tat)
-			SELECT c, b, 'epoch' FROM unnest($1::text[], $2::text[]) AS k(c, b) ORDER BY c, b
-			ON CONFLICT DO NOTHING`, chans, buckets)
-		b.Queue(`SELECT r.channel_id, r.bucket, r.tat FROM outbox_rate r
-			JOIN unnest($1::text[], $2::text[]) AS k(c, b) ON r.channel_id = k.c AND r.bucket = k.b
-			ORDER BY r.channel_id, r.bucket FOR UPDATE OF r`, chans, buckets)
-	}
+	b.Queue(`INSERT INTO outbox_rate (channel_id, bucket, tat)
+		SELECT c, b, 'epoch' FROM unnest($1::text[], $2::text[]) AS k(c, b) ORDER BY c, b
+		ON CONFLICT DO NOTHING`, chans, buckets)
+	b.Queue(`SELECT r.channel_id, r.bucket, r.tat FROM outbox_rate r
+		JOIN unnest($1::text[], $2::text[]) AS k(c, b) ON r.channel_id = k.c AND r.bucket = k.b
+		ORDER BY r.channel_id, r.bucket FOR UPDATE OF r`, chans, buckets)
 	b.Queue(`SELECT clock_timestamp()`)
 	br := tx.SendBatch(ctx, &b)
 	defer br.Close()
-	{
-		if _, err := br.Exec(); err != nil {
-			return dbNow, localNow, nil, fmt.Errorf("creating rate buckets: %w", err)
-		}
-		rows, err := br.Query()
-		if err != nil {
-			return dbNow, localNow, nil, fmt.Errorf("locking rate buckets: %w", err)
-		}
-		var k RateKey
-		var tat time.Time
-		if _, err := pgx.ForEachRow(rows, []any{&k.ChannelID, &k.Bucket, &tat}, func() error {
-			tats[k] = tat
-			return nil
-		}); err != nil {
-			return dbNow, localNow, nil, fmt.Errorf("reading rate buckets: %w", err)
-		}
+	if _, err := br.Exec(); err != nil {
+		return dbNow, localNow, nil, fmt.Errorf("creating rate buckets: %w", err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return dbNow, localNow, nil, fmt.Errorf("locking rate buckets: %w", err)
+	}
+	var k RateKey
+	var tat time.Time
+	if _, err := pgx.ForEachRow(rows, []any{&k.ChannelID, &k.Bucket, &tat}, func() error {
+		tats[k] = tat
+		return nil
+	}); err != nil {
+		return dbNow, localNow, nil, fmt.Errorf("reading rate buckets: %w", err)
 	}
 	if err := br.QueryRow().Scan(&dbNow); err != nil {
 		return dbNow, localNow, nil, fmt.Errorf("reading database clock: %w", err)

@@ -34,40 +34,66 @@ type ContentRecord struct {
 	WebhookEventID string
 }
 
-// QueueRecordContent records content to fetch (or, when external, its
-// URLs), in the transaction that stores the message event. A repeat of
-// the same message (a redelivery stored under another event id) changes
-// nothing.
-func QueueRecordContent(b *pgx.Batch, r ContentRecord) {
-	status := ContentPending
-	if r.External {
-		status = ContentExternal
+// QueueRecordContents records content to fetch (or, when external, its
+// URLs) with one statement, in the transaction that stores the message
+// events. A repeat of the same message (a redelivery stored under another
+// event id, or a second record of it in rs) changes nothing.
+func QueueRecordContents(b *pgx.Batch, rs []ContentRecord) {
+	if len(rs) == 0 {
+		return
 	}
+	n := len(rs)
+	chans, ids, types, statuses := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	origs, previews, names, evs := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	sizes := make([]*int64, n)
+	for i, r := range rs {
+		status := ContentPending
+		if r.External {
+			status = ContentExternal
+		}
+		chans[i], ids[i], types[i], statuses[i] = r.ChannelID, r.MessageID, r.MessageType, status
+		origs[i], previews[i], names[i], sizes[i], evs[i] = r.OriginalURL, r.PreviewURL, r.FileName, r.FileSize, r.WebhookEventID
+	}
+	// ORDER BY n: of two records of one message, the first is kept, as
+	// two statements in that order would keep it.
 	b.Queue(`INSERT INTO message_content (channel_id, message_id, message_type, status, original_url,
 			preview_url, file_name, file_size, webhook_event_id)
-		VALUES ($1, $2, $3, $4, nullif($5, ''), nullif($6, ''), nullif($7, ''), $8, nullif($9, ''))
+		SELECT ch, id, typ, st, nullif(orig, ''), nullif(prev, ''), nullif(name, ''), size, nullif(ev, '')
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+			$8::bigint[], $9::text[]) WITH ORDINALITY AS t(ch, id, typ, st, orig, prev, name, size, ev, n)
+		ORDER BY n
 		ON CONFLICT (channel_id, message_id) DO NOTHING`,
-		r.ChannelID, r.MessageID, r.MessageType, status, r.OriginalURL, r.PreviewURL, r.FileName, r.FileSize,
-		r.WebhookEventID)
+		chans, ids, types, statuses, origs, previews, names, sizes, evs)
 }
 
-// QueueUnsendContent marks a message's content unsent, in the unsend's
-// transaction. The row loses everything that describes the content (the
-// digest, the URLs, the file name) and a fetcher deletes the object; a
-// fetch in flight loses its claim and deletes what it wrote. A row with no
-// object to delete ends deleted at once.
-func QueueUnsendContent(b *pgx.Batch, k MessageKey, at time.Time) {
-	b.Queue(`UPDATE message_content SET
-			status = CASE WHEN status IN ('external', 'missing') THEN 'deleted' ELSE 'unsent' END,
-			deleted_at = CASE WHEN status IN ('external', 'missing') THEN now() END,
+// QueueUnsendContents marks unsent messages' content, with one statement,
+// in the unsends' transaction. A row loses everything that describes the
+// content (the digest, the URLs, the file name) and a fetcher deletes the
+// object; a fetch in flight loses its claim and deletes what it wrote. A
+// row with no object to delete ends deleted at once. Of two unsends of one
+// message in us, the first's time is kept.
+func QueueUnsendContents(b *pgx.Batch, us []Unsend) {
+	if len(us) == 0 {
+		return
+	}
+	chans, ids, at := make([]string, len(us)), make([]string, len(us)), make([]time.Time, len(us))
+	for i, u := range us {
+		chans[i], ids[i], at[i] = u.ChannelID, u.MessageID, u.At
+	}
+	b.Queue(`UPDATE message_content c SET
+			status = CASE WHEN c.status IN ('external', 'missing') THEN 'deleted' ELSE 'unsent' END,
+			deleted_at = CASE WHEN c.status IN ('external', 'missing') THEN now() END,
 			sha256 = NULL, original_url = NULL, preview_url = NULL, file_name = NULL,
 			claim_id = NULL, claimed_by = NULL,
 			-- A fetch in flight may still write until its lease ends: the
 			-- object is deleted after that, or by the fetch itself.
-			next_attempt_at = CASE WHEN status = 'processing' THEN greatest(now(), lease_until) ELSE now() END,
-			unsent_at = $3, updated_at = now()
-		WHERE channel_id = $1 AND message_id = $2 AND status NOT IN ('unsent', 'deleted')`,
-		k.ChannelID, k.MessageID, at)
+			next_attempt_at = CASE WHEN c.status = 'processing' THEN greatest(now(), c.lease_until) ELSE now() END,
+			unsent_at = k.at, updated_at = now()
+		FROM (SELECT DISTINCT ON (ch, id) ch, id, at
+			FROM unnest($1::text[], $2::text[], $3::timestamptz[]) WITH ORDINALITY AS u(ch, id, at, n)
+			ORDER BY ch, id, n) k
+		WHERE c.channel_id = k.ch AND c.message_id = k.id AND c.status NOT IN ('unsent', 'deleted')`,
+		chans, ids, at)
 }
 
 // ContentClaim is one row a fetcher took.

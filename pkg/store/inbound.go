@@ -272,7 +272,9 @@ type Follow struct {
 
 // QueueFollows records follow states with one statement, last writer wins
 // by event time. rows must not repeat a (channel, user): the caller keeps
-// the newest of each.
+// the newest of each. Rows are written in key order, so two replicas'
+// batches that follow the same users lock their rows in the same order
+// and cannot deadlock.
 func QueueFollows(b *pgx.Batch, rows []Follow) {
 	if len(rows) == 0 {
 		return
@@ -283,7 +285,8 @@ func QueueFollows(b *pgx.Batch, rows []Follow) {
 		chans[i], users[i], following[i], at[i] = f.ChannelID, f.UserID, f.Following, f.At
 	}
 	b.Queue(`INSERT INTO followers (channel_id, user_id, following, state_at)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::bool[], $4::timestamptz[])
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bool[], $4::timestamptz[]) AS f(ch, u, following, at)
+		ORDER BY ch COLLATE "C", u COLLATE "C"
 		ON CONFLICT (channel_id, user_id) DO UPDATE
 		SET following = excluded.following, state_at = excluded.state_at, updated_at = now()
 		WHERE followers.state_at < excluded.state_at`, chans, users, following, at)

@@ -14,6 +14,8 @@ import (
 // in memory; and marks the content of each unsent message for deletion.
 // A message already unsent records nothing: its content is never fetched.
 func queueContent(b *pgx.Batch, items []*item, unsent map[store.MessageKey]bool) {
+	var recs []store.ContentRecord
+	var us []store.Unsend
 	for _, it := range items {
 		ev := it.ev
 		if it.id == 0 || ev == nil {
@@ -21,13 +23,15 @@ func queueContent(b *pgx.Batch, items []*item, unsent map[store.MessageKey]bool)
 		}
 		switch {
 		case ev.Type == events.TypeUnsend && it.key.MessageID != "":
-			store.QueueUnsendContent(b, it.key, it.row.EventTime)
+			us = append(us, store.Unsend{MessageKey: it.key, At: it.row.EventTime})
 		case ev.Type == events.TypeMessage && ev.Message != nil && ev.Message.ID != "" && !unsent[it.key]:
 			if rec, ok := contentRecord(it); ok {
-				store.QueueRecordContent(b, rec)
+				recs = append(recs, rec)
 			}
 		}
 	}
+	store.QueueUnsendContents(b, us)
+	store.QueueRecordContents(b, recs)
 }
 
 // contentRecord reads what a message object says about its content. LINE

@@ -26,9 +26,16 @@ import (
 // database's now: the claim still has to commit, and a slot given for
 // "now" would be missed by every row of the batch. A row on an endpoint
 // with no limit has no slot to miss, so it goes at once.
+//
+// A row with a deadline (a reply, or not_after) gets the shorter
+// urgentLead instead: its slot may pass before the claim commits, as long
+// as it starts within the late tolerance, so on a quiet bucket it goes as
+// soon as the claim returns rather than after a lead sized for whole
+// batches of pushes on a busy host.
 type planner struct {
-	cfg  *Config
-	lead time.Duration
+	cfg        *Config
+	lead       time.Duration
+	urgentLead time.Duration
 }
 
 type bucketSpec struct {
@@ -94,7 +101,7 @@ func (p *planner) Plan(dbNow time.Time, cands []store.OutboxCandidate, tats map[
 		specs := p.specs(c)
 		slot := dbNow
 		if len(specs) > 0 {
-			slot = dbNow.Add(p.lead)
+			slot = dbNow.Add(p.leadFor(c))
 		}
 		for _, s := range specs {
 			tat := tats[s.key]
@@ -119,6 +126,14 @@ func (p *planner) Plan(dbNow time.Time, cands []store.OutboxCandidate, tats map[
 		plan.Send = append(plan.Send, store.OutboxReserve{ID: c.ID, SendAt: slot})
 	}
 	return plan
+}
+
+// leadFor is how long after the database's now c's first slot may be.
+func (p *planner) leadFor(c store.OutboxCandidate) time.Duration {
+	if p.deadline(c) != nil {
+		return p.urgentLead
+	}
+	return p.lead
 }
 
 // decide returns how c ends without a call, or nil when it is to be sent.

@@ -155,3 +155,40 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal("ParseRate accepted junk")
 	}
 }
+
+// TestPlanDeadlineRowsTakeTheShortLead checks that a row with a deadline
+// (a reply, or a push with not_after) is slotted urgentLead after now on
+// an idle bucket, a push without one the full lead, and that the short
+// lead never moves a slot before the bucket's tat.
+func TestPlanDeadlineRowsTakeTheShortLead(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_700_000_000, 0)
+	p := testPlanner()
+	p.cfg.Rates["reply"] = Rate{Limit: 10, Per: time.Second}
+	p.lead, p.urgentLead = 30*time.Millisecond, 2*time.Millisecond
+	reply := store.OutboxCandidate{ID: 1, ChannelID: "c", Endpoint: "reply", CreatedAt: now,
+		Body: []byte(`{"replyToken":"t","messages":[{"type":"text","text":"x"}]}`)}
+	push := pushCand(2, "U"+strings.Repeat("c", 32))
+	notAfter := now.Add(time.Minute)
+	urgentPush := pushCand(3, "U"+strings.Repeat("d", 32))
+	urgentPush.NotAfter = &notAfter
+	plan := p.Plan(now, []store.OutboxCandidate{reply, push}, map[store.RateKey]time.Time{})
+	slots := map[int64]time.Duration{}
+	for _, s := range plan.Send {
+		slots[s.ID] = s.SendAt.Sub(now)
+	}
+	if slots[1] != p.urgentLead || slots[2] != p.lead {
+		t.Fatalf("reply slotted %s and push %s after now, want %s and %s", slots[1], slots[2], p.urgentLead, p.lead)
+	}
+	// The push bucket is booked now: a push with a deadline may not go
+	// before its tat, however short its lead.
+	tat := plan.Tats[store.RateKey{ChannelID: "c", Bucket: "push"}]
+	busy := p.Plan(now, []store.OutboxCandidate{urgentPush}, plan.Tats)
+	if len(busy.Send) != 1 || !busy.Send[0].SendAt.Equal(tat) {
+		t.Fatalf("push with not_after slotted %v, want the bucket's tat %s", busy.Send, tat)
+	}
+	idle := p.Plan(now, []store.OutboxCandidate{urgentPush}, map[store.RateKey]time.Time{})
+	if len(idle.Send) != 1 || idle.Send[0].SendAt.Sub(now) != p.urgentLead {
+		t.Fatalf("push with not_after on an idle bucket slotted %v, want %s after now", idle.Send, p.urgentLead)
+	}
+}

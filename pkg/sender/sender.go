@@ -37,6 +37,17 @@ func (s *Sender) claimLead() time.Duration {
 	return min(max(2*s.claimTook+2*s.startLate, s.lateTolerance()), s.cfg.RateHorizon/2)
 }
 
+// urgentLead is the lead of a row with a deadline: only the part of the
+// claim's recent commit time that would leave it later than half the late
+// tolerance. Such a row starts up to that late against its slot, which
+// keeps the bucket's rate (see planner), instead of waiting out a lead
+// that covers every row of a large claim on a busy host.
+func (s *Sender) urgentLead() time.Duration {
+	s.leadMu.Lock()
+	defer s.leadMu.Unlock()
+	return min(s.claimTook, s.cfg.RateHorizon/2)
+}
+
 // observeStart folds how late a claimed row's delivery reached its slot
 // into claimLead: on a busy host goroutines wake late, and a lead that
 // covers only the claim's commit would leave whole claims late, each row
@@ -226,7 +237,7 @@ func (s *Sender) reserve(ctx context.Context) int {
 // claim takes up to n rows and starts a delivery for each one claimed.
 func (s *Sender) claim(ctx context.Context, n int) (store.ClaimResult, error) {
 	// The planner applies the lead, only to rows whose endpoint is limited.
-	pl := &planner{cfg: &s.cfg, lead: s.claimLead()}
+	pl := &planner{cfg: &s.cfg, lead: s.claimLead(), urgentLead: s.urgentLead()}
 	res, err := store.ClaimOutbox(ctx, s.db, store.ClaimParams{
 		Limit: n, Owner: s.cfg.Owner, Lease: s.cfg.Lease, Horizon: s.cfg.RateHorizon,
 		Turn: int(s.turn.Add(1)),
@@ -405,7 +416,11 @@ func (s *Sender) awaitSlot(row store.OutboxClaimed, target time.Time, pl *planne
 			continue
 		}
 		if first {
-			s.observeStart(-d)
+			// A row with a deadline is planned to start late
+			// (urgentLead): its lateness says nothing about the lead.
+			if pl.deadline(row.OutboxCandidate) == nil {
+				s.observeStart(-d)
+			}
 			first = false
 		}
 		if !limited || -d <= s.lateTolerance() {
@@ -413,7 +428,7 @@ func (s *Sender) awaitSlot(row store.OutboxClaimed, target time.Time, pl *planne
 		}
 		if misses == 0 {
 			// Late for the claim's plan: the whole claim moves once.
-			if by := s.shift(g, row, spec, -d); by > 0 && target.Equal(base) {
+			if by := s.shift(g, row, spec, -d, pl.leadFor(row.OutboxCandidate)); by > 0 && target.Equal(base) {
 				target = base.Add(by)
 				if late := -time.Until(target); late <= s.lateTolerance() {
 					continue

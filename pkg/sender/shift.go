@@ -40,15 +40,16 @@ func newClaimShift(rows []store.OutboxClaimed, pl *planner) *claimShift {
 
 // shift returns how much later than planned row's slot now is: zero, or
 // what the first late row of the claim moved the claim by. late is how
-// late row is against its own slot when it asks.
-func (s *Sender) shift(g *claimShift, row store.OutboxClaimed, spec bucketSpec, late time.Duration) time.Duration {
+// late row is against its own slot when it asks; lead is the row's own
+// (planner.leadFor), what the shift's transaction must cover again.
+func (s *Sender) shift(g *claimShift, row store.OutboxClaimed, spec bucketSpec, late, lead time.Duration) time.Duration {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if d, ok := g.shifted[spec.key]; ok || g.tried[spec.key] {
 		return d
 	}
 	g.tried[spec.key] = true
-	by := late + s.claimLead()
+	by := late + lead
 	if by > maxShift {
 		// Too late to keep the rows' leases honest without rewriting
 		// them (see store.ShiftOutboxClaim): each takes a fresh slot.

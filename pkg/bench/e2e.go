@@ -211,4 +211,39 @@ func (b *Bench) logReplyPath(ctx context.Context, name string) {
 	ms := func(f float64) string { return fmt.Sprintf("%.1f ms", f*1000) }
 	b.logf("e2e %s reply path p50/p99: row → claimed %s/%s, claimed → slot %s/%s, slot → completion %s/%s",
 		name, ms(q[0]), ms(q[1]), ms(q[2]), ms(q[3]), ms(q[4]), ms(q[5]))
+	b.logCommitPath(ctx, name)
+}
+
+// logCommitPath splits row → claimed further where the server keeps
+// commit timestamps (track_commit_timestamp = on; off by default, so
+// this line is for a run set up to study the path): ingest's receipt →
+// the worker's transaction start, that start → its commit (the events row
+// shares the outbox row's transaction and keeps its xmin), and commit →
+// the claim.
+func (b *Bench) logCommitPath(ctx context.Context, name string) {
+	var on string
+	if b.schema.Pool.QueryRow(ctx, "SELECT current_setting('track_commit_timestamp')").Scan(&on) != nil || on != "on" {
+		return
+	}
+	var q [6]float64
+	err := b.schema.Pool.QueryRow(ctx, `WITH p AS (
+			SELECT o.created_at - e.received_at AS queued, pg_xact_commit_timestamp(e.xmin) - o.created_at AS tx,
+				o.first_attempt_at - pg_xact_commit_timestamp(e.xmin) AS woken
+			FROM outbox o JOIN events e ON e.channel_id = o.channel_id AND e.message_id = o.source_message_id
+				AND e.type = 'message'
+			WHERE o.endpoint = 'reply' AND o.status = 'delivered')
+		SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM queued)),
+			percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM queued)),
+			percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM tx)),
+			percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM tx)),
+			percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM woken)),
+			percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM woken))
+		FROM p`).Scan(&q[0], &q[1], &q[2], &q[3], &q[4], &q[5])
+	if err != nil {
+		b.logf("e2e %s: commit path not read: %v", name, err)
+		return
+	}
+	ms := func(f float64) string { return fmt.Sprintf("%.1f ms", f*1000) }
+	b.logf("e2e %s commit path p50/p99: ingest → worker tx %s/%s, tx → commit %s/%s, commit → claimed %s/%s",
+		name, ms(q[0]), ms(q[1]), ms(q[2]), ms(q[3]), ms(q[4]), ms(q[5]))
 }

@@ -23,10 +23,10 @@ import (
 // Defaults, in one place. Each is explained on the Config field it fills.
 const (
 	DefaultBaseURL        = "https://api.line.me"
-	DefaultBatchSize      = 100
+	DefaultBatchSize      = 250
 	DefaultPollInterval   = time.Second
 	DefaultLease          = time.Minute
-	DefaultConcurrency    = 256
+	DefaultConcurrency    = 512
 	DefaultRequestTimeout = 15 * time.Second
 	DefaultBackoffBase    = time.Second
 	DefaultBackoffMax     = 10 * time.Minute
@@ -95,7 +95,10 @@ type Config struct {
 	// Owner is written to claimed_by so an operator sees which replica
 	// holds a row. Default hostname-pid.
 	Owner string
-	// BatchSize is the most rows one claim takes. Default 100.
+	// BatchSize is the most rows one claim takes. Default 250: with rate
+	// limits lifted the claim loop, one claim at a time, is what caps a
+	// replica, and a claim's cost is mostly per statement, not per row.
+	// Under a limit a claim takes only the slots within the horizon.
 	BatchSize int
 	// PollInterval is the longest wait between claims when nothing is
 	// due. Committed rows wake the sender through a notification at once;
@@ -107,10 +110,10 @@ type Config struct {
 	// longest send (token issue plus request, both bounded by
 	// RequestTimeout). Default 1m.
 	Lease time.Duration
-	// Concurrency is how many requests one replica has in flight. Default 256:
-	// a row holds its slot from its claim through its grouped completion,
-	// tens of milliseconds where a commit waits for fsync, so LINE's
-	// 2,000/s needs well over a hundred in flight.
+	// Concurrency is how many requests one replica has in flight. Default
+	// 512: a row holds its slot from its claim (through the wait for its
+	// rate slot) until LINE answers, so keeping LINE's 2,000/s busy takes
+	// the rate times the answer time in flight, 400 at 200 ms.
 	Concurrency int
 	// RequestTimeout bounds one HTTP call to LINE. After it the attempt
 	// counts as "no answer" and is retried with the same key. Default 15s.

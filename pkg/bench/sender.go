@@ -218,13 +218,13 @@ func (b *Bench) freeDrain(ctx context.Context, emu *Emulator, name string) (perS
 }
 
 // checkpoint writes out every dirty buffer before a drain that is
-// compared with another (the sender's and River's): otherwise the first
-// after the worker stage pays, in its own backends' CPU, for evicting the
-// pages that stage dirtied (0.21 against 0.11 ms of Postgres CPU per push
-// in one whole run).
+// compared with another (the sender's and River's), and before a latency
+// stage: otherwise the first after the worker stage pays, in its own
+// backends' CPU, for evicting the pages that stage dirtied (0.21 against
+// 0.11 ms of Postgres CPU per push in one whole run).
 func (b *Bench) checkpoint(ctx context.Context) error {
 	if _, err := b.schema.Pool.Exec(ctx, "CHECKPOINT"); err != nil {
-		return fmt.Errorf("checkpoint before a compared drain: %w", err)
+		return fmt.Errorf("checkpoint before a stage: %w", err)
 	}
 	return nil
 }

@@ -202,21 +202,22 @@ func (b *Bench) pollRows(ctx context.Context) map[string]time.Time {
 // and finished_at the completion's.
 func (b *Bench) logReplyPath(ctx context.Context, name string) {
 	var q [6]float64
-	err := b.schema.Pool.QueryRow(ctx, `SELECT
+	var moved, rows int64
+	err := b.schema.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE send_at > first_attempt_at), count(*),
 		percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM first_attempt_at - created_at)),
 		percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM first_attempt_at - created_at)),
 		percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM send_at - first_attempt_at)),
 		percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM send_at - first_attempt_at)),
 		percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - send_at)),
 		percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - send_at))
-		FROM outbox WHERE endpoint = 'reply' AND status = 'delivered'`).Scan(&q[0], &q[1], &q[2], &q[3], &q[4], &q[5])
+		FROM outbox WHERE endpoint = 'reply' AND status = 'delivered'`).Scan(&moved, &rows, &q[0], &q[1], &q[2], &q[3], &q[4], &q[5])
 	if err != nil {
 		b.logf("e2e %s: reply path not read: %v", name, err)
 		return
 	}
 	ms := func(f float64) string { return fmt.Sprintf("%.1f ms", f*1000) }
-	b.logf("e2e %s reply path p50/p99: row → claimed %s/%s, claimed → slot %s/%s, slot → completion %s/%s",
-		name, ms(q[0]), ms(q[1]), ms(q[2]), ms(q[3]), ms(q[4]), ms(q[5]))
+	b.logf("e2e %s reply path p50/p99: row → claimed %s/%s, claimed → slot %s/%s (%d of %d moved by a shift or a fresh slot), slot → completion %s/%s",
+		name, ms(q[0]), ms(q[1]), ms(q[2]), ms(q[3]), moved, rows, ms(q[4]), ms(q[5]))
 	b.logCommitPath(ctx, name)
 }
 

@@ -37,15 +37,16 @@ func (s *Sender) claimLead() time.Duration {
 	return min(max(2*s.claimTook+2*s.startLate, s.lateTolerance()), s.cfg.RateHorizon/2)
 }
 
-// urgentLead is the lead of a row with a deadline: only the part of the
-// claim's recent commit time that would leave it later than half the late
-// tolerance. Such a row starts up to that late against its slot, which
-// keeps the bucket's rate (see planner), instead of waiting out a lead
-// that covers every row of a large claim on a busy host.
+// urgentLead is the lead of a row with a deadline: the claim's recent
+// commit time plus half the late tolerance, so the row starts about on
+// its slot unless the commit runs more than that over its average; a row
+// late past the tolerance costs a shift or a fresh slot, a transaction
+// each. Rows with no deadline take claimLead, which covers every row of a
+// large claim on a busy host and is several times longer.
 func (s *Sender) urgentLead() time.Duration {
 	s.leadMu.Lock()
 	defer s.leadMu.Unlock()
-	return min(s.claimTook, s.cfg.RateHorizon/2)
+	return min(s.claimTook+s.lateTolerance()/2, s.cfg.RateHorizon/2)
 }
 
 // observeStart folds how late a claimed row's delivery reached its slot

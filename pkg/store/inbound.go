@@ -132,7 +132,10 @@ func QueueUnsentAmong(b *pgx.Batch, keys []MessageKey, found func(MessageKey)) {
 // in ascending order so concurrent batches cannot deadlock. Storing a
 // message and unsending it both hold the lock, so the two can never
 // interleave in a way that leaves content behind an unsend. Queue it
-// before any statement that reads or writes those messages.
+// before any statement that reads tombstones or writes those messages'
+// content, except new events rows: a concurrent unsend cannot see those
+// before this transaction commits, so the caller reads the tombstones
+// after the lock and scrubs its own copies of an unsent message.
 func QueueLockMessages(b *pgx.Batch, sortedKeys []int64) {
 	if len(sortedKeys) == 0 {
 		return

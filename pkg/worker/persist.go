@@ -26,14 +26,16 @@ type beginner interface {
 // persistIn is persist in a transaction begun on db.
 func (w *Worker) persistIn(ctx context.Context, db beginner, items []*item) error {
 	return pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		// First round trip: lock the batch's messages, read their
-		// tombstones and insert the events. The insert need not wait for
-		// the tombstones: a copy of an unsent message is scrubbed in the
-		// second round trip, before anything commits.
+		// First round trip: insert the events, then lock the batch's
+		// messages and read their tombstones. The insert need not wait
+		// for the lock: a concurrent unsend cannot see these rows before
+		// this commit, but its tombstone, committed before it releases
+		// the lock, is read after the lock is ours, and a copy of an
+		// unsent message is scrubbed in the second round trip, before
+		// anything commits. Locking after the insert keeps the locks for
+		// the shorter rest of the transaction, and a batch waiting for
+		// another's insert of the same key never holds a message lock.
 		first := &pgx.Batch{}
-		store.QueueLockMessages(first, lockKeys(items))
-		unsent := map[store.MessageKey]bool{}
-		store.QueueUnsentAmong(first, messageKeys(items), func(k store.MessageKey) { unsent[k] = true })
 		var rows []store.EventRow
 		var rowItems []*item
 		var logs []events.WebhookLog
@@ -53,6 +55,9 @@ func (w *Worker) persistIn(ctx context.Context, db beginner, items []*item) erro
 		store.QueueInsertEvents(first, rows, func(i int, id int64) { rowItems[i].id = id })
 		store.QueueInsertWebhookLogs(first, logs)
 		store.QueueClearFailures(first, retriedKeys(items))
+		store.QueueLockMessages(first, lockKeys(items))
+		unsent := map[store.MessageKey]bool{}
+		store.QueueUnsentAmong(first, messageKeys(items), func(k store.MessageKey) { unsent[k] = true })
 		if err := tx.SendBatch(ctx, first).Close(); err != nil {
 			return fmt.Errorf("inserting events: %w", err)
 		}

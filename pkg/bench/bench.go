@@ -97,7 +97,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.WorkerEvents, 30000)
 	def(&c.Workers, 1)
 	def(&c.WorkerConcurrency, 4) // the worker's own default
-	def(&c.SenderRows, 10000)
+	def(&c.SenderRows, 30000)
 	def(&c.SenderLimitedRows, 30000)
 	if c.E2ERate == 0 {
 		c.E2ERate = 50

@@ -92,3 +92,39 @@ func TestEchoBotEndToEnd(t *testing.T) {
 		t.Fatalf("%d echo replies among %d accepted sends, want exactly one", replies, len(line.Accepted()))
 	}
 }
+
+// An echo reply the worker's handler enqueued wakes the sender when the
+// worker's transaction commits (the outbox trigger's notification): a
+// sender whose poll is a minute away still sends it within seconds.
+func TestEchoReplyWakesTheSender(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, pipelineOpts{handlers: []worker.Handler{worker.EchoBot{}}})
+	line := linefake.New(linefake.Config{Channels: []linefake.Channel{{ID: p.channel, Secret: p.secret}}})
+	api := httptest.NewServer(line)
+	t.Cleanup(api.Close)
+	s, err := sender.New(sender.Config{BaseURL: api.URL, PollInterval: time.Minute}, p.db.Pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	time.Sleep(300 * time.Millisecond) // past the sender's first claim: only a notification wakes it now
+
+	ev := line.TextEvent(p.channel, fixture.UserID(61), "woken by the commit")
+	start := time.Now()
+	if code, err := line.SendWebhook(ctx, p.url+"/webhook/"+p.channel, p.channel, ev); err != nil || code != http.StatusOK {
+		t.Fatalf("webhook: %d %v", code, err)
+	}
+	for time.Since(start) < 15*time.Second {
+		for _, d := range line.Accepted() {
+			if d.Endpoint == "reply" && d.ReplyToken == ev.ReplyToken {
+				t.Logf("reply accepted %s after the webhook, with a poll of a minute", time.Since(start))
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no reply within 15 s: the sender was not woken (%d outbox rows)", p.count(`SELECT count(*) FROM outbox`))
+}

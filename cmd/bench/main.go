@@ -29,7 +29,7 @@ func main() {
 	flag.DurationVar(&cfg.HalfDuration, "half", 0, "length of the half-peak latency run (default 10s)")
 	flag.IntVar(&cfg.WorkerEvents, "worker-events", 0, "webhooks queued for the worker stage (default 30000)")
 	flag.IntVar(&cfg.Workers, "workers", 0, "worker processes (default 1)")
-	flag.IntVar(&cfg.WorkerConcurrency, "worker-concurrency", 0, "WORKER_CONCURRENCY per worker (default 4, as the worker)")
+	flag.IntVar(&cfg.WorkerConcurrency, "worker-concurrency", 0, "WORKER_CONCURRENCY per worker (default 2, as the worker)")
 	flag.IntVar(&cfg.SenderRows, "sender-rows", 0, "outbox rows with limits lifted (default 30000)")
 	flag.IntVar(&cfg.SenderLimitedRows, "sender-limited-rows", 0, "outbox rows under LINE's push limit, one and two senders (default 30000)")
 	flag.Float64Var(&cfg.E2ERate, "e2e-rate", 0, "webhooks per second in the end-to-end run (default 50)")

@@ -96,7 +96,7 @@ func (c Config) WithDefaults() Config {
 	defd(&c.HalfDuration, 10*time.Second)
 	def(&c.WorkerEvents, 30000)
 	def(&c.Workers, 1)
-	def(&c.WorkerConcurrency, 4) // the worker's own default
+	def(&c.WorkerConcurrency, 2) // the worker's own default
 	def(&c.SenderRows, 30000)
 	def(&c.SenderLimitedRows, 30000)
 	if c.E2ERate == 0 {

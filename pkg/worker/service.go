@@ -45,7 +45,7 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 		Stream:        stream.FromEnv(env),
 		Server:        ops.ServerConfig{Addr: env.String("WORKER_ADDR", ":8081")},
 		DatabaseURL:   env.String("DATABASE_URL", ""),
-		Concurrency:   env.Int("WORKER_CONCURRENCY", 4),
+		Concurrency:   env.Int("WORKER_CONCURRENCY", 2),
 		EchoBot:       env.Bool("ECHO_BOT", false),
 		ShutdownGrace: env.Duration("SHUTDOWN_GRACE", 10*time.Second),
 		LogLevel:      env.String("LOG_LEVEL", "info"),

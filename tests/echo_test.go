@@ -54,17 +54,15 @@ func TestEchoBotEnqueuesOneReply(t *testing.T) {
 	}
 }
 
-// The echo bot end to end: a signed webhook from the emulator's webhook
-// side reaches ingest, the worker stores it and enqueues the reply in the
-// same transaction, and the sender delivers exactly one reply, even when
-// LINE redelivers the webhook.
-func TestEchoBotEndToEnd(t *testing.T) {
-	t.Parallel()
+// echoPipeline is a pipeline with the echo bot, an emulator and a sender
+// polling every poll, running until the test ends (its context).
+func echoPipeline(t *testing.T, poll time.Duration) (*pipeline, *linefake.Server, context.Context) {
+	t.Helper()
 	p := newPipeline(t, pipelineOpts{handlers: []worker.Handler{worker.EchoBot{}}})
 	line := linefake.New(linefake.Config{Channels: []linefake.Channel{{ID: p.channel, Secret: p.secret}}})
 	api := httptest.NewServer(line)
 	t.Cleanup(api.Close)
-	s, err := sender.New(sender.Config{BaseURL: api.URL, PollInterval: 20 * time.Millisecond}, p.db.Pool)
+	s, err := sender.New(sender.Config{BaseURL: api.URL, PollInterval: poll}, p.db.Pool)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,6 +70,16 @@ func TestEchoBotEndToEnd(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
+	return p, line, ctx
+}
+
+// The echo bot end to end: a signed webhook from the emulator's webhook
+// side reaches ingest, the worker stores it and enqueues the reply in the
+// same transaction, and the sender delivers exactly one reply, even when
+// LINE redelivers the webhook.
+func TestEchoBotEndToEnd(t *testing.T) {
+	t.Parallel()
+	p, line, ctx := echoPipeline(t, 20*time.Millisecond)
 
 	ev := line.TextEvent(p.channel, fixture.UserID(60), "echo end to end")
 	url := p.url + "/webhook/" + p.channel
@@ -98,18 +106,7 @@ func TestEchoBotEndToEnd(t *testing.T) {
 // sender whose poll is a minute away still sends it within seconds.
 func TestEchoReplyWakesTheSender(t *testing.T) {
 	t.Parallel()
-	p := newPipeline(t, pipelineOpts{handlers: []worker.Handler{worker.EchoBot{}}})
-	line := linefake.New(linefake.Config{Channels: []linefake.Channel{{ID: p.channel, Secret: p.secret}}})
-	api := httptest.NewServer(line)
-	t.Cleanup(api.Close)
-	s, err := sender.New(sender.Config{BaseURL: api.URL, PollInterval: time.Minute}, p.db.Pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	p, line, ctx := echoPipeline(t, time.Minute)
 	time.Sleep(300 * time.Millisecond) // past the sender's first claim: only a notification wakes it now
 
 	ev := line.TextEvent(p.channel, fixture.UserID(61), "woken by the commit")

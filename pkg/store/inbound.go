@@ -211,8 +211,9 @@ type Unsend struct {
 // QueueUnsends makes messages unreadable everywhere linepipe keeps them,
 // with one statement per table for the whole batch: it records the
 // tombstones, deletes the messages rows, scrubs the stored message and
-// edit events, scrubs dead letters holding them, and cancels and scrubs
-// outbox rows derived from the messages (an echo of their text). Every
+// edit events, scrubs dead letters holding them, cancels and scrubs
+// outbox rows derived from the messages (an echo of their text), and
+// marks their content for deletion (QueueUnsendContents). Every
 // scrub is one that cannot fail on the data it scrubs (migration 0004):
 // a NUL, a lone surrogate or bytes that are not JSON still end scrubbed.
 // The caller holds the messages' advisory locks.
@@ -241,6 +242,7 @@ func QueueUnsends(b *pgx.Batch, us []Unsend) {
 			status = CASE WHEN o.status IN ('pending', 'retrying') THEN 'cancelled' ELSE o.status END
 		FROM unnest($1::text[], $2::text[]) AS k(ch, id)
 		WHERE o.channel_id = k.ch AND o.source_message_id = k.id AND o.scrubbed_at IS NULL`, chans, ids)
+	QueueUnsendContents(b, us)
 }
 
 // QueueUnsend is QueueUnsends for one message.

@@ -11,26 +11,20 @@ import (
 
 // queueContent records, in the batch's transaction, the content each new
 // image, video, audio or file message points at, so a fetch is never only
-// in memory; and marks the content of each unsent message for deletion.
-// A message already unsent records nothing: its content is never fetched.
+// in memory. A message already unsent records nothing: its content is
+// never fetched. (An unsend marks its content for deletion with the rest
+// of store.QueueUnsends.)
 func queueContent(b *pgx.Batch, items []*item, unsent map[store.MessageKey]bool) {
 	var recs []store.ContentRecord
-	var us []store.Unsend
 	for _, it := range items {
 		ev := it.ev
-		if it.id == 0 || ev == nil {
+		if it.id == 0 || ev == nil || ev.Type != events.TypeMessage || ev.Message == nil || ev.Message.ID == "" || unsent[it.key] {
 			continue
 		}
-		switch {
-		case ev.Type == events.TypeUnsend && it.key.MessageID != "":
-			us = append(us, store.Unsend{MessageKey: it.key, At: it.row.EventTime})
-		case ev.Type == events.TypeMessage && ev.Message != nil && ev.Message.ID != "" && !unsent[it.key]:
-			if rec, ok := contentRecord(it); ok {
-				recs = append(recs, rec)
-			}
+		if rec, ok := contentRecord(it); ok {
+			recs = append(recs, rec)
 		}
 	}
-	store.QueueUnsendContents(b, us)
 	store.QueueRecordContents(b, recs)
 }
 

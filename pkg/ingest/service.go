@@ -37,6 +37,7 @@ type Settings struct {
 	Keys            *secretbox.Keyring // LINEPIPE_SECRET_KEY: opens sealed channel secrets
 	ShutdownGrace   time.Duration
 	LogLevel        string
+	GC              ops.GC
 }
 
 // SettingsFromEnv reads Settings; see the README's configuration table.
@@ -61,6 +62,7 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 		ChannelsRefresh: env.Duration("INGEST_CHANNELS_REFRESH", 30*time.Second),
 		ShutdownGrace:   env.Duration("SHUTDOWN_GRACE", 10*time.Second),
 		LogLevel:        env.String("LOG_LEVEL", "info"),
+		GC:              ops.GCFromEnv(env, ops.DefaultGCPercent, ops.DefaultMemoryLimit),
 	}
 	if v := env.String("INGEST_TRUSTED_PROXIES", ""); v != "" {
 		nets, err := ParseTrustedProxies(v)
@@ -108,6 +110,7 @@ func (s Settings) Validate() error {
 // Run serves webhooks until ctx ends, then finishes in-flight requests and
 // drains the NATS connection.
 func Run(ctx context.Context, s Settings, log *zap.Logger) error {
+	s.GC.Apply()
 	nc, js, err := stream.Connect(s.Stream, "linepipe-ingest", log,
 		jetstream.WithPublishAsyncMaxPending(16384),
 		jetstream.WithPublishAsyncTimeout(5*time.Second))

@@ -30,6 +30,7 @@ type Settings struct {
 	EchoBot       bool // reply to text messages with their text
 	ShutdownGrace time.Duration
 	LogLevel      string
+	GC            ops.GC
 }
 
 // SettingsFromEnv reads Settings; see the README's configuration table.
@@ -49,6 +50,7 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 		EchoBot:       env.Bool("ECHO_BOT", false),
 		ShutdownGrace: env.Duration("SHUTDOWN_GRACE", 10*time.Second),
 		LogLevel:      env.String("LOG_LEVEL", "info"),
+		GC:            ops.GCFromEnv(env, ops.DefaultGCPercent, ops.DefaultMemoryLimit),
 	}
 	if err := env.Err(); err != nil {
 		return s, err
@@ -66,6 +68,7 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 
 // Run consumes until ctx ends, serving /healthz, /readyz and /metrics.
 func Run(ctx context.Context, s Settings, log *zap.Logger, handlers ...Handler) error {
+	s.GC.Apply()
 	pool, err := store.Open(ctx, s.DatabaseURL, int32(s.Concurrency+4))
 	if err != nil {
 		return err

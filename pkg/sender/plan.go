@@ -1,6 +1,7 @@
 package sender
 
 import (
+	"sync"
 	"time"
 
 	"github.com/linepipe/linepipe/pkg/store"
@@ -36,6 +37,31 @@ type planner struct {
 	cfg        *Config
 	lead       time.Duration
 	urgentLead time.Duration
+
+	// weights is each row's message objects, read from its body once per
+	// claim: a push row's buckets are asked for several times (the
+	// claim's locks, its plan, then each send's wait and shift), and
+	// deliveries ask concurrently.
+	weightsMu sync.Mutex
+	weights   map[int64]int
+}
+
+// weight is messageCount(c.Body), decoded at most once per row and claim.
+func (p *planner) weight(c store.OutboxCandidate) int {
+	p.weightsMu.Lock()
+	w, ok := p.weights[c.ID]
+	p.weightsMu.Unlock()
+	if ok {
+		return w
+	}
+	w = messageCount(c.Body)
+	p.weightsMu.Lock()
+	if p.weights == nil {
+		p.weights = map[int64]int{}
+	}
+	p.weights[c.ID] = w
+	p.weightsMu.Unlock()
+	return w
 }
 
 type bucketSpec struct {
@@ -59,7 +85,7 @@ func (p *planner) specs(c store.OutboxCandidate) []bucketSpec {
 		out = append(out, bucketSpec{
 			key:      store.RateKey{ChannelID: c.ChannelID, Bucket: "to:" + c.Recipient},
 			interval: iv,
-			weight:   messageCount(c.Body),
+			weight:   p.weight(c),
 			burst:    time.Duration(r.Limit-1) * iv,
 		})
 	}

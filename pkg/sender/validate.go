@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"unicode/utf16"
 
 	"github.com/linepipe/linepipe/pkg/store"
 )
@@ -40,6 +39,15 @@ type messageObject struct {
 	Text *string `json:"text"`
 }
 
+// typedBody is requestBody with its messages read in the same pass: one
+// decode for a row that is well formed. A body it cannot read goes
+// through requestBody, whose errors say which message is wrong.
+type typedBody struct {
+	To         json.RawMessage `json:"to"`
+	ReplyToken *string         `json:"replyToken"`
+	Messages   []messageObject `json:"messages"`
+}
+
 // validateRow checks what LINE checks and answers 4xx for, so a row that
 // cannot succeed fails at once with a readable reason. The stored bytes
 // are never modified: they are what is sent.
@@ -53,9 +61,16 @@ func validateRow(endpoint string, body []byte, scrubbed bool) error {
 	if len(body) > MaxBodyBytes {
 		return fmt.Errorf("%w: body is %d bytes, LINE accepts at most 2MB", ErrInvalid, len(body))
 	}
-	var b requestBody
+	var b typedBody
 	if err := json.Unmarshal(body, &b); err != nil {
-		return fmt.Errorf("%w: body is not a JSON object: %v", ErrInvalid, err)
+		var raw requestBody
+		if err := json.Unmarshal(body, &raw); err != nil {
+			return fmt.Errorf("%w: body is not a JSON object: %v", ErrInvalid, err)
+		}
+		if err := validateRawMessages(raw.Messages); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: body is not a LINE request: %v", ErrInvalid, err)
 	}
 	if err := validateMessages(b.Messages); err != nil {
 		return err
@@ -87,16 +102,15 @@ func validateRow(endpoint string, body []byte, scrubbed bool) error {
 	return nil
 }
 
-func validateMessages(msgs []json.RawMessage) error {
+func validateMessages(msgs []messageObject) error {
 	if len(msgs) == 0 {
 		return fmt.Errorf("%w: body has no messages", ErrInvalid)
 	}
 	if len(msgs) > MaxMessages {
 		return fmt.Errorf("%w: body has %d messages, at most %d", ErrInvalid, len(msgs), MaxMessages)
 	}
-	for i, raw := range msgs {
-		var m messageObject
-		if err := json.Unmarshal(raw, &m); err != nil || m.Type == "" {
+	for i, m := range msgs {
+		if m.Type == "" {
 			return fmt.Errorf("%w: messages[%d] is not a message object with a type", ErrInvalid, i)
 		}
 		if m.Type != "text" {
@@ -105,11 +119,37 @@ func validateMessages(msgs []json.RawMessage) error {
 		if m.Text == nil || *m.Text == "" {
 			return fmt.Errorf("%w: messages[%d].text is empty", ErrInvalid, i)
 		}
-		if n := len(utf16.Encode([]rune(*m.Text))); n > MaxTextUTF16 {
+		if n := utf16Len(*m.Text); n > MaxTextUTF16 {
 			return fmt.Errorf("%w: messages[%d].text is %d UTF-16 code units, at most %d", ErrInvalid, i, n, MaxTextUTF16)
 		}
 	}
 	return nil
+}
+
+// validateRawMessages is validateMessages for messages that did not
+// decode together: it finds the first that is not a message object.
+func validateRawMessages(msgs []json.RawMessage) error {
+	typed := make([]messageObject, len(msgs))
+	for i, raw := range msgs {
+		if err := json.Unmarshal(raw, &typed[i]); err != nil {
+			return fmt.Errorf("%w: messages[%d] is not a message object with a type", ErrInvalid, i)
+		}
+	}
+	return validateMessages(typed)
+}
+
+// utf16Len is the length of s in UTF-16 code units, as LINE counts a
+// text's characters: two for a rune outside the Basic Multilingual
+// Plane, one for any other (an invalid byte is one U+FFFD).
+func utf16Len(s string) int {
+	n := 0
+	for _, r := range s {
+		n++
+		if r >= 0x10000 {
+			n++
+		}
+	}
+	return n
 }
 
 // messageCount is the number of message objects in body (for the

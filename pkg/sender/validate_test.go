@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf16"
 )
 
 func TestValidateRow(t *testing.T) {
@@ -32,6 +33,8 @@ func TestValidateRow(t *testing.T) {
 		{"broadcast ok", "broadcast", `{"messages":[{"type":"sticker","packageId":"1","stickerId":"1"}]}`, false, ""},
 		{"narrowcast ok", "narrowcast", `{"messages":[` + msgs(1) + `],"recipient":{"type":"audience","audienceGroupId":1}}`, false, ""},
 		{"message without type", "broadcast", `{"messages":[{}]}`, false, "with a type"},
+		{"second message not an object", "broadcast", `{"messages":[` + msg("x") + `,7]}`, false, "messages[1] is not a message object"},
+		{"type not a string", "broadcast", `{"messages":[{"type":1}]}`, false, "messages[0] is not a message object"},
 		{"unknown endpoint", "bulk", `{"messages":[` + msgs(1) + `]}`, false, "unknown endpoint"},
 		{"scrubbed", "push", `{}`, true, "scrubbed"},
 		{"not an object", "push", `"hi"`, false, "JSON object"},
@@ -50,5 +53,27 @@ func TestValidateRow(t *testing.T) {
 				t.Fatalf("error %v, want ErrInvalid mentioning %q", err, c.wantErr)
 			}
 		})
+	}
+}
+
+// LINE counts a text's length in UTF-16 code units; utf16Len must agree
+// with encoding the text, invalid bytes and all.
+func TestUTF16LenAgreesWithEncode(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"", "a", "ありがとう", "😀", "a😀b", "\xff\xfe", "\xed\xa0\x80", "\xf4\x90\x80\x80", strings.Repeat("😀", 2501)} {
+		if got, want := utf16Len(s), len(utf16.Encode([]rune(s))); got != want {
+			t.Errorf("utf16Len(%q) = %d, want %d", s, got, want)
+		}
+	}
+}
+
+// Every claim validates each row it reads: go test -bench ValidateRow.
+func BenchmarkValidateRowPush(b *testing.B) {
+	body := []byte(`{"to":"U0123456789abcdef0123456789abcdef","messages":[{"type":"text","text":"hello there, this is a push message number 12345"}]}`)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if err := validateRow("push", body, false); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

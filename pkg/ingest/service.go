@@ -62,7 +62,7 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 		ChannelsRefresh: env.Duration("INGEST_CHANNELS_REFRESH", 30*time.Second),
 		ShutdownGrace:   env.Duration("SHUTDOWN_GRACE", 10*time.Second),
 		LogLevel:        env.String("LOG_LEVEL", "info"),
-		GC:              ops.GCFromEnv(env, ops.DefaultGCPercent, ops.DefaultMemoryLimit),
+		GC:              ops.GCFromEnv(env),
 	}
 	if v := env.String("INGEST_TRUSTED_PROXIES", ""); v != "" {
 		nets, err := ParseTrustedProxies(v)

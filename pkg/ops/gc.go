@@ -6,7 +6,7 @@ import (
 	"github.com/linepipe/linepipe/pkg/config"
 )
 
-// Defaults for GCFromEnv in ingest and the worker. At 300 a drain of
+// The defaults GCFromEnv gives ingest and the worker. At 300 a drain of
 // the worker stage spent about a fifth less of the worker's CPU per
 // event, and its peak heap rose from about 30 to 42 MiB; 48 MiB keeps
 // every service under the 64 MiB it is measured against.
@@ -31,9 +31,10 @@ type GC struct {
 }
 
 // GCFromEnv reads GOGC and GOMEMLIMIT, which the Go runtime applies at
-// start: a service's own defaults apply only where they are unset.
-func GCFromEnv(env *config.Env, percent int, limit int64) GC {
-	return GC{Percent: percent, Limit: limit,
+// start: DefaultGCPercent and DefaultMemoryLimit apply only where they
+// are unset.
+func GCFromEnv(env *config.Env) GC {
+	return GC{Percent: DefaultGCPercent, Limit: DefaultMemoryLimit,
 		percentSet: env.String("GOGC", "") != "", limitSet: env.String("GOMEMLIMIT", "") != ""}
 }
 

@@ -18,7 +18,7 @@ func TestGCDefaultsApplyOnlyWhereUnset(t *testing.T) {
 		debug.SetMemoryLimit(limit)
 	})
 
-	GCFromEnv(config.FromMap(nil), DefaultGCPercent, DefaultMemoryLimit).Apply()
+	GCFromEnv(config.FromMap(nil)).Apply()
 	if got := debug.SetGCPercent(100); got != DefaultGCPercent {
 		t.Errorf("unset GOGC: collector target %d, want %d", got, DefaultGCPercent)
 	}
@@ -29,7 +29,7 @@ func TestGCDefaultsApplyOnlyWhereUnset(t *testing.T) {
 	// What the operator set, the runtime applied at start; Apply keeps it.
 	debug.SetGCPercent(150)
 	debug.SetMemoryLimit(1 << 30)
-	GCFromEnv(config.FromMap(map[string]string{"GOGC": "150", "GOMEMLIMIT": "1GiB"}), DefaultGCPercent, DefaultMemoryLimit).Apply()
+	GCFromEnv(config.FromMap(map[string]string{"GOGC": "150", "GOMEMLIMIT": "1GiB"})).Apply()
 	if got := debug.SetGCPercent(100); got != 150 {
 		t.Errorf("GOGC=150: collector target %d, want it kept", got)
 	}

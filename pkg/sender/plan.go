@@ -49,18 +49,15 @@ type planner struct {
 // weight is messageCount(c.Body), decoded at most once per row and claim.
 func (p *planner) weight(c store.OutboxCandidate) int {
 	p.weightsMu.Lock()
-	w, ok := p.weights[c.ID]
-	p.weightsMu.Unlock()
-	if ok {
+	defer p.weightsMu.Unlock()
+	if w, ok := p.weights[c.ID]; ok {
 		return w
 	}
-	w = messageCount(c.Body)
-	p.weightsMu.Lock()
 	if p.weights == nil {
 		p.weights = map[int64]int{}
 	}
+	w := messageCount(c.Body)
 	p.weights[c.ID] = w
-	p.weightsMu.Unlock()
 	return w
 }
 

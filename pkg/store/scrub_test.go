@@ -9,10 +9,10 @@ import (
 )
 
 // The scrub's fast path (migrations/0009, its number guard 0010) skips
-// the exception blocks only where the cast to jsonb cannot fail: on every input below, at and
-// around the guard's limits, the scrub must neither fail nor keep the
-// message text, and where the cast succeeds its result must be the one
-// the cast gives (0004's first attempt).
+// the exception blocks only where the cast to jsonb cannot fail: on
+// every input below, at and around the guard's limits, the scrub must
+// neither fail nor keep the message text, and where the cast succeeds
+// its result must be the one the cast gives (0004's first attempt).
 func TestScrubFastPathAgreesWithTheCast(t *testing.T) {
 	t.Parallel()
 	db := testenv.NewDB(t)

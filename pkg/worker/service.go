@@ -50,7 +50,7 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 		EchoBot:       env.Bool("ECHO_BOT", false),
 		ShutdownGrace: env.Duration("SHUTDOWN_GRACE", 10*time.Second),
 		LogLevel:      env.String("LOG_LEVEL", "info"),
-		GC:            ops.GCFromEnv(env, ops.DefaultGCPercent, ops.DefaultMemoryLimit),
+		GC:            ops.GCFromEnv(env),
 	}
 	if err := env.Err(); err != nil {
 		return s, err

@@ -128,4 +128,22 @@ func TestNATSAuthorization(t *testing.T) {
 	if info.State.Msgs != 1 {
 		t.Errorf("stream holds %d messages, want only ingest's 1", info.State.Msgs)
 	}
+
+	// The worker removes what it stored: a purge below its consumer's ack
+	// floor, and a delete of one message held above it.
+	wst, err := wjs.Stream(ctx, sc.Stream)
+	if err != nil {
+		t.Fatalf("the worker cannot read its stream's info: %v", err)
+	}
+	if err := wst.Purge(short(), jetstream.WithPurgeSequence(1)); err != nil {
+		t.Errorf("the worker cannot purge stored messages: %v", err)
+	}
+	if err := wst.DeleteMsg(short(), 1); err != nil {
+		t.Errorf("the worker cannot delete a stored message: %v", err)
+	}
+	if info, err := st.Info(ctx); err != nil {
+		t.Error(err)
+	} else if info.State.Msgs != 0 {
+		t.Errorf("stream holds %d messages after the worker deleted the only one", info.State.Msgs)
+	}
 }

@@ -26,10 +26,11 @@ type Audit struct {
 	EventsLost       int `json:"eventsLost"`       // acknowledged with 200, not in events
 	EventsDuplicated int `json:"eventsDuplicated"` // an event stored more than once
 	DeadLetters      int `json:"deadLetters"`      // informational: messages the worker gave up on
-	// StreamLeft are messages still on the work-queue stream after the
-	// consumer has nothing pending: acknowledged, yet not removed. Not a
-	// loss by itself; StreamUnstored counts those whose event is not in
-	// Postgres, which nothing would ever deliver again.
+	// StreamLeft are messages still on the stream once the consumer has
+	// nothing pending and the drain timed out waiting for the worker to
+	// remove them: stored data kept where an unsend cannot reach it.
+	// StreamUnstored counts those whose event is not in Postgres, which
+	// nothing would ever deliver again.
 	StreamLeft     uint64 `json:"streamLeft"`
 	StreamUnstored int    `json:"streamUnstored"`
 	ConsumerOpen   uint64 `json:"consumerOpen"` // pending plus ack-pending at the end
@@ -55,8 +56,7 @@ type Audit struct {
 	UnsentChecked int      `json:"unsentChecked"`
 	UnsentLeaks   []string `json:"unsentLeaks"` // where an unsent text was still readable
 	// StreamUnsent are unsent texts in messages left on the stream after
-	// their ack (see StreamLeft): reported, not fatal, since the stream
-	// is not where linepipe promises to scrub.
+	// their ack (see StreamLeft, which fails the run by itself).
 	StreamUnsent int `json:"streamUnsent"`
 
 	Content ContentAudit `json:"content"`
@@ -64,7 +64,8 @@ type Audit struct {
 
 // OK reports an audit with no loss, duplicate or leak.
 func (a Audit) OK() bool {
-	return a.EventsLost == 0 && a.EventsDuplicated == 0 && a.StreamUnstored == 0 && a.ConsumerOpen == 0 && a.OutboxOpen == 0 &&
+	return a.EventsLost == 0 && a.EventsDuplicated == 0 && a.StreamLeft == 0 && a.StreamUnstored == 0 &&
+		a.ConsumerOpen == 0 && a.OutboxOpen == 0 &&
 		a.OutboxPushesLost == 0 && a.DeliveredMissing == 0 && a.DeliveredTwice == 0 && a.RepliesTwice == 0 &&
 		a.UnknownDeliveries == 0 && len(a.UnsentLeaks) == 0 &&
 		a.Replies.Expected > 0 && a.Replies.Lost == 0 && a.Replies.Late == 0 && a.Content.OK()
@@ -166,7 +167,7 @@ func (r *run) settled(ctx context.Context, conn *pgx.Conn, js jetstream.JetStrea
 	if err := conn.QueryRow(sctx, `SELECT count(*) FROM outbox WHERE status IN ('pending', 'retrying', 'in_flight')`).Scan(&a.OutboxOpen); err != nil {
 		return false, err
 	}
-	return a.ConsumerOpen == 0 && a.EventsLost == 0 && a.OutboxOpen == 0, nil
+	return a.ConsumerOpen == 0 && a.StreamLeft == 0 && a.EventsLost == 0 && a.OutboxOpen == 0, nil
 }
 
 // auditStream reads the messages left on the stream: whether their event

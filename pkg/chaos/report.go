@@ -37,7 +37,7 @@ func (r *Result) WriteSummary(w io.Writer) error {
 	check("events stored twice", a.EventsDuplicated, a.EventsDuplicated == 0)
 	info("dead letters", a.DeadLetters)
 	check("messages the worker consumer still owes", a.ConsumerOpen, a.ConsumerOpen == 0)
-	info("messages left on the stream after ack", a.StreamLeft)
+	check("messages left on the stream after ack", a.StreamLeft, a.StreamLeft == 0)
 	check("left messages whose event is not stored", a.StreamUnstored, a.StreamUnstored == 0)
 	if a.StreamLeft > 0 {
 		info("unsent texts in messages left on the stream", a.StreamUnsent)

@@ -57,6 +57,7 @@ var Docs = map[string]Doc{
 	"WORKER_BATCH_SIZE":      {Meaning: "Most events stored in one transaction."},
 	"WORKER_ACK_WAIT":        {Meaning: "An unacknowledged message (its worker died) is redelivered after this, then 2×, 4×. A slow batch signals progress, so it is never redelivered while being stored."},
 	"WORKER_MAX_ATTEMPTS":    {Meaning: "Failures of a message's own making before it goes to `dead_letters`, counted per event in `worker_failures` (not JetStream deliveries). Outage-shaped errors (connection loss, shutdown, read-only, serialization, deadlock, too many connections, statement or lock timeout) never count."},
+	"WORKER_PURGE_INTERVAL":  {Meaning: "How often a worker that stored messages purges them from the stream, below its consumer's ack floor (one request for all of them). A stored message held above the floor by an earlier one that waits for a retry is deleted on its own after 2 s. 10ms to 2s."},
 	"ECHO_BOT":               {Meaning: "Reply to every text message with its text (the sample bot; never in standby mode)."},
 	"WORKER_REPLAY_INTERVAL": {Meaning: "How often a worker looks for dead letters an operator asked to replay (`replay_requested_at`)."},
 	"RETENTION_INTERVAL":     {Meaning: "How often the `retention` table is enforced: by one worker replica at a time for its tables, and by one sender replica at a time (the content fetcher) for `message_content`; `0` turns each off."},

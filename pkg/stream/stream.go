@@ -1,10 +1,13 @@
 // Package stream owns linepipe's JetStream topology: the connection, the
 // one stream every inbound event passes through, and its subjects.
 //
-// The stream uses work-queue retention: a message is removed as soon as a
-// worker acknowledges it, after its rows are committed to Postgres. Nothing
-// that was stored lingers on the stream, which is what lets an unsend leave
-// no readable copy behind. It targets NATS Server 2.9 or newer.
+// The stream keeps its messages (limits retention) and the worker purges
+// them in bulk once they are committed to Postgres, normally within a
+// fraction of a second (see the worker's purger). Nothing that was stored
+// lingers on the stream, which is what lets an unsend leave no readable
+// copy behind. A stream made earlier with work-queue retention is kept
+// as it is: NATS cannot change a stream's retention in place. It targets
+// NATS Server 2.9 or newer.
 package stream
 
 import (
@@ -198,9 +201,9 @@ func Connect(cfg Config, name string, log *zap.Logger, opts ...jetstream.JetStre
 func (c Config) StreamConfig() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        c.Stream,
-		Description: "linepipe inbound webhook events (work queue: removed once stored)",
+		Description: "linepipe inbound webhook events (purged by the worker once stored)",
 		Subjects:    []string{c.AllSubjects()},
-		Retention:   jetstream.WorkQueuePolicy,
+		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		Replicas:    c.Replicas,
 		Duplicates:  c.Duplicates,
@@ -208,12 +211,25 @@ func (c Config) StreamConfig() jetstream.StreamConfig {
 	}
 }
 
+// configFor is StreamConfig for the stream as it stands: one made with
+// work-queue retention keeps it, because NATS refuses to change a
+// stream's retention to or from work queue. Such a stream works as
+// before; the worker warns that it is slower (README, Upgrading).
+func configFor(ctx context.Context, js jetstream.JetStream, cfg Config) jetstream.StreamConfig {
+	want := cfg.StreamConfig()
+	if s, err := js.Stream(ctx, cfg.Stream); err == nil && s.CachedInfo().Config.Retention == jetstream.WorkQueuePolicy {
+		want.Retention = jetstream.WorkQueuePolicy
+		want.Description = "linepipe inbound webhook events (work queue: removed once stored)"
+	}
+	return want
+}
+
 // Ensure creates the stream or updates it to StreamConfig. Whichever stage
 // starts first does it; the call is idempotent. It retries until ctx ends,
 // because at start-up NATS may still be coming up.
 func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.Stream, error) {
 	for {
-		s, err := js.CreateOrUpdateStream(ctx, cfg.StreamConfig())
+		s, err := js.CreateOrUpdateStream(ctx, configFor(ctx, js, cfg))
 		if err == nil {
 			return s, nil
 		}
@@ -261,7 +277,7 @@ func EnsureInBackground(ctx context.Context, js jetstream.JetStream, cfg Config,
 	go func() {
 		for attempt := 0; ; attempt++ {
 			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err := js.CreateOrUpdateStream(actx, cfg.StreamConfig())
+			_, err := js.CreateOrUpdateStream(actx, configFor(actx, js, cfg))
 			cancel()
 			if err == nil {
 				close(done)

@@ -13,8 +13,8 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	sc := c.StreamConfig()
-	if sc.Retention != jetstream.WorkQueuePolicy || sc.Storage != jetstream.FileStorage || sc.Duplicates != DefaultDuplicates {
-		t.Fatalf("stream must be a file-stored work queue with a dedup window: %+v", sc)
+	if sc.Retention != jetstream.LimitsPolicy || sc.Storage != jetstream.FileStorage || sc.Duplicates != DefaultDuplicates {
+		t.Fatalf("stream must be file-stored, purged by the worker (limits retention), with a dedup window: %+v", sc)
 	}
 	if c.EventSubject("123") != "linepipe.event.123" || c.AllSubjects() != "linepipe.>" {
 		t.Fatal("subjects")

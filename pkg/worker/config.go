@@ -39,6 +39,9 @@ type Config struct {
 	MaxAttempts int
 	// IdleWait is the longest single wait for messages. Default 5s.
 	IdleWait time.Duration
+	// PurgeInterval is how often stored messages are purged from the
+	// stream while there are any. Default DefaultPurgeInterval.
+	PurgeInterval time.Duration
 }
 
 // WithDefaults fills zero fields.
@@ -58,6 +61,9 @@ func (c Config) WithDefaults() Config {
 	if c.IdleWait == 0 {
 		c.IdleWait = DefaultIdleWait
 	}
+	if c.PurgeInterval == 0 {
+		c.PurgeInterval = DefaultPurgeInterval
+	}
 	return c
 }
 
@@ -69,6 +75,9 @@ func (c Config) Validate() error {
 	}
 	if c.AckWait < time.Second {
 		errs = append(errs, fmt.Errorf("ack wait %s: at least 1s", c.AckWait))
+	}
+	if c.PurgeInterval < 10*time.Millisecond || c.PurgeInterval > PurgeGrace {
+		errs = append(errs, fmt.Errorf("purge interval %s: 10ms to %s", c.PurgeInterval, PurgeGrace))
 	}
 	if c.MaxAttempts < 1 {
 		errs = append(errs, fmt.Errorf("max attempts %d: at least 1", c.MaxAttempts))

@@ -37,10 +37,11 @@ type Settings struct {
 func SettingsFromEnv(env *config.Env) (Settings, error) {
 	s := Settings{
 		Worker: Config{
-			Consumer:    env.String("WORKER_CONSUMER", DefaultConsumer),
-			BatchSize:   env.Int("WORKER_BATCH_SIZE", DefaultBatchSize),
-			AckWait:     env.Duration("WORKER_ACK_WAIT", DefaultAckWait),
-			MaxAttempts: env.Int("WORKER_MAX_ATTEMPTS", DefaultMaxAttempts),
+			Consumer:      env.String("WORKER_CONSUMER", DefaultConsumer),
+			BatchSize:     env.Int("WORKER_BATCH_SIZE", DefaultBatchSize),
+			AckWait:       env.Duration("WORKER_ACK_WAIT", DefaultAckWait),
+			MaxAttempts:   env.Int("WORKER_MAX_ATTEMPTS", DefaultMaxAttempts),
+			PurgeInterval: env.Duration("WORKER_PURGE_INTERVAL", DefaultPurgeInterval),
 		}.WithDefaults(),
 		Ops:           OpsFromEnv(env),
 		Stream:        stream.FromEnv(env),

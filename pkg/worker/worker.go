@@ -27,6 +27,7 @@ type Worker struct {
 	// perMsg is the recent events per stream message, in hundredths
 	// (an exponentially weighted average): bundles carry many.
 	perMsg atomic.Int64
+	purge  purgeUse
 }
 
 // maxDeliver is the consumer's delivery cap; see ConsumerConfig.
@@ -69,8 +70,10 @@ func (w *Worker) ConsumerConfig() jetstream.ConsumerConfig {
 // committed and acknowledged.
 func (w *Worker) Run(ctx context.Context) error {
 	var cons jetstream.Consumer
+	var s jetstream.Stream
 	for {
-		s, err := stream.Ensure(ctx, w.js, w.stream)
+		var err error
+		s, err = stream.Ensure(ctx, w.js, w.stream)
 		if err == nil {
 			cons, err = s.CreateOrUpdateConsumer(ctx, w.ConsumerConfig())
 		}
@@ -83,6 +86,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.log.Warn("consumer not ready; retrying", zap.Error(err))
 		sleep(ctx, time.Second)
 	}
+	release := w.usePurger(s, cons)
+	defer release()
 	w.log.Info("worker consuming", zap.String("stream", w.stream.Stream), zap.String("consumer", w.cfg.Consumer))
 	for ctx.Err() == nil {
 		msgs, err := w.fetch(cons)
@@ -115,7 +120,7 @@ func (w *Worker) fetch(cons jetstream.Consumer) ([]jetstream.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
-	msgs := collect(b)
+	msgs := w.collect(b)
 	if len(msgs) > 0 {
 		return msgs, nil
 	}
@@ -123,12 +128,12 @@ func (w *Worker) fetch(cons jetstream.Consumer) ([]jetstream.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
-	msgs = collect(b)
+	msgs = w.collect(b)
 	if len(msgs) == 0 || size == 1 {
 		return msgs, nil
 	}
 	if more, err := cons.FetchNoWait(size - 1); err == nil {
-		msgs = append(msgs, collect(more)...)
+		msgs = append(msgs, w.collect(more)...)
 	}
 	return msgs, nil
 }
@@ -150,9 +155,15 @@ func (w *Worker) observeFetch(msgs, events int) {
 	w.perMsg.Store(old + (int64(events*100/msgs)-old)/4)
 }
 
-func collect(b jetstream.MessageBatch) []jetstream.Msg {
+// collect takes a fetch's messages, each tracked by the purger when the
+// stream has one.
+func (w *Worker) collect(b jetstream.MessageBatch) []jetstream.Msg {
+	p := w.purge.current.Load()
 	var msgs []jetstream.Msg
 	for m := range b.Messages() {
+		if p != nil {
+			m = trackedMsg{Msg: m, p: p}
+		}
 		msgs = append(msgs, m)
 	}
 	return msgs

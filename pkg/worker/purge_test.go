@@ -1,0 +1,202 @@
+package worker
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/linepipe/linepipe/pkg/ops"
+	"github.com/linepipe/linepipe/pkg/stream"
+	"github.com/linepipe/linepipe/tests/fixture"
+	"github.com/linepipe/linepipe/tests/testenv"
+)
+
+// fakeClock is a clock the test moves.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// fetchTracked fetches n messages of the worker's consumer, tracked by p.
+func fetchTracked(t *testing.T, cons jetstream.Consumer, p *purger, n int) []jetstream.Msg {
+	t.Helper()
+	b, err := cons.Fetch(n, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []jetstream.Msg
+	for m := range b.Messages() {
+		msgs = append(msgs, trackedMsg{Msg: m, p: p})
+	}
+	if len(msgs) != n {
+		t.Fatalf("fetched %d of %d messages", len(msgs), n)
+	}
+	return msgs
+}
+
+// waitMsgs polls until the stream holds want messages.
+func waitMsgs(t *testing.T, st jetstream.Stream, want uint64, round func()) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		round()
+		info, err := st.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stream holds %d messages, want %d", info.State.Msgs, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestPurgerRemovesWhatWasSettled: the stream keeps its messages (limits
+// retention), so the worker must remove what it stored. Below the floor a
+// purge removes them; a settled message held above the floor by an
+// earlier one that waits (for a retry, say) is deleted on its own after
+// PurgeGrace, and never a message that is not settled.
+func TestPurgerRemovesWhatWasSettled(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	if got := b.stream.CachedInfo().Config.Retention; got != jetstream.LimitsPolicy {
+		t.Fatalf("a new stream has retention %v, want limits", got)
+	}
+	w := New(Config{}, b.sc, b.js, nil, NewMetrics(ops.NewRegistry()), zaptest.NewLogger(t))
+	cons, err := b.stream.CreateOrUpdateConsumer(ctx, w.ConsumerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 6 {
+		b.publish(t, "C1", fixture.Text(fixture.User(fixture.UserID(1)), time.Now(), "hi"))
+	}
+	clock := &fakeClock{t: time.Now()}
+	p := newPurger(b.stream, cons, time.Millisecond, clock.now, zaptest.NewLogger(t))
+	msgs := fetchTracked(t, cons, p, 6)
+
+	// 1 and 2 stored: the floor passes them and a purge removes them.
+	for _, m := range msgs[:2] {
+		if err := m.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitMsgs(t, b.stream, 4, func() { p.round(ctx) })
+
+	// 3 waits for a retry; 4 and 5 are stored. Within the grace they stay.
+	if err := msgs[2].NakWithDelay(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range msgs[3:5] {
+		if err := m.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // let NATS apply the acks
+	p.round(ctx)
+	if info, _ := b.stream.Info(ctx); info.State.Msgs != 4 {
+		t.Fatalf("the stream holds %d messages within the grace, want 4", info.State.Msgs)
+	}
+	// Past the grace, 4 and 5 go on their own; 3 (waiting) and 6 (in
+	// flight) stay.
+	clock.add(PurgeGrace + time.Second)
+	waitMsgs(t, b.stream, 2, func() { p.round(ctx) })
+	for _, seq := range []uint64{3, 6} {
+		if _, err := b.stream.GetMsg(ctx, seq); err != nil {
+			t.Errorf("message %d, not settled, was removed: %v", seq, err)
+		}
+	}
+	if n := p.pending(); n != 0 {
+		t.Errorf("%d settled messages still tracked after their removal", n)
+	}
+	// A terminated (dead-lettered) message counts as settled too.
+	if err := msgs[5].Term(); err != nil {
+		t.Fatal(err)
+	}
+	clock.add(PurgeGrace + time.Second)
+	waitMsgs(t, b.stream, 1, func() { p.round(ctx) })
+}
+
+// TestWorkerEmptiesTheStreamAndStops: the worker's own purger, started by
+// its loops, removes everything they stored, including the last batch
+// before shutdown.
+func TestWorkerEmptiesTheStreamAndStops(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for range 40 {
+		b.publish(t, "C1", fixture.Text(fixture.User(fixture.UserID(1)), time.Now(), "hi"))
+	}
+	w := New(Config{IdleWait: 200 * time.Millisecond}, b.sc, b.js, b.db.Pool, NewMetrics(ops.NewRegistry()), zaptest.NewLogger(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = w.Run(ctx) }()
+	}
+	b.waitStored(t, 40)
+	b.publish(t, "C1", fixture.Text(fixture.User(fixture.UserID(1)), time.Now(), "hi"))
+	b.waitStored(t, 41)
+	cancel()
+	wg.Wait()
+	if info, _ := b.stream.Info(context.Background()); info.State.Msgs != 0 {
+		t.Fatalf("%d messages left on the stream after the worker stopped", info.State.Msgs)
+	}
+	if w.purge.current.Load() != nil {
+		t.Fatal("the purger outlived the worker's loops")
+	}
+}
+
+// TestWorkQueueStreamKeptAsIs: a stream made with work-queue retention
+// cannot be changed in place by NATS. Every stage keeps it as it is (and
+// the worker warns) instead of failing to start.
+func TestWorkQueueStreamKeptAsIs(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testenv.NewDB(t)
+	names := testenv.NewNames()
+	sc := stream.Config{URL: testenv.NATSURL(t), Stream: names.Stream, SubjectPrefix: names.SubjectPrefix}.WithDefaults()
+	nc, js, err := stream.Connect(sc, "test", zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	old := sc.StreamConfig()
+	old.Retention = jetstream.WorkQueuePolicy
+	if _, err := js.CreateStream(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = js.DeleteStream(context.Background(), sc.Stream) })
+	st, err := stream.Ensure(ctx, js, sc)
+	if err != nil {
+		t.Fatalf("ensuring a work-queue stream: %v", err)
+	}
+	if got := st.CachedInfo().Config.Retention; got != jetstream.WorkQueuePolicy {
+		t.Fatalf("retention %v after Ensure, want the stream's own work queue", got)
+	}
+	b := &bundle{db: db, sc: sc, js: js, stream: st}
+	b.publish(t, "C1", fixture.Text(fixture.User(fixture.UserID(1)), time.Now(), "hi"), fixture.Text(fixture.User(fixture.UserID(2)), time.Now(), "hi"))
+	w := New(Config{IdleWait: 200 * time.Millisecond}, sc, js, db.Pool, NewMetrics(ops.NewRegistry()), zaptest.NewLogger(t))
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(rctx) }()
+	b.waitStored(t, 2)
+	if w.purge.current.Load() != nil {
+		t.Error("a purger runs on a work-queue stream")
+	}
+	cancel()
+	<-done
+}

@@ -34,24 +34,12 @@ func (staticTokens) Invalidate(string, string)                   {}
 type contentRig struct {
 	*pipeline
 	fake   *linefake.Server
-	clock  *rigClock
+	clock  *testenv.Clock
 	api    *httptest.Server
 	gate   *bodyGate
 	pacer  *bodyPacer
 	bucket string
 	objs   *content.Objects
-}
-
-type rigClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *rigClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *rigClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
 }
 
 // bodyGate holds the body of one message's content after its first
@@ -202,7 +190,7 @@ func newContentRigWith(t *testing.T, preparing time.Duration, mod func(*linefake
 	if err := store.UpsertChannel(ctx, p.db.Pool, store.Channel{ID: p.channel, Secret: p.secret, AccessToken: contentToken}); err != nil {
 		t.Fatal(err)
 	}
-	clock := &rigClock{t: time.Now()}
+	clock := testenv.NewClock(time.Now())
 	fcfg := linefake.Config{
 		Channels:         []linefake.Channel{{ID: p.channel, Secret: p.secret, AccessTokens: []string{contentToken}}},
 		Clock:            clock.Now,

@@ -15,19 +15,6 @@ import (
 	"github.com/linepipe/linepipe/tests/testenv"
 )
 
-// fakeClock is a clock the test moves.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // fetchTracked fetches n messages of the worker's consumer, tracked by p.
 func fetchTracked(t *testing.T, cons jetstream.Consumer, p *purger, n int) []jetstream.Msg {
 	t.Helper()
@@ -85,8 +72,8 @@ func TestPurgerRemovesWhatWasSettled(t *testing.T) {
 	for range 6 {
 		b.publish(t, "C1", fixture.Text(fixture.User(fixture.UserID(1)), time.Now(), "hi"))
 	}
-	clock := &fakeClock{t: time.Now()}
-	p := newPurger(b.stream, cons, time.Millisecond, clock.now, zaptest.NewLogger(t))
+	clock := testenv.NewClock(time.Now())
+	p := newPurger(b.stream, cons, time.Millisecond, clock.Now, zaptest.NewLogger(t))
 	msgs := fetchTracked(t, cons, p, 6)
 
 	// 1 and 2 stored: the floor passes them and a purge removes them.
@@ -113,7 +100,7 @@ func TestPurgerRemovesWhatWasSettled(t *testing.T) {
 	}
 	// Past the grace, 4 and 5 go on their own; 3 (waiting) and 6 (in
 	// flight) stay.
-	clock.add(PurgeGrace + time.Second)
+	clock.Advance(PurgeGrace + time.Second)
 	waitMsgs(t, b.stream, 2, func() { p.round(ctx) })
 	for _, seq := range []uint64{3, 6} {
 		if _, err := b.stream.GetMsg(ctx, seq); err != nil {
@@ -127,7 +114,7 @@ func TestPurgerRemovesWhatWasSettled(t *testing.T) {
 	if err := msgs[5].Term(); err != nil {
 		t.Fatal(err)
 	}
-	clock.add(PurgeGrace + time.Second)
+	clock.Advance(PurgeGrace + time.Second)
 	waitMsgs(t, b.stream, 1, func() { p.round(ctx) })
 }
 

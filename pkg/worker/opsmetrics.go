@@ -21,6 +21,7 @@ type opsMetrics struct {
 	consumerPending     prometheus.Gauge
 	consumerAckPending  prometheus.Gauge
 	consumerRedelivered prometheus.Gauge
+	purgeFailures       prometheus.Counter
 
 	outboxRows       *prometheus.GaugeVec
 	outboxOldestDue  *prometheus.GaugeVec
@@ -52,6 +53,9 @@ func newOpsMetrics(reg prometheus.Registerer) *opsMetrics {
 		consumerRedelivered: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "linepipe_worker_consumer_redelivered_messages",
 			Help: "Messages delivered more than once and not yet acknowledged (JetStream num_redelivered)."}),
+		purgeFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "linepipe_worker_stream_purge_failures_total",
+			Help: "Rounds in which the worker could not remove what it stored from the stream (NATS refused or did not answer)."}),
 		outboxRows: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "linepipe_outbox_rows",
 			Help: "Outbox rows waiting to be sent, by endpoint and status (pending and retrying counted up to 100,000 in all)."},
@@ -68,7 +72,7 @@ func newOpsMetrics(reg prometheus.Registerer) *opsMetrics {
 			Help: "Dead letters waiting for a requested replay."}),
 	}
 	reg.MustRegister(m.storeDelay, m.replays, m.retentionDeleted, m.retentionLastRun,
-		m.consumerPending, m.consumerAckPending, m.consumerRedelivered,
+		m.consumerPending, m.consumerAckPending, m.consumerRedelivered, m.purgeFailures,
 		m.outboxRows, m.outboxOldestDue, m.deadLetters, m.replaysRequested)
 	// Every series an alert names exists from the start, at zero.
 	for _, r := range []string{replayStored, replayDuplicate, replayFailed} {

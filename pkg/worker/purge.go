@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
 
@@ -60,14 +61,15 @@ type purger struct {
 	interval time.Duration
 	now      func() time.Time
 	log      *zap.Logger
+	failures prometheus.Counter // rounds that failed, for the operator's alert
 
 	mu      sync.Mutex
 	settled []settledSeq // in settling order; the floor removes a prefix of most
 	floor   uint64       // the highest floor purged up to
 	wake    chan struct{}
-	// failures counts rounds in a row that NATS refused or did not
+	// failed counts rounds in a row that NATS refused or did not
 	// answer: rounds back off and warn once per purgeWarnEvery.
-	failures int
+	inARow int
 }
 
 // purgeWarnEvery spaces the warnings of a purge that keeps failing (a
@@ -75,8 +77,10 @@ type purger struct {
 // the log.
 const purgeWarnEvery = 50
 
-func newPurger(s purgeStream, c purgeConsumer, interval time.Duration, now func() time.Time, log *zap.Logger) *purger {
-	return &purger{stream: s, cons: c, interval: interval, now: now, log: log, wake: make(chan struct{}, 1)}
+func newPurger(s purgeStream, c purgeConsumer, interval time.Duration, now func() time.Time, log *zap.Logger,
+	failures prometheus.Counter) *purger {
+	return &purger{stream: s, cons: c, interval: interval, now: now, log: log, failures: failures,
+		wake: make(chan struct{}, 1)}
 }
 
 // settledMsg records that the message at seq was settled after its commit.
@@ -120,15 +124,16 @@ func (p *purger) run(ctx context.Context) {
 func (p *purger) delay() time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return min(p.interval<<min(p.failures, 10), 5*time.Second)
+	return min(p.interval<<min(p.inARow, 10), 5*time.Second)
 }
 
 // failed records a failed round and warns on the first of a run and
 // every purgeWarnEvery after it.
 func (p *purger) failed(msg string, err error, fields ...zap.Field) {
+	p.failures.Inc()
 	p.mu.Lock()
-	p.failures++
-	n := p.failures
+	p.inARow++
+	n := p.inARow
 	p.mu.Unlock()
 	if n%purgeWarnEvery == 1 {
 		p.log.Warn(msg, append(fields, zap.Int("failed_rounds", n), zap.Error(err))...)
@@ -193,7 +198,7 @@ func (p *purger) round(ctx context.Context) {
 		return
 	}
 	p.mu.Lock()
-	p.failures = 0
+	p.inARow = 0
 	p.mu.Unlock()
 }
 
@@ -249,7 +254,7 @@ func (w *Worker) usePurger(s jetstream.Stream, cons jetstream.Consumer) (release
 	}
 	if u.users == 0 {
 		ctx, stop := context.WithCancel(context.Background())
-		p := newPurger(s, cons, w.cfg.PurgeInterval, w.now, w.log)
+		p := newPurger(s, cons, w.cfg.PurgeInterval, w.now, w.log, w.metrics.ops.purgeFailures)
 		done := make(chan struct{})
 		go func() {
 			defer close(done)

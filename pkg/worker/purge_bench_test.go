@@ -67,7 +67,7 @@ func BenchmarkStreamRemoval(b *testing.B) {
 			pctx, stop := context.WithCancel(ctx)
 			defer stop()
 			if c.retention == jetstream.LimitsPolicy {
-				p = newPurger(st, cons, DefaultPurgeInterval, time.Now, zap.NewNop())
+				p = newPurger(st, cons, DefaultPurgeInterval, time.Now, zap.NewNop(), w.metrics.ops.purgeFailures)
 				go p.run(pctx)
 			}
 			b.ResetTimer()

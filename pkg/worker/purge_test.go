@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/linepipe/linepipe/pkg/ops"
@@ -73,7 +74,7 @@ func TestPurgerRemovesWhatWasSettled(t *testing.T) {
 		b.publish(t, "C1", fixture.Text(fixture.User(fixture.UserID(1)), time.Now(), "hi"))
 	}
 	clock := testenv.NewClock(time.Now())
-	p := newPurger(b.stream, cons, time.Millisecond, clock.Now, zaptest.NewLogger(t))
+	p := newPurger(b.stream, cons, time.Millisecond, clock.Now, zaptest.NewLogger(t), w.metrics.ops.purgeFailures)
 	msgs := fetchTracked(t, cons, p, 6)
 
 	// 1 and 2 stored: the floor passes them and a purge removes them.
@@ -116,6 +117,23 @@ func TestPurgerRemovesWhatWasSettled(t *testing.T) {
 	}
 	clock.Advance(PurgeGrace + time.Second)
 	waitMsgs(t, b.stream, 1, func() { p.round(ctx) })
+	if got := testutil.ToFloat64(w.metrics.ops.purgeFailures); got != 0 {
+		t.Fatalf("%v purge failures counted while NATS answered", got)
+	}
+
+	// A round NATS refuses (here the stream is gone) is counted for the
+	// operator's alert, and the next waits longer.
+	if err := b.js.DeleteStream(ctx, b.sc.Stream); err != nil {
+		t.Fatal(err)
+	}
+	p.settledMsg(7)
+	p.round(ctx)
+	if got := testutil.ToFloat64(w.metrics.ops.purgeFailures); got != 1 {
+		t.Errorf("%v purge failures counted after a refused round, want 1", got)
+	}
+	if d := p.delay(); d != 2*time.Millisecond {
+		t.Errorf("next round in %s after a failure, want the interval doubled", d)
+	}
 }
 
 // TestWorkerEmptiesTheStreamAndStops: the worker's own purger, started by

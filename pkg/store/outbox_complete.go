@@ -222,7 +222,7 @@ type Reslot struct {
 // this process's monotonic clock (see OutboxClaimed.SendAtLocal),
 // ErrLeaseLost, or ErrSlotBeyondHorizon (nothing changed) when the next
 // slot is more than r.Horizon away.
-func ReslotOutbox(ctx context.Context, db Beginner, r Reslot) (slot, slotLocal time.Time, err error) {
+func ReslotOutbox(ctx context.Context, db Acquirer, r Reslot) (slot, slotLocal time.Time, err error) {
 	res, err := ReslotOutboxRows(ctx, db, ReslotBatch{Key: r.Key, Interval: r.Interval, Lease: r.Lease,
 		Horizon: r.Horizon, Lead: r.Lead, Rows: []ReslotRow{{ID: r.ID, ClaimID: r.ClaimID}}})
 	if err == nil {
@@ -264,114 +264,12 @@ type ReslotResult struct {
 // loaded host starts a whole batch late), and one transaction each made
 // them queue on that lock behind each other's commits, each falling
 // later still. The results are in b.Rows' order.
-func ReslotOutboxRows(ctx context.Context, db Beginner, b ReslotBatch) ([]ReslotResult, error) {
-	res := make([]ReslotResult, len(b.Rows))
-	ids, claims := make([]int64, len(b.Rows)), make([]pgtype.UUID, len(b.Rows))
-	for i, r := range b.Rows {
-		ids[i], claims[i] = r.ID, pgUUID(&r.ClaimID)
-	}
-	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		for i := range res {
-			res[i] = ReslotResult{Err: ErrLeaseLost}
-		}
-		// The rows first, then their bucket: the order claims and
-		// releases take them in, so a claim taking a row over while it is
-		// being re-slotted waits instead of deadlocking.
-		rows, err := tx.Query(ctx, `SELECT o.id, o.claim_id, o.send_at FROM outbox o
-			JOIN unnest($1::bigint[], $2::uuid[]) AS r(id, claim) ON o.id = r.id AND o.claim_id = r.claim
-			WHERE o.send_at IS NOT NULL ORDER BY o.id FOR UPDATE OF o`, ids, claims)
-		if err != nil {
-			return fmt.Errorf("locking outbox rows: %w", err)
-		}
-		sendAt := map[int64]time.Time{}
-		claimOf := map[int64]uuid.UUID{}
-		var locked []int64
-		for rows.Next() {
-			var id int64
-			var claim uuid.UUID
-			var at time.Time
-			if err := rows.Scan(&id, &claim, &at); err != nil {
-				rows.Close()
-				return err
-			}
-			if _, dup := sendAt[id]; !dup {
-				locked = append(locked, id)
-			}
-			sendAt[id], claimOf[id] = at, claim
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("locking outbox rows: %w", err)
-		}
-		if len(locked) == 0 {
-			return nil
-		}
-		var tat, dbNow time.Time
-		if err := tx.QueryRow(ctx, `SELECT tat, clock_timestamp() FROM outbox_rate
-			WHERE channel_id = $1 AND bucket = $2 FOR UPDATE`, b.Key.ChannelID, b.Key.Bucket).Scan(&tat, &dbNow); err != nil {
-			return fmt.Errorf("locking rate bucket: %w", err)
-		}
-		localNow := time.Now()
-		slots := map[int64]time.Time{}
-		var next time.Time
-		atOnce := false
-		if len(locked) == 1 && tat.Equal(sendAt[locked[0]].Add(b.Interval)) {
-			// The row holds the bucket's latest reservation, so nobody is
-			// booked after it: the reservation moves to now and the row
-			// is sent as soon as this commits, with the next reservation
-			// pushed Lead further out to cover that return trip. Waiting
-			// for a slot a few milliseconds ahead instead would, on a
-			// loaded host, only miss it again.
-			slots[locked[0]], next, atOnce = dbNow, dbNow.Add(b.Lead).Add(b.Interval), true
-		} else {
-			base := dbNow.Add(b.Lead)
-			if tat.After(base) {
-				base = tat
-			}
-			next = base
-			for _, id := range locked {
-				if next.Sub(dbNow) > b.Horizon {
-					break
-				}
-				slots[id] = next
-				next = next.Add(b.Interval)
-			}
-		}
-		// A request counts only under the claim that holds its row.
-		ours := func(r ReslotRow) bool { c, ok := claimOf[r.ID]; return ok && c == r.ClaimID }
-		if len(slots) == 0 {
-			for i, r := range b.Rows {
-				if ours(r) {
-					res[i].Err = ErrSlotBeyondHorizon
-				}
-			}
-			return nil
-		}
-		uids, uslots := make([]int64, 0, len(slots)), make([]time.Time, 0, len(slots))
-		for id, at := range slots {
-			uids, uslots = append(uids, id), append(uslots, at)
-		}
-		if _, err := tx.Exec(ctx, `UPDATE outbox o SET send_at = u.slot, lease_until = u.slot + $3::interval
-			FROM unnest($1::bigint[], $2::timestamptz[]) AS u(id, slot) WHERE o.id = u.id`, uids, uslots, b.Lease); err != nil {
-			return fmt.Errorf("extending leases: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `UPDATE outbox_rate SET tat = $3 WHERE channel_id = $1 AND bucket = $2`,
-			b.Key.ChannelID, b.Key.Bucket, next); err != nil {
-			return fmt.Errorf("booking rate bucket: %w", err)
-		}
-		for i, r := range b.Rows {
-			at, ok := slots[r.ID]
-			switch {
-			case !ours(r):
-			case ok && atOnce:
-				res[i] = ReslotResult{Slot: at} // SlotLocal set after commit
-			case ok:
-				res[i] = ReslotResult{Slot: at, SlotLocal: localNow.Add(at.Sub(dbNow))}
-			default:
-				res[i].Err = ErrSlotBeyondHorizon
-			}
-		}
-		return nil
-	})
+//
+// It takes two round trips: BEGIN with both locks, then the writes with
+// COMMIT, so the bucket stays locked for one round trip and the commit,
+// not for a round trip per statement.
+func ReslotOutboxRows(ctx context.Context, db Acquirer, b ReslotBatch) ([]ReslotResult, error) {
+	res, err := reslotOutboxRows(ctx, db, b)
 	if err != nil {
 		return nil, fmt.Errorf("re-slotting %d outbox rows: %w", len(b.Rows), err)
 	}
@@ -379,6 +277,138 @@ func ReslotOutboxRows(ctx context.Context, db Beginner, b ReslotBatch) ([]Reslot
 	for i := range res {
 		if res[i].Err == nil && res[i].SlotLocal.IsZero() {
 			res[i].SlotLocal = now
+		}
+	}
+	return res, nil
+}
+
+func reslotOutboxRows(ctx context.Context, db Acquirer, b ReslotBatch) ([]ReslotResult, error) {
+	res := make([]ReslotResult, len(b.Rows))
+	for i := range res {
+		res[i] = ReslotResult{Err: ErrLeaseLost}
+	}
+	ids, claims := make([]int64, len(b.Rows)), make([]pgtype.UUID, len(b.Rows))
+	for i, r := range b.Rows {
+		ids[i], claims[i] = r.ID, pgUUID(&r.ClaimID)
+	}
+	pc, err := db.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer pc.Release()
+	tx := &pipeTx{conn: pc.Conn()}
+	committed := false
+	defer func() {
+		if !committed {
+			tx.rollback()
+		}
+	}()
+	// The rows first, then their bucket: the order claims and releases
+	// take them in, so a claim taking a row over while it is being
+	// re-slotted waits instead of deadlocking. The statements of a batch
+	// run in order, so the clock is read after both locks.
+	var q pgx.Batch
+	q.Queue(`SELECT o.id, o.claim_id, o.send_at FROM outbox o
+		JOIN unnest($1::bigint[], $2::uuid[]) AS r(id, claim) ON o.id = r.id AND o.claim_id = r.claim
+		WHERE o.send_at IS NOT NULL ORDER BY o.id FOR UPDATE OF o`, ids, claims)
+	q.Queue(`SELECT tat, clock_timestamp() FROM outbox_rate
+		WHERE channel_id = $1 AND bucket = $2 FOR UPDATE`, b.Key.ChannelID, b.Key.Bucket)
+	br := tx.SendBatch(ctx, &q)
+	sendAt := map[int64]time.Time{}
+	claimOf := map[int64]uuid.UUID{}
+	var locked []int64
+	rows, err := br.Query()
+	if err != nil {
+		_ = br.Close()
+		return nil, fmt.Errorf("locking outbox rows: %w", err)
+	}
+	var id int64
+	var claim uuid.UUID
+	var at time.Time
+	if _, err := pgx.ForEachRow(rows, []any{&id, &claim, &at}, func() error {
+		if _, dup := sendAt[id]; !dup {
+			locked = append(locked, id)
+		}
+		sendAt[id], claimOf[id] = at, claim
+		return nil
+	}); err != nil {
+		_ = br.Close()
+		return nil, fmt.Errorf("locking outbox rows: %w", err)
+	}
+	var tat, dbNow time.Time
+	if err := br.QueryRow().Scan(&tat, &dbNow); err != nil {
+		_ = br.Close()
+		return nil, fmt.Errorf("locking rate bucket: %w", err)
+	}
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("locking rate bucket: %w", err)
+	}
+	localNow := time.Now()
+	if len(locked) == 0 {
+		err := tx.commit(ctx, nil)
+		committed = err == nil
+		return res, err
+	}
+	slots := map[int64]time.Time{}
+	var next time.Time
+	atOnce := false
+	if len(locked) == 1 && tat.Equal(sendAt[locked[0]].Add(b.Interval)) {
+		// The row holds the bucket's latest reservation, so nobody is
+		// booked after it: the reservation moves to now and the row is
+		// sent as soon as this commits, with the next reservation pushed
+		// Lead further out to cover that return trip. Waiting for a slot
+		// a few milliseconds ahead instead would, on a loaded host, only
+		// miss it again.
+		slots[locked[0]], next, atOnce = dbNow, dbNow.Add(b.Lead).Add(b.Interval), true
+	} else {
+		base := dbNow.Add(b.Lead)
+		if tat.After(base) {
+			base = tat
+		}
+		next = base
+		for _, id := range locked {
+			if next.Sub(dbNow) > b.Horizon {
+				break
+			}
+			slots[id] = next
+			next = next.Add(b.Interval)
+		}
+	}
+	// A request counts only under the claim that holds its row.
+	ours := func(r ReslotRow) bool { c, ok := claimOf[r.ID]; return ok && c == r.ClaimID }
+	if len(slots) == 0 {
+		for i, r := range b.Rows {
+			if ours(r) {
+				res[i].Err = ErrSlotBeyondHorizon
+			}
+		}
+		err := tx.commit(ctx, nil)
+		committed = err == nil
+		return res, err
+	}
+	uids, uslots := make([]int64, 0, len(slots)), make([]time.Time, 0, len(slots))
+	for id, at := range slots {
+		uids, uslots = append(uids, id), append(uslots, at)
+	}
+	var w writes
+	w.add("extending leases", `UPDATE outbox o SET send_at = u.slot, lease_until = u.slot + $3::interval
+		FROM unnest($1::bigint[], $2::timestamptz[]) AS u(id, slot) WHERE o.id = u.id`, uids, uslots, b.Lease)
+	w.add("booking rate bucket", `UPDATE outbox_rate SET tat = $3 WHERE channel_id = $1 AND bucket = $2`,
+		b.Key.ChannelID, b.Key.Bucket, next)
+	if err := tx.commit(ctx, &w); err != nil {
+		return nil, err
+	}
+	committed = true
+	for i, r := range b.Rows {
+		at, ok := slots[r.ID]
+		switch {
+		case !ours(r):
+		case ok && atOnce:
+			res[i] = ReslotResult{Slot: at} // SlotLocal set after commit
+		case ok:
+			res[i] = ReslotResult{Slot: at, SlotLocal: localNow.Add(at.Sub(dbNow))}
+		default:
+			res[i].Err = ErrSlotBeyondHorizon
 		}
 	}
 	return res, nil

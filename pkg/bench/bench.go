@@ -469,7 +469,10 @@ func (b *Bench) sampled(stage string, f func() error) error {
 }
 
 // sampleRSS reads every running process's VmHWM twice a second, so a
-// process's peak is known even if it dies before it is stopped.
+// process's peak is known even if it dies before it is stopped. It reads
+// the Postgres backends' CPU as often: a backend that a stage's services
+// open and close between the stage's first and last reading (they stop
+// before the stage ends) would otherwise never be counted.
 func (b *Bench) sampleRSS() func() {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -485,6 +488,7 @@ func (b *Bench) sampleRSS() func() {
 			for _, p := range ps {
 				p.SampleRSS()
 			}
+			b.pgCPU()
 			select {
 			case <-done:
 				return

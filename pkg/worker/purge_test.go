@@ -70,6 +70,12 @@ func TestPurgerRemovesWhatWasSettled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// JetStream moves the ack floor past a message that reaches the
+	// consumer's delivery cap, and everything below the floor is purged:
+	// the cap must be one no retry schedule reaches.
+	if md := cons.CachedInfo().Config.MaxDeliver; md != -1 && md < 1<<30 {
+		t.Fatalf("consumer MaxDeliver %d: a message retried that often would be purged unstored", md)
+	}
 	for range 6 {
 		b.publish(t, "C1", fixture.Text(fixture.User(fixture.UserID(1)), time.Now(), "hi"))
 	}

@@ -30,9 +30,6 @@ type Worker struct {
 	purge  purgeUse
 }
 
-// maxDeliver is the consumer's delivery cap; see ConsumerConfig.
-const maxDeliver = 10000
-
 // New builds a worker. Handlers run, in order, for every newly stored event.
 func New(cfg Config, sc stream.Config, js jetstream.JetStream, db *pgxpool.Pool, m *Metrics, log *zap.Logger, handlers ...Handler) *Worker {
 	w := &Worker{cfg: cfg.WithDefaults(), stream: sc, js: js, db: db, handlers: handlers, metrics: m, log: log, now: time.Now}
@@ -42,6 +39,10 @@ func New(cfg Config, sc stream.Config, js jetstream.JetStream, db *pgxpool.Pool,
 	w.perMsg.Store(50 * 100)
 	return w
 }
+
+// neverMaxDeliver is the consumer's delivery cap: more deliveries than a
+// message retried once a minute gets in a thousand years.
+const neverMaxDeliver = 1 << 30
 
 // ConsumerConfig is the durable pull consumer every replica shares.
 func (w *Worker) ConsumerConfig() jetstream.ConsumerConfig {
@@ -55,10 +56,12 @@ func (w *Worker) ConsumerConfig() jetstream.ConsumerConfig {
 		// The worker itself moves a message that fails through its own
 		// fault to dead_letters after MaxAttempts; failures that are not
 		// the message's fault (Postgres down) are retried with delays
-		// capped at a minute. The server-side cap is therefore set far
-		// out of reach: 10,000 deliveries is about a week of outage, and
-		// a message past it would stay in the stream, not be dropped.
-		MaxDeliver: maxDeliver,
+		// capped at a minute, however long the outage. The server-side
+		// cap is out of reach (a billion deliveries): JetStream moves the
+		// ack floor past a message that reaches its cap, and the worker
+		// purges everything below the floor, so a capped message would be
+		// lost unstored. (Not -1: NATS 2.9 refuses it with BackOff.)
+		MaxDeliver: neverMaxDeliver,
 		// Redeliveries after a missed ack (a replica died mid-batch) back
 		// off, so a message that crashes workers cannot crash-loop them.
 		BackOff:       []time.Duration{w.cfg.AckWait, 2 * w.cfg.AckWait, 4 * w.cfg.AckWait},

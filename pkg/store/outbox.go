@@ -236,27 +236,18 @@ func ClaimOutbox(ctx context.Context, db Acquirer, p ClaimParams, pl Planner) (C
 // rows, the buckets' locks, and the writes with COMMIT.
 func claimOutbox(ctx context.Context, db Acquirer, p ClaimParams, pl Planner) (ClaimResult, error) {
 	var res ClaimResult
-	pc, err := db.Acquire(ctx)
+	tx, done, err := beginPipeTx(ctx, db)
 	if err != nil {
 		return res, err
 	}
-	defer pc.Release()
-	tx := &pipeTx{conn: pc.Conn()}
-	committed := false
-	defer func() {
-		if !committed {
-			tx.rollback()
-		}
-	}()
+	defer done()
 	cands, more, dbNow, err := selectCandidates(ctx, tx, p)
 	if err != nil {
 		return res, err
 	}
 	res.Seen, res.More, res.DBNow = len(cands), more, dbNow
 	if len(cands) == 0 {
-		err := tx.commit(ctx, nil)
-		committed = err == nil
-		return res, err
+		return res, tx.commit(ctx, nil)
 	}
 	slotNow, localNow, tats, err := lockBuckets(ctx, tx, dbNow, cands, pl)
 	if err != nil {
@@ -275,7 +266,6 @@ func claimOutbox(ctx context.Context, db Acquirer, p ClaimParams, pl Planner) (C
 	if err := tx.commit(ctx, &w); err != nil {
 		return res, err
 	}
-	committed = true
 	byID := make(map[int64]OutboxCandidate, len(cands))
 	for _, c := range cands {
 		byID[c.ID] = c

@@ -291,18 +291,11 @@ func reslotOutboxRows(ctx context.Context, db Acquirer, b ReslotBatch) ([]Reslot
 	for i, r := range b.Rows {
 		ids[i], claims[i] = r.ID, pgUUID(&r.ClaimID)
 	}
-	pc, err := db.Acquire(ctx)
+	tx, done, err := beginPipeTx(ctx, db)
 	if err != nil {
 		return nil, err
 	}
-	defer pc.Release()
-	tx := &pipeTx{conn: pc.Conn()}
-	committed := false
-	defer func() {
-		if !committed {
-			tx.rollback()
-		}
-	}()
+	defer done()
 	// The rows first, then their bucket: the order claims and releases
 	// take them in, so a claim taking a row over while it is being
 	// re-slotted waits instead of deadlocking. The statements of a batch
@@ -345,9 +338,7 @@ func reslotOutboxRows(ctx context.Context, db Acquirer, b ReslotBatch) ([]Reslot
 	}
 	localNow := time.Now()
 	if len(locked) == 0 {
-		err := tx.commit(ctx, nil)
-		committed = err == nil
-		return res, err
+		return res, tx.commit(ctx, nil)
 	}
 	slots := map[int64]time.Time{}
 	var next time.Time
@@ -382,9 +373,7 @@ func reslotOutboxRows(ctx context.Context, db Acquirer, b ReslotBatch) ([]Reslot
 				res[i].Err = ErrSlotBeyondHorizon
 			}
 		}
-		err := tx.commit(ctx, nil)
-		committed = err == nil
-		return res, err
+		return res, tx.commit(ctx, nil)
 	}
 	uids, uslots := make([]int64, 0, len(slots)), make([]time.Time, 0, len(slots))
 	for id, at := range slots {
@@ -398,7 +387,6 @@ func reslotOutboxRows(ctx context.Context, db Acquirer, b ReslotBatch) ([]Reslot
 	if err := tx.commit(ctx, &w); err != nil {
 		return nil, err
 	}
-	committed = true
 	for i, r := range b.Rows {
 		at, ok := slots[r.ID]
 		switch {

@@ -30,6 +30,21 @@ type pipeTx struct {
 	begun bool
 }
 
+// beginPipeTx lends a connection of db for a pipeTx. done rolls back a
+// transaction that did not commit (a committed one leaves the connection
+// idle, and rollback does nothing) and returns the connection.
+func beginPipeTx(ctx context.Context, db Acquirer) (tx *pipeTx, done func(), err error) {
+	pc, err := db.Acquire(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	tx = &pipeTx{conn: pc.Conn()}
+	return tx, func() {
+		tx.rollback()
+		pc.Release()
+	}, nil
+}
+
 // SendBatch sends b, preceded by BEGIN when it is the transaction's first.
 // The caller reads b's results as usual: BEGIN's is consumed here.
 func (t *pipeTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {

@@ -211,3 +211,26 @@ func TestWorkQueueStreamKeptAsIs(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// TestWorkerRecreatesItsConsumer: an operator who deletes the stream's
+// consumer (moving a work-queue stream to limits retention, say) does
+// not leave running workers fetching from nothing: they make it again
+// and go on storing.
+func TestWorkerRecreatesItsConsumer(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := New(Config{IdleWait: 200 * time.Millisecond}, b.sc, b.js, b.db.Pool, NewMetrics(ops.NewRegistry()), zaptest.NewLogger(t))
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(ctx) }()
+	b.publish(t, "C1", fixture.Text(fixture.User(fixture.UserID(1)), time.Now(), "hi"))
+	b.waitStored(t, 1)
+	if err := b.stream.DeleteConsumer(context.Background(), w.cfg.Consumer); err != nil {
+		t.Fatal(err)
+	}
+	b.publish(t, "C1", fixture.Text(fixture.User(fixture.UserID(2)), time.Now(), "again"))
+	b.waitStored(t, 2)
+	cancel()
+	<-done
+}

@@ -2,11 +2,13 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -70,35 +72,57 @@ func (w *Worker) ConsumerConfig() jetstream.ConsumerConfig {
 }
 
 // Run consumes until ctx ends. The batch in hand when ctx ends is still
-// committed and acknowledged.
+// committed and acknowledged. A consumer (or stream) deleted under it is
+// made again, so an operator who recreates the stream need not restart
+// the workers.
 func (w *Worker) Run(ctx context.Context) error {
-	var cons jetstream.Consumer
-	var s jetstream.Stream
-	for {
-		var err error
-		s, err = stream.Ensure(ctx, w.js, w.stream)
-		if err == nil {
-			cons, err = s.CreateOrUpdateConsumer(ctx, w.ConsumerConfig())
+	for ctx.Err() == nil {
+		s, cons := w.ensureConsumer(ctx)
+		if cons == nil {
+			return nil
 		}
+		w.consume(ctx, s, cons)
+	}
+	return nil
+}
+
+// ensureConsumer makes (or updates) the stream and the durable consumer,
+// retrying until ctx ends (then it returns nil).
+func (w *Worker) ensureConsumer(ctx context.Context) (jetstream.Stream, jetstream.Consumer) {
+	for {
+		s, err := stream.Ensure(ctx, w.js, w.stream)
 		if err == nil {
-			break
+			var cons jetstream.Consumer
+			if cons, err = s.CreateOrUpdateConsumer(ctx, w.ConsumerConfig()); err == nil {
+				return s, cons
+			}
 		}
 		if ctx.Err() != nil {
-			return nil
+			return nil, nil
 		}
 		w.log.Warn("consumer not ready; retrying", zap.Error(err))
 		sleep(ctx, time.Second)
 	}
+}
+
+// consume stores batches from cons until ctx ends or cons is gone.
+func (w *Worker) consume(ctx context.Context, s jetstream.Stream, cons jetstream.Consumer) {
 	release := w.usePurger(s, cons)
 	defer release()
 	w.log.Info("worker consuming", zap.String("stream", w.stream.Stream), zap.String("consumer", w.cfg.Consumer))
 	for ctx.Err() == nil {
 		msgs, err := w.fetch(cons)
 		if err != nil {
-			if ctx.Err() == nil {
-				w.log.Warn("fetching from stream", zap.Error(err))
-				sleep(ctx, time.Second)
+			if ctx.Err() != nil {
+				return
 			}
+			if consumerGone(err) {
+				w.log.Warn("the consumer or its stream is gone; making it again", zap.Error(err))
+				sleep(ctx, time.Second)
+				return
+			}
+			w.log.Warn("fetching from stream", zap.Error(err))
+			sleep(ctx, time.Second)
 			continue
 		}
 		if len(msgs) == 0 {
@@ -111,7 +135,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.process(bctx, msgs)
 		cancel()
 	}
-	return nil
+}
+
+// consumerGone reports a fetch that failed because the consumer or its
+// stream no longer exists (or JetStream has none to answer for them).
+func consumerGone(err error) bool {
+	return errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
+		errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, nats.ErrNoResponders)
 }
 
 // fetch takes whatever is waiting, up to BatchSize; on an empty stream it
@@ -127,11 +157,17 @@ func (w *Worker) fetch(cons jetstream.Consumer) ([]jetstream.Msg, error) {
 	if len(msgs) > 0 {
 		return msgs, nil
 	}
+	if err := b.Error(); consumerGone(err) {
+		return nil, err
+	}
 	b, err = cons.Fetch(1, jetstream.FetchMaxWait(w.cfg.IdleWait))
 	if err != nil {
 		return nil, err
 	}
 	msgs = w.collect(b)
+	if err := b.Error(); len(msgs) == 0 && consumerGone(err) {
+		return nil, err
+	}
 	if len(msgs) == 0 || size == 1 {
 		return msgs, nil
 	}

@@ -173,7 +173,8 @@ func TestWorkerEmptiesTheStreamAndStops(t *testing.T) {
 
 // TestWorkQueueStreamKeptAsIs: a stream made with work-queue retention
 // cannot be changed in place by NATS. Every stage keeps it as it is (and
-// the worker warns) instead of failing to start.
+// the worker warns) instead of failing to start, and the documented move
+// to limits retention works under a running worker.
 func TestWorkQueueStreamKeptAsIs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -207,6 +208,24 @@ func TestWorkQueueStreamKeptAsIs(t *testing.T) {
 	b.waitStored(t, 2)
 	if w.purge.current.Load() != nil {
 		t.Error("a purger runs on a work-queue stream")
+	}
+
+	// Moving to limits retention (README, Migrations and upgrades): the
+	// emptied stream is deleted and ingest makes it anew; the running
+	// worker makes its consumer again and purges what it stores.
+	if err := js.DeleteStream(ctx, sc.Stream); err != nil {
+		t.Fatal(err)
+	}
+	if b.stream, err = stream.Ensure(ctx, js, sc); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.stream.CachedInfo().Config.Retention; got != jetstream.LimitsPolicy {
+		t.Fatalf("the stream made anew has retention %v, want limits", got)
+	}
+	b.publish(t, "C1", fixture.Text(fixture.User(fixture.UserID(3)), time.Now(), "after the move"))
+	b.waitStored(t, 3)
+	if w.purge.current.Load() == nil {
+		t.Error("no purger runs on the stream made anew with limits retention")
 	}
 	cancel()
 	<-done

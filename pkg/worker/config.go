@@ -18,7 +18,7 @@ const (
 	// replicas before it is redelivered. A batch commits in milliseconds,
 	// and a slow one signals progress every half AckWait, so this only
 	// bounds how late a crashed replica's messages are stored: 10 s, then
-	// 20 s and 40 s if they crash their next worker too.
+	// 20 s if they crash their next worker too.
 	DefaultAckWait = 10 * time.Second
 	// DefaultMaxAttempts is how often a message may fail through its own
 	// fault before it goes to dead_letters.

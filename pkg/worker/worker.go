@@ -66,7 +66,11 @@ func (w *Worker) ConsumerConfig() jetstream.ConsumerConfig {
 		MaxDeliver: neverMaxDeliver,
 		// Redeliveries after a missed ack (a replica died mid-batch) back
 		// off, so a message that crashes workers cannot crash-loop them.
-		BackOff:       []time.Duration{w.cfg.AckWait, 2 * w.cfg.AckWait, 4 * w.cfg.AckWait},
+		// JetStream picks the step by delivery count, which the retries
+		// of a Postgres outage raise too: a third step (40 s) made an
+		// event whose worker died just after an outage reach Postgres
+		// after its reply token had expired. Two steps bound it at 20 s.
+		BackOff:       []time.Duration{w.cfg.AckWait, 2 * w.cfg.AckWait},
 		MaxAckPending: 20 * w.cfg.BatchSize,
 	}
 }

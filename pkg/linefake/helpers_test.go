@@ -9,9 +9,10 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/linepipe/linepipe/tests/testenv"
 )
 
 const (
@@ -26,26 +27,9 @@ const (
 
 var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
-// fakeClock is the injected clock: it moves only when a test says so.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
+// newFakeClock is the injected clock: it moves only when a test says so.
+func newFakeClock() *testenv.Clock {
+	return testenv.NewClock(time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC))
 }
 
 // bundle is what a test gets from setup: the emulator, a real HTTP server
@@ -54,7 +38,7 @@ type bundle struct {
 	t     *testing.T
 	srv   *Server
 	ts    *httptest.Server
-	clock *fakeClock
+	clock *testenv.Clock
 }
 
 func setup(t *testing.T, mod func(*Config)) *bundle {

@@ -214,7 +214,8 @@ func (c Config) StreamConfig() jetstream.StreamConfig {
 // configFor is StreamConfig for the stream as it stands: one made with
 // work-queue retention keeps it, because NATS refuses to change a
 // stream's retention to or from work queue. Such a stream works as
-// before; the worker warns that it is slower (README, Upgrading).
+// before; the worker warns that it is slower (README: Migrations and
+// upgrades).
 func configFor(ctx context.Context, js jetstream.JetStream, cfg Config) jetstream.StreamConfig {
 	want := cfg.StreamConfig()
 	if s, err := js.Stream(ctx, cfg.Stream); err == nil && s.CachedInfo().Config.Retention == jetstream.WorkQueuePolicy {

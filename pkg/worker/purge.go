@@ -67,7 +67,7 @@ type purger struct {
 	settled []settledSeq // in settling order; the floor removes a prefix of most
 	floor   uint64       // the highest floor purged up to
 	wake    chan struct{}
-	// failed counts rounds in a row that NATS refused or did not
+	// inARow counts rounds in a row that NATS refused or did not
 	// answer: rounds back off and warn once per purgeWarnEvery.
 	inARow int
 }
@@ -248,7 +248,7 @@ func (w *Worker) usePurger(s jetstream.Stream, cons jetstream.Consumer) (release
 			u.warned = true
 			w.log.Warn("the stream has work-queue retention: each acknowledgement is a removal NATS fsyncs on its own, "+
 				"which caps the worker tier at about 2,000 messages a second; recreate the stream to move it to "+
-				"limits retention (README, Upgrading)", zap.String("stream", w.stream.Stream))
+				"limits retention (README: Migrations and upgrades)", zap.String("stream", w.stream.Stream))
 		}
 		return func() {}
 	}

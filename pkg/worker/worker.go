@@ -157,26 +157,20 @@ func (w *Worker) fetch(cons jetstream.Consumer) ([]jetstream.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
-	msgs := w.collect(b)
-	if len(msgs) > 0 {
-		return msgs, nil
-	}
-	if err := b.Error(); consumerGone(err) {
-		return nil, err
+	if msgs, err := w.collect(b); len(msgs) > 0 || err != nil {
+		return msgs, err
 	}
 	b, err = cons.Fetch(1, jetstream.FetchMaxWait(w.cfg.IdleWait))
 	if err != nil {
 		return nil, err
 	}
-	msgs = w.collect(b)
-	if err := b.Error(); len(msgs) == 0 && consumerGone(err) {
-		return nil, err
-	}
+	msgs, err := w.collect(b)
 	if len(msgs) == 0 || size == 1 {
-		return msgs, nil
+		return msgs, err
 	}
 	if more, err := cons.FetchNoWait(size - 1); err == nil {
-		msgs = append(msgs, w.collect(more)...)
+		extra, _ := w.collect(more)
+		msgs = append(msgs, extra...)
 	}
 	return msgs, nil
 }
@@ -199,8 +193,9 @@ func (w *Worker) observeFetch(msgs, events int) {
 }
 
 // collect takes a fetch's messages, each tracked by the purger when the
-// stream has one.
-func (w *Worker) collect(b jetstream.MessageBatch) []jetstream.Msg {
+// stream has one. An empty fetch because the consumer or its stream is
+// gone returns that error; any other fetch error only means nothing came.
+func (w *Worker) collect(b jetstream.MessageBatch) ([]jetstream.Msg, error) {
 	p := w.purge.current.Load()
 	var msgs []jetstream.Msg
 	for m := range b.Messages() {
@@ -209,7 +204,10 @@ func (w *Worker) collect(b jetstream.MessageBatch) []jetstream.Msg {
 		}
 		msgs = append(msgs, m)
 	}
-	return msgs
+	if err := b.Error(); len(msgs) == 0 && consumerGone(err) {
+		return nil, err
+	}
+	return msgs, nil
 }
 
 // process stores what was fetched and acknowledges each message after

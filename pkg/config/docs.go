@@ -82,6 +82,7 @@ var Docs = map[string]Doc{
 	"SENDER_RATE_BROADCAST":    {Meaning: "LINE's per-channel broadcast rate; `N/duration` or `off`.", Default: "60/1h"},
 	"SENDER_RECIPIENT_CAP":     {Meaning: "Message objects pushed to one user; `off` disables it."},
 	"SENDER_RATE_SLACK":        {Meaning: "Widens the spacing of rate slots (limit per period + slack); a send may start a quarter of it after its slot, and the rest absorbs requests bunching on their way to LINE."},
+	"SENDER_REPLY_RATE_SLACK":  {Meaning: "`SENDER_RATE_SLACK` for the reply bucket, wider so that a reply running late on a busy host is seldom re-slotted: at the default a reply may start 50 ms after its slot, and a channel's replies peak at 1,667/s of LINE's 2,000/s."},
 	"SENDER_RATE_HORIZON":      {Meaning: "How far ahead a claim reserves slots."},
 	"SENDER_DB_MAX_CONNS":      {Meaning: "Postgres pool size."},
 

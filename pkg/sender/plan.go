@@ -15,10 +15,10 @@ import (
 // outbox_rate table, locked by the claim, so every replica draws slots
 // from the same schedule: a replica-local limiter could not keep N
 // replicas under LINE's per-channel limits. Endpoint buckets allow no
-// burst; their slots are (Per+RateSlack)/Limit apart, so even a send that
-// starts up to RateSlack after its slot keeps every window of Per under
-// Limit. Recipient buckets count message objects and allow a burst of
-// Limit.
+// burst; their slots are (Per+slack)/Limit apart (RateSlack, or
+// ReplyRateSlack for replies), so even a send that starts up to the slack
+// after its slot keeps every window of Per under Limit. Recipient buckets
+// count message objects and allow a burst of Limit.
 //
 // Every decision uses the database clock (dbNow), shared by all replicas:
 // what is due, a retry key's age and a reply's validity.
@@ -66,15 +66,18 @@ type bucketSpec struct {
 	interval time.Duration // one cell
 	weight   int           // cells this send takes
 	burst    time.Duration // how far ahead of tat a send may go
+	late     time.Duration // how late after its slot a send may start (endpoint buckets)
 }
 
 func (p *planner) specs(c store.OutboxCandidate) []bucketSpec {
 	var out []bucketSpec
 	if r := p.cfg.Rates[c.Endpoint]; r.Limit > 0 {
+		slack := p.cfg.slack(c.Endpoint)
 		out = append(out, bucketSpec{
 			key:      store.RateKey{ChannelID: c.ChannelID, Bucket: c.Endpoint},
-			interval: (r.Per + p.cfg.RateSlack) / time.Duration(r.Limit),
+			interval: (r.Per + slack) / time.Duration(r.Limit),
 			weight:   1,
+			late:     lateTolerance(slack),
 		})
 	}
 	if r := p.cfg.RecipientCap; r.Limit > 0 && c.Recipient != "" {

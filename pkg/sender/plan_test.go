@@ -3,9 +3,13 @@ package sender
 import (
 	"math/rand/v2"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/linepipe/linepipe/pkg/store"
 )
@@ -23,45 +27,98 @@ func pushCand(id int64, to string) store.OutboxCandidate {
 
 // TestPlanNeverExceedsRate drives many claims at random moments, as
 // replicas would, and checks LINE's view: in any one-second window, even
-// with every send starting up to RateSlack after its slot, at most Limit
-// requests.
+// with every send starting up to its bucket's slack after its slot (the
+// push bucket's RateSlack, the reply bucket's wider ReplyRateSlack), at
+// most Limit requests.
 func TestPlanNeverExceedsRate(t *testing.T) {
-	base := time.Unix(1_700_000_000, 0)
-	p := testPlanner()
-	tats := map[store.RateKey]time.Time{}
-	rng := rand.New(rand.NewPCG(1, 2))
-	var sends []time.Time
-	now := base
-	id := int64(0)
-	for i := 0; i < 400; i++ {
-		now = now.Add(time.Duration(rng.IntN(300)) * time.Millisecond)
-		var cands []store.OutboxCandidate
-		for j := rng.IntN(15); j >= 0; j-- {
-			id++
-			cands = append(cands, pushCand(id, "U"+strings.Repeat("a", 32)))
-		}
-		plan := p.Plan(now, cands, tats)
-		for _, s := range plan.Send {
-			if s.SendAt.Before(now) || s.SendAt.After(now.Add(p.cfg.RateHorizon)) {
-				t.Fatalf("slot %s outside [now, now+horizon]", s.SendAt)
+	for _, ep := range []string{store.EndpointPush, store.EndpointReply} {
+		t.Run(ep, func(t *testing.T) {
+			t.Parallel()
+			base := time.Unix(1_700_000_000, 0)
+			p := testPlanner()
+			p.cfg.Rates[store.EndpointReply] = Rate{Limit: 10, Per: time.Second}
+			slack := p.cfg.RateSlack
+			if ep == store.EndpointReply {
+				slack = p.cfg.ReplyRateSlack
 			}
-			late := time.Duration(rng.Int64N(int64(p.cfg.RateSlack)))
-			sends = append(sends, s.SendAt.Add(late))
-		}
-		if len(plan.Send)+len(plan.Postpone) != len(cands) {
-			t.Fatalf("plan lost candidates: %d sent, %d postponed of %d", len(plan.Send), len(plan.Postpone), len(cands))
-		}
+			tats := map[store.RateKey]time.Time{}
+			rng := rand.New(rand.NewPCG(1, 2))
+			var sends []time.Time
+			now := base
+			id := int64(0)
+			for i := 0; i < 400; i++ {
+				now = now.Add(time.Duration(rng.IntN(300)) * time.Millisecond)
+				var cands []store.OutboxCandidate
+				for j := rng.IntN(15); j >= 0; j-- {
+					id++
+					c := pushCand(id, "U"+strings.Repeat("a", 32))
+					if ep == store.EndpointReply {
+						c.Endpoint, c.Recipient, c.CreatedAt = ep, "", now
+						c.Body = []byte(`{"replyToken":"r` + strconv.FormatInt(id, 10) + `","messages":[{"type":"text","text":"x"}]}`)
+					}
+					cands = append(cands, c)
+				}
+				plan := p.Plan(now, cands, tats)
+				for _, s := range plan.Send {
+					if s.SendAt.Before(now) || s.SendAt.After(now.Add(p.cfg.RateHorizon)) {
+						t.Fatalf("slot %s outside [now, now+horizon]", s.SendAt)
+					}
+					late := time.Duration(rng.Int64N(int64(slack)))
+					sends = append(sends, s.SendAt.Add(late))
+				}
+				if len(plan.Send)+len(plan.Postpone) != len(cands) {
+					t.Fatalf("plan lost candidates: %d sent, %d postponed, %d finished of %d",
+						len(plan.Send), len(plan.Postpone), len(plan.Finish), len(cands))
+				}
+			}
+			sort.Slice(sends, func(i, j int) bool { return sends[i].Before(sends[j]) })
+			peak, lo := 0, 0
+			for hi := range sends {
+				for sends[hi].Sub(sends[lo]) >= time.Second {
+					lo++
+				}
+				peak = max(peak, hi-lo+1)
+			}
+			if peak > 10 || peak < 9 {
+				t.Fatalf("peak %d sends in one second, want at most (and close to) 10", peak)
+			}
+		})
 	}
-	sort.Slice(sends, func(i, j int) bool { return sends[i].Before(sends[j]) })
-	peak, lo := 0, 0
-	for hi := range sends {
-		for sends[hi].Sub(sends[lo]) >= time.Second {
-			lo++
-		}
-		peak = max(peak, hi-lo+1)
+}
+
+// TestLateToleranceByEndpoint: a reply may start a quarter of
+// ReplyRateSlack after its slot, a push a quarter of RateSlack; a reply
+// within its tolerance goes at once, with no re-slot (which would need
+// the database this sender does not have) and no missed slot counted.
+func TestLateToleranceByEndpoint(t *testing.T) {
+	t.Parallel()
+	p := testPlanner()
+	reply := store.OutboxCandidate{ID: 1, ChannelID: "c", Endpoint: store.EndpointReply,
+		Body: []byte(`{"replyToken":"r","messages":[{"type":"text","text":"x"}]}`)}
+	rs, ok := p.endpointSpec(reply)
+	if !ok || rs.late != DefaultReplyRateSlack/4 || rs.interval != (time.Second+DefaultReplyRateSlack)/2000 {
+		t.Fatalf("reply bucket: %+v (limited %v), want tolerance %s", rs, ok, DefaultReplyRateSlack/4)
 	}
-	if peak > 10 || peak < 9 {
-		t.Fatalf("peak %d sends in one second, want at most (and close to) 10", peak)
+	ps, ok := p.endpointSpec(pushCand(2, "U"+strings.Repeat("a", 32)))
+	if !ok || ps.late != DefaultRateSlack/4 {
+		t.Fatalf("push bucket: %+v (limited %v), want tolerance %s", ps, ok, DefaultRateSlack/4)
+	}
+
+	// A wide reply slack keeps the test clear of a slow machine's stalls.
+	reg := prometheus.NewRegistry()
+	s, err := New(Config{BaseURL: "http://line.test", Registerer: reg, ReplyRateSlack: 4 * time.Second}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := &planner{cfg: &s.cfg}
+	row := store.OutboxClaimed{OutboxCandidate: reply}
+	late := time.Now().Add(-100 * time.Millisecond) // far past a push's tolerance, well within this reply's
+	got, ok := s.awaitSlot(row, late, pl, newClaimShift(nil, pl))
+	if !ok || !got.Equal(late) {
+		t.Fatalf("a reply %s late was not sent on its slot (ok %v, slot moved by %s)", time.Since(late), ok, got.Sub(late))
+	}
+	if n := testutil.ToFloat64(s.m.slotMissed); n != 0 {
+		t.Fatalf("slot missed counted %v times", n)
 	}
 }
 

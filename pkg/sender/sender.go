@@ -385,24 +385,25 @@ func (s *Sender) complete(row store.OutboxClaimed, out outcome, resp apiResponse
 	}
 }
 
-// lateTolerance is how late after its slot a send may still start.
-// Slots are (period + slack)/limit apart, so sends each starting at most
-// the slack late keep every window of one period within the limit; half
-// the slack is kept back for the jitter between a send starting and LINE
-// receiving it.
-// lateTolerance is how late a send may start on its slot: a quarter of
-// the slack. Any one-second window then holds at most (1s + slack/4) /
-// spacing sends, leaving three quarters of the slack for requests that
-// left on time to arrive bunched (measured at the emulator with two
-// replicas on a busy host: up to 55 a second above the sending rate).
-func (s *Sender) lateTolerance() time.Duration { return s.cfg.RateSlack / 4 }
+// lateTolerance is how late a send may start on its slot in a bucket with
+// slack: a quarter of it. Any one-second window then holds at most
+// (1s + slack/4) / spacing sends, leaving three quarters of the slack for
+// requests that left on time to arrive bunched (measured at the emulator
+// with two replicas on a busy host: up to 55 a second above the sending
+// rate).
+func lateTolerance(slack time.Duration) time.Duration { return slack / 4 }
+
+// lateTolerance is the tolerance of RateSlack, the one the claim's leads
+// are sized by: a reply's wider one (ReplyRateSlack) only spares it a
+// re-slot, it never makes it wait longer.
+func (s *Sender) lateTolerance() time.Duration { return lateTolerance(s.cfg.RateSlack) }
 
 // maxSlotMisses bounds re-slotting; a row that keeps missing its slot
 // (an overloaded replica) is handed back for another claim.
 const maxSlotMisses = 3
 
 // awaitSlot waits until target, the row's rate slot. A send starting more
-// than lateTolerance late could crowd the next window, so a late row
+// than its bucket's late tolerance late could crowd the next window, so a late row
 // takes a fresh slot in its endpoint's shared bucket (its lease extended)
 // and waits again. It reports false when the row was handed back or its
 // lease lost.
@@ -425,14 +426,14 @@ func (s *Sender) awaitSlot(row store.OutboxClaimed, target time.Time, pl *planne
 			}
 			first = false
 		}
-		if !limited || -d <= s.lateTolerance() {
+		if !limited || -d <= spec.late {
 			return target, true
 		}
 		if misses == 0 {
 			// Late for the claim's plan: the whole claim moves once.
 			if by := s.shift(g, row, spec, -d, pl.leadFor(row.OutboxCandidate)); by > 0 && target.Equal(base) {
 				target = base.Add(by)
-				if late := -time.Until(target); late <= s.lateTolerance() {
+				if late := -time.Until(target); late <= spec.late {
 					continue
 				}
 			}

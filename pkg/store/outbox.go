@@ -81,6 +81,20 @@ func EnqueueOutbox(ctx context.Context, q Querier, in OutboxInsert) (int64, erro
 // before commit, where a statement per reply was the largest share of
 // Postgres time per webhook under load.
 func EnqueueOutboxRows(ctx context.Context, q Querier, ins []OutboxInsert) error {
+	var b pgx.Batch
+	if err := QueueEnqueueOutboxRows(&b, ins); err != nil {
+		return err
+	}
+	qq := b.QueuedQueries[0]
+	if _, err := q.Exec(ctx, qq.SQL, qq.Arguments...); err != nil {
+		return fmt.Errorf("enqueueing %d outbox rows: %w", len(ins), err)
+	}
+	return nil
+}
+
+// QueueEnqueueOutboxRows queues EnqueueOutboxRows's statement on b, to
+// travel with others (the worker sends it with its COMMIT).
+func QueueEnqueueOutboxRows(b *pgx.Batch, ins []OutboxInsert) error {
 	n := len(ins)
 	chans, eps, bodies, sources := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	notAfter, prios := make([]*time.Time, n), make([]int16, n)
@@ -91,13 +105,10 @@ func EnqueueOutboxRows(ctx context.Context, q Querier, ins []OutboxInsert) error
 		chans[i], eps[i], bodies[i], sources[i] = in.ChannelID, in.Endpoint, string(in.Body), in.SourceMessageID
 		notAfter[i], prios[i] = in.NotAfter, in.Priority
 	}
-	_, err := q.Exec(ctx, `INSERT INTO outbox (channel_id, endpoint, body, source_message_id, not_after, priority)
+	b.Queue(`INSERT INTO outbox (channel_id, endpoint, body, source_message_id, not_after, priority)
 		SELECT c, e, b::json, nullif(s, ''), na, p
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::smallint[]) AS t(c, e, b, s, na, p)`,
 		chans, eps, bodies, sources, notAfter, prios)
-	if err != nil {
-		return fmt.Errorf("enqueueing %d outbox rows: %w", n, err)
-	}
 	return nil
 }
 

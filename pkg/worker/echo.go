@@ -37,6 +37,9 @@ const (
 // mode, where LINE says the bot shouldn't send messages.
 type EchoBot struct{}
 
+// EnqueueOnly implements EnqueueOnly: the echo only queues its reply.
+func (EchoBot) EnqueueOnly() {}
+
 // Handle implements Handler.
 func (EchoBot) Handle(ctx context.Context, tx pgx.Tx, s Stored) error {
 	ev := s.Event

@@ -12,7 +12,8 @@ import (
 
 // persist stores items in one transaction: events and webhook log rows
 // first (one pipelined round trip), then what new events imply (a
-// second), then bot handlers. A duplicate event implies nothing.
+// second), then bot handlers, whose outbox rows go with the COMMIT. A
+// duplicate event implies nothing.
 func (w *Worker) persist(ctx context.Context, items []*item) error {
 	return w.persistIn(ctx, w.db, items)
 }
@@ -23,87 +24,123 @@ type beginner interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
 }
 
-// persistIn is persist in a transaction begun on db.
+// batchSender is the transaction persistIn's statements go to.
+type batchSender interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// persistIn is persist in a transaction begun on db. On the pool, with
+// only EnqueueOnly handlers (or none), BEGIN travels with the first batch
+// and COMMIT with the outbox rows: three round trips instead of five.
 func (w *Worker) persistIn(ctx context.Context, db beginner, items []*item) error {
+	if pool, ok := db.(store.Acquirer); ok && enqueueOnly(w.handlers) {
+		tx, done, err := store.BeginPipe(ctx, pool)
+		if err != nil {
+			return err
+		}
+		defer done()
+		last, err := w.apply(ctx, tx, noTx{}, items)
+		if err != nil {
+			return err
+		}
+		return tx.Commit(ctx, "enqueueing outbox rows", last)
+	}
 	return pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		// First round trip: insert the events, then lock the batch's
-		// messages and read their tombstones. The insert need not wait
-		// for the lock: a concurrent unsend cannot see these rows before
-		// this commit, but its tombstone, committed before it releases
-		// the lock, is read after the lock is ours, and a copy of an
-		// unsent message is scrubbed in the second round trip, before
-		// anything commits. Locking after the insert keeps the locks for
-		// the shorter rest of the transaction, and a batch waiting for
-		// another's insert of the same key never holds a message lock.
-		first := &pgx.Batch{}
-		var rows []store.EventRow
-		var rowItems []*item
-		var logs []events.WebhookLog
-		logged := map[string]bool{}
-		for _, it := range items {
-			for _, rec := range []*events.WebhookLog{it.webhook, it.log} {
-				if rec != nil && !logged[rec.WebhookID] {
-					logged[rec.WebhookID] = true
-					logs = append(logs, *rec)
-				}
-			}
-			if it.webhook == nil {
-				rows = append(rows, it.row)
-				rowItems = append(rowItems, it)
-			}
+		last, err := w.apply(ctx, tx, tx, items)
+		if err != nil || last.Len() == 0 {
+			return err
 		}
-		store.QueueInsertEvents(first, rows, func(i int, id int64) { rowItems[i].id = id })
-		store.QueueInsertWebhookLogs(first, logs)
-		store.QueueClearFailures(first, retriedKeys(items))
-		store.QueueLockMessages(first, lockKeys(items))
-		unsent := map[store.MessageKey]bool{}
-		store.QueueUnsentAmong(first, messageKeys(items), func(k store.MessageKey) { unsent[k] = true })
-		if err := tx.SendBatch(ctx, first).Close(); err != nil {
-			return fmt.Errorf("inserting events: %w", err)
-		}
-		// An unsend in this very batch counts too, whatever its position:
-		// an unsend is final.
-		for _, it := range items {
-			if it.ev != nil && it.ev.Type == events.TypeUnsend && it.key.MessageID != "" {
-				unsent[it.key] = true
-			}
-		}
-
-		second := &pgx.Batch{}
-		queueMessages(second, items, unsent)
-		queueContent(second, items, unsent)
-		queueUnsends(second, items, unsent)
-		var follows latestFollows
-		for _, it := range items {
-			if it.id != 0 {
-				queueEffects(second, it, unsent[it.key], &follows)
-			}
-		}
-		store.QueueFollows(second, follows.rows)
-		if second.Len() > 0 {
-			if err := tx.SendBatch(ctx, second).Close(); err != nil {
-				return fmt.Errorf("applying events: %w", err)
-			}
-		}
-
-		var queued []store.OutboxInsert
-		for _, it := range items {
-			if it.id == 0 || it.ev == nil {
-				continue
-			}
-			s := Stored{ID: it.id, ChannelID: it.meta.ChannelID, Event: it.ev, Raw: it.row.Raw, Meta: it.meta,
-				Unsent: unsent[it.key], outbox: &queued}
-			for _, h := range w.handlers {
-				if err := h.Handle(ctx, tx, s); err != nil {
-					return fmt.Errorf("handler for event %s: %w", it.row.DedupID, err)
-				}
-			}
-		}
-		if len(queued) > 0 {
-			return store.EnqueueOutboxRows(ctx, tx, queued)
+		if err := tx.SendBatch(ctx, last).Close(); err != nil {
+			return fmt.Errorf("enqueueing outbox rows: %w", err)
 		}
 		return nil
 	})
+}
+
+// apply sends items' statements on tx and runs the handlers, giving them
+// htx. It returns what must still run before COMMIT: the outbox rows the
+// handlers queued.
+func (w *Worker) apply(ctx context.Context, tx batchSender, htx pgx.Tx, items []*item) (*pgx.Batch, error) {
+	// First round trip: insert the events, then lock the batch's
+	// messages and read their tombstones. The insert need not wait
+	// for the lock: a concurrent unsend cannot see these rows before
+	// this commit, but its tombstone, committed before it releases
+	// the lock, is read after the lock is ours, and a copy of an
+	// unsent message is scrubbed in the second round trip, before
+	// anything commits. Locking after the insert keeps the locks for
+	// the shorter rest of the transaction, and a batch waiting for
+	// another's insert of the same key never holds a message lock.
+	first := &pgx.Batch{}
+	var rows []store.EventRow
+	var rowItems []*item
+	var logs []events.WebhookLog
+	logged := map[string]bool{}
+	for _, it := range items {
+		for _, rec := range []*events.WebhookLog{it.webhook, it.log} {
+			if rec != nil && !logged[rec.WebhookID] {
+				logged[rec.WebhookID] = true
+				logs = append(logs, *rec)
+			}
+		}
+		if it.webhook == nil {
+			rows = append(rows, it.row)
+			rowItems = append(rowItems, it)
+		}
+	}
+	store.QueueInsertEvents(first, rows, func(i int, id int64) { rowItems[i].id = id })
+	store.QueueInsertWebhookLogs(first, logs)
+	store.QueueClearFailures(first, retriedKeys(items))
+	store.QueueLockMessages(first, lockKeys(items))
+	unsent := map[store.MessageKey]bool{}
+	store.QueueUnsentAmong(first, messageKeys(items), func(k store.MessageKey) { unsent[k] = true })
+	if err := tx.SendBatch(ctx, first).Close(); err != nil {
+		return nil, fmt.Errorf("inserting events: %w", err)
+	}
+	// An unsend in this very batch counts too, whatever its position:
+	// an unsend is final.
+	for _, it := range items {
+		if it.ev != nil && it.ev.Type == events.TypeUnsend && it.key.MessageID != "" {
+			unsent[it.key] = true
+		}
+	}
+
+	second := &pgx.Batch{}
+	queueMessages(second, items, unsent)
+	queueContent(second, items, unsent)
+	queueUnsends(second, items, unsent)
+	var follows latestFollows
+	for _, it := range items {
+		if it.id != 0 {
+			queueEffects(second, it, unsent[it.key], &follows)
+		}
+	}
+	store.QueueFollows(second, follows.rows)
+	if second.Len() > 0 {
+		if err := tx.SendBatch(ctx, second).Close(); err != nil {
+			return nil, fmt.Errorf("applying events: %w", err)
+		}
+	}
+
+	var queued []store.OutboxInsert
+	for _, it := range items {
+		if it.id == 0 || it.ev == nil {
+			continue
+		}
+		s := Stored{ID: it.id, ChannelID: it.meta.ChannelID, Event: it.ev, Raw: it.row.Raw, Meta: it.meta,
+			Unsent: unsent[it.key], outbox: &queued}
+		for _, h := range w.handlers {
+			if err := h.Handle(ctx, htx, s); err != nil {
+				return nil, fmt.Errorf("handler for event %s: %w", it.row.DedupID, err)
+			}
+		}
+	}
+	last := &pgx.Batch{}
+	if len(queued) > 0 {
+		if err := store.QueueEnqueueOutboxRows(last, queued); err != nil {
+			return nil, err
+		}
+	}
+	return last, nil
 }
 
 // messageKeys is the messages whose tombstones the batch must know.

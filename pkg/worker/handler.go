@@ -64,7 +64,8 @@ func (f HandlerFunc) Handle(ctx context.Context, tx pgx.Tx, ev Stored) error { r
 // sends BEGIN with its first statements and COMMIT with the queued rows:
 // a transaction takes three round trips instead of five, and on a busy
 // host every round trip waits for two processes to be scheduled. Such a
-// handler is given a transaction whose every method fails.
+// handler is given a transaction whose methods fail with an error; only
+// Conn (nil) and LargeObjects (an empty value) have none to return.
 type EnqueueOnly interface {
 	Handler
 	EnqueueOnly()

@@ -1,0 +1,42 @@
+package bench
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+// TestIDWatchReadsGapsAgain: ids that commit out of order are read again
+// until they appear, and given up after rowGapWait; nothing above the
+// highest id is ever skipped.
+func TestIDWatchReadsGapsAgain(t *testing.T) {
+	t.Parallel()
+	t0 := time.Unix(1_700_000_000, 0)
+	var w idWatch
+	poll := func(now time.Time, ids ...int64) {
+		top := w.last
+		for _, id := range ids {
+			top = w.saw(id, top, now)
+		}
+		w.polled(top, true, now)
+	}
+	poll(t0, 3, 1) // 2 not committed yet
+	if got := w.pending(); w.last != 3 || !slices.Equal(got, []int64{2}) {
+		t.Fatalf("after 3, 1: last %d, pending %v; want 3, [2]", w.last, got)
+	}
+	poll(t0.Add(time.Second), 7, 2, 5) // 4 and 6 open
+	got := w.pending()
+	slices.Sort(got)
+	if w.last != 7 || !slices.Equal(got, []int64{4, 6}) {
+		t.Fatalf("after 7, 2, 5: last %d, pending %v; want 7, [4 6]", w.last, got)
+	}
+	w.polled(w.last, true, t0.Add(time.Second+rowGapWait+time.Millisecond))
+	if got := w.pending(); len(got) != 0 {
+		t.Fatalf("gaps older than %s still pending: %v", rowGapWait, got)
+	}
+	top := w.saw(9, w.last, t0)
+	w.polled(top, false, t0) // a poll cut short keeps the old highest id
+	if w.last != 7 {
+		t.Fatalf("an incomplete poll moved last to %d", w.last)
+	}
+}

@@ -34,6 +34,10 @@ func TestIDWatchReadsGapsAgain(t *testing.T) {
 	if got := w.pending(); len(got) != 0 {
 		t.Fatalf("gaps older than %s still pending: %v", rowGapWait, got)
 	}
+	if top := w.saw(7+maxGapSpan+1, w.last, t0); len(w.pending()) != 0 || top != 7+maxGapSpan+1 {
+		t.Fatalf("a jump of more than %d ids left %d gaps", maxGapSpan, len(w.pending()))
+	}
+	w.last = 7
 	top := w.saw(9, w.last, t0)
 	w.polled(top, false, t0) // a poll cut short keeps the old highest id
 	if w.last != 7 {

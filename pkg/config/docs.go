@@ -35,8 +35,8 @@ var Docs = map[string]Doc{
 	"LINE_CHANNEL_ID":           {Meaning: "A single channel configured without SQL (with `LINE_CHANNEL_SECRET`). The sender inserts it into `channels` at start only when the row is absent; once the row exists **the table wins** in every service, so a rotation by `UPDATE` survives restarts. Ingest uses the environment's secret only for a channel the table does not have."},
 	"LINE_CHANNEL_SECRET":       {Meaning: "That channel's secret: verifies webhooks, and issues stateless access tokens. Never logged.", Secret: true},
 	"LINE_CHANNEL_ACCESS_TOKEN": {Meaning: "A static access token for that channel. Without it the sender issues stateless tokens (`/oauth2/v3/token`). Never logged.", Secret: true},
-	"GOGC":                      {Meaning: "Go's collector target (the runtime reads it). Ingest, the worker and the sender default to 300 instead of Go's 100: they keep little alive and allocate per message, so fewer collections leave more CPU to Postgres and NATS on the same host.", Default: "300"},
-	"GOMEMLIMIT":                {Meaning: "Go's soft memory limit (the runtime reads it; `MiB`/`GiB` suffixes). Ingest, the worker and the sender default to 48MiB, so the higher `GOGC` never lets their heap grow past it.", Default: "48MiB"},
+	"GOGC":                      {Meaning: "Go's collector target (the runtime reads it). Ingest and the worker default to 300 instead of Go's 100: they keep little alive and allocate per message, so fewer collections leave more CPU to Postgres and NATS on the same host.", Default: "300"},
+	"GOMEMLIMIT":                {Meaning: "Go's soft memory limit (the runtime reads it; `MiB`/`GiB` suffixes). Ingest and the worker default to 48MiB, so the higher `GOGC` never lets their heap grow past it.", Default: "48MiB"},
 	"LOG_LEVEL":                 {Meaning: "`debug`, `info`, `warn` or `error`."},
 	"SHUTDOWN_GRACE":            {Meaning: "How long in-flight requests may take to finish after SIGTERM."},
 

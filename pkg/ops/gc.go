@@ -6,20 +6,23 @@ import (
 	"github.com/linepipe/linepipe/pkg/config"
 )
 
-// The defaults GCFromEnv gives ingest, the worker and the sender. At 300
-// a drain of the worker stage spent about a fifth less of the worker's
-// CPU per event, and its peak heap rose from about 30 to 42 MiB; the
-// sender with limits lifted spent an eighth less CPU per send (peak RSS
-// 56 MiB with 1 KiB connection buffers). 48 MiB keeps every service
-// under the 64 MiB it is measured against.
+// The defaults GCFromEnv gives ingest and the worker. At 300 a drain of
+// the worker stage spent about a fifth less of the worker's CPU per
+// event, and its peak heap rose from about 30 to 42 MiB; 48 MiB keeps
+// every service under the 64 MiB it is measured against. The sender keeps
+// Go's defaults: at 300 (under the same limit) it spent an eighth less
+// CPU per send, but its pushes at LINE's limit reached the emulator
+// bunched, the busiest second over 2,000 in three runs of six against
+// none of four, and larger collections stalling sends are the likely
+// cause.
 const (
 	DefaultGCPercent   = 300
 	DefaultMemoryLimit = 48 << 20
 )
 
-// GC is the Go collector's setting for one service. Ingest, the worker
-// and the sender allocate per message (request bodies, decoded events,
-// query arguments, API calls) and keep little alive, so with Go's default target of 100 the
+// GC is the Go collector's setting for one service. Ingest and the worker
+// allocate per message (request bodies, decoded events, query arguments)
+// and keep little alive, so with Go's default target of 100 the
 // collector runs every few megabytes and takes a tenth to a fifth of
 // their CPU, CPU that Postgres and NATS need on the same host. A higher
 // target trades some megabytes of heap for fewer collections; the soft

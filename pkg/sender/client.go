@@ -30,8 +30,7 @@ func newHTTPClient(timeout time.Duration, conns int) *http.Client {
 		MaxIdleConnsPerHost:   conns, // one per request in flight: no dial in the path of a timed send
 		// Requests are a few hundred bytes of headers and a small body,
 		// answers a few hundred bytes: 1 KiB buffers instead of 4 KiB
-		// take 6 MiB off the live heap with hundreds of connections open,
-		// room the collector's defaults (ops.GC) spend on fewer passes.
+		// take 6 MiB off the live heap with hundreds of connections open.
 		// A larger body is written past the buffer.
 		WriteBufferSize:   1 << 10,
 		ReadBufferSize:    1 << 10,

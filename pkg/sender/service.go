@@ -35,8 +35,6 @@ type Settings struct {
 	// a connection only for its one completion statement, so a few serve
 	// hundreds of requests in flight; Postgres connections are scarce.
 	DBMaxConns int
-	// GC is the collector's setting (GOGC, GOMEMLIMIT; ops.GC).
-	GC ops.GC
 	// Content is the content fetcher role (see content.go).
 	Content ContentSettings
 }
@@ -56,7 +54,6 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 		},
 		Grace:      env.Duration("SHUTDOWN_GRACE", 10*time.Second),
 		DBMaxConns: env.Int("SENDER_DB_MAX_CONNS", 8),
-		GC:         ops.GCFromEnv(env),
 	}
 	keys, keyErr := secretbox.FromEnv(env)
 	s.Keys = keys
@@ -80,7 +77,6 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 
 // RunService runs the sender and its ops endpoints until ctx ends.
 func RunService(ctx context.Context, st Settings, log *zap.Logger) error {
-	st.GC.Apply()
 	pool, err := store.Open(ctx, st.DatabaseURL, int32(st.DBMaxConns))
 	if err != nil {
 		return err

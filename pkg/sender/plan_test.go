@@ -37,10 +37,7 @@ func TestPlanNeverExceedsRate(t *testing.T) {
 			base := time.Unix(1_700_000_000, 0)
 			p := testPlanner()
 			p.cfg.Rates[store.EndpointReply] = Rate{Limit: 10, Per: time.Second}
-			slack := p.cfg.RateSlack
-			if ep == store.EndpointReply {
-				slack = p.cfg.ReplyRateSlack
-			}
+			slack := p.cfg.slack(ep)
 			tats := map[store.RateKey]time.Time{}
 			rng := rand.New(rand.NewPCG(1, 2))
 			var sends []time.Time

@@ -81,12 +81,11 @@ func EnqueueOutbox(ctx context.Context, q Querier, in OutboxInsert) (int64, erro
 // before commit, where a statement per reply was the largest share of
 // Postgres time per webhook under load.
 func EnqueueOutboxRows(ctx context.Context, q Querier, ins []OutboxInsert) error {
-	var b pgx.Batch
-	if err := QueueEnqueueOutboxRows(&b, ins); err != nil {
+	args, err := outboxRowsArgs(ins)
+	if err != nil {
 		return err
 	}
-	qq := b.QueuedQueries[0]
-	if _, err := q.Exec(ctx, qq.SQL, qq.Arguments...); err != nil {
+	if _, err := q.Exec(ctx, enqueueOutboxRowsSQL, args...); err != nil {
 		return fmt.Errorf("enqueueing %d outbox rows: %w", len(ins), err)
 	}
 	return nil
@@ -95,21 +94,31 @@ func EnqueueOutboxRows(ctx context.Context, q Querier, ins []OutboxInsert) error
 // QueueEnqueueOutboxRows queues EnqueueOutboxRows's statement on b, to
 // travel with others (the worker sends it with its COMMIT).
 func QueueEnqueueOutboxRows(b *pgx.Batch, ins []OutboxInsert) error {
+	args, err := outboxRowsArgs(ins)
+	if err != nil {
+		return err
+	}
+	b.Queue(enqueueOutboxRowsSQL, args...)
+	return nil
+}
+
+const enqueueOutboxRowsSQL = `INSERT INTO outbox (channel_id, endpoint, body, source_message_id, not_after, priority)
+	SELECT c, e, b::json, nullif(s, ''), na, p
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::smallint[]) AS t(c, e, b, s, na, p)`
+
+// outboxRowsArgs is enqueueOutboxRowsSQL's arguments for ins.
+func outboxRowsArgs(ins []OutboxInsert) ([]any, error) {
 	n := len(ins)
 	chans, eps, bodies, sources := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	notAfter, prios := make([]*time.Time, n), make([]int16, n)
 	for i, in := range ins {
 		if !KnownEndpoint(in.Endpoint) {
-			return fmt.Errorf("enqueueing %q: %w", in.Endpoint, ErrUnknownEndpoint)
+			return nil, fmt.Errorf("enqueueing %q: %w", in.Endpoint, ErrUnknownEndpoint)
 		}
 		chans[i], eps[i], bodies[i], sources[i] = in.ChannelID, in.Endpoint, string(in.Body), in.SourceMessageID
 		notAfter[i], prios[i] = in.NotAfter, in.Priority
 	}
-	b.Queue(`INSERT INTO outbox (channel_id, endpoint, body, source_message_id, not_after, priority)
-		SELECT c, e, b::json, nullif(s, ''), na, p
-		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::smallint[]) AS t(c, e, b, s, na, p)`,
-		chans, eps, bodies, sources, notAfter, prios)
-	return nil
+	return []any{chans, eps, bodies, sources, notAfter, prios}, nil
 }
 
 // OutboxCandidate is a due row as a claim sees it, before it is claimed.

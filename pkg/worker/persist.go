@@ -33,7 +33,7 @@ type batchSender interface {
 // only EnqueueOnly handlers (or none), BEGIN travels with the first batch
 // and COMMIT with the outbox rows: three round trips instead of five.
 func (w *Worker) persistIn(ctx context.Context, db beginner, items []*item) error {
-	if pool, ok := db.(store.Acquirer); ok && enqueueOnly(w.handlers) {
+	if pool, ok := db.(store.Acquirer); ok && w.enqueueOnly {
 		tx, done, err := store.BeginPipe(ctx, pool)
 		if err != nil {
 			return err

@@ -23,9 +23,12 @@ type Worker struct {
 	js       jetstream.JetStream
 	db       *pgxpool.Pool
 	handlers []Handler
-	metrics  *Metrics
-	log      *zap.Logger
-	now      func() time.Time
+	// enqueueOnly: every handler is EnqueueOnly (or there are none), so
+	// persist may pipeline BEGIN and COMMIT.
+	enqueueOnly bool
+	metrics     *Metrics
+	log         *zap.Logger
+	now         func() time.Time
 	// perMsg is the recent events per stream message, in hundredths
 	// (an exponentially weighted average): bundles carry many.
 	perMsg atomic.Int64
@@ -34,7 +37,8 @@ type Worker struct {
 
 // New builds a worker. Handlers run, in order, for every newly stored event.
 func New(cfg Config, sc stream.Config, js jetstream.JetStream, db *pgxpool.Pool, m *Metrics, log *zap.Logger, handlers ...Handler) *Worker {
-	w := &Worker{cfg: cfg.WithDefaults(), stream: sc, js: js, db: db, handlers: handlers, metrics: m, log: log, now: time.Now}
+	w := &Worker{cfg: cfg.WithDefaults(), stream: sc, js: js, db: db, handlers: handlers,
+		enqueueOnly: enqueueOnly(handlers), metrics: m, log: log, now: time.Now}
 	// Start as if every message were a bundle of 50, so the first fetch
 	// of a full stream of bundles stays small; the average finds the
 	// real size within a few fetches.

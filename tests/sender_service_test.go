@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -78,8 +79,11 @@ func TestSenderService(t *testing.T) {
 		}
 	}()
 
+	// Created five seconds ago (an operator may set created_at): the
+	// send delay the sender reports counts from there.
 	var id int64
-	if err := b.db.Pool.QueryRow(ctx, `INSERT INTO outbox (channel_id, endpoint, body) VALUES ('2000000001', 'push', $1) RETURNING id`,
+	if err := b.db.Pool.QueryRow(ctx, `INSERT INTO outbox (channel_id, endpoint, body, created_at)
+		VALUES ('2000000001', 'push', $1, now() - interval '5 seconds') RETURNING id`,
 		pushBody(userID(1), "via env channel")).Scan(&id); err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +101,34 @@ func TestSenderService(t *testing.T) {
 		code, _ := get("/readyz")
 		return code == 200, fmt.Sprint(code)
 	})
-	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, `linepipe_sender_rows_total{status="delivered"} 1`) {
+	code, body := get("/metrics")
+	if code != 200 || !strings.Contains(body, `linepipe_sender_rows_total{status="delivered"} 1`) {
 		t.Fatalf("metrics %d: missing the delivery", code)
 	}
+	if !strings.Contains(body, `linepipe_sender_send_delay_seconds_count{endpoint="push"} 1`) {
+		t.Fatalf("metrics: no send delay for the push")
+	}
+	if d := metricValue(t, body, `linepipe_sender_send_delay_seconds_sum{endpoint="push"}`); d < 5 || d > 60 {
+		t.Fatalf("send delay %.3fs for a row created 5s before it was inserted", d)
+	}
+	if n := metricValue(t, body, `linepipe_sender_claim_seconds_count`); n < 1 {
+		t.Fatalf("metrics: %v claims timed, want at least the one that took the row", n)
+	}
+}
+
+// metricValue is the value of the sample named (with its labels) name in
+// a Prometheus text exposition.
+func metricValue(t *testing.T, body, name string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("metric %s: %v", name, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("metric %s not exposed", name)
+	return 0
 }

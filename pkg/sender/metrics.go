@@ -12,10 +12,12 @@ type metrics struct {
 	leaseLost    prometheus.Counter
 	slotMissed   prometheus.Counter
 	released     prometheus.Counter
-	claimShifted prometheus.Counter   // late claims moved later as a whole
-	reslotBatch  prometheus.Histogram // late rows booked by one re-slot transaction
-	wakeups      prometheus.Counter   // claims started by a notification
-	completes    prometheus.Histogram // completions per grouped statement
+	claimShifted prometheus.Counter       // late claims moved later as a whole
+	reslotBatch  prometheus.Histogram     // late rows booked by one re-slot transaction
+	wakeups      prometheus.Counter       // claims started by a notification
+	completes    prometheus.Histogram     // completions per grouped statement
+	sendDelay    *prometheus.HistogramVec // created_at to the request going out, by endpoint
+	claimTime    prometheus.Histogram     // one claim transaction
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -68,10 +70,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Attempt outcomes recorded by one grouped completion statement.",
 			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500},
 		}),
+		sendDelay: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "linepipe_sender_send_delay_seconds",
+			Help:    "From an outbox row's created_at to its request going out, on the database's clock: how long a message waited in linepipe, retries' backoff included.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600},
+		}, []string{"endpoint"}),
+		claimTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "linepipe_sender_claim_seconds",
+			Help:    "Duration of one claim, from its first statement to its commit's return.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.rows, m.calls, m.latency, m.batch, m.leaseLost, m.slotMissed, m.released,
-			m.wakeups, m.completes, m.claimShifted, m.reslotBatch)
+			m.wakeups, m.completes, m.claimShifted, m.reslotBatch, m.sendDelay, m.claimTime)
 	}
 	return m
 }

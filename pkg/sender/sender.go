@@ -240,6 +240,7 @@ func (s *Sender) reserve(ctx context.Context) int {
 func (s *Sender) claim(ctx context.Context, n int) (store.ClaimResult, error) {
 	// The planner applies the lead, only to rows whose endpoint is limited.
 	pl := &planner{cfg: &s.cfg, lead: s.claimLead(), urgentLead: s.urgentLead()}
+	start := time.Now()
 	res, err := store.ClaimOutbox(ctx, s.db, store.ClaimParams{
 		Limit: n, Owner: s.cfg.Owner, Lease: s.cfg.Lease, Horizon: s.cfg.RateHorizon,
 		Turn: int(s.turn.Add(1)),
@@ -247,6 +248,7 @@ func (s *Sender) claim(ctx context.Context, n int) (store.ClaimResult, error) {
 	if err != nil {
 		return res, err
 	}
+	s.m.claimTime.Observe(time.Since(start).Seconds())
 	s.observeClaim(res.Took)
 	s.m.batch.Observe(float64(len(res.Claimed) + len(res.Finished)))
 	for _, f := range res.Finished {
@@ -322,6 +324,7 @@ func (s *Sender) attempt(ctx context.Context, row store.OutboxClaimed, token str
 		return
 	}
 	calledAt, start := s.cfg.Clock(), time.Now()
+	s.m.sendDelay.WithLabelValues(row.Endpoint).Observe(sinceCreated(row, start).Seconds())
 	resp, callErr := do(ctx, s.cfg.HTTPClient, req, token)
 	took := time.Since(start)
 
@@ -350,6 +353,14 @@ func (s *Sender) attempt(ctx context.Context, row store.OutboxClaimed, token str
 		zap.String("retry_key", key), zap.Int("attempt", row.Attempts+1), zap.String("outcome", out.Status),
 		zap.Duration("duration", took), zap.Bool("no_answer", callErr != nil))
 	s.complete(row, out, resp, entry)
+}
+
+// sinceCreated is how long row has waited at local time now since its
+// created_at. created_at is on the database's clock, which this process's
+// clock may not match: SendAtLocal is SendAt on this process's clock, so
+// the pair maps one onto the other.
+func sinceCreated(row store.OutboxClaimed, now time.Time) time.Duration {
+	return row.SendAt.Add(now.Sub(row.SendAtLocal)).Sub(row.CreatedAt)
 }
 
 // complete records an attempt's outcome, grouped with other sends'

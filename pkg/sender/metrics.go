@@ -77,7 +77,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"endpoint"}),
 		claimTime: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "linepipe_sender_claim_seconds",
-			Help:    "Duration of one claim, from its first statement to its commit's return.",
+			Help:    "Duration of one claim that took rows, from its first statement to its commit's return.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}),
 	}

@@ -91,17 +91,6 @@ func EnqueueOutboxRows(ctx context.Context, q Querier, ins []OutboxInsert) error
 	return nil
 }
 
-// QueueEnqueueOutboxRows queues EnqueueOutboxRows's statement on b, to
-// travel with others (the worker sends it with its COMMIT).
-func QueueEnqueueOutboxRows(b *pgx.Batch, ins []OutboxInsert) error {
-	args, err := outboxRowsArgs(ins)
-	if err != nil {
-		return err
-	}
-	b.Queue(enqueueOutboxRowsSQL, args...)
-	return nil
-}
-
 const enqueueOutboxRowsSQL = `INSERT INTO outbox (channel_id, endpoint, body, source_message_id, not_after, priority)
 	SELECT c, e, b::json, nullif(s, ''), na, p
 	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::smallint[]) AS t(c, e, b, s, na, p)`

@@ -98,9 +98,9 @@ type errRow struct{ err error }
 func (r errRow) Scan(...any) error { return r.err }
 
 // PipeTx is a transaction for callers outside this package whose BEGIN
-// travels with its first batch and whose COMMIT travels with its last
-// statements (see pipeTx): the worker stores a batch of events in three
-// round trips instead of five.
+// travels with its first batch and whose COMMIT travels with the outbox
+// rows it queues (see pipeTx): the worker stores a batch of events in
+// three round trips instead of five.
 type PipeTx struct{ t *pipeTx }
 
 // BeginPipe lends a connection of db for a PipeTx. done rolls back a
@@ -119,14 +119,16 @@ func (p *PipeTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	return p.t.SendBatch(ctx, b)
 }
 
-// Commit sends last's statements (what describes them, for errors), then
-// COMMIT, in one round trip; last may be nil or empty.
-func (p *PipeTx) Commit(ctx context.Context, what string, last *pgx.Batch) error {
+// CommitEnqueue inserts ins into the outbox (none is fine) and commits,
+// in one round trip.
+func (p *PipeTx) CommitEnqueue(ctx context.Context, ins []OutboxInsert) error {
 	w := &writes{}
-	if last != nil {
-		for _, q := range last.QueuedQueries {
-			w.add(what, q.SQL, q.Arguments...)
+	if len(ins) > 0 {
+		args, err := outboxRowsArgs(ins)
+		if err != nil {
+			return err
 		}
+		w.add("enqueueing outbox rows", enqueueOutboxRowsSQL, args...)
 	}
 	return p.t.commit(ctx, w)
 }

@@ -39,28 +39,25 @@ func (w *Worker) persistIn(ctx context.Context, db beginner, items []*item) erro
 			return err
 		}
 		defer done()
-		last, err := w.apply(ctx, tx, noTx{}, items)
+		queued, err := w.apply(ctx, tx, noTx{}, items)
 		if err != nil {
 			return err
 		}
-		return tx.Commit(ctx, "enqueueing outbox rows", last)
+		return tx.CommitEnqueue(ctx, queued)
 	}
 	return pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		last, err := w.apply(ctx, tx, tx, items)
-		if err != nil || last.Len() == 0 {
+		queued, err := w.apply(ctx, tx, tx, items)
+		if err != nil || len(queued) == 0 {
 			return err
 		}
-		if err := tx.SendBatch(ctx, last).Close(); err != nil {
-			return fmt.Errorf("enqueueing outbox rows: %w", err)
-		}
-		return nil
+		return store.EnqueueOutboxRows(ctx, tx, queued)
 	})
 }
 
 // apply sends items' statements on tx and runs the handlers, giving them
-// htx. It returns what must still run before COMMIT: the outbox rows the
-// handlers queued.
-func (w *Worker) apply(ctx context.Context, tx batchSender, htx pgx.Tx, items []*item) (*pgx.Batch, error) {
+// htx. It returns what must still be written before COMMIT: the outbox
+// rows the handlers queued.
+func (w *Worker) apply(ctx context.Context, tx batchSender, htx pgx.Tx, items []*item) ([]store.OutboxInsert, error) {
 	// First round trip: insert the events, then lock the batch's
 	// messages and read their tombstones. The insert need not wait
 	// for the lock: a concurrent unsend cannot see these rows before
@@ -134,13 +131,7 @@ func (w *Worker) apply(ctx context.Context, tx batchSender, htx pgx.Tx, items []
 			}
 		}
 	}
-	last := &pgx.Batch{}
-	if len(queued) > 0 {
-		if err := store.QueueEnqueueOutboxRows(last, queued); err != nil {
-			return nil, err
-		}
-	}
-	return last, nil
+	return queued, nil
 }
 
 // messageKeys is the messages whose tombstones the batch must know.

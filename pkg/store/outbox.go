@@ -245,7 +245,7 @@ func ClaimOutbox(ctx context.Context, db Acquirer, p ClaimParams, pl Planner) (C
 // rows, the buckets' locks, and the writes with COMMIT.
 func claimOutbox(ctx context.Context, db Acquirer, p ClaimParams, pl Planner) (ClaimResult, error) {
 	var res ClaimResult
-	tx, done, err := beginPipeTx(ctx, db)
+	tx, done, err := beginOutboxTx(ctx, db)
 	if err != nil {
 		return res, err
 	}

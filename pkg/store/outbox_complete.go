@@ -40,8 +40,8 @@ type OutboxCompletion struct {
 var ErrLeaseLost = errors.New("store: outbox lease lost")
 
 // CompleteOutbox records one attempt's outcome; see CompleteOutboxBatch.
-func CompleteOutbox(ctx context.Context, q Querier, c OutboxCompletion) error {
-	errs, err := CompleteOutboxBatch(ctx, q, []OutboxCompletion{c})
+func CompleteOutbox(ctx context.Context, db Acquirer, c OutboxCompletion) error {
+	errs, err := CompleteOutboxBatch(ctx, db, []OutboxCompletion{c})
 	if err != nil {
 		return err
 	}
@@ -54,8 +54,10 @@ func CompleteOutbox(ctx context.Context, q Querier, c OutboxCompletion) error {
 // and claim_id (the fencing token), so a completion whose lease was taken
 // over changes nothing and gets ErrLeaseLost in its place in the returned
 // slice; its api_log entry is kept either way, since the call did happen.
-// The error is for the statement as a whole.
-func CompleteOutboxBatch(ctx context.Context, q Querier, cs []OutboxCompletion) ([]error, error) {
+// The error is for the statement as a whole. The statement travels with
+// BEGIN and COMMIT in one round trip, in a transaction that plans for the
+// outbox's indexes (beginOutboxTx).
+func CompleteOutboxBatch(ctx context.Context, db Acquirer, cs []OutboxCompletion) ([]error, error) {
 	n := len(cs)
 	ids, claims := make([]int64, n), make([]pgtype.UUID, n)
 	statuses, errTexts, reqIDs, accIDs, sent := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]*string, n)
@@ -75,17 +77,12 @@ func CompleteOutboxBatch(ctx context.Context, q Querier, cs []OutboxCompletion) 
 		}
 	}
 	args := append([]any{ids, claims, statuses, codes, errTexts, reqIDs, accIDs, sent, ambiguous, backoffMS}, logs.args()...)
-	rows, err := q.Query(ctx, completeBatchSQL, args...)
-	if err != nil {
-		return nil, fmt.Errorf("completing %d outbox rows: %w", n, err)
-	}
 	type fenced struct {
 		id    int64
 		claim uuid.UUID
 	}
 	ok := make(map[fenced]bool, n)
-	var f fenced
-	if _, err := pgx.ForEachRow(rows, []any{&f.id, &f.claim}, func() error { ok[f] = true; return nil }); err != nil {
+	if err := completeInTx(ctx, db, args, func(id int64, claim uuid.UUID) { ok[fenced{id, claim}] = true }); err != nil {
 		return nil, fmt.Errorf("completing %d outbox rows: %w", n, err)
 	}
 	errs := make([]error, n)
@@ -95,6 +92,34 @@ func CompleteOutboxBatch(ctx context.Context, q Querier, cs []OutboxCompletion) 
 		}
 	}
 	return errs, nil
+}
+
+// completeInTx runs completeBatchSQL with args and commits, in one round
+// trip, calling completed for each row it completed.
+func completeInTx(ctx context.Context, db Acquirer, args []any, completed func(int64, uuid.UUID)) error {
+	tx, done, err := beginOutboxTx(ctx, db)
+	if err != nil {
+		return err
+	}
+	defer done()
+	var b pgx.Batch
+	b.Queue(completeBatchSQL, args...)
+	b.Queue("commit")
+	br := tx.SendBatch(ctx, &b)
+	defer br.Close()
+	rows, err := br.Query()
+	if err != nil {
+		return err
+	}
+	var id int64
+	var claim uuid.UUID
+	if _, err := pgx.ForEachRow(rows, []any{&id, &claim}, func() error { completed(id, claim); return nil }); err != nil {
+		return err
+	}
+	if _, err := br.Exec(); err != nil {
+		return fmt.Errorf("committing: %w", err)
+	}
+	return br.Close()
 }
 
 // textArray is ss as a Postgres array literal, every element quoted, so
@@ -291,7 +316,7 @@ func reslotOutboxRows(ctx context.Context, db Acquirer, b ReslotBatch) ([]Reslot
 	for i, r := range b.Rows {
 		ids[i], claims[i] = r.ID, pgUUID(&r.ClaimID)
 	}
-	tx, done, err := beginPipeTx(ctx, db)
+	tx, done, err := beginOutboxTx(ctx, db)
 	if err != nil {
 		return nil, err
 	}

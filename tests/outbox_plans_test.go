@@ -1,0 +1,119 @@
+package tests
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/linepipe/linepipe/pkg/store"
+	"github.com/linepipe/linepipe/tests/testenv"
+)
+
+// bucketPlanner sends every candidate at once, debiting its endpoint's
+// bucket, so a claim takes the rate buckets' locks as a limited
+// endpoint's claim does.
+type bucketPlanner struct{}
+
+func (bucketPlanner) Keys(_ time.Time, c store.OutboxCandidate) []store.RateKey {
+	return []store.RateKey{{ChannelID: c.ChannelID, Bucket: c.Endpoint}}
+}
+
+func (bucketPlanner) Plan(now time.Time, cs []store.OutboxCandidate, tats map[store.RateKey]time.Time) store.ClaimPlan {
+	p := store.ClaimPlan{Tats: map[store.RateKey]time.Time{}}
+	for _, c := range cs {
+		p.Send = append(p.Send, store.OutboxReserve{ID: c.ID, SendAt: now})
+		p.Tats[store.RateKey{ChannelID: c.ChannelID, Bucket: c.Endpoint}] = now
+	}
+	return p
+}
+
+// TestOutboxPlansStayIndexed: claims, re-slots and completions keep
+// reading the outbox through its indexes however small it was when their
+// statements were first planned. Postgres plans a prepared statement
+// generically after five runs and keeps that plan until the table is
+// next analyzed; planned on a near-empty outbox, it scanned the whole
+// table in every claim, re-slot and completion once the outbox had grown, with
+// nothing (autovacuum off, or behind) to refresh it.
+func TestOutboxPlansStayIndexed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testenv.NewDB(t)
+	// One connection, so every statement is prepared and planned where
+	// the later claims run.
+	pool, err := store.Open(ctx, db.URL, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+
+	params := store.ClaimParams{Limit: 10, Owner: "plans", Lease: time.Minute, Horizon: time.Second}
+	cycle := func() {
+		t.Helper()
+		if _, err := pool.Exec(ctx, `INSERT INTO outbox (channel_id, endpoint, body, not_after)
+			VALUES ('1234567890', 'reply', '{"replyToken":"t","messages":[{"type":"text","text":"hi"}]}',
+			        now() + interval '1 minute')`); err != nil {
+			t.Fatal(err)
+		}
+		res, err := store.ClaimOutbox(ctx, pool, params, bucketPlanner{})
+		if err != nil || len(res.Claimed) != 1 {
+			t.Fatalf("claim: %v, %d rows", err, len(res.Claimed))
+		}
+		c := res.Claimed[0]
+		if _, _, err := store.ReslotOutbox(ctx, pool, store.Reslot{ID: c.ID, ClaimID: c.ClaimID,
+			Key: store.RateKey{ChannelID: c.ChannelID, Bucket: c.Endpoint}, Interval: time.Millisecond,
+			Lease: time.Minute, Horizon: time.Minute}); err != nil {
+			t.Fatalf("re-slot: %v", err)
+		}
+		errs, err := store.CompleteOutboxBatch(ctx, pool, []store.OutboxCompletion{{ID: c.ID, ClaimID: c.ClaimID,
+			Status: "delivered", StatusCode: 200}})
+		if err != nil || errs[0] != nil {
+			t.Fatalf("completion: %v %v", err, errs)
+		}
+	}
+	// Past the five custom plans, on a near-empty outbox.
+	for i := 0; i < 8; i++ {
+		cycle()
+	}
+	// The outbox grows: rows already delivered, as a day's traffic
+	// leaves behind.
+	if _, err := pool.Exec(ctx, `INSERT INTO outbox (channel_id, endpoint, body, status, finished_at)
+		SELECT '1234567890', 'push', '{"to":"U1","messages":[{"type":"text","text":"hi"}]}', 'delivered', now()
+		FROM generate_series(1, 5000)`); err != nil {
+		t.Fatal(err)
+	}
+	before := outboxScans(t, pool)
+	for i := 0; i < 3; i++ {
+		cycle()
+	}
+	after := outboxScans(t, pool)
+	if after.updates-before.updates < 6 {
+		t.Fatalf("statistics did not record the claims and completions: %+v then %+v", before, after)
+	}
+	if n := after.seq - before.seq; n != 0 {
+		t.Errorf("%d sequential scans of a 5,000-row outbox in three claims, re-slots and completions; want none", n)
+	}
+}
+
+type scanCounts struct{ seq, updates int64 }
+
+// outboxScans reads the outbox's scan and update counters once pool's
+// only connection has published its statistics: a backend publishes them
+// when it goes idle, at most once a second unless asked to at once.
+func outboxScans(t *testing.T, pool *pgxpool.Pool) scanCounts {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `SELECT pg_stat_force_next_flush()`); err != nil {
+		t.Fatal(err)
+	}
+	var c scanCounts
+	// The flush happens as the backend goes idle after that statement;
+	// this one reads (in a transaction of its own, so afresh) what it
+	// published.
+	if err := pool.QueryRow(ctx, `SELECT seq_scan, n_tup_upd FROM pg_stat_user_tables
+		WHERE relid = 'outbox'::regclass`).Scan(&c.seq, &c.updates); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}

@@ -36,6 +36,7 @@ func main() {
 	flag.DurationVar(&cfg.E2EDuration, "e2e", 0, "length of the end-to-end run (default 15s)")
 	flag.Float64Var(&cfg.ReplyRate, "reply-rate", 0, "webhooks per second in the reply stage (default 1000)")
 	flag.DurationVar(&cfg.ReplyDuration, "reply", 0, "length of the reply stage (default 10s)")
+	flag.DurationVar(&cfg.Warmup, "warmup", 0, "load the e2e and reply stages run before the webhooks they time (default 1s)")
 	flag.IntVar(&cfg.ReplyWorkers, "reply-workers", 0, "workers (echo bot on) in the reply stage (default 2)")
 	flag.IntVar(&cfg.ReplySenders, "reply-senders", 0, "senders in the reply stage (default 2)")
 	flag.IntVar(&cfg.FairBacklog, "fair-backlog", 0, "channel A's queued pushes in the fairness stage (default 60000)")

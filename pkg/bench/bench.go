@@ -60,6 +60,12 @@ type Config struct {
 	E2EDuration       time.Duration
 	ReplyRate         float64       // webhooks per second of the reply stage
 	ReplyDuration     time.Duration // its length
+	// Warmup is the load each end-to-end stage (e2e, reply) runs at its
+	// rate before the webhooks it times: the processes have just
+	// started, and their first second measures their start-up (pool
+	// connections, statement caches, first plans, heap growth), not the
+	// pipeline at that rate. Its latency is reported on a line of its own.
+	Warmup time.Duration
 	ReplyWorkers      int           // worker processes (echo bot on) in it
 	ReplySenders      int           // sender processes in it
 	FairBacklog       int           // channel A's queued pushes in the fairness stage
@@ -107,6 +113,7 @@ func (c Config) WithDefaults() Config {
 		c.ReplyRate = 1000
 	}
 	defd(&c.ReplyDuration, 10*time.Second)
+	defd(&c.Warmup, time.Second)
 	def(&c.ReplyWorkers, 2)
 	def(&c.ReplySenders, 2)
 	def(&c.FairBacklog, 60000)
@@ -317,12 +324,13 @@ func (b *Bench) stages(ctx context.Context, res *Result) error {
 		{"fairness", func() (err error) { res.Fairness, err = b.runFairness(ctx); return err }},
 		{"claim", func() (err error) { res.Claim, err = b.runClaim(ctx); return err }},
 		{"e2e", func() (err error) {
-			res.E2E, err = b.runE2E(ctx, ing, e2eSpec{name: "e2e", rate: b.cfg.E2ERate, duration: b.cfg.E2EDuration, workers: 1, senders: 1})
+			res.E2E, err = b.runE2E(ctx, ing, e2eSpec{name: "e2e", rate: b.cfg.E2ERate, duration: b.cfg.E2EDuration,
+				warmup: b.cfg.Warmup, workers: 1, senders: 1})
 			return err
 		}},
 		{"reply", func() (err error) {
 			res.Reply, err = b.runE2E(ctx, ing, e2eSpec{name: "reply", rate: b.cfg.ReplyRate, duration: b.cfg.ReplyDuration,
-				workers: b.cfg.ReplyWorkers, senders: b.cfg.ReplySenders})
+				warmup: b.cfg.Warmup, workers: b.cfg.ReplyWorkers, senders: b.cfg.ReplySenders})
 			return err
 		}},
 		{"content", func() (err error) { res.Content, err = b.runContent(ctx, js); return err }},

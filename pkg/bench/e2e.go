@@ -26,6 +26,11 @@ type E2EResult struct {
 	ToReply      loadgen.LatencySummary `json:"toReply"`
 	Missing      int                    `json:"missingReplies"`
 	PollMS       float64                `json:"rowPollMs"`
+	// The warm-up's webhooks, sent at the same rate just before the
+	// timed ones and not counted in ToRow or ToReply (see Config.Warmup).
+	WarmupSeconds  float64                `json:"warmupSeconds"`
+	WarmupWebhooks int                    `json:"warmupWebhooks"`
+	WarmupToReply  loadgen.LatencySummary `json:"warmupToReply"`
 }
 
 // rowPoll is how often stored rows are looked for; it bounds the
@@ -36,7 +41,7 @@ const rowPoll = 5 * time.Millisecond
 type e2eSpec struct {
 	name             string
 	rate             float64
-	duration         time.Duration
+	duration, warmup time.Duration
 	workers, senders int
 }
 
@@ -94,57 +99,84 @@ func (b *Bench) runE2E(ctx context.Context, ing *Proc, sp e2eSpec) (E2EResult, e
 	pctx, stopPoll := context.WithCancel(ctx)
 	seen := make(chan map[string]time.Time, 1)
 	go func() { seen <- b.pollRows(pctx) }()
+	// One steady load: the warm-up's webhooks, then the timed ones.
+	warm := int(sp.rate * sp.warmup.Seconds())
 	n := int(sp.rate * sp.duration.Seconds())
-	sentAt, byToken, failed, achieved := b.sendSteady(ctx, emu, "http://"+ing.Addr+"/webhook/"+b.stack.ChannelID, n, sp.rate)
+	sent, byToken, failed, achieved := b.sendSteady(ctx, emu, "http://"+ing.Addr+"/webhook/"+b.stack.ChannelID, warm, n, sp.rate)
 	res.Webhooks, res.Failed, res.AchievedRate = n, failed, achieved
+	res.WarmupSeconds, res.WarmupWebhooks = sp.warmup.Seconds(), warm
 
 	deadline := time.Now().Add(b.cfg.DrainTimeout)
-	for len(replies(emu)) < n-failed && time.Now().Before(deadline) {
+	for len(replies(emu)) < warm+n-failed && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	stopPoll()
 	rows := <-seen
-	var toRow, toReply []time.Duration
+	var toRow, toReply, warmToReply []time.Duration
 	for id, at := range rows {
-		if t0, ok := sentAt[id]; ok {
-			toRow = append(toRow, at.Sub(t0))
+		if w, ok := sent[id]; ok && !w.warmup {
+			toRow = append(toRow, at.Sub(w.at))
 		}
 	}
-	got := replies(emu)
-	for _, d := range got {
-		if id, ok := byToken[d.ReplyToken]; ok {
-			toReply = append(toReply, d.At.Sub(sentAt[id]))
+	for _, d := range replies(emu) {
+		if w, ok := sent[byToken[d.ReplyToken]]; ok {
+			if w.warmup {
+				warmToReply = append(warmToReply, d.At.Sub(w.at))
+			} else {
+				toReply = append(toReply, d.At.Sub(w.at))
+			}
 		}
 	}
-	res.Missing = n - len(toReply)
+	// Every webhook must get its reply, the warm-up's too.
+	res.Missing = warm + n - len(toReply) - len(warmToReply)
 	res.ToRow, res.ToReply = loadgen.Summarize(toRow), loadgen.Summarize(toReply)
-	b.logReplyPath(ctx, sp.name)
-	b.logf("e2e %s at %.0f/s (%.0f/s achieved), %d workers, %d senders: row p50 %s p99 %s; reply p50 %s p99 %s; %d replies missing, %d webhooks failed",
-		sp.name, res.Rate, achieved, sp.workers, sp.senders, res.ToRow.P50, res.ToRow.P99, res.ToReply.P50, res.ToReply.P99, res.Missing, failed)
+	res.WarmupToReply = loadgen.Summarize(warmToReply)
+	b.logReplyPath(ctx, sp.name, timedFrom(sent))
+	b.logf("e2e %s at %.0f/s (%.0f/s achieved), %d workers, %d senders: row p50 %s p99 %s; reply p50 %s p99 %s (warm-up's first %s: %s / %s); %d replies missing, %d webhooks failed",
+		sp.name, res.Rate, achieved, sp.workers, sp.senders, res.ToRow.P50, res.ToRow.P99, res.ToReply.P50, res.ToReply.P99,
+		sp.warmup, res.WarmupToReply.P50, res.WarmupToReply.P99, res.Missing, failed)
 	return res, nil
 }
 
-// sendSteady has the emulator send n one-event text webhooks to url at
-// rate, each in its own goroutine so a slow answer does not delay the
-// next. Webhook i is due at start + i/rate; one that falls behind (the
-// machine was busy) goes at once, so the rate holds on average instead of
-// silently dropping, as a ticker would. It returns when each webhook was
-// sent (by event id), the event id of each reply token, how many did not
-// get 200, and the rate achieved.
-func (b *Bench) sendSteady(ctx context.Context, emu *Emulator, url string, n int, rate float64) (map[string]time.Time, map[string]string, int, float64) {
+// sentWebhook is when a webhook was sent, and whether it was one of the
+// warm-up's.
+type sentWebhook struct {
+	at     time.Time
+	warmup bool
+}
+
+// timedFrom is when the first timed (not warm-up) webhook was sent.
+func timedFrom(sent map[string]sentWebhook) time.Time {
+	var first time.Time
+	for _, w := range sent {
+		if !w.warmup && (first.IsZero() || w.at.Before(first)) {
+			first = w.at
+		}
+	}
+	return first
+}
+
+// sendSteady has the emulator send warm+n one-event text webhooks to url
+// at rate, each in its own goroutine so a slow answer does not delay the
+// next; the first warm are the warm-up's. Webhook i is due at start +
+// i/rate; one that falls behind (the machine was busy) goes at once, so
+// the rate holds on average instead of silently dropping, as a ticker
+// would. It returns when each webhook was sent (by event id), the event id
+// of each reply token, how many did not get 200, and the rate achieved.
+func (b *Bench) sendSteady(ctx context.Context, emu *Emulator, url string, warm, n int, rate float64) (map[string]sentWebhook, map[string]string, int, float64) {
 	var mu sync.Mutex
-	sentAt := make(map[string]time.Time, n)
-	byToken := make(map[string]string, n)
+	sentAt := make(map[string]sentWebhook, warm+n)
+	byToken := make(map[string]string, warm+n)
 	failed := 0
 	var wg sync.WaitGroup
 	start := time.Now()
-	for i := 0; i < n && ctx.Err() == nil; i++ {
+	for i := 0; i < warm+n && ctx.Err() == nil; i++ {
 		if d := time.Until(start.Add(time.Duration(float64(i) / rate * float64(time.Second)))); d > 0 {
 			time.Sleep(d)
 		}
 		ev := emu.TextEvent(b.stack.ChannelID, fmt.Sprintf("U%032x", i%50+1), fmt.Sprintf("e2e %d", i))
 		mu.Lock()
-		sentAt[ev.WebhookEventID] = time.Now()
+		sentAt[ev.WebhookEventID] = sentWebhook{at: time.Now(), warmup: i < warm}
 		byToken[ev.ReplyToken] = ev.WebhookEventID
 		mu.Unlock()
 		wg.Add(1)
@@ -158,7 +190,7 @@ func (b *Bench) sendSteady(ctx context.Context, emu *Emulator, url string, n int
 			}
 		}()
 	}
-	achieved := float64(n) / max(time.Since(start).Seconds(), 1e-9)
+	achieved := float64(warm+n) / max(time.Since(start).Seconds(), 1e-9)
 	wg.Wait()
 	return sentAt, byToken, failed, achieved
 }
@@ -288,8 +320,9 @@ const rowGapWait = 30 * time.Second
 // logReplyPath logs where a reply's time went once its row existed, from
 // the outbox's own columns (database clock): created_at is the worker's
 // transaction start, first_attempt_at the claim's, send_at the rate slot
-// and finished_at the completion's.
-func (b *Bench) logReplyPath(ctx context.Context, name string) {
+// and finished_at the completion's. Rows created before from (the
+// warm-up's) are left out.
+func (b *Bench) logReplyPath(ctx context.Context, name string, from time.Time) {
 	var q [6]float64
 	var moved, rows int64
 	err := b.schema.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE send_at > first_attempt_at), count(*),
@@ -299,7 +332,7 @@ func (b *Bench) logReplyPath(ctx context.Context, name string) {
 		percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM send_at - first_attempt_at)),
 		percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - send_at)),
 		percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - send_at))
-		FROM outbox WHERE endpoint = 'reply' AND status = 'delivered'`).Scan(&moved, &rows, &q[0], &q[1], &q[2], &q[3], &q[4], &q[5])
+		FROM outbox WHERE endpoint = 'reply' AND status = 'delivered' AND created_at >= $1`, from).Scan(&moved, &rows, &q[0], &q[1], &q[2], &q[3], &q[4], &q[5])
 	if err != nil {
 		b.logf("e2e %s: reply path not read: %v", name, err)
 		return
@@ -307,7 +340,7 @@ func (b *Bench) logReplyPath(ctx context.Context, name string) {
 	ms := func(f float64) string { return fmt.Sprintf("%.1f ms", f*1000) }
 	b.logf("e2e %s reply path p50/p99: row → claimed %s/%s, claimed → slot %s/%s (%d of %d moved by a shift or a fresh slot), slot → completion %s/%s",
 		name, ms(q[0]), ms(q[1]), ms(q[2]), ms(q[3]), moved, rows, ms(q[4]), ms(q[5]))
-	b.logCommitPath(ctx, name)
+	b.logCommitPath(ctx, name, from)
 }
 
 // logCommitPath splits row → claimed further where the server keeps
@@ -316,7 +349,7 @@ func (b *Bench) logReplyPath(ctx context.Context, name string) {
 // the worker's transaction start, that start → its commit (the events row
 // shares the outbox row's transaction and keeps its xmin), and commit →
 // the claim.
-func (b *Bench) logCommitPath(ctx context.Context, name string) {
+func (b *Bench) logCommitPath(ctx context.Context, name string, from time.Time) {
 	var on string
 	if b.schema.Pool.QueryRow(ctx, "SELECT current_setting('track_commit_timestamp')").Scan(&on) != nil || on != "on" {
 		return
@@ -327,14 +360,14 @@ func (b *Bench) logCommitPath(ctx context.Context, name string) {
 				o.first_attempt_at - pg_xact_commit_timestamp(e.xmin) AS woken
 			FROM outbox o JOIN events e ON e.channel_id = o.channel_id AND e.message_id = o.source_message_id
 				AND e.type = 'message'
-			WHERE o.endpoint = 'reply' AND o.status = 'delivered')
+			WHERE o.endpoint = 'reply' AND o.status = 'delivered' AND o.created_at >= $1)
 		SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM queued)),
 			percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM queued)),
 			percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM tx)),
 			percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM tx)),
 			percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM woken)),
 			percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM woken))
-		FROM p`).Scan(&q[0], &q[1], &q[2], &q[3], &q[4], &q[5])
+		FROM p`, from).Scan(&q[0], &q[1], &q[2], &q[3], &q[4], &q[5])
 	if err != nil {
 		b.logf("e2e %s: commit path not read: %v", name, err)
 		return

@@ -98,6 +98,7 @@ func (r *Result) WriteTable(w io.Writer) error {
 			fmt.Sprintf("%d webhooks, %.0f ms poll", e.Webhooks, e.PollMS), "", "", "")
 		row("webhook → echo reply at LINE p50 / p99", ms(e.ToReply.P50)+" / "+ms(e.ToReply.P99),
 			fmt.Sprintf("%d missing", e.Missing), "", "", "")
+		warmupRow(row, e)
 	}
 	if e := r.Reply; r.ran("reply") {
 		row(fmt.Sprintf("webhook → echo reply p50 / p99 at %.0f/s, %d workers + %d senders", e.Rate, e.Workers, e.Senders),
@@ -105,6 +106,7 @@ func (r *Result) WriteTable(w io.Writer) error {
 			fmt.Sprintf("%d of %d missing (%.0f/s sent)", e.Missing, e.Webhooks, e.AchievedRate), "", "p99 < 100 ms, none missing",
 			verdict(e.ToReply.Count > 0 && e.ToReply.P99 < TargetReplyP99 && e.Missing == 0))
 		row("  webhook → events row p50 / p99", ms(e.ToRow.P50)+" / "+ms(e.ToRow.P99), fmt.Sprintf("%.0f ms poll", e.PollMS), "", "", "")
+		warmupRow(row, e)
 	}
 	if r.ran("content") {
 		r.contentTableRows(row)
@@ -160,4 +162,14 @@ func (r *Result) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
+}
+
+// warmupRow reports the replies to the warm-up's webhooks: the services'
+// first second under load, not counted in the timed line above it.
+func warmupRow(row func(...string), e E2EResult) {
+	if e.WarmupWebhooks == 0 {
+		return
+	}
+	row(fmt.Sprintf("  warm-up: reply p50 / p99 of the first %.0f s (%d webhooks, not counted)", e.WarmupSeconds, e.WarmupWebhooks),
+		ms(e.WarmupToReply.P50)+" / "+ms(e.WarmupToReply.P99), "services just started", "", "", "")
 }

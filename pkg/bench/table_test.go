@@ -3,6 +3,9 @@ package bench
 import (
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/linepipe/linepipe/pkg/loadgen"
 )
 
 // The River lines compare the medians of the river stage's own drains of
@@ -61,5 +64,37 @@ func TestMedianRound(t *testing.T) {
 		{PerSec: 3, CPUPerSend: 0.1, PGPerSend: 0.3, NotCompleted: 2}, {PerSec: 2, CPUPerSend: 0.2, PGPerSend: 0.1}})
 	if m.Who != "river" || m.PerSec != 2 || m.CPUPerSend != 0.2 || m.PGPerSend != 0.2 || m.NotCompleted != 2 {
 		t.Fatalf("median %+v", m)
+	}
+}
+
+// The reply target is judged on the timed webhooks; the warm-up's
+// replies get a line of their own and never decide the verdict, while a
+// warm-up reply that never came is still a missing reply.
+func TestTableReplyWarmup(t *testing.T) {
+	t.Parallel()
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	table := func(e E2EResult) string {
+		var sb strings.Builder
+		if err := (&Result{Ran: []string{"reply"}, Reply: e}).WriteTable(&sb); err != nil {
+			t.Fatal(err)
+		}
+		return sb.String()
+	}
+	e := E2EResult{Rate: 1000, Workers: 2, Senders: 2, Webhooks: 10000, AchievedRate: 1000,
+		ToReply:       loadgen.LatencySummary{Count: 10000, P50: ms(30), P99: ms(60)},
+		WarmupSeconds: 1, WarmupWebhooks: 1000,
+		WarmupToReply: loadgen.LatencySummary{Count: 1000, P50: ms(50), P99: ms(400)}}
+	out := table(e)
+	if !strings.Contains(out, "warm-up: reply p50 / p99 of the first 1 s (1000 webhooks, not counted)") ||
+		!strings.Contains(out, "400.0 ms") || strings.Contains(out, "MISS") {
+		t.Errorf("want the warm-up's 400 ms on its own line and the timed 60 ms to PASS:\n%s", out)
+	}
+	e.Missing = 1
+	if out = table(e); !strings.Contains(out, "MISS") {
+		t.Errorf("a missing reply must be a MISS:\n%s", out)
+	}
+	e.Missing, e.ToReply.P99 = 0, ms(120)
+	if out = table(e); !strings.Contains(out, "MISS") {
+		t.Errorf("a timed p99 of 120 ms must be a MISS:\n%s", out)
 	}
 }

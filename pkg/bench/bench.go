@@ -60,20 +60,22 @@ type Config struct {
 	E2EDuration       time.Duration
 	ReplyRate         float64       // webhooks per second of the reply stage
 	ReplyDuration     time.Duration // its length
+	ReplyWorkers      int           // worker processes (echo bot on) in it
+	ReplySenders      int           // sender processes in it
+
 	// Warmup is the load each end-to-end stage (e2e, reply) runs at its
 	// rate before the webhooks it times: the processes have just
 	// started, and their first second measures their start-up (pool
 	// connections, statement caches, first plans, heap growth), not the
 	// pipeline at that rate. Its latency is reported on a line of its own.
 	Warmup time.Duration
-	ReplyWorkers      int           // worker processes (echo bot on) in it
-	ReplySenders      int           // sender processes in it
-	FairBacklog       int           // channel A's queued pushes in the fairness stage
-	FairRate          float64       // channel B pushes, and channel A replies, inserted per second
-	FairDuration      time.Duration // how long they are inserted
-	ClaimSmallRows    int           // queued rows of the cheap claim
-	ClaimLargeRows    int           // queued rows of the expensive one
-	DrainTimeout      time.Duration // longest wait for any stage to finish
+
+	FairBacklog    int           // channel A's queued pushes in the fairness stage
+	FairRate       float64       // channel B pushes, and channel A replies, inserted per second
+	FairDuration   time.Duration // how long they are inserted
+	ClaimSmallRows int           // queued rows of the cheap claim
+	ClaimLargeRows int           // queued rows of the expensive one
+	DrainTimeout   time.Duration // longest wait for any stage to finish
 
 	Log io.Writer // progress lines; default stderr
 }

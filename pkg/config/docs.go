@@ -15,7 +15,7 @@ type Doc struct {
 // when a service reads a variable missing here, or this lists one that no
 // service reads, so help, README and parser cannot drift apart.
 var Docs = map[string]Doc{
-	"DATABASE_URL":              {Meaning: "Postgres URL. Required by worker and sender; optional for ingest (the `channels` table). Each service connects as its own login user (`linepipe_<service>_user`, see `*_DB_PASSWORD`); only `worker migrate` and `worker seal-channels` as the schema owner. The password may also come from `PGPASSWORD` or `PGPASSFILE`.", Secret: true},
+	"DATABASE_URL":              {Meaning: "Postgres URL. Required by worker and sender; optional for ingest (the `channels` table). Each service connects as its own login user (`linepipe_<service>_user`, see `*_DB_PASSWORD`); only `worker migrate` and `worker seal-channels` as the schema owner. The password may also come from `PGPASSWORD` or `PGPASSFILE`. Each service opens its whole pool at start and keeps it open (ingest 4 connections, a worker `WORKER_CONCURRENCY` + 4, a sender `SENDER_DB_MAX_CONNS`), so a replica started into traffic does not connect on its first requests; `pool_min_conns` in the URL sets fewer.", Secret: true},
 	"NATS_USER":                 {Meaning: "The service's NATS user (deploy/nats/nats.conf has `ingest`, `worker` and `sender`), with `NATS_PASSWORD`."},
 	"NATS_PASSWORD":             {Meaning: "That user's password.", Secret: true},
 	"NATS_CREDS":                {Meaning: "Instead of a user and password: a NATS credentials file (JWT and nkey)."},
@@ -84,7 +84,7 @@ var Docs = map[string]Doc{
 	"SENDER_RATE_SLACK":        {Meaning: "Widens the spacing of rate slots (limit per period + slack); a send may start a quarter of it after its slot, and the rest absorbs requests bunching on their way to LINE."},
 	"SENDER_REPLY_RATE_SLACK":  {Meaning: "`SENDER_RATE_SLACK` for the reply bucket, wider so that a reply running late on a busy host is seldom re-slotted: at the default a reply may start 50 ms after its slot, and a channel's replies peak at 1,667/s of LINE's 2,000/s."},
 	"SENDER_RATE_HORIZON":      {Meaning: "How far ahead a claim reserves slots."},
-	"SENDER_DB_MAX_CONNS":      {Meaning: "Postgres pool size."},
+	"SENDER_DB_MAX_CONNS":      {Meaning: "Postgres pool size, opened at start (see `DATABASE_URL`)."},
 
 	"CONTENT_FETCH":          {Meaning: "Run the content fetcher beside the outbox loop (see Message content)."},
 	"LINE_DATA_API_BASE_URL": {Meaning: "LINE's data API (message content and transcoding status); the emulator in development."},

@@ -126,7 +126,7 @@ func Run(ctx context.Context, s Settings, log *zap.Logger) error {
 		static[s.ChannelID] = s.ChannelSecret
 	}
 	if s.DatabaseURL != "" {
-		pool, err := store.Open(ctx, s.DatabaseURL, 4)
+		pool, err := store.OpenService(ctx, s.DatabaseURL, 4)
 		if err != nil {
 			return err
 		}

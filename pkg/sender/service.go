@@ -77,7 +77,7 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 
 // RunService runs the sender and its ops endpoints until ctx ends.
 func RunService(ctx context.Context, st Settings, log *zap.Logger) error {
-	pool, err := store.Open(ctx, st.DatabaseURL, int32(st.DBMaxConns))
+	pool, err := store.OpenService(ctx, st.DatabaseURL, int32(st.DBMaxConns))
 	if err != nil {
 		return err
 	}

@@ -70,7 +70,7 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 // Run consumes until ctx ends, serving /healthz, /readyz and /metrics.
 func Run(ctx context.Context, s Settings, log *zap.Logger, handlers ...Handler) error {
 	s.GC.Apply()
-	pool, err := store.Open(ctx, s.DatabaseURL, int32(s.Concurrency+4))
+	pool, err := store.OpenService(ctx, s.DatabaseURL, int32(s.Concurrency+4))
 	if err != nil {
 		return err
 	}

@@ -34,8 +34,8 @@ func (bucketPlanner) Plan(now time.Time, cs []store.OutboxCandidate, tats map[st
 // statements were first planned. Postgres plans a prepared statement
 // generically after five runs and keeps that plan until the table is
 // next analyzed; planned on a near-empty outbox, it scanned the whole
-// table in every claim, re-slot and completion once the outbox had grown, with
-// nothing (autovacuum off, or behind) to refresh it.
+// table in every claim, re-slot and completion once the outbox had
+// grown, with nothing (autovacuum off, or behind) to refresh it.
 func TestOutboxPlansStayIndexed(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

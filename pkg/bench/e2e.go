@@ -165,7 +165,7 @@ func timedFrom(sent map[string]sentWebhook) time.Time {
 // of each reply token, how many did not get 200, and the rate achieved.
 func (b *Bench) sendSteady(ctx context.Context, emu *Emulator, url string, warm, n int, rate float64) (map[string]sentWebhook, map[string]string, int, float64) {
 	var mu sync.Mutex
-	sentAt := make(map[string]sentWebhook, warm+n)
+	sent := make(map[string]sentWebhook, warm+n)
 	byToken := make(map[string]string, warm+n)
 	failed := 0
 	var wg sync.WaitGroup
@@ -176,7 +176,7 @@ func (b *Bench) sendSteady(ctx context.Context, emu *Emulator, url string, warm,
 		}
 		ev := emu.TextEvent(b.stack.ChannelID, fmt.Sprintf("U%032x", i%50+1), fmt.Sprintf("e2e %d", i))
 		mu.Lock()
-		sentAt[ev.WebhookEventID] = sentWebhook{at: time.Now(), warmup: i < warm}
+		sent[ev.WebhookEventID] = sentWebhook{at: time.Now(), warmup: i < warm}
 		byToken[ev.ReplyToken] = ev.WebhookEventID
 		mu.Unlock()
 		wg.Add(1)
@@ -192,7 +192,7 @@ func (b *Bench) sendSteady(ctx context.Context, emu *Emulator, url string, warm,
 	}
 	achieved := float64(warm+n) / max(time.Since(start).Seconds(), 1e-9)
 	wg.Wait()
-	return sentAt, byToken, failed, achieved
+	return sent, byToken, failed, achieved
 }
 
 func replies(emu *Emulator) []linefake.Delivery {

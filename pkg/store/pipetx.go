@@ -63,14 +63,6 @@ func beginPipeTx(ctx context.Context, db Acquirer) (tx *pipeTx, done func(), err
 // transactions run has an index path that is right at any size, so they
 // forbid the sequential scan instead of waiting for statistics. Tables
 // without such a path still get one: the setting only prices it out.
-//
-// They also plan generically from their first run. Postgres keeps
-// planning a statement for each call while its generic plan's estimate
-// is worse than the custom plans' average, and it estimates an unnest of
-// a parameter at 10 rows, of a known array at its length: the claim's
-// lane rows and rate buckets, read with one lane or bucket, were planned
-// afresh on every claim (1.5 ms and 0.5 ms under a reply load, more than
-// they took to run) for the same index plans the generic ones are.
 func beginOutboxTx(ctx context.Context, db Acquirer) (*pipeTx, func(), error) {
 	tx, done, err := beginPipeTx(ctx, db)
 	if err == nil {
@@ -78,11 +70,6 @@ func beginOutboxTx(ctx context.Context, db Acquirer) (*pipeTx, func(), error) {
 	}
 	return tx, done, err
 }
-
-// outboxPlanSettings is what beginOutboxTx's transactions plan with, set
-// in the statement after BEGIN (one statement for both).
-const outboxPlanSettings = `select set_config('enable_seqscan', 'off', true),
-	set_config('plan_cache_mode', 'force_generic_plan', true)`
 
 // SendBatch sends b, preceded by BEGIN when it is the transaction's first.
 // The caller reads b's results as usual: BEGIN's is consumed here.
@@ -94,7 +81,7 @@ func (t *pipeTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	withBegin := &pgx.Batch{}
 	withBegin.Queue("begin")
 	if t.indexed {
-		withBegin.Queue(outboxPlanSettings)
+		withBegin.Queue("set local enable_seqscan = off")
 	}
 	opening := len(withBegin.QueuedQueries)
 	withBegin.QueuedQueries = append(withBegin.QueuedQueries, b.QueuedQueries...)

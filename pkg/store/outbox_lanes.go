@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // DefaultMaxLanes caps the lanes one claim reads from. A lane is one
@@ -292,22 +293,44 @@ func rotate(lane, turn, lanes int) int {
 
 // ExplainClaim runs the statements of one claim under EXPLAIN (ANALYZE,
 // BUFFERS) in a transaction it rolls back, and returns their plans: the
-// evidence that a claim's cost does not grow with the backlog.
+// evidence that a claim's cost does not grow with the backlog. They are
+// planned as a sender plans them: with its settings (outboxPlanSettings),
+// from prepared statements, so a setting that changes which plan the
+// sender gets (a generic one, say) shows here too.
 func ExplainClaim(ctx context.Context, db Beginner, p ClaimParams) (lanesPlan, rowsPlan string, err error) {
 	tx, err := db.Begin(ctx)
 	if err != nil {
 		return "", "", err
 	}
 	defer tx.Rollback(context.Background())
-	explain := func(sql string, args ...any) (string, error) {
-		rows, err := tx.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+sql, args...)
+	if _, err := tx.Exec(ctx, outboxPlanSettings); err != nil {
+		return "", "", err
+	}
+	explain := func(name, sql string, args ...any) (string, error) {
+		// EXPLAIN EXECUTE takes no bound parameters: the values go as
+		// literals, in Postgres's text form of each parameter's type.
+		conn := tx.Conn()
+		sd, err := conn.Prepare(ctx, name, sql)
+		if err != nil {
+			return "", err
+		}
+		defer conn.Deallocate(context.Background(), name)
+		lits := make([]string, len(args))
+		for i, oid := range sd.ParamOIDs {
+			text, err := conn.TypeMap().Encode(oid, pgtype.TextFormatCode, args[i], nil)
+			if err != nil {
+				return "", err
+			}
+			lits[i] = "'" + strings.ReplaceAll(string(text), "'", "''") + "'"
+		}
+		rows, err := tx.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) EXECUTE "+name+"("+strings.Join(lits, ", ")+")")
 		if err != nil {
 			return "", err
 		}
 		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
 		return strings.Join(lines, "\n"), err
 	}
-	if lanesPlan, err = explain(lanesSQL, maxLanes(p), p.Horizon); err != nil {
+	if lanesPlan, err = explain("linepipe_explain_lanes", lanesSQL, maxLanes(p), p.Horizon); err != nil {
 		return "", "", fmt.Errorf("explaining lanes: %w", err)
 	}
 	lanes, dbNow, err := readLanes(ctx, tx, p)
@@ -315,7 +338,7 @@ func ExplainClaim(ctx context.Context, db Beginner, p ClaimParams) (lanesPlan, r
 		return "", "", err
 	}
 	args, _ := laneArgs(lanes, p.Limit, dbNow)
-	if rowsPlan, err = explain(laneSQL, args...); err != nil {
+	if rowsPlan, err = explain("linepipe_explain_lane_rows", laneSQL, args...); err != nil {
 		return "", "", fmt.Errorf("explaining lane rows: %w", err)
 	}
 	return lanesPlan, rowsPlan, nil

@@ -4,8 +4,12 @@ import (
 	"context"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/linepipe/linepipe/pkg/store"
 	"github.com/linepipe/linepipe/tests/testenv"
@@ -41,9 +45,10 @@ func claimBuffers(t *testing.T, db *testenv.DB) int {
 }
 
 // TestClaimCostIndependentOfBacklog: the claim's statements touch about
-// as many buffers with 100,000 rows queued on one channel as with 1,000
-// (make bench shows the same at 1,000,000), while another channel with a
-// few rows, a reply lane and rows waiting for a retry are present.
+// as many buffers with 100,000 rows queued on one channel, which has
+// 50,000 followers, as with 1,000 (make bench shows the same at
+// 1,000,000), while another channel with a few rows, a reply lane and
+// rows waiting for a retry are present.
 func TestClaimCostIndependentOfBacklog(t *testing.T) {
 	t.Parallel()
 	db := testenv.NewDB(t)
@@ -69,9 +74,70 @@ func TestClaimCostIndependentOfBacklog(t *testing.T) {
 	queue(1000)
 	small := claimBuffers(t, db)
 	queue(99000)
+	// The channel's audience grows too: a claim looks up the follow
+	// state of the rows it reads, never reads the whole audience.
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO followers (channel_id, user_id, following, state_at)
+		SELECT 'A', 'U' || md5(i::text), true, now() FROM generate_series(1, 50000) AS i`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(ctx, `ANALYZE followers`); err != nil {
+		t.Fatal(err)
+	}
 	large := claimBuffers(t, db)
-	t.Logf("claim touches %d buffers at 1,000 queued rows, %d at 100,000", small, large)
+	t.Logf("claim touches %d buffers at 1,000 queued rows, %d at 100,000 with 50,000 followers", small, large)
 	if large > 2*small {
 		t.Fatalf("claim cost grew from %d to %d buffers with the backlog", small, large)
+	}
+}
+
+// TestClaimNeverCompiles: a claim's statements run without JIT, whatever
+// the server's jit_above_cost. A claim cannot know each lane's quota when
+// it is planned, so its estimate grows with the backlog; past the
+// threshold (100,000 by default: about 5,000,000 queued rows) Postgres
+// would spend tens of milliseconds compiling every claim. Here the
+// threshold is 0, so any statement that may compile does.
+func TestClaimNeverCompiles(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	ctx := context.Background()
+	cfg, err := pgxpool.ParseConfig(db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.RuntimeParams["jit"] = "on"
+	cfg.ConnConfig.RuntimeParams["jit_above_cost"] = "0"
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if _, err := pool.Exec(ctx, `INSERT INTO outbox (channel_id, endpoint, body)
+		SELECT 'A', 'push', '{"to":"U1","messages":[{"type":"text","text":"x"}]}' FROM generate_series(1, 100)`); err != nil {
+		t.Fatal(err)
+	}
+	explain := func(sql string) string {
+		t.Helper()
+		rows, err := pool.Query(ctx, sql)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(lines, "\n")
+	}
+	if !strings.Contains(explain(`EXPLAIN (ANALYZE) SELECT count(*) FROM outbox WHERE body::text <> ''`), "JIT:") {
+		t.Log("this Postgres compiles nothing even at jit_above_cost 0 (no JIT provider): the claim cannot compile either")
+	}
+	lanes, rows, err := store.ExplainClaim(ctx, pool, store.ClaimParams{Limit: 100, Owner: "explain",
+		Lease: time.Minute, Horizon: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, plan := range map[string]string{"lanes": lanes, "lane rows": rows} {
+		if strings.Contains(plan, "JIT:") {
+			t.Errorf("the claim's %s statement was JIT-compiled:\n%s", name, plan)
+		}
 	}
 }

@@ -50,7 +50,7 @@ func beginPipeTx(ctx context.Context, db Acquirer) (tx *pipeTx, done func(), err
 
 // beginOutboxTx is beginPipeTx for the sender's transactions on the
 // outbox (claims, re-slots, completions), which plan with sequential
-// scans off.
+// scans and JIT off (outboxPlanSettings).
 //
 // Postgres plans a prepared statement generically after five runs and
 // keeps that plan until the table is analyzed again. Planned while the
@@ -71,6 +71,22 @@ func beginOutboxTx(ctx context.Context, db Acquirer) (*pipeTx, func(), error) {
 	return tx, done, err
 }
 
+// outboxPlanSettings is what beginOutboxTx's transactions plan with, one
+// statement sent after their BEGIN. ExplainClaim explains a claim with it
+// too.
+//
+// JIT is off: Postgres compiles a statement whose estimated cost passes
+// jit_above_cost, and a claim's estimate grows with the backlog, since it
+// cannot know each lane's quota (LIMIT l.q comes from the statement's
+// arrays) and expects a tenth of the lane. Compiling takes tens of
+// milliseconds; the claim reads a batch of rows.
+//
+// Not plan_cache_mode = force_generic_plan, though the claim's lane rows
+// and rate buckets are planned afresh on every claim: with a parameter for
+// the lanes, the generic plan expects ten of them, and at 1,000,000 queued
+// rows it hashed the whole followers table instead of probing it per row.
+const outboxPlanSettings = `select set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true)`
+
 // SendBatch sends b, preceded by BEGIN when it is the transaction's first.
 // The caller reads b's results as usual: BEGIN's is consumed here.
 func (t *pipeTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
@@ -81,7 +97,7 @@ func (t *pipeTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	withBegin := &pgx.Batch{}
 	withBegin.Queue("begin")
 	if t.indexed {
-		withBegin.Queue("set local enable_seqscan = off")
+		withBegin.Queue(outboxPlanSettings)
 	}
 	opening := len(withBegin.QueuedQueries)
 	withBegin.QueuedQueries = append(withBegin.QueuedQueries, b.QueuedQueries...)

@@ -48,9 +48,15 @@ WHERE NOT EXISTS (SELECT 1 FROM outbox_rate r
                   WHERE r.channel_id = l.channel_id AND r.bucket = l.endpoint
                     AND r.tat > clock_timestamp() + $2::interval)`
 
+// candidateCols are a candidate's columns. The recipient's follow state
+// is a subquery per row, not a join: the planner cannot know a lane's
+// quota (LIMIT l.q), expects a tenth of the lane, and with a large
+// backlog it read the whole followers table into a hash for every claim
+// (every channel's audience) instead of probing it for the rows read.
 const candidateCols = `o.id, o.channel_id, o.endpoint, o.body::text, o.retry_key, o.status, o.scrubbed_at IS NOT NULL,
        o.priority, o.not_after, o.next_attempt_at, o.created_at, o.first_attempt_at, o.attempts,
-       coalesce(o.last_status_code, 0), o.maybe_delivered, coalesce(o.recipient, ''), f.following`
+       coalesce(o.last_status_code, 0), o.maybe_delivered, coalesce(o.recipient, ''),
+       (SELECT f.following FROM followers f WHERE f.channel_id = o.channel_id AND f.user_id = o.recipient)`
 
 // expiredLeaseSQL reads rows whose sender's lease ran out: they have
 // waited longest, so they come first. lease_until is on the database
@@ -58,7 +64,6 @@ const candidateCols = `o.id, o.channel_id, o.endpoint, o.body::text, o.retry_key
 const expiredLeaseSQL = `
 SELECT ` + candidateCols + `, -1, 0
 FROM outbox o
-LEFT JOIN followers f ON f.channel_id = o.channel_id AND f.user_id = o.recipient
 WHERE o.status = 'in_flight' AND o.lease_until < clock_timestamp()
   AND NOT EXISTS (SELECT 1 FROM outbox_rate r
                   WHERE r.channel_id = o.channel_id AND r.bucket = o.endpoint
@@ -80,7 +85,6 @@ CROSS JOIN LATERAL (
       AND (o.not_after IS NULL) < true AND o.next_attempt_at <= $6
     ORDER BY (o.not_after IS NULL), coalesce(o.not_after, o.next_attempt_at), o.id
     LIMIT l.q FOR UPDATE OF o SKIP LOCKED) o
-LEFT JOIN followers f ON f.channel_id = o.channel_id AND f.user_id = o.recipient
 UNION ALL
 SELECT ` + candidateCols + `, l.ord, 1
 FROM unnest($1::text[], $2::text[], $3::smallint[], $4::int[], $5::int[]) AS l(c, e, p, q, ord)
@@ -89,8 +93,7 @@ CROSS JOIN LATERAL (
     WHERE o.channel_id = l.c AND o.endpoint = l.e AND o.priority = l.p AND o.status IN ('pending', 'retrying')
       AND (o.not_after IS NULL) = true AND coalesce(o.not_after, o.next_attempt_at) <= $6
     ORDER BY (o.not_after IS NULL), coalesce(o.not_after, o.next_attempt_at), o.id
-    LIMIT l.q FOR UPDATE OF o SKIP LOCKED) o
-LEFT JOIN followers f ON f.channel_id = o.channel_id AND f.user_id = o.recipient`
+    LIMIT l.q FOR UPDATE OF o SKIP LOCKED) o`
 
 // laneRow is a candidate with where it came from.
 type laneRow struct {

@@ -318,6 +318,9 @@ func ExplainClaim(ctx context.Context, db Beginner, p ClaimParams) (lanesPlan, r
 			return "", err
 		}
 		defer conn.Deallocate(context.Background(), name)
+		if len(sd.ParamOIDs) != len(args) {
+			return "", fmt.Errorf("%s takes %d parameters, got %d", name, len(sd.ParamOIDs), len(args))
+		}
 		lits := make([]string, len(args))
 		for i, oid := range sd.ParamOIDs {
 			text, err := conn.TypeMap().Encode(oid, pgtype.TextFormatCode, args[i], nil)

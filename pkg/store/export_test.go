@@ -7,5 +7,8 @@ var (
 	SchemaReadyFor    = schemaReady
 )
 
+// ContentDueSQL is the statement a content claim reads its rows with.
+var ContentDueSQL = contentDueSQL
+
 // TextArray is textArray, for the round trip through Postgres.
 var TextArray = textArray

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/linepipe/linepipe/pkg/store"
@@ -119,19 +118,11 @@ func TestClaimNeverCompiles(t *testing.T) {
 		SELECT 'A', 'push', '{"to":"U1","messages":[{"type":"text","text":"x"}]}' FROM generate_series(1, 100)`); err != nil {
 		t.Fatal(err)
 	}
-	explain := func(sql string) string {
-		t.Helper()
-		rows, err := pool.Query(ctx, sql)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.Join(lines, "\n")
+	control, err := collect(ctx, pool, `EXPLAIN (ANALYZE) SELECT count(*) FROM outbox WHERE body::text <> ''`)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(explain(`EXPLAIN (ANALYZE) SELECT count(*) FROM outbox WHERE body::text <> ''`), "JIT:") {
+	if !strings.Contains(strings.Join(control, "\n"), "JIT:") {
 		t.Log("this Postgres compiles nothing even at jit_above_cost 0 (no JIT provider): the claim cannot compile either")
 	}
 	lanes, rows, err := store.ExplainClaim(ctx, pool, store.ClaimParams{Limit: 100, Owner: "explain",

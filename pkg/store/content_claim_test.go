@@ -80,9 +80,7 @@ func TestContentClaimCostIndependentOfBacklog(t *testing.T) {
 
 // collect runs a statement whose rows are one text each (a plan's lines,
 // ids) and returns them.
-func collect(ctx context.Context, q interface {
-	Query(context.Context, string, ...any) (pgx.Rows, error)
-}, sql string, args ...any) ([]string, error) {
+func collect(ctx context.Context, q store.Querier, sql string, args ...any) ([]string, error) {
 	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err

@@ -38,28 +38,42 @@ type planner struct {
 	lead       time.Duration
 	urgentLead time.Duration
 
-	// weights is each row's message objects, read from its body once per
-	// claim: a push row's buckets are asked for several times (the
-	// claim's locks, its plan, then each send's wait and shift), and
-	// deliveries ask concurrently.
-	weightsMu sync.Mutex
-	weights   map[int64]int
+	// checks is what each row's body says, read once per claim: the
+	// claim's locks and its plan both decide every row, a push row's
+	// buckets are asked for again by each send's wait and shift, and
+	// deliveries ask concurrently. Decoding the body was the sender's
+	// largest cost of its own after the HTTP call.
+	checksMu sync.Mutex
+	checks   map[int64]bodyCheck
 }
 
-// weight is messageCount(c.Body), decoded at most once per row and claim.
-func (p *planner) weight(c store.OutboxCandidate) int {
-	p.weightsMu.Lock()
-	defer p.weightsMu.Unlock()
-	if w, ok := p.weights[c.ID]; ok {
-		return w
-	}
-	if p.weights == nil {
-		p.weights = map[int64]int{}
-	}
-	w := messageCount(c.Body)
-	p.weights[c.ID] = w
-	return w
+// bodyCheck is what a row's body says for planning: whether LINE would
+// refuse it, and how many message objects it holds.
+type bodyCheck struct {
+	invalid error
+	weight  int
 }
+
+// check validates c's body and counts its messages, at most once per row
+// and claim. A row's body cannot change inside its claim: the claim
+// holds the row's lock until it commits, and an in_flight row is fenced.
+func (p *planner) check(c store.OutboxCandidate) bodyCheck {
+	p.checksMu.Lock()
+	defer p.checksMu.Unlock()
+	if b, ok := p.checks[c.ID]; ok {
+		return b
+	}
+	if p.checks == nil {
+		p.checks = map[int64]bodyCheck{}
+	}
+	n, err := checkRow(c.Endpoint, c.Body, c.Scrubbed)
+	b := bodyCheck{invalid: err, weight: n}
+	p.checks[c.ID] = b
+	return b
+}
+
+// weight is c's message objects (1 when its body cannot be read).
+func (p *planner) weight(c store.OutboxCandidate) int { return p.check(c).weight }
 
 type bucketSpec struct {
 	key      store.RateKey
@@ -167,7 +181,7 @@ func (p *planner) decide(now time.Time, c store.OutboxCandidate) *store.OutboxFi
 	fin := func(status, msg string) *store.OutboxFinish {
 		return &store.OutboxFinish{ID: c.ID, Status: status, Error: msg}
 	}
-	if err := validateRow(c.Endpoint, c.Body, c.Scrubbed); err != nil {
+	if err := p.check(c).invalid; err != nil {
 		return fin(store.OutboxFailed, err.Error())
 	}
 	if usesRetryKey(c.Endpoint) && c.FirstAttemptAt != nil && now.Sub(*c.FirstAttemptAt) >= p.cfg.KeyMaxAge {

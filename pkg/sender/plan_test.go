@@ -139,7 +139,6 @@ func TestPlanRecipientBurstThenSpacing(t *testing.T) {
 
 func TestPlanDecide(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	p := testPlanner()
 	ago := func(d time.Duration) *time.Time { t := now.Add(-d); return &t }
 	no := false
 	user := "U" + strings.Repeat("c", 32)
@@ -169,6 +168,9 @@ func TestPlanDecide(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			// A planner lives for one claim, in which a row never
+			// changes: each case, the same row id changed, is a claim.
+			p := testPlanner()
 			cand := c.base
 			c.mod(&cand)
 			f := p.decide(now, cand)

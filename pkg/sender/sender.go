@@ -290,9 +290,7 @@ func (s *Sender) deliver(row store.OutboxClaimed, pl *planner, g *claimShift) {
 // (which frees the row's request slot; see complete).
 func (s *Sender) try(row store.OutboxClaimed, pl *planner, g *claimShift) bool {
 	target := row.SendAtLocal
-	tctx, tcancel := context.WithDeadline(context.Background(), target.Add(s.cfg.Lease-leaseSafety))
-	token, err := s.tokens.Get(tctx, row.ChannelID)
-	tcancel()
+	token, err := s.tokens.GetBy(target.Add(s.cfg.Lease-leaseSafety), row.ChannelID)
 	if err != nil {
 		status := store.OutboxRetrying
 		if errors.Is(err, ErrUnknownChannel) {
@@ -312,10 +310,22 @@ func (s *Sender) try(row store.OutboxClaimed, pl *planner, g *claimShift) bool {
 		return true
 	}
 	// Never past the lease: after it another replica may resend the row.
-	ctx, cancel := context.WithDeadline(context.Background(), target.Add(s.cfg.Lease-leaseSafety))
+	// The request's own timeout goes in the same deadline: the client
+	// then finds a context that ends first and adds no second one (a
+	// context and a timer per send).
+	ctx, cancel := context.WithDeadline(context.Background(),
+		earliest(target.Add(s.cfg.Lease-leaseSafety), time.Now().Add(s.cfg.RequestTimeout)))
 	defer cancel()
 	s.attempt(ctx, row, token)
 	return true
+}
+
+// earliest is the earlier of a and b.
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // attempt calls LINE once for row, logs the call and records its outcome.

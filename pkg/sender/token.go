@@ -76,6 +76,18 @@ func (s *tokenSource) entry(channel string) *tokenEntry {
 // the sends queued behind this channel's lock (which made a whole batch
 // miss its rate slots once a minute).
 func (s *tokenSource) Get(ctx context.Context, channel string) (string, error) {
+	return s.get(channel, func() (context.Context, context.CancelFunc) { return ctx, func() {} })
+}
+
+// GetBy is Get with a fetch, when one is needed, bounded by deadline. A
+// cached token, nearly every call, costs no context and no timer.
+func (s *tokenSource) GetBy(deadline time.Time, channel string) (string, error) {
+	return s.get(channel, func() (context.Context, context.CancelFunc) {
+		return context.WithDeadline(context.Background(), deadline)
+	})
+}
+
+func (s *tokenSource) get(channel string, fetchCtx func() (context.Context, context.CancelFunc)) (string, error) {
 	e := s.entry(channel)
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -88,6 +100,8 @@ func (s *tokenSource) Get(ctx context.Context, channel string) (string, error) {
 		}
 		return e.token, nil
 	}
+	ctx, cancel := fetchCtx()
+	defer cancel()
 	tok, refreshAt, expires, err := s.fetch(ctx, channel)
 	if err != nil {
 		return "", err

@@ -52,6 +52,22 @@ type typedBody struct {
 // cannot succeed fails at once with a readable reason. The stored bytes
 // are never modified: they are what is sent.
 func validateRow(endpoint string, body []byte, scrubbed bool) error {
+	var n int
+	return checkBody(endpoint, body, scrubbed, &n)
+}
+
+// checkRow is validateRow that also counts the body's message objects in
+// the same decode; for a body it rejects, the count is messageCount's.
+func checkRow(endpoint string, body []byte, scrubbed bool) (int, error) {
+	n := 0
+	if err := checkBody(endpoint, body, scrubbed, &n); err != nil {
+		return messageCount(body), err
+	}
+	return n, nil
+}
+
+// checkBody is validateRow; it sets *count once the body has decoded.
+func checkBody(endpoint string, body []byte, scrubbed bool, count *int) error {
 	if scrubbed {
 		return fmt.Errorf("%w: body was scrubbed because its source message was unsent", ErrInvalid)
 	}
@@ -72,6 +88,7 @@ func validateRow(endpoint string, body []byte, scrubbed bool) error {
 		}
 		return fmt.Errorf("%w: body is not a LINE request: %v", ErrInvalid, err)
 	}
+	*count = len(b.Messages)
 	if err := validateMessages(b.Messages); err != nil {
 		return err
 	}

@@ -48,9 +48,11 @@ func newHTTPClient(timeout time.Duration, conns int) *http.Client {
 // do sends one request. A non-nil error means no HTTP answer arrived.
 // The Authorization header is set here and goes nowhere else.
 func do(ctx context.Context, c *http.Client, req *http.Request, token string) (apiResponse, error) {
-	req = req.WithContext(ctx)
+	if req.Context() != ctx {
+		req = req.WithContext(ctx)
+	}
 	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header["Authorization"] = []string{"Bearer " + token}
 	}
 	res, err := c.Do(req)
 	if err != nil {
@@ -73,18 +75,25 @@ func do(ctx context.Context, c *http.Client, req *http.Request, token string) (a
 }
 
 // messageRequest builds the POST for an outbox row: the stored bytes,
-// unchanged, and the retry key where LINE accepts one.
-func messageRequest(baseURL, endpoint string, body []byte, retryKey string) (*http.Request, error) {
-	req, err := http.NewRequest(http.MethodPost, baseURL+"/v2/bot/message/"+endpoint, bytes.NewReader(body))
+// unchanged, and the retry key where LINE accepts one. Its headers are
+// written in canonical form, straight into the map: one map per send
+// and nothing else.
+func messageRequest(ctx context.Context, baseURL, endpoint string, body []byte, retryKey string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+"/v2/bot/message/"+endpoint, bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("building %s request: %w", endpoint, err)
 	}
-	req.Header.Set("Content-Type", "application/json")
+	req.Header = make(http.Header, 4) // with Authorization (do)
+	req.Header["Content-Type"] = contentTypeJSON
 	if retryKey != "" {
-		req.Header.Set("X-Line-Retry-Key", retryKey)
+		req.Header["X-Line-Retry-Key"] = []string{retryKey}
 	}
 	return req, nil
 }
+
+// contentTypeJSON is shared by every request's header map; net/http never
+// writes into a header's values, and an append would copy.
+var contentTypeJSON = []string{"application/json"}
 
 // redact drops the URL from a transport error: the method and path are
 // already in the message, and a configured base URL could carry

@@ -334,7 +334,7 @@ func (s *Sender) attempt(ctx context.Context, row store.OutboxClaimed, token str
 	if usesRetryKey(row.Endpoint) {
 		key = row.RetryKey.String()
 	}
-	req, err := messageRequest(s.cfg.BaseURL, row.Endpoint, row.Body, key)
+	req, err := messageRequest(ctx, s.cfg.BaseURL, row.Endpoint, row.Body, key)
 	if err != nil {
 		s.complete(row, outcome{Status: store.OutboxFailed, Error: err.Error()}, apiResponse{}, nil)
 		return

@@ -275,12 +275,13 @@ func claimOutbox(ctx context.Context, db Acquirer, p ClaimParams, pl Planner) (C
 	if err := tx.commit(ctx, &w); err != nil {
 		return res, err
 	}
-	byID := make(map[int64]OutboxCandidate, len(cands))
-	for _, c := range cands {
-		byID[c.ID] = c
+	byID := make(map[int64]int, len(cands))
+	for i, c := range cands {
+		byID[c.ID] = i
 	}
+	res.Claimed = make([]OutboxClaimed, 0, len(plan.Send))
 	for _, r := range plan.Send {
-		res.Claimed = append(res.Claimed, OutboxClaimed{OutboxCandidate: byID[r.ID], ClaimID: claimID,
+		res.Claimed = append(res.Claimed, OutboxClaimed{OutboxCandidate: cands[byID[r.ID]], ClaimID: claimID,
 			SendAt: r.SendAt, DBNow: slotNow, SendAtLocal: localNow.Add(max(r.SendAt.Sub(slotNow), 0))})
 	}
 	for _, r := range plan.Postpone {

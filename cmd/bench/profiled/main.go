@@ -1,7 +1,9 @@
 // Command profiled runs one linepipe service (ingest, worker or sender)
 // exactly as its own command does, under a CPU profile written when it
 // stops, so the benchmark can show where each process spends its time
-// without the services carrying a profiling endpoint.
+// without the services carrying a profiling endpoint. Beside it, a
+// profile of what the process allocated (.allocs.pprof) shows what keeps
+// its collector busy.
 //
 //	profiled ingest|worker|sender <cpu-profile-path>
 package main
@@ -11,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -39,6 +42,10 @@ func main() {
 	code := run(service)
 	pprof.StopCPUProfile()
 	_ = f.Close()
+	if a, err := os.Create(strings.TrimSuffix(path, ".cpu.pprof") + ".allocs.pprof"); err == nil {
+		_ = pprof.Lookup("allocs").WriteTo(a, 0)
+		_ = a.Close()
+	}
 	os.Exit(code)
 }
 

@@ -117,3 +117,68 @@ func outboxScans(t *testing.T, pool *pgxpool.Pool) scanCounts {
 	}
 	return c
 }
+
+// TestOutboxStatementsPlanGenerically: the sender's transactions plan
+// each statement once per connection and reuse the plan. Planned afresh,
+// the claim's lane rows and bucket reads cost about as much planning as
+// executing, on every claim.
+func TestOutboxStatementsPlanGenerically(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testenv.NewDB(t)
+	// One connection runs only the sender's transactions; rows go in
+	// through another, so every statement prepared on the first is one
+	// of theirs.
+	pool, err := store.Open(ctx, db.URL, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	params := store.ClaimParams{Limit: 10, Owner: "plans", Lease: time.Minute, Horizon: time.Second}
+	for i := 0; i < 8; i++ {
+		if _, err := db.Pool.Exec(ctx, `INSERT INTO outbox (channel_id, endpoint, body)
+			SELECT ch, 'push', '{"to":"U1","messages":[{"type":"text","text":"hi"}]}'
+			FROM unnest(array['1234567890', '1234567891']) AS ch, generate_series(1, 3)`); err != nil {
+			t.Fatal(err)
+		}
+		res, err := store.ClaimOutbox(ctx, pool, params, bucketPlanner{})
+		if err != nil || len(res.Claimed) != 6 {
+			t.Fatalf("claim: %v, %d rows", err, len(res.Claimed))
+		}
+		var done []store.OutboxCompletion
+		for _, c := range res.Claimed {
+			done = append(done, store.OutboxCompletion{ID: c.ID, ClaimID: c.ClaimID, Status: "delivered", StatusCode: 200})
+		}
+		if errs, err := store.CompleteOutboxBatch(ctx, pool, done); err != nil || errs[0] != nil {
+			t.Fatalf("completion: %v %v", err, errs)
+		}
+	}
+	rows, err := pool.Query(ctx, `SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements
+		WHERE statement NOT LIKE '%pg_prepared_statements%'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	reused := 0
+	for rows.Next() {
+		var stmt string
+		var generic, custom int64
+		if err := rows.Scan(&stmt, &generic, &custom); err != nil {
+			t.Fatal(err)
+		}
+		if custom > 0 {
+			t.Errorf("planned afresh %d times in 8 claims and completions:\n%s", custom, stmt)
+		}
+		if generic >= 8 {
+			reused++
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	// The lane listing, the lane rows, the buckets' locks, the writes and
+	// the completion at least.
+	if reused < 5 {
+		t.Errorf("%d statements ran 8 times on a kept plan, want at least 5", reused)
+	}
+}

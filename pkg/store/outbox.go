@@ -407,7 +407,7 @@ func applyFinish(b *writes, fs []OutboxFinish) {
 			maybe_delivered = o.maybe_delivered OR o.status = 'in_flight',
 			claim_id = NULL, claimed_by = NULL, lease_until = NULL
 		FROM unnest($1::bigint[], $2::text[], $3::text[]) AS f(id, status, error)
-		WHERE o.id = f.id`, ids, statuses, errs)
+		WHERE o.id = f.id AND o.id = ANY($1)`, ids, statuses, errs)
 }
 
 // applyReserve flips reserved rows to in_flight. The attempt is counted
@@ -429,7 +429,7 @@ func applyReserve(b *writes, p ClaimParams, claimID uuid.UUID, rs []OutboxReserv
 			attempts = o.attempts + 1, first_attempt_at = coalesce(o.first_attempt_at, r.send_at),
 			last_attempt_at = r.send_at
 		FROM unnest($1::bigint[], $2::timestamptz[]) AS r(id, send_at)
-		WHERE o.id = r.id`, ids, at, claimID, p.Owner, p.Lease)
+		WHERE o.id = r.id AND o.id = ANY($1)`, ids, at, claimID, p.Owner, p.Lease)
 }
 
 func applyPostpone(b *writes, rs []OutboxReserve) {
@@ -447,7 +447,7 @@ func applyPostpone(b *writes, rs []OutboxReserve) {
 			status = CASE WHEN o.status = 'in_flight' THEN 'retrying' ELSE o.status END,
 			maybe_delivered = o.maybe_delivered OR o.status = 'in_flight',
 			claim_id = NULL, claimed_by = NULL, lease_until = NULL
-		FROM unnest($1::bigint[], $2::timestamptz[]) AS r(id, at) WHERE o.id = r.id`, ids, at)
+		FROM unnest($1::bigint[], $2::timestamptz[]) AS r(id, at) WHERE o.id = r.id AND o.id = ANY($1)`, ids, at)
 }
 
 func saveTats(b *writes, tats map[RateKey]time.Time) {

@@ -169,7 +169,7 @@ const completeBatchSQL = `WITH c AS (
                            THEN NULL ELSE clock_timestamp() END,
         claim_id = NULL, claimed_by = NULL, lease_until = NULL
     FROM c
-    WHERE o.id = c.id AND o.claim_id = c.claim_id
+    WHERE o.id = c.id AND o.claim_id = c.claim_id AND o.id = ANY($1)
     RETURNING o.id, c.claim_id
 ), l AS (` + insertAPILogBatchSQL + `)
 SELECT id, claim_id FROM u`
@@ -328,7 +328,7 @@ func reslotOutboxRows(ctx context.Context, db Acquirer, b ReslotBatch) ([]Reslot
 	var q pgx.Batch
 	q.Queue(`SELECT o.id, o.claim_id, o.send_at FROM outbox o
 		JOIN unnest($1::bigint[], $2::uuid[]) AS r(id, claim) ON o.id = r.id AND o.claim_id = r.claim
-		WHERE o.send_at IS NOT NULL ORDER BY o.id FOR UPDATE OF o`, ids, claims)
+		WHERE o.id = ANY($1) AND o.send_at IS NOT NULL ORDER BY o.id FOR UPDATE OF o`, ids, claims)
 	q.Queue(`SELECT tat, clock_timestamp() FROM outbox_rate
 		WHERE channel_id = $1 AND bucket = $2 FOR UPDATE`, b.Key.ChannelID, b.Key.Bucket)
 	br := tx.SendBatch(ctx, &q)
@@ -406,7 +406,7 @@ func reslotOutboxRows(ctx context.Context, db Acquirer, b ReslotBatch) ([]Reslot
 	}
 	var w writes
 	w.add("extending leases", `UPDATE outbox o SET send_at = u.slot, lease_until = u.slot + $3::interval
-		FROM unnest($1::bigint[], $2::timestamptz[]) AS u(id, slot) WHERE o.id = u.id`, uids, uslots, b.Lease)
+		FROM unnest($1::bigint[], $2::timestamptz[]) AS u(id, slot) WHERE o.id = u.id AND o.id = ANY($1)`, uids, uslots, b.Lease)
 	w.add("booking rate bucket", `UPDATE outbox_rate SET tat = $3 WHERE channel_id = $1 AND bucket = $2`,
 		b.Key.ChannelID, b.Key.Bucket, next)
 	if err := tx.commit(ctx, &w); err != nil {

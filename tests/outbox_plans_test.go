@@ -39,16 +39,10 @@ func (bucketPlanner) Plan(now time.Time, cs []store.OutboxCandidate, tats map[st
 func TestOutboxPlansStayIndexed(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := testenv.NewDB(t)
 	// One connection, so every statement is prepared and planned where
 	// the later claims run.
-	pool, err := store.Open(ctx, db.URL, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-
-	params := store.ClaimParams{Limit: 10, Owner: "plans", Lease: time.Minute, Horizon: time.Second}
+	_, pool := oneConnection(t)
+	params := plansClaim
 	cycle := func() {
 		t.Helper()
 		if _, err := pool.Exec(ctx, `INSERT INTO outbox (channel_id, endpoint, body, not_after)
@@ -116,6 +110,22 @@ func TestOutboxPlansStayIndexed(t *testing.T) {
 	}
 }
 
+// plansClaim is the claim both plan tests make: a batch of ten.
+var plansClaim = store.ClaimParams{Limit: 10, Owner: "plans", Lease: time.Minute, Horizon: time.Second}
+
+// oneConnection is a migrated schema and a pool of one connection to it,
+// on which every statement a test runs is prepared and planned.
+func oneConnection(t *testing.T) (*testenv.DB, *pgxpool.Pool) {
+	t.Helper()
+	db := testenv.NewDB(t)
+	pool, err := store.Open(context.Background(), db.URL, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return db, pool
+}
+
 type scanCounts struct{ seq, updates, indexed int64 }
 
 // outboxScans reads the outbox's scan and update counters once pool's
@@ -145,16 +155,11 @@ func outboxScans(t *testing.T, pool *pgxpool.Pool) scanCounts {
 func TestOutboxStatementsPlanGenerically(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := testenv.NewDB(t)
 	// One connection runs only the sender's transactions; rows go in
 	// through another, so every statement prepared on the first is one
 	// of theirs.
-	pool, err := store.Open(ctx, db.URL, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	params := store.ClaimParams{Limit: 10, Owner: "plans", Lease: time.Minute, Horizon: time.Second}
+	db, pool := oneConnection(t)
+	params := plansClaim
 	for i := 0; i < 8; i++ {
 		if _, err := db.Pool.Exec(ctx, `INSERT INTO outbox (channel_id, endpoint, body)
 			SELECT ch, 'push', '{"to":"U1","messages":[{"type":"text","text":"hi"}]}'

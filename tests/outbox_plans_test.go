@@ -42,7 +42,6 @@ func TestOutboxPlansStayIndexed(t *testing.T) {
 	// One connection, so every statement is prepared and planned where
 	// the later claims run.
 	_, pool := oneConnection(t)
-	params := plansClaim
 	cycle := func() {
 		t.Helper()
 		if _, err := pool.Exec(ctx, `INSERT INTO outbox (channel_id, endpoint, body, not_after)
@@ -50,21 +49,7 @@ func TestOutboxPlansStayIndexed(t *testing.T) {
 			        now() + interval '1 minute')`); err != nil {
 			t.Fatal(err)
 		}
-		res, err := store.ClaimOutbox(ctx, pool, params, bucketPlanner{})
-		if err != nil || len(res.Claimed) != 1 {
-			t.Fatalf("claim: %v, %d rows", err, len(res.Claimed))
-		}
-		c := res.Claimed[0]
-		if _, _, err := store.ReslotOutbox(ctx, pool, store.Reslot{ID: c.ID, ClaimID: c.ClaimID,
-			Key: store.RateKey{ChannelID: c.ChannelID, Bucket: c.Endpoint}, Interval: time.Millisecond,
-			Lease: time.Minute, Horizon: time.Minute}); err != nil {
-			t.Fatalf("re-slot: %v", err)
-		}
-		errs, err := store.CompleteOutboxBatch(ctx, pool, []store.OutboxCompletion{{ID: c.ID, ClaimID: c.ClaimID,
-			Status: "delivered", StatusCode: 200}})
-		if err != nil || errs[0] != nil {
-			t.Fatalf("completion: %v %v", err, errs)
-		}
+		claimReslotComplete(t, pool, 1)
 	}
 	// Statistics that no longer describe the table: analyzed with a
 	// backlog of pending rows (no claim ids, no leases), then emptied, as
@@ -113,6 +98,31 @@ func TestOutboxPlansStayIndexed(t *testing.T) {
 // plansClaim is the claim both plan tests make: a batch of ten.
 var plansClaim = store.ClaimParams{Limit: 10, Owner: "plans", Lease: time.Minute, Horizon: time.Second}
 
+// claimReslotComplete runs one of each of the sender's transactions on
+// pool: a claim that must take want rows, a re-slot of the first, and the
+// completion of them all.
+func claimReslotComplete(t *testing.T, pool *pgxpool.Pool, want int) {
+	t.Helper()
+	ctx := context.Background()
+	res, err := store.ClaimOutbox(ctx, pool, plansClaim, bucketPlanner{})
+	if err != nil || len(res.Claimed) != want {
+		t.Fatalf("claim: %v, %d rows", err, len(res.Claimed))
+	}
+	c := res.Claimed[0]
+	if _, _, err := store.ReslotOutbox(ctx, pool, store.Reslot{ID: c.ID, ClaimID: c.ClaimID,
+		Key: store.RateKey{ChannelID: c.ChannelID, Bucket: c.Endpoint}, Interval: time.Millisecond,
+		Lease: time.Minute, Horizon: time.Minute}); err != nil {
+		t.Fatalf("re-slot: %v", err)
+	}
+	var done []store.OutboxCompletion
+	for _, c := range res.Claimed {
+		done = append(done, store.OutboxCompletion{ID: c.ID, ClaimID: c.ClaimID, Status: "delivered", StatusCode: 200})
+	}
+	if errs, err := store.CompleteOutboxBatch(ctx, pool, done); err != nil || errs[0] != nil {
+		t.Fatalf("completion: %v %v", err, errs)
+	}
+}
+
 // oneConnection is a migrated schema and a pool of one connection to it,
 // on which every statement a test runs is prepared and planned.
 func oneConnection(t *testing.T) (*testenv.DB, *pgxpool.Pool) {
@@ -160,30 +170,13 @@ func TestOutboxStatementsPlanGenerically(t *testing.T) {
 	// through another, so every statement prepared on the first is one
 	// of theirs.
 	db, pool := oneConnection(t)
-	params := plansClaim
 	for i := 0; i < 8; i++ {
 		if _, err := db.Pool.Exec(ctx, `INSERT INTO outbox (channel_id, endpoint, body)
 			SELECT ch, 'push', '{"to":"U1","messages":[{"type":"text","text":"hi"}]}'
 			FROM unnest(array['1234567890', '1234567891']) AS ch, generate_series(1, 3)`); err != nil {
 			t.Fatal(err)
 		}
-		res, err := store.ClaimOutbox(ctx, pool, params, bucketPlanner{})
-		if err != nil || len(res.Claimed) != 6 {
-			t.Fatalf("claim: %v, %d rows", err, len(res.Claimed))
-		}
-		c := res.Claimed[0]
-		if _, _, err := store.ReslotOutbox(ctx, pool, store.Reslot{ID: c.ID, ClaimID: c.ClaimID,
-			Key: store.RateKey{ChannelID: c.ChannelID, Bucket: c.Endpoint}, Interval: time.Millisecond,
-			Lease: time.Minute, Horizon: time.Minute}); err != nil {
-			t.Fatalf("re-slot: %v", err)
-		}
-		var done []store.OutboxCompletion
-		for _, c := range res.Claimed {
-			done = append(done, store.OutboxCompletion{ID: c.ID, ClaimID: c.ClaimID, Status: "delivered", StatusCode: 200})
-		}
-		if errs, err := store.CompleteOutboxBatch(ctx, pool, done); err != nil || errs[0] != nil {
-			t.Fatalf("completion: %v %v", err, errs)
-		}
+		claimReslotComplete(t, pool, 6)
 	}
 	rows, err := pool.Query(ctx, `SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements
 		WHERE statement NOT LIKE '%pg_prepared_statements%'`)

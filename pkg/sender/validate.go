@@ -52,71 +52,71 @@ type typedBody struct {
 // cannot succeed fails at once with a readable reason. The stored bytes
 // are never modified: they are what is sent.
 func validateRow(endpoint string, body []byte, scrubbed bool) error {
-	var n int
-	return checkBody(endpoint, body, scrubbed, &n)
+	_, err := checkBody(endpoint, body, scrubbed)
+	return err
 }
 
 // checkRow is validateRow that also counts the body's message objects in
 // the same decode; for a body it rejects, the count is messageCount's.
 func checkRow(endpoint string, body []byte, scrubbed bool) (int, error) {
-	n := 0
-	if err := checkBody(endpoint, body, scrubbed, &n); err != nil {
+	n, err := checkBody(endpoint, body, scrubbed)
+	if err != nil {
 		return messageCount(body), err
 	}
 	return n, nil
 }
 
-// checkBody is validateRow; it sets *count once the body has decoded.
-func checkBody(endpoint string, body []byte, scrubbed bool, count *int) error {
+// checkBody is validateRow that also returns the number of message
+// objects of a body it accepts.
+func checkBody(endpoint string, body []byte, scrubbed bool) (int, error) {
 	if scrubbed {
-		return fmt.Errorf("%w: body was scrubbed because its source message was unsent", ErrInvalid)
+		return 0, fmt.Errorf("%w: body was scrubbed because its source message was unsent", ErrInvalid)
 	}
 	if !store.KnownEndpoint(endpoint) {
-		return fmt.Errorf("%w: unknown endpoint %q (want reply, push, multicast, narrowcast or broadcast)", ErrInvalid, endpoint)
+		return 0, fmt.Errorf("%w: unknown endpoint %q (want reply, push, multicast, narrowcast or broadcast)", ErrInvalid, endpoint)
 	}
 	if len(body) > MaxBodyBytes {
-		return fmt.Errorf("%w: body is %d bytes, LINE accepts at most 2MB", ErrInvalid, len(body))
+		return 0, fmt.Errorf("%w: body is %d bytes, LINE accepts at most 2MB", ErrInvalid, len(body))
 	}
 	var b typedBody
 	if err := json.Unmarshal(body, &b); err != nil {
 		var raw requestBody
 		if err := json.Unmarshal(body, &raw); err != nil {
-			return fmt.Errorf("%w: body is not a JSON object: %v", ErrInvalid, err)
+			return 0, fmt.Errorf("%w: body is not a JSON object: %v", ErrInvalid, err)
 		}
 		if err := validateRawMessages(raw.Messages); err != nil {
-			return err
+			return 0, err
 		}
-		return fmt.Errorf("%w: body is not a LINE request: %v", ErrInvalid, err)
+		return 0, fmt.Errorf("%w: body is not a LINE request: %v", ErrInvalid, err)
 	}
-	*count = len(b.Messages)
 	if err := validateMessages(b.Messages); err != nil {
-		return err
+		return 0, err
 	}
 	switch endpoint {
 	case store.EndpointReply:
 		if b.ReplyToken == nil || *b.ReplyToken == "" {
-			return fmt.Errorf("%w: reply body has no replyToken", ErrInvalid)
+			return 0, fmt.Errorf("%w: reply body has no replyToken", ErrInvalid)
 		}
 	case store.EndpointPush:
 		var to string
 		if err := json.Unmarshal(b.To, &to); err != nil || !recipientPattern.MatchString(to) {
-			return fmt.Errorf("%w: push \"to\" must be a user, group or room id (U, C or R + 32 hex)", ErrInvalid)
+			return 0, fmt.Errorf("%w: push \"to\" must be a user, group or room id (U, C or R + 32 hex)", ErrInvalid)
 		}
 	case store.EndpointMulticast:
 		var to []string
 		if err := json.Unmarshal(b.To, &to); err != nil || len(to) == 0 {
-			return fmt.Errorf("%w: multicast \"to\" must be a non-empty array of user ids", ErrInvalid)
+			return 0, fmt.Errorf("%w: multicast \"to\" must be a non-empty array of user ids", ErrInvalid)
 		}
 		if len(to) > MaxMulticastTargets {
-			return fmt.Errorf("%w: multicast \"to\" has %d user ids, at most %d", ErrInvalid, len(to), MaxMulticastTargets)
+			return 0, fmt.Errorf("%w: multicast \"to\" has %d user ids, at most %d", ErrInvalid, len(to), MaxMulticastTargets)
 		}
 		for i, u := range to {
 			if !userPattern.MatchString(u) {
-				return fmt.Errorf("%w: multicast to[%d] is not a user id (U + 32 hex)", ErrInvalid, i)
+				return 0, fmt.Errorf("%w: multicast to[%d] is not a user id (U + 32 hex)", ErrInvalid, i)
 			}
 		}
 	}
-	return nil
+	return len(b.Messages), nil
 }
 
 func validateMessages(msgs []messageObject) error {

@@ -77,11 +77,11 @@ func TestOutboxPlansStayIndexed(t *testing.T) {
 		FROM generate_series(1, 5000)`); err != nil {
 		t.Fatal(err)
 	}
-	before := outboxScans(t, pool)
+	before := tableScans(t, pool, "outbox")["outbox"]
 	for i := 0; i < 3; i++ {
 		cycle()
 	}
-	after := outboxScans(t, pool)
+	after := tableScans(t, pool, "outbox")["outbox"]
 	if after.updates-before.updates < 6 {
 		t.Fatalf("statistics did not record the claims and completions: %+v then %+v", before, after)
 	}
@@ -136,26 +136,42 @@ func oneConnection(t *testing.T) (*testenv.DB, *pgxpool.Pool) {
 	return db, pool
 }
 
-type scanCounts struct{ seq, updates, indexed int64 }
+type scanCounts struct{ seq, updates, deletes, indexed int64 }
 
-// outboxScans reads the outbox's scan and update counters once pool's
+// tableScans reads tables' scan, update and delete counters once pool's
 // only connection has published its statistics: a backend publishes them
 // when it goes idle, at most once a second unless asked to at once.
-func outboxScans(t *testing.T, pool *pgxpool.Pool) scanCounts {
+func tableScans(t *testing.T, pool *pgxpool.Pool, tables ...string) map[string]scanCounts {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := pool.Exec(ctx, `SELECT pg_stat_force_next_flush()`); err != nil {
 		t.Fatal(err)
 	}
-	var c scanCounts
 	// The flush happens as the backend goes idle after that statement;
 	// this one reads (in a transaction of its own, so afresh) what it
 	// published.
-	if err := pool.QueryRow(ctx, `SELECT seq_scan, n_tup_upd, idx_tup_fetch FROM pg_stat_user_tables
-		WHERE relid = 'outbox'::regclass`).Scan(&c.seq, &c.updates, &c.indexed); err != nil {
+	rows, err := pool.Query(ctx, `SELECT relname, seq_scan, n_tup_upd, n_tup_del, coalesce(idx_tup_fetch, 0)
+		FROM pg_stat_user_tables WHERE relid = ANY(SELECT to_regclass(t) FROM unnest($1::text[]) t)`, tables)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return c
+	defer rows.Close()
+	counts := map[string]scanCounts{}
+	for rows.Next() {
+		var name string
+		var c scanCounts
+		if err := rows.Scan(&name, &c.seq, &c.updates, &c.deletes, &c.indexed); err != nil {
+			t.Fatal(err)
+		}
+		counts[name] = c
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(counts) != len(tables) {
+		t.Fatalf("statistics of %d of the tables %v", len(counts), tables)
+	}
+	return counts
 }
 
 // TestOutboxStatementsPlanGenerically: the sender's transactions (claims,

@@ -228,12 +228,13 @@ func QueueUnsends(b *pgx.Batch, us []Unsend) {
 	for i, u := range us {
 		chans[i], ids[i], at[i], evs[i], keys[i] = u.ChannelID, u.MessageID, u.At, u.WebhookEventID, u.MessageKey
 	}
+	b.Queue(planPerRun)
 	b.Queue(`INSERT INTO unsent_messages (channel_id, message_id, unsent_at, webhook_event_id)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[])
 		ON CONFLICT (channel_id, message_id) DO NOTHING`, chans, ids, at, evs)
 	b.Queue(`DELETE FROM messages m USING unnest($1::text[], $2::text[]) AS k(ch, id)
 		WHERE m.channel_id = k.ch AND m.message_id = k.id`, chans, ids)
-	QueueScrubMessageEvents(b, keys)
+	queueScrubEvents(b, keys)
 	b.Queue(`UPDATE dead_letters d SET data = linepipe_scrub_dead_letter(d.data, d.message_id), scrubbed_at = now()
 		FROM unnest($1::text[], $2::text[]) AS k(ch, id)
 		WHERE d.channel_id = k.ch AND d.message_id = k.id AND d.scrubbed_at IS NULL`, chans, ids)
@@ -243,7 +244,33 @@ func QueueUnsends(b *pgx.Batch, us []Unsend) {
 		FROM unnest($1::text[], $2::text[]) AS k(ch, id)
 		WHERE o.channel_id = k.ch AND o.source_message_id = k.id AND o.scrubbed_at IS NULL`, chans, ids)
 	QueueUnsendContents(b, us)
+	b.Queue(planAsPostgresChooses)
 }
+
+// planPerRun and planAsPostgresChooses bracket the statements that find
+// unsent messages' rows by key: each is planned for its own arguments on
+// every run.
+//
+// Postgres plans a prepared statement generically after five runs when
+// the generic plan looks no dearer, and keeps that plan until the table
+// is analyzed again. An unsend's statements first run against near-empty
+// tables, and their generic plans then hash a sequential scan of the
+// table (messages, the outbox, message_content), look each key up by
+// channel alone (messages_user_idx), or walk every message event
+// (events_message_idx). Once the tables have grown, with no ANALYZE
+// (autovacuum off, or behind a burst) to replace the plans, every unsend
+// reads whole tables: in the bench's worker drain the delete of messages
+// rows alone took 15 % of the worker's Postgres time, 1.2 ms for a
+// batch's handful of unsends. Planned per run, each finds its rows by
+// key, and the delete costs 80 µs to plan and run. Unsends are a small
+// share of events, so planning them every time costs little.
+//
+// The setting is put back for the statements after them, which plan as
+// Postgres chooses (its default). Both are local to the transaction.
+const (
+	planPerRun            = `select set_config('plan_cache_mode', 'force_custom_plan', true)`
+	planAsPostgresChooses = `select set_config('plan_cache_mode', 'auto', true)`
+)
 
 // QueueUnsend is QueueUnsends for one message.
 func QueueUnsend(b *pgx.Batch, k MessageKey, unsentAt time.Time, webhookEventID string) {
@@ -257,6 +284,14 @@ func QueueScrubMessageEvents(b *pgx.Batch, keys []MessageKey) {
 	if len(keys) == 0 {
 		return
 	}
+	b.Queue(planPerRun)
+	queueScrubEvents(b, keys)
+	b.Queue(planAsPostgresChooses)
+}
+
+// queueScrubEvents is QueueScrubMessageEvents for a caller that has
+// queued planPerRun.
+func queueScrubEvents(b *pgx.Batch, keys []MessageKey) {
 	chans, ids := make([]string, len(keys)), make([]string, len(keys))
 	for i, k := range keys {
 		chans[i], ids[i] = k.ChannelID, k.MessageID

@@ -1,0 +1,116 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/linepipe/linepipe/pkg/store"
+)
+
+// unsendGrownTables are the tables an unsend reads by message that grow
+// with traffic.
+var unsendGrownTables = []string{"messages", "events", "unsent_messages", "message_content", "outbox", "dead_letters"}
+
+// TestUnsendPlansStayIndexed: the worker's unsend statements, and the
+// tombstone lookup every batch makes, keep finding a message's rows
+// through indexes however small the tables were when the statements were
+// first planned. Postgres plans a prepared statement generically after
+// five runs and keeps that plan until the table is next analyzed; planned
+// on near-empty tables, the delete of messages rows hashed a sequential
+// scan of the table, and other plans looked each key up by channel alone.
+func TestUnsendPlansStayIndexed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	// One connection, so every statement is prepared and planned where
+	// the later unsends run; rows go in through another.
+	db, pool := oneConnection(t)
+	const channel = "1650000077"
+	n := 0
+	cycle := func() {
+		t.Helper()
+		n++
+		id := fmt.Sprintf("plan%06d", n)
+		storeMessage(t, db.Pool, channel, id)
+		unsendBatch(t, pool, store.MessageKey{ChannelID: channel, MessageID: id})
+	}
+	// Past the five custom plans, on near-empty tables.
+	for i := 0; i < 8; i++ {
+		cycle()
+	}
+	// A day's traffic: thousands of messages of the same channel, their
+	// events and content, echo replies, dead letters and earlier unsends.
+	if _, err := db.Pool.Exec(ctx, `
+		WITH g AS (SELECT 'grown' || i AS id, i FROM generate_series(1, 5000) i),
+		m AS (INSERT INTO messages (channel_id, message_id, type, user_id, sent_at, text, content, content_at, webhook_event_id)
+			SELECT $1, id, 'image', 'U' || (i % 7), now(), NULL, '{}', now(), 'ev-' || id FROM g),
+		e AS (INSERT INTO events (webhook_event_id, channel_id, destination, type, event_time, received_at, message_id, raw)
+			SELECT 'ev-' || id, $1, 'Udest', 'message', now(), now(), id,
+				json_build_object('type', 'message', 'message', json_build_object('id', id, 'type', 'image')) FROM g),
+		c AS (INSERT INTO message_content (channel_id, message_id, message_type) SELECT $1, id, 'image' FROM g),
+		o AS (INSERT INTO outbox (channel_id, endpoint, body, source_message_id)
+			SELECT $1, 'push', '{"to":"U1","messages":[{"type":"text","text":"hi"}]}', id FROM g),
+		d AS (INSERT INTO dead_letters (subject, stream_seq, deliveries, channel_id, message_id, data, error)
+			SELECT 'linepipe.events', i, 1, $1, id, '\x7b7d', 'handler failed' FROM g)
+		INSERT INTO unsent_messages (channel_id, message_id, unsent_at, webhook_event_id)
+			SELECT $1, 'gone' || i, now(), 'ev-gone' || i FROM generate_series(1, 5000) i`, channel); err != nil {
+		t.Fatal(err)
+	}
+	before := tableScans(t, pool, unsendGrownTables...)
+	for i := 0; i < 3; i++ {
+		cycle()
+	}
+	after := tableScans(t, pool, unsendGrownTables...)
+	if after["messages"].deletes-before["messages"].deletes != 3 {
+		t.Fatalf("statistics did not record the unsends' deletes: %+v then %+v", before["messages"], after["messages"])
+	}
+	for _, table := range unsendGrownTables {
+		b, a := before[table], after[table]
+		if n := a.seq - b.seq; n != 0 {
+			t.Errorf("%d sequential scans of %s (5,000 rows) in three unsends; want none", n, table)
+		}
+		// Each unsend touches a row or two per table; a plan that looks
+		// keys up by channel alone reads all 5,000.
+		if n := a.indexed - b.indexed; n > 60 {
+			t.Errorf("%d rows of %s fetched through indexes in three unsends; want a few per statement", n, table)
+		}
+	}
+}
+
+// storeMessage writes, through db, a text message with its event, as the
+// worker stores one.
+func storeMessage(t *testing.T, db *pgxpool.Pool, channel, id string) {
+	t.Helper()
+	text := "hello"
+	b := &pgx.Batch{}
+	at := time.Now()
+	store.QueueInsertEvents(b, []store.EventRow{{DedupID: "ev-" + id, ChannelID: channel, Destination: "Udest",
+		Type: "message", MessageID: id, EventTime: at, ReceivedAt: at,
+		Raw: []byte(`{"type":"message","message":{"id":"` + id + `","type":"text","text":"hello"}}`)}}, func(int, int64) {})
+	store.QueueStoreMessages(b, []store.MessageRow{{MessageKey: store.MessageKey{ChannelID: channel, MessageID: id},
+		Type: "text", At: at, Text: &text, Content: []byte(`{"id":"` + id + `","type":"text","text":"hello"}`),
+		WebhookEventID: "ev-" + id}})
+	if err := pgx.BeginFunc(context.Background(), db, func(tx pgx.Tx) error {
+		return tx.SendBatch(context.Background(), b).Close()
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// unsendBatch runs, on pool, what the worker's batch runs for an unsend of
+// k: the tombstone lookup, then the unsend.
+func unsendBatch(t *testing.T, pool *pgxpool.Pool, k store.MessageKey) {
+	t.Helper()
+	b := &pgx.Batch{}
+	store.QueueUnsentAmong(b, []store.MessageKey{k}, func(store.MessageKey) {})
+	store.QueueUnsends(b, []store.Unsend{{MessageKey: k, At: time.Now(), WebhookEventID: "ev-unsend-" + k.MessageID}})
+	if err := pgx.BeginFunc(context.Background(), pool, func(tx pgx.Tx) error {
+		return tx.SendBatch(context.Background(), b).Close()
+	}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -67,6 +67,22 @@ func TestMedianRound(t *testing.T) {
 	}
 }
 
+// The worker stage's ratio is the median of the rounds' own ratios, each
+// drain against the COPY that followed it, not a ratio of medians taken
+// from different rounds; the rounds are kept.
+func TestMedianWorker(t *testing.T) {
+	t.Parallel()
+	rs := []WorkerResult{
+		{Events: 30000, EventsPerSec: 10000, CeilingEventsPerSec: 20000, Ratio: 0.50},
+		{Events: 30000, EventsPerSec: 20000, CeilingEventsPerSec: 50000, Ratio: 0.40},
+		{Events: 30000, EventsPerSec: 15000, CeilingEventsPerSec: 25000, Ratio: 0.60},
+	}
+	m := medianWorker(rs)
+	if m.Ratio != 0.50 || m.EventsPerSec != 15000 || m.CeilingEventsPerSec != 25000 || m.Events != 30000 || len(m.Rounds) != 3 {
+		t.Fatalf("median %+v", m)
+	}
+}
+
 // The reply target is judged on the timed webhooks; the warm-up's
 // replies get a line of their own and never decide the verdict, while a
 // warm-up reply that never came is still a missing reply.

@@ -25,7 +25,7 @@ func main() {
 	flag.BoolVar(&cfg.Profile, "profile", false, "run services under CPU profiles (implies -keep); profiles land in the work directory")
 	flag.StringVar(&jsonPath, "json", "", "also write the result as JSON to this file")
 	flag.IntVar(&cfg.Concurrency, "concurrency", 0, "closed-loop webhook senders for peak runs (default 32; the ingest peak also runs at four times it)")
-	flag.DurationVar(&cfg.PeakDuration, "peak", 0, "length of each peak run (default 10s)")
+	flag.DurationVar(&cfg.PeakDuration, "peak", 0, "length of each closed loop's pair of peak runs, the no-op server's and ingest's (default 10s)")
 	flag.DurationVar(&cfg.HalfDuration, "half", 0, "length of the half-peak latency run (default 10s)")
 	flag.IntVar(&cfg.WorkerEvents, "worker-events", 0, "webhooks queued for the worker stage (default 30000)")
 	flag.IntVar(&cfg.Workers, "workers", 0, "worker processes (default 1)")

@@ -49,7 +49,7 @@ type Config struct {
 	Stages []string
 
 	Concurrency       int           // closed-loop senders for peak runs
-	PeakDuration      time.Duration // each peak run (ceiling and ingest)
+	PeakDuration      time.Duration // a closed loop's pair of peak runs (each server half); durability's pair
 	HalfDuration      time.Duration // ingest at half its peak
 	WorkerEvents      int           // events in the stream the worker drains
 	Workers           int           // worker processes

@@ -67,19 +67,28 @@ func TestMedianRound(t *testing.T) {
 	}
 }
 
-// The worker stage's ratio is the median of the rounds' own ratios, each
-// drain against the COPY that followed it, not a ratio of medians taken
-// from different rounds; the rounds are kept.
-func TestMedianWorker(t *testing.T) {
+// The worker and ingest stages report the round whose ratio is the
+// median, whole, so that each line's rates agree with its ratio: never a
+// ratio of medians taken from different rounds. The rounds are kept, and
+// ingest's non-2xx answers are every round's.
+func TestMedianRounds(t *testing.T) {
 	t.Parallel()
-	rs := []WorkerResult{
-		{Events: 30000, EventsPerSec: 10000, CeilingEventsPerSec: 20000, Ratio: 0.50},
-		{Events: 30000, EventsPerSec: 20000, CeilingEventsPerSec: 50000, Ratio: 0.40},
-		{Events: 30000, EventsPerSec: 15000, CeilingEventsPerSec: 25000, Ratio: 0.60},
+	w := medianWorker([]WorkerResult{
+		{EventsPerSec: 10000, CeilingEventsPerSec: 20000, Ratio: 0.50},
+		{EventsPerSec: 20000, CeilingEventsPerSec: 50000, Ratio: 0.40},
+		{EventsPerSec: 15000, CeilingEventsPerSec: 25000, Ratio: 0.60},
+	})
+	if w.Ratio != 0.50 || w.EventsPerSec != 10000 || w.CeilingEventsPerSec != 20000 || len(w.Rounds) != 3 {
+		t.Fatalf("worker median %+v", w)
 	}
-	m := medianWorker(rs)
-	if m.Ratio != 0.50 || m.EventsPerSec != 15000 || m.CeilingEventsPerSec != 25000 || m.Events != 30000 || len(m.Rounds) != 3 {
-		t.Fatalf("median %+v", m)
+	round := func(noop, ing float64, bad int64) IngestResult {
+		return IngestResult{CeilingReqPerSec: noop, PeakReqPerSec: ing, Ratio: ing / noop, PeakNon2xx: bad,
+			Peaks: []IngestPeak{{Concurrency: 32, CeilingReqPerSec: noop, PeakReqPerSec: ing / 2}}}
+	}
+	in := medianIngest([]IngestResult{round(40000, 16000, 0), round(20000, 12000, 1), round(30000, 15000, 2)})
+	if in.Ratio != 0.5 || in.CeilingReqPerSec != 30000 || in.PeakReqPerSec != 15000 || in.PeakNon2xx != 3 ||
+		len(in.Rounds) != 3 || in.Peaks[0].CeilingReqPerSec != 30000 {
+		t.Fatalf("ingest median %+v", in)
 	}
 }
 

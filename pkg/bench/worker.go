@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -17,8 +18,9 @@ import (
 )
 
 // WorkerResult compares the worker draining a full stream with a raw
-// batched COPY of the very rows it wrote, into copies of its tables: the
-// medians of workerRounds rounds, each a drain and then its references.
+// batched COPY of the very rows it wrote, into copies of its tables: of
+// workerRounds rounds, each a drain and then its references, the one
+// whose ratio is the median.
 type WorkerResult struct {
 	Events              int64   `json:"events"`
 	StreamMessages      uint64  `json:"streamMessages"`
@@ -26,7 +28,7 @@ type WorkerResult struct {
 	EventsPerSec        float64 `json:"eventsPerSec"`
 	CeilingSeconds      float64 `json:"ceilingSeconds"`
 	CeilingEventsPerSec float64 `json:"ceilingEventsPerSec"`
-	// Ratio is the median of the rounds' ratios: each round's drain and
+	// Ratio is the drain's rate over the COPY's. A round's drain and
 	// COPY run seconds apart, so a change in the host's speed between
 	// rounds moves both.
 	Ratio float64 `json:"ratio"`
@@ -53,7 +55,7 @@ var workerTables = []string{"events", "messages", "webhook_log", "unsent_message
 	"chat_members", "message_content", "dead_letters", "worker_failures"}
 
 // runWorker times workerRounds drains, each with its references, and
-// reports the medians.
+// reports the round with the median ratio.
 func (b *Bench) runWorker(ctx context.Context, ing *Proc, js jetstream.JetStream) (WorkerResult, error) {
 	var rounds []WorkerResult
 	for i := range workerRounds {
@@ -72,23 +74,13 @@ func (b *Bench) runWorker(ctx context.Context, ing *Proc, js jetstream.JetStream
 	return medianWorker(rounds), nil
 }
 
-// medianWorker is the median of each measure over rs (an odd number).
+// medianWorker is the round with the median ratio (rs holds an odd
+// number), so the table's lines are one drain and its references and
+// agree with its ratio.
 func medianWorker(rs []WorkerResult) WorkerResult {
-	med := func(f func(WorkerResult) float64) float64 {
-		v := make([]float64, len(rs))
-		for i, r := range rs {
-			v[i] = f(r)
-		}
-		slices.Sort(v)
-		return v[len(v)/2]
-	}
-	out := rs[len(rs)/2]
-	out.Seconds = med(func(r WorkerResult) float64 { return r.Seconds })
-	out.EventsPerSec = med(func(r WorkerResult) float64 { return r.EventsPerSec })
-	out.CeilingSeconds = med(func(r WorkerResult) float64 { return r.CeilingSeconds })
-	out.CeilingEventsPerSec = med(func(r WorkerResult) float64 { return r.CeilingEventsPerSec })
-	out.Ratio = med(func(r WorkerResult) float64 { return r.Ratio })
-	out.RowwiseEventsPerSec = med(func(r WorkerResult) float64 { return r.RowwiseEventsPerSec })
+	sorted := slices.Clone(rs)
+	slices.SortStableFunc(sorted, func(a, b WorkerResult) int { return cmp.Compare(a.Ratio, b.Ratio) })
+	out := sorted[len(sorted)/2]
 	out.Rounds = rs
 	return out
 }

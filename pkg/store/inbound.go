@@ -114,6 +114,7 @@ func QueueUnsentAmong(b *pgx.Batch, keys []MessageKey, found func(MessageKey)) {
 	for i, k := range keys {
 		chans[i], ids[i] = k.ChannelID, k.MessageID
 	}
+	b.Queue(planPerRun)
 	b.Queue(`SELECT u.channel_id, u.message_id FROM unsent_messages u
 		JOIN unnest($1::text[], $2::text[]) AS k(channel_id, message_id) USING (channel_id, message_id)`, chans, ids,
 	).Query(func(rows pgx.Rows) error {
@@ -126,6 +127,7 @@ func QueueUnsentAmong(b *pgx.Batch, keys []MessageKey, found func(MessageKey)) {
 		}
 		return rows.Err()
 	})
+	b.Queue(planAsPostgresChooses)
 }
 
 // QueueLockMessages takes a transaction-scoped advisory lock per message,
@@ -248,22 +250,24 @@ func QueueUnsends(b *pgx.Batch, us []Unsend) {
 }
 
 // planPerRun and planAsPostgresChooses bracket the statements that find
-// unsent messages' rows by key: each is planned for its own arguments on
-// every run.
+// a batch's messages' rows by key in tables that grow: the tombstone
+// lookup and an unsend's statements. Each is planned for its own
+// arguments on every run.
 //
 // Postgres plans a prepared statement generically after five runs when
 // the generic plan looks no dearer, and keeps that plan until the table
-// is analyzed again. An unsend's statements first run against near-empty
+// is analyzed again. These statements first run against near-empty
 // tables, and their generic plans then hash a sequential scan of the
-// table (messages, the outbox, message_content), look each key up by
-// channel alone (messages_user_idx), or walk every message event
-// (events_message_idx). Once the tables have grown, with no ANALYZE
-// (autovacuum off, or behind a burst) to replace the plans, every unsend
+// table (unsent_messages, messages, the outbox, message_content), look
+// each key up by channel alone (messages_user_idx), or walk every message
+// event (events_message_idx). Once the tables have grown, with no ANALYZE
+// (autovacuum off, or behind a burst) to replace the plans, every batch
 // reads whole tables: in the bench's worker drain the delete of messages
 // rows alone took 15 % of the worker's Postgres time, 1.2 ms for a
 // batch's handful of unsends. Planned per run, each finds its rows by
-// key, and the delete costs 80 µs to plan and run. Unsends are a small
-// share of events, so planning them every time costs little.
+// key; the delete costs 80 µs to plan and run, and the lookup about
+// 0.1 ms more per batch than a kept plan, whose cost instead grows with
+// the tombstones (kept 30 days).
 //
 // The setting is put back for the statements after them, which plan as
 // Postgres chooses (its default). Both are local to the transaction.

@@ -114,20 +114,20 @@ func QueueUnsentAmong(b *pgx.Batch, keys []MessageKey, found func(MessageKey)) {
 	for i, k := range keys {
 		chans[i], ids[i] = k.ChannelID, k.MessageID
 	}
-	b.Queue(planPerRun)
-	b.Queue(`SELECT u.channel_id, u.message_id FROM unsent_messages u
-		JOIN unnest($1::text[], $2::text[]) AS k(channel_id, message_id) USING (channel_id, message_id)`, chans, ids,
-	).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			var k MessageKey
-			if err := rows.Scan(&k.ChannelID, &k.MessageID); err != nil {
-				return err
+	planningPerRun(b, func() {
+		b.Queue(`SELECT u.channel_id, u.message_id FROM unsent_messages u
+			JOIN unnest($1::text[], $2::text[]) AS k(channel_id, message_id) USING (channel_id, message_id)`, chans, ids,
+		).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var k MessageKey
+				if err := rows.Scan(&k.ChannelID, &k.MessageID); err != nil {
+					return err
+				}
+				found(k)
 			}
-			found(k)
-		}
-		return rows.Err()
+			return rows.Err()
+		})
 	})
-	b.Queue(planAsPostgresChooses)
 }
 
 // QueueLockMessages takes a transaction-scoped advisory lock per message,
@@ -223,6 +223,11 @@ func QueueUnsends(b *pgx.Batch, us []Unsend) {
 	if len(us) == 0 {
 		return
 	}
+	planningPerRun(b, func() { queueUnsends(b, us) })
+}
+
+// queueUnsends is QueueUnsends without its planning bracket.
+func queueUnsends(b *pgx.Batch, us []Unsend) {
 	n := len(us)
 	chans, ids, evs := make([]string, n), make([]string, n), make([]string, n)
 	at := make([]time.Time, n)
@@ -230,7 +235,6 @@ func QueueUnsends(b *pgx.Batch, us []Unsend) {
 	for i, u := range us {
 		chans[i], ids[i], at[i], evs[i], keys[i] = u.ChannelID, u.MessageID, u.At, u.WebhookEventID, u.MessageKey
 	}
-	b.Queue(planPerRun)
 	b.Queue(`INSERT INTO unsent_messages (channel_id, message_id, unsent_at, webhook_event_id)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[])
 		ON CONFLICT (channel_id, message_id) DO NOTHING`, chans, ids, at, evs)
@@ -246,7 +250,6 @@ func QueueUnsends(b *pgx.Batch, us []Unsend) {
 		FROM unnest($1::text[], $2::text[]) AS k(ch, id)
 		WHERE o.channel_id = k.ch AND o.source_message_id = k.id AND o.scrubbed_at IS NULL`, chans, ids)
 	QueueUnsendContents(b, us)
-	b.Queue(planAsPostgresChooses)
 }
 
 // planPerRun and planAsPostgresChooses bracket the statements that find
@@ -276,6 +279,14 @@ const (
 	planAsPostgresChooses = `select set_config('plan_cache_mode', 'auto', true)`
 )
 
+// planningPerRun queues, between planPerRun and planAsPostgresChooses,
+// the statements queue adds to b.
+func planningPerRun(b *pgx.Batch, queue func()) {
+	b.Queue(planPerRun)
+	queue()
+	b.Queue(planAsPostgresChooses)
+}
+
 // QueueUnsend is QueueUnsends for one message.
 func QueueUnsend(b *pgx.Batch, k MessageKey, unsentAt time.Time, webhookEventID string) {
 	QueueUnsends(b, []Unsend{{MessageKey: k, At: unsentAt, WebhookEventID: webhookEventID}})
@@ -288,13 +299,11 @@ func QueueScrubMessageEvents(b *pgx.Batch, keys []MessageKey) {
 	if len(keys) == 0 {
 		return
 	}
-	b.Queue(planPerRun)
-	queueScrubEvents(b, keys)
-	b.Queue(planAsPostgresChooses)
+	planningPerRun(b, func() { queueScrubEvents(b, keys) })
 }
 
-// queueScrubEvents is QueueScrubMessageEvents for a caller that has
-// queued planPerRun.
+// queueScrubEvents is QueueScrubMessageEvents without its planning
+// bracket.
 func queueScrubEvents(b *pgx.Batch, keys []MessageKey) {
 	chans, ids := make([]string, len(keys)), make([]string, len(keys))
 	for i, k := range keys {

@@ -1,11 +1,9 @@
 package bench
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/linepipe/linepipe/pkg/loadgen"
@@ -25,7 +23,7 @@ type IngestResult struct {
 	HalfLatency      loadgen.LatencySummary `json:"halfLatency"`
 	HalfNon2xx       int64                  `json:"halfNon2xx"`
 	HalfDropped      int64                  `json:"halfDropped"`
-	// Rounds are the rounds the medians above are taken over.
+	// Rounds are every round, the one above among them.
 	Rounds []IngestResult `json:"rounds,omitempty"`
 }
 
@@ -166,9 +164,7 @@ const ingestRounds = 3
 // number), so the table's line is one round's pair of servers and agrees
 // with its ratio, with every round's non-2xx answers.
 func medianIngest(rs []IngestResult) IngestResult {
-	sorted := slices.Clone(rs)
-	slices.SortStableFunc(sorted, func(a, b IngestResult) int { return cmp.Compare(a.Ratio, b.Ratio) })
-	out := sorted[len(sorted)/2]
+	out := medianByRatio(rs, func(r IngestResult) float64 { return r.Ratio })
 	out.PeakNon2xx = 0
 	for _, r := range rs {
 		out.PeakNon2xx += r.PeakNon2xx

@@ -78,11 +78,17 @@ func (b *Bench) runWorker(ctx context.Context, ing *Proc, js jetstream.JetStream
 // number), so the table's lines are one drain and its references and
 // agree with its ratio.
 func medianWorker(rs []WorkerResult) WorkerResult {
-	sorted := slices.Clone(rs)
-	slices.SortStableFunc(sorted, func(a, b WorkerResult) int { return cmp.Compare(a.Ratio, b.Ratio) })
-	out := sorted[len(sorted)/2]
+	out := medianByRatio(rs, func(r WorkerResult) float64 { return r.Ratio })
 	out.Rounds = rs
 	return out
+}
+
+// medianByRatio is the round of rs (an odd number) whose ratio is the
+// median.
+func medianByRatio[T any](rs []T, ratio func(T) float64) T {
+	sorted := slices.Clone(rs)
+	slices.SortStableFunc(sorted, func(a, b T) int { return cmp.Compare(ratio(a), ratio(b)) })
+	return sorted[len(sorted)/2]
 }
 
 // workerOnce fills the stream through ingest with workers stopped, then

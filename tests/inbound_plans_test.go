@@ -88,20 +88,25 @@ func TestUnsendPlansStayIndexed(t *testing.T) {
 // worker stores one.
 func storeMessage(t *testing.T, db *pgxpool.Pool, channel, id string) {
 	t.Helper()
-	text := "hello"
 	b := &pgx.Batch{}
-	at := time.Now()
-	store.QueueInsertEvents(b, []store.EventRow{{DedupID: "ev-" + id, ChannelID: channel, Destination: "Udest",
-		Type: "message", MessageID: id, EventTime: at, ReceivedAt: at,
-		Raw: []byte(`{"type":"message","message":{"id":"` + id + `","type":"text","text":"hello"}}`)}}, func(int, int64) {})
-	store.QueueStoreMessages(b, []store.MessageRow{{MessageKey: store.MessageKey{ChannelID: channel, MessageID: id},
-		Type: "text", At: at, Text: &text, Content: []byte(`{"id":"` + id + `","type":"text","text":"hello"}`),
-		WebhookEventID: "ev-" + id}})
+	m := textMessage(store.MessageKey{ChannelID: channel, MessageID: id})
+	store.QueueInsertEvents(b, []store.EventRow{{DedupID: m.WebhookEventID, ChannelID: channel, Destination: "Udest",
+		Type: "message", MessageID: id, EventTime: m.At, ReceivedAt: m.At,
+		Raw: []byte(`{"type":"message","message":` + string(m.Content) + `}`)}}, func(int, int64) {})
+	store.QueueStoreMessages(b, []store.MessageRow{m})
 	if err := pgx.BeginFunc(context.Background(), db, func(tx pgx.Tx) error {
 		return tx.SendBatch(context.Background(), b).Close()
 	}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// textMessage is the messages row of a text message k saying "hello",
+// sent now by the event "ev-" + its id.
+func textMessage(k store.MessageKey) store.MessageRow {
+	text := "hello"
+	return store.MessageRow{MessageKey: k, Type: "text", At: time.Now(), Text: &text,
+		Content: []byte(`{"id":"` + k.MessageID + `","type":"text","text":"hello"}`), WebhookEventID: "ev-" + k.MessageID}
 }
 
 // unsendBatch runs, on pool, what the worker's batch runs for an unsend of
@@ -134,13 +139,10 @@ func TestInboundInsertsKeepTheirPlans(t *testing.T) {
 	_, pool := oneConnection(t)
 	const channel = "1650000078"
 	for i := 0; i < 10; i++ {
-		id := fmt.Sprintf("kept%02d", i)
-		k := store.MessageKey{ChannelID: channel, MessageID: id}
-		text := "hello"
+		k := store.MessageKey{ChannelID: channel, MessageID: fmt.Sprintf("kept%02d", i)}
 		b := &pgx.Batch{}
 		store.QueueUnsentAmong(b, []store.MessageKey{k}, func(store.MessageKey) {})
-		store.QueueStoreMessages(b, []store.MessageRow{{MessageKey: k, Type: "text", At: time.Now(), Text: &text,
-			Content: []byte(`{"id":"` + id + `","type":"text","text":"hello"}`), WebhookEventID: "ev-" + id}})
+		store.QueueStoreMessages(b, []store.MessageRow{textMessage(k)})
 		if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() }); err != nil {
 			t.Fatal(err)
 		}

@@ -94,6 +94,11 @@ func (m *Message) UnmarshalJSON(b []byte) error {
 // bytes are not a JSON object of compatible shape (for example "timestamp"
 // as a string); unknown types and fields are not errors.
 func Decode(raw []byte) (*Event, error) {
+	if json.Valid(raw) {
+		if e, ok := walkEvent(raw); ok {
+			return e, nil
+		}
+	}
 	var e Event
 	if err := json.Unmarshal(raw, &e); err != nil {
 		return nil, fmt.Errorf("decoding event: %w", err)

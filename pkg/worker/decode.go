@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -39,8 +38,8 @@ func decode(m jetstream.Msg, now time.Time) (*item, error) {
 	}
 	switch kind := events.HeaderValue(h, events.HeaderKind); kind {
 	case events.KindWebhookLog:
-		var rec events.WebhookLog
-		if err := json.Unmarshal(m.Data(), &rec); err != nil || rec.WebhookID == "" {
+		rec, err := events.DecodeWebhookLog(m.Data())
+		if err != nil || rec.WebhookID == "" {
 			return it, fmt.Errorf("%w: webhook log record: %v", errPoison, err)
 		}
 		it.webhook = &rec
@@ -51,9 +50,8 @@ func decode(m jetstream.Msg, now time.Time) (*item, error) {
 	}
 
 	if v := events.HeaderValue(h, events.HeaderWebhookLog); v != "" {
-		var rec events.WebhookLog
 		// The record is secondary: an unreadable one never poisons the event.
-		if json.Unmarshal([]byte(v), &rec) == nil && rec.WebhookID != "" {
+		if rec, err := events.DecodeWebhookLog([]byte(v)); err == nil && rec.WebhookID != "" {
 			it.log = &rec
 		}
 	}

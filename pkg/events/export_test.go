@@ -1,0 +1,7 @@
+package events
+
+// Hooks for the external tests of this package.
+var (
+	WalkEvent      = walkEvent
+	WalkWebhookLog = walkWebhookLog
+)

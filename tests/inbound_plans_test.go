@@ -128,11 +128,13 @@ func unsendBatch(t *testing.T, pool *pgxpool.Pool, k store.MessageKey) {
 	}
 }
 
-// TestInboundInsertsKeepTheirPlans: the statements planned per run are
-// only those between the brackets. The worker's inserts that follow the
-// tombstone lookup in the same transaction keep the plan Postgres chose
-// for them, instead of paying for planning on every batch (planning every
-// worker statement cost 212 ms of a drain's Postgres time against 48).
+// TestInboundInsertsKeepTheirPlans: the tombstone lookup every batch
+// makes keeps one plan per connection (planning it for each batch cost
+// more than running it), and the brackets around it and the unsend's
+// statements end: the worker's inserts that follow in the same
+// transaction keep the plan Postgres chose for them, instead of paying
+// for planning on every batch (planning every worker statement cost
+// 212 ms of a drain's Postgres time against 48).
 func TestInboundInsertsKeepTheirPlans(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -142,6 +144,9 @@ func TestInboundInsertsKeepTheirPlans(t *testing.T) {
 		k := store.MessageKey{ChannelID: channel, MessageID: fmt.Sprintf("kept%02d", i)}
 		b := &pgx.Batch{}
 		store.QueueUnsentAmong(b, []store.MessageKey{k}, func(store.MessageKey) {})
+		// A late copy of an unsent message is scrubbed between them, in
+		// the unsends' bracket of plans made per run.
+		store.QueueScrubMessageEvents(b, []store.MessageKey{{ChannelID: channel, MessageID: "gone" + k.MessageID}})
 		store.QueueStoreMessages(b, []store.MessageRow{textMessage(k)})
 		if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() }); err != nil {
 			t.Fatal(err)
@@ -154,5 +159,21 @@ func TestInboundInsertsKeepTheirPlans(t *testing.T) {
 	}
 	if generic == 0 {
 		t.Errorf("the messages insert after the tombstone lookup was planned afresh in all %d batches; want its kept plan", custom)
+	}
+	// The lookup itself runs in every batch with a message: one plan per
+	// connection, never one per batch.
+	if err := pool.QueryRow(ctx, `SELECT generic_plans, custom_plans FROM pg_prepared_statements
+		WHERE statement LIKE 'SELECT u.channel_id, u.message_id FROM unsent_messages%'`).Scan(&generic, &custom); err != nil {
+		t.Fatal(err)
+	}
+	if custom != 0 || generic != 10 {
+		t.Errorf("the tombstone lookup ran %d times on a generic plan and was planned for %d runs; want its one kept plan in all 10", generic, custom)
+	}
+	if err := pool.QueryRow(ctx, `SELECT generic_plans, custom_plans FROM pg_prepared_statements
+		WHERE statement LIKE 'UPDATE events e SET raw = linepipe_scrub_event%'`).Scan(&generic, &custom); err != nil {
+		t.Fatal(err)
+	}
+	if custom != 10 {
+		t.Errorf("the scrub of a late copy was planned for %d of 10 runs (%d generic); want every run", custom, generic)
 	}
 }

@@ -104,7 +104,10 @@ func QueueInsertWebhookLogs(b *pgx.Batch, recs []events.WebhookLog) {
 type MessageKey struct{ ChannelID, MessageID string }
 
 // QueueUnsentAmong finds which of keys have an unsend tombstone; found is
-// called for each when the batch runs.
+// called for each when the batch runs. Every worker batch with a message
+// runs it, so its plan is made once per connection and kept, with
+// sequential scans priced out (plannedOnceByIndex): the one path left is
+// a probe of the primary key per key, right at any number of tombstones.
 func QueueUnsentAmong(b *pgx.Batch, keys []MessageKey, found func(MessageKey)) {
 	if len(keys) == 0 {
 		return
@@ -114,7 +117,7 @@ func QueueUnsentAmong(b *pgx.Batch, keys []MessageKey, found func(MessageKey)) {
 	for i, k := range keys {
 		chans[i], ids[i] = k.ChannelID, k.MessageID
 	}
-	planningPerRun(b, func() {
+	plannedOnceByIndex(b, func() {
 		b.Queue(`SELECT u.channel_id, u.message_id FROM unsent_messages u
 			JOIN unnest($1::text[], $2::text[]) AS k(channel_id, message_id) USING (channel_id, message_id)`, chans, ids,
 		).Query(func(rows pgx.Rows) error {
@@ -253,9 +256,10 @@ func queueUnsends(b *pgx.Batch, us []Unsend) {
 }
 
 // planPerRun and planAsPostgresChooses bracket the statements that find
-// a batch's messages' rows by key in tables that grow: the tombstone
-// lookup and an unsend's statements. Each is planned for its own
-// arguments on every run.
+// a batch's messages' rows by key in tables that grow: an unsend's
+// statements. Each is planned for its own arguments on every run. (The
+// tombstone lookup, which every batch runs, keeps one plan instead:
+// planOnceByIndex.)
 //
 // Postgres plans a prepared statement generically after five runs when
 // the generic plan looks no dearer, and keeps that plan until the table
@@ -268,9 +272,7 @@ func queueUnsends(b *pgx.Batch, us []Unsend) {
 // reads whole tables: in the bench's worker drain the delete of messages
 // rows alone took 15 % of the worker's Postgres time, 1.2 ms for a
 // batch's handful of unsends. Planned per run, each finds its rows by
-// key: the delete took 0.2 ms to plan and run, and the lookup costs about
-// 0.1 ms of planning per batch, where a kept plan's cost grows with the
-// tombstones (kept 30 days).
+// key: the delete took 0.2 ms to plan and run.
 //
 // The setting is put back for the statements after them, which plan as
 // Postgres chooses (its default). Both are local to the transaction.
@@ -285,6 +287,33 @@ func planningPerRun(b *pgx.Batch, queue func()) {
 	b.Queue(planPerRun)
 	queue()
 	b.Queue(planAsPostgresChooses)
+}
+
+// planOnceByIndex and its undoing bracket the tombstone lookup, which
+// every batch with a message runs, mostly for a handful of keys: planned
+// per run (planPerRun) it cost a quarter of a millisecond of planning to
+// execute in a few microseconds, the largest single statement cost of the
+// worker's small batches at 1,000 webhooks/s (pg_stat_statements, bench
+// reply stage: 525 ms of planning in 2,033 batches). The lookup has one
+// index path at any size, a probe of unsent_messages' primary key per
+// key, so its plan is generic, made once per connection and kept, and
+// sequential scans are priced out while it is made, as the sender's
+// statements are (outboxPlanSettings): a plan made on a near-empty table
+// cannot hash a scan of the table it later meets with a month of
+// tombstones. Both settings are put back to Postgres's defaults for the
+// statements after it, and both are local to the transaction.
+const (
+	planOnceByIndex = `select set_config('enable_seqscan', 'off', true), ` +
+		`set_config('plan_cache_mode', 'force_generic_plan', true)`
+	planByDefault = `select set_config('enable_seqscan', 'on', true), set_config('plan_cache_mode', 'auto', true)`
+)
+
+// plannedOnceByIndex queues, between planOnceByIndex and planByDefault,
+// the statements queue adds to b.
+func plannedOnceByIndex(b *pgx.Batch, queue func()) {
+	b.Queue(planOnceByIndex)
+	queue()
+	b.Queue(planByDefault)
 }
 
 // QueueUnsend is QueueUnsends for one message.

@@ -171,14 +171,20 @@ func (b *Bench) storageReferences(ctx context.Context, res *WorkerResult) error 
 	if err != nil {
 		return err
 	}
+	// Each reference's CPU is logged like the drain's, so the log shows
+	// how much Postgres work each way of storing the rows takes.
+	cpu0, start := b.cpuByProc(), time.Now()
 	secs, err := writeAll(ctx, b.schema.Pool, tables, "ceiling_", copyChunk, b.workerBatch(), res.Loops)
 	if err != nil {
 		return fmt.Errorf("storage ceiling: %w", err)
 	}
+	b.logCPU("storage ceiling (COPY)", cpu0, start)
+	cpu0, start = b.cpuByProc(), time.Now()
 	rowSecs, err := writeAll(ctx, b.schema.Pool, tables, "rowwise_", insertChunk, b.workerBatch(), res.Loops)
 	if err != nil {
 		return fmt.Errorf("row-wise reference: %w", err)
 	}
+	b.logCPU("row-wise reference", cpu0, start)
 	res.RowwiseEventsPerSec = float64(res.Events) / rowSecs
 	b.logf("row-wise INSERT of the same rows: %.2fs = %.0f events/s", rowSecs, res.RowwiseEventsPerSec)
 	res.CeilingSeconds = secs

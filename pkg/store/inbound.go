@@ -106,7 +106,7 @@ type MessageKey struct{ ChannelID, MessageID string }
 // QueueUnsentAmong finds which of keys have an unsend tombstone; found is
 // called for each when the batch runs. Every worker batch with a message
 // runs it, so its plan is made once per connection and kept, with
-// sequential scans priced out (plannedOnceByIndex): the one path left is
+// sequential scans priced out (planOnceByIndex): the one path left is
 // a probe of the primary key per key, right at any number of tombstones.
 func QueueUnsentAmong(b *pgx.Batch, keys []MessageKey, found func(MessageKey)) {
 	if len(keys) == 0 {
@@ -117,7 +117,7 @@ func QueueUnsentAmong(b *pgx.Batch, keys []MessageKey, found func(MessageKey)) {
 	for i, k := range keys {
 		chans[i], ids[i] = k.ChannelID, k.MessageID
 	}
-	plannedOnceByIndex(b, func() {
+	planOnceByIndex.around(b, func() {
 		b.Queue(`SELECT u.channel_id, u.message_id FROM unsent_messages u
 			JOIN unnest($1::text[], $2::text[]) AS k(channel_id, message_id) USING (channel_id, message_id)`, chans, ids,
 		).Query(func(rows pgx.Rows) error {
@@ -226,7 +226,7 @@ func QueueUnsends(b *pgx.Batch, us []Unsend) {
 	if len(us) == 0 {
 		return
 	}
-	planningPerRun(b, func() { queueUnsends(b, us) })
+	planPerRun.around(b, func() { queueUnsends(b, us) })
 }
 
 // queueUnsends is QueueUnsends without its planning bracket.
@@ -255,11 +255,23 @@ func queueUnsends(b *pgx.Batch, us []Unsend) {
 	QueueUnsendContents(b, us)
 }
 
-// planPerRun and planAsPostgresChooses bracket the statements that find
-// a batch's messages' rows by key in tables that grow: an unsend's
-// statements. Each is planned for its own arguments on every run. (The
-// tombstone lookup, which every batch runs, keeps one plan instead:
-// planOnceByIndex.)
+// planBracket is a pair of statements queued around others in a batch:
+// open sets how they are planned, close puts the settings back to
+// Postgres's defaults for the statements after them. Both settings are
+// local to the transaction.
+type planBracket struct{ open, close string }
+
+// around queues p.open, the statements queue adds to b, then p.close.
+func (p planBracket) around(b *pgx.Batch, queue func()) {
+	b.Queue(p.open)
+	queue()
+	b.Queue(p.close)
+}
+
+// planPerRun brackets the statements that find a batch's messages' rows
+// by key in tables that grow: an unsend's statements. Each is planned for
+// its own arguments on every run. (The tombstone lookup, which every
+// batch runs, keeps one plan instead: planOnceByIndex.)
 //
 // Postgres plans a prepared statement generically after five runs when
 // the generic plan looks no dearer, and keeps that plan until the table
@@ -273,26 +285,15 @@ func queueUnsends(b *pgx.Batch, us []Unsend) {
 // rows alone took 15 % of the worker's Postgres time, 1.2 ms for a
 // batch's handful of unsends. Planned per run, each finds its rows by
 // key: the delete took 0.2 ms to plan and run.
-//
-// The setting is put back for the statements after them, which plan as
-// Postgres chooses (its default). Both are local to the transaction.
-const (
-	planPerRun            = `select set_config('plan_cache_mode', 'force_custom_plan', true)`
-	planAsPostgresChooses = `select set_config('plan_cache_mode', 'auto', true)`
-)
-
-// planningPerRun queues, between planPerRun and planAsPostgresChooses,
-// the statements queue adds to b.
-func planningPerRun(b *pgx.Batch, queue func()) {
-	b.Queue(planPerRun)
-	queue()
-	b.Queue(planAsPostgresChooses)
+var planPerRun = planBracket{
+	open:  `select set_config('plan_cache_mode', 'force_custom_plan', true)`,
+	close: `select set_config('plan_cache_mode', 'auto', true)`,
 }
 
-// planOnceByIndex and its undoing bracket the tombstone lookup, which
-// every batch with a message runs, mostly for a handful of keys: planned
-// per run (planPerRun) it cost a quarter of a millisecond of planning to
-// execute in a few microseconds, the largest single statement cost of the
+// planOnceByIndex brackets the tombstone lookup, which every batch with a
+// message runs, mostly for a handful of keys: planned per run
+// (planPerRun) it cost a quarter of a millisecond of planning to execute
+// in a few microseconds, the largest single statement cost of the
 // worker's small batches at 1,000 webhooks/s (pg_stat_statements, bench
 // reply stage: 525 ms of planning in 2,033 batches). The lookup has one
 // index path at any size, a probe of unsent_messages' primary key per
@@ -300,20 +301,11 @@ func planningPerRun(b *pgx.Batch, queue func()) {
 // sequential scans are priced out while it is made, as the sender's
 // statements are (outboxPlanSettings): a plan made on a near-empty table
 // cannot hash a scan of the table it later meets with a month of
-// tombstones. Both settings are put back to Postgres's defaults for the
-// statements after it, and both are local to the transaction.
-const (
-	planOnceByIndex = `select set_config('enable_seqscan', 'off', true), ` +
-		`set_config('plan_cache_mode', 'force_generic_plan', true)`
-	planByDefault = `select set_config('enable_seqscan', 'on', true), set_config('plan_cache_mode', 'auto', true)`
-)
-
-// plannedOnceByIndex queues, between planOnceByIndex and planByDefault,
-// the statements queue adds to b.
-func plannedOnceByIndex(b *pgx.Batch, queue func()) {
-	b.Queue(planOnceByIndex)
-	queue()
-	b.Queue(planByDefault)
+// tombstones.
+var planOnceByIndex = planBracket{
+	open: `select set_config('enable_seqscan', 'off', true), ` +
+		`set_config('plan_cache_mode', 'force_generic_plan', true)`,
+	close: `select set_config('enable_seqscan', 'on', true), set_config('plan_cache_mode', 'auto', true)`,
 }
 
 // QueueUnsend is QueueUnsends for one message.
@@ -328,7 +320,7 @@ func QueueScrubMessageEvents(b *pgx.Batch, keys []MessageKey) {
 	if len(keys) == 0 {
 		return
 	}
-	planningPerRun(b, func() { queueScrubEvents(b, keys) })
+	planPerRun.around(b, func() { queueScrubEvents(b, keys) })
 }
 
 // queueScrubEvents is QueueScrubMessageEvents without its planning

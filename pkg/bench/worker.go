@@ -51,8 +51,8 @@ var copiedTables = []string{"events", "messages", "webhook_log", "unsent_message
 
 // workerTables is every table a drain can write, emptied between rounds
 // so that each drain starts as the first did.
-var workerTables = []string{"events", "messages", "webhook_log", "unsent_messages", "followers", "chats",
-	"chat_members", "message_content", "dead_letters", "worker_failures"}
+var workerTables = append(slices.Clone(copiedTables), "followers", "chats",
+	"chat_members", "message_content", "dead_letters", "worker_failures")
 
 // runWorker times workerRounds drains, each with its references, and
 // reports the round with the median ratio.

@@ -114,10 +114,37 @@ func (w *Worker) ensureConsumer(ctx context.Context) (jetstream.Stream, jetstrea
 }
 
 // consume stores batches from cons until ctx ends or cons is gone.
+//
+// Fetching and decoding the next batch overlaps with storing the one
+// before it: a loop that did them in turn left its Postgres connection
+// idle for a third of every batch (the bench's worker drain), waiting on
+// NATS and on decoding. So at most two batches are in hand per loop, one
+// being stored and one decoded and waiting, and both are finished when
+// ctx ends.
 func (w *Worker) consume(ctx context.Context, s jetstream.Stream, cons jetstream.Consumer) {
 	release := w.usePurger(s, cons)
 	defer release()
 	w.log.Info("worker consuming", zap.String("stream", w.stream.Stream), zap.String("consumer", w.cfg.Consumer))
+	ready := make(chan decoded)
+	go w.fetchLoop(ctx, cons, ready)
+	for d := range ready {
+		// A batch in hand is finished even during shutdown, within a
+		// bound: its messages stay ours meanwhile (keepInProgress), and a
+		// batch past it is retried later as a transient failure.
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.finishBound())
+		w.storeAll(bctx, d)
+		cancel()
+	}
+}
+
+// finishBound is how long a batch in hand may still take once fetched.
+func (w *Worker) finishBound() time.Duration { return max(3*w.cfg.AckWait, 30*time.Second) }
+
+// fetchLoop fetches and decodes batches for consume until ctx ends or
+// cons is gone, then closes ready. A batch fetched is always handed on,
+// even once ctx has ended.
+func (w *Worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, ready chan<- decoded) {
+	defer close(ready)
 	for ctx.Err() == nil {
 		msgs, err := w.fetch(cons)
 		if err != nil {
@@ -136,12 +163,12 @@ func (w *Worker) consume(ctx context.Context, s jetstream.Stream, cons jetstream
 		if len(msgs) == 0 {
 			continue
 		}
-		// A batch in hand is finished even during shutdown, within a
-		// bound: its messages stay ours meanwhile (keepInProgress), and a
-		// batch past it is retried later as a transient failure.
-		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(3*w.cfg.AckWait, 30*time.Second))
-		w.process(bctx, msgs)
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.finishBound())
+		d := w.decodeAll(bctx, msgs)
 		cancel()
+		if len(d.items) > 0 {
+			ready <- d
+		}
 	}
 }
 
@@ -214,37 +241,52 @@ func (w *Worker) collect(b jetstream.MessageBatch) ([]jetstream.Msg, error) {
 	return msgs, nil
 }
 
-// process stores what was fetched and acknowledges each message after
-// its commit. A bundle's records are stored like messages of their own
-// (expand). Items go to Postgres in transactions of at most BatchSize.
-func (w *Worker) process(ctx context.Context, msgs []jetstream.Msg) {
-	start := w.now()
-	items := make([]*item, 0, len(msgs))
+// decoded is a fetch's messages read into items, ready to store.
+type decoded struct {
+	items []*item
+	start time.Time // when they were fetched
+	// stopProgress ends keepInProgress once they are stored.
+	stopProgress func()
+}
+
+// decodeAll reads what was fetched. A bundle's records become items of
+// their own (expand); a message that cannot be read goes to dead_letters
+// at once. The items are kept alive at JetStream from here until
+// storeAll is done with them.
+func (w *Worker) decodeAll(ctx context.Context, msgs []jetstream.Msg) decoded {
+	d := decoded{start: w.now()}
+	d.items = make([]*item, 0, len(msgs))
 	for _, m := range msgs {
 		parts, err := expand(m, w.stream)
 		if err != nil {
-			it := &item{msg: m, meta: events.MetaFromHeaders(m.Headers(), start)}
+			it := &item{msg: m, meta: events.MetaFromHeaders(m.Headers(), d.start)}
 			w.deadLetter(ctx, it, fmt.Errorf("%w: %v", errPoison, err), 0)
 			continue
 		}
 		for _, pm := range parts {
-			it, err := decode(pm, start)
+			it, err := decode(pm, d.start)
 			if err != nil {
 				w.deadLetter(ctx, it, err, 0)
 				continue
 			}
-			items = append(items, it)
+			d.items = append(d.items, it)
 		}
 	}
-	w.observeFetch(len(msgs), len(items))
-	if len(items) == 0 {
-		return
+	w.observeFetch(len(msgs), len(d.items))
+	if len(d.items) > 0 {
+		d.stopProgress = w.keepInProgress(d.items)
 	}
-	stopProgress := w.keepInProgress(items)
-	defer stopProgress()
+	return d
+}
+
+// storeAll stores decoded items in transactions of at most BatchSize and
+// acknowledges each after its commit.
+func (w *Worker) storeAll(ctx context.Context, d decoded) {
+	defer d.stopProgress()
+	items := d.items
 	for len(items) > 0 {
 		n := min(len(items), w.cfg.BatchSize)
-		w.store(ctx, items[:n], start)
+		w.store(ctx, items[:n], d.start)
 		items = items[n:]
 	}
 }

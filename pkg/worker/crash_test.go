@@ -36,7 +36,7 @@ func TestCrashBetweenCommitAndAck(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The doomed worker: fetch, commit, and die before acking.
-	msgs, err := w.fetch(cons)
+	msgs, err := w.fetch(cons, w.fetchSize())
 	if err != nil || len(msgs) != len(evs) {
 		t.Fatalf("fetched %d messages (%v), want %d", len(msgs), err, len(evs))
 	}

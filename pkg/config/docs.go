@@ -53,7 +53,7 @@ var Docs = map[string]Doc{
 
 	"WORKER_ADDR":            {Meaning: "`/healthz`, `/readyz`, `/metrics`."},
 	"WORKER_CONSUMER":        {Meaning: "Durable consumer name shared by all replicas."},
-	"WORKER_CONCURRENCY":     {Meaning: "Consuming loops per process; each holds one Postgres connection while it stores a batch and, when the stream has a backlog, fetches and decodes the next batch meanwhile. Two keep a steady load's commits few and large, which keeps replies fast; four drain a backlog about a tenth faster (see docs/PERFORMANCE.md)."},
+	"WORKER_CONCURRENCY":     {Meaning: "Consuming loops per process; each holds one Postgres connection while it stores a batch and, when the stream has a backlog, fetches and decodes the next batch meanwhile. Two keep a steady load's commits few and large, which keeps replies fast; on the 2-core bench host four drained a backlog no faster than two (see docs/PERFORMANCE.md)."},
 	"WORKER_BATCH_SIZE":      {Meaning: "Most events stored in one transaction."},
 	"WORKER_ACK_WAIT":        {Meaning: "An unacknowledged message (its worker died) is redelivered after this, then after 2× for every later miss. A slow batch signals progress, so it is never redelivered while being stored."},
 	"WORKER_MAX_ATTEMPTS":    {Meaning: "Failures of a message's own making before it goes to `dead_letters`, counted per event in `worker_failures` (not JetStream deliveries). Outage-shaped errors (connection loss, shutdown, read-only, serialization, deadlock, too many connections, statement or lock timeout) never count."},

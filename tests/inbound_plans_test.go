@@ -152,28 +152,27 @@ func TestInboundInsertsKeepTheirPlans(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var generic, custom int64
-	if err := pool.QueryRow(ctx, `SELECT generic_plans, custom_plans FROM pg_prepared_statements
-		WHERE statement LIKE 'INSERT INTO messages%'`).Scan(&generic, &custom); err != nil {
-		t.Fatal(err)
-	}
-	if generic == 0 {
+	if generic, custom := preparedPlans(t, pool, "INSERT INTO messages"); generic == 0 {
 		t.Errorf("the messages insert after the tombstone lookup was planned afresh in all %d batches; want its kept plan", custom)
 	}
 	// The lookup itself runs in every batch with a message: one plan per
 	// connection, never one per batch.
-	if err := pool.QueryRow(ctx, `SELECT generic_plans, custom_plans FROM pg_prepared_statements
-		WHERE statement LIKE 'SELECT u.channel_id, u.message_id FROM unsent_messages%'`).Scan(&generic, &custom); err != nil {
-		t.Fatal(err)
-	}
-	if custom != 0 || generic != 10 {
+	if generic, custom := preparedPlans(t, pool, "SELECT u.channel_id, u.message_id FROM unsent_messages"); custom != 0 || generic != 10 {
 		t.Errorf("the tombstone lookup ran %d times on a generic plan and was planned for %d runs; want its one kept plan in all 10", generic, custom)
 	}
-	if err := pool.QueryRow(ctx, `SELECT generic_plans, custom_plans FROM pg_prepared_statements
-		WHERE statement LIKE 'UPDATE events e SET raw = linepipe_scrub_event%'`).Scan(&generic, &custom); err != nil {
-		t.Fatal(err)
-	}
-	if custom != 10 {
+	if generic, custom := preparedPlans(t, pool, "UPDATE events e SET raw = linepipe_scrub_event"); custom != 10 {
 		t.Errorf("the scrub of a late copy was planned for %d of 10 runs (%d generic); want every run", custom, generic)
 	}
+}
+
+// preparedPlans is how often the statement prepared on pool's connection
+// that starts with prefix ran on a generic plan and on a plan made for
+// its run.
+func preparedPlans(t *testing.T, pool *pgxpool.Pool, prefix string) (generic, custom int64) {
+	t.Helper()
+	if err := pool.QueryRow(context.Background(), `SELECT generic_plans, custom_plans FROM pg_prepared_statements
+		WHERE starts_with(statement, $1)`, prefix).Scan(&generic, &custom); err != nil {
+		t.Fatal(err)
+	}
+	return generic, custom
 }

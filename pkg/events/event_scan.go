@@ -45,13 +45,8 @@ func walkEvent(raw []byte) (e *Event, ok bool) {
 		case keyIs(key, true, "source"):
 			return seen.once(5) && s.source(&e.Source)
 		case keyIs(key, true, keyDeliveryContext):
-			var in fieldSet
-			return seen.once(6) && s.object(func(key []byte) bool {
-				if keyIs(key, true, keyIsRedelivery) {
-					return in.once(0) && s.boolean(&e.DeliveryContext.IsRedelivery)
-				}
-				s.skip()
-				return true
+			return seen.once(6) && s.onlyField(keyIsRedelivery, func() bool {
+				return s.boolean(&e.DeliveryContext.IsRedelivery)
 			})
 		case keyIs(key, true, "message"):
 			return seen.once(7) && s.message(&e.Message)
@@ -59,14 +54,7 @@ func walkEvent(raw []byte) (e *Event, ok bool) {
 			e.Unsend = &struct {
 				MessageID string `json:"messageId"`
 			}{}
-			var in fieldSet
-			return seen.once(8) && s.object(func(key []byte) bool {
-				if keyIs(key, true, "messageid") {
-					return in.once(0) && s.text(&e.Unsend.MessageID)
-				}
-				s.skip()
-				return true
-			})
+			return seen.once(8) && s.onlyField("messageid", func() bool { return s.text(&e.Unsend.MessageID) })
 		case keyIs(key, true, "joined"), keyIs(key, true, "left"):
 			return false
 		}
@@ -180,6 +168,20 @@ func (s *scanner) object(member func(key []byte) bool) bool {
 			return false
 		}
 	}
+}
+
+// onlyField walks an object of which one member is read: read reads the
+// value of the member named name (lower case), at most once; every other
+// member is stepped over.
+func (s *scanner) onlyField(name string, read func() bool) bool {
+	var seen fieldSet
+	return s.object(func(key []byte) bool {
+		if keyIs(key, true, name) {
+			return seen.once(0) && read()
+		}
+		s.skip()
+		return true
+	})
 }
 
 // text reads a string value.

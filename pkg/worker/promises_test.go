@@ -97,14 +97,7 @@ func TestSlowBatchIsNotRedelivered(t *testing.T) {
 	e := fixture.Text(fixture.User(fixture.UserID(111)), time.Now(), "slow")
 	// Another transaction holds the event's unique key, uncommitted, for
 	// three and a half AckWaits; the worker's insert waits behind it.
-	tx, err := b.db.Pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(ctx, `INSERT INTO events (webhook_event_id, channel_id, type, event_time, received_at, raw)
-		VALUES ($1, $2, 'message', now(), now(), '{}')`, fixture.ID(e), channel); err != nil {
-		t.Fatal(err)
-	}
+	tx := holdEventKey(t, b, channel, e)
 	b.publish(t, channel, e)
 	w := New(Config{AckWait: time.Second, IdleWait: 200 * time.Millisecond}, b.sc, b.js, b.db.Pool,
 		NewMetrics(ops.NewRegistry()), zap.NewNop())

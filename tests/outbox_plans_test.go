@@ -133,7 +133,27 @@ func oneConnection(t *testing.T) (*testenv.DB, *pgxpool.Pool) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
+	// The migration's index builds count as sequential scans; published
+	// late, they would land between a test's two readings.
+	publishStats(t, db.Pool)
 	return db, pool
+}
+
+// publishStats has every idle connection of pool publish the statistics
+// it holds. A backend publishes them as it goes idle, at most once a
+// second unless asked to at once (and an idle one ten seconds later), so
+// a connection's earlier work could otherwise reach the counters in the
+// middle of a measurement.
+func publishStats(t *testing.T, pool *pgxpool.Pool) {
+	t.Helper()
+	ctx := context.Background()
+	for _, c := range pool.AcquireAllIdle(ctx) {
+		_, err := c.Exec(ctx, `SELECT pg_stat_force_next_flush()`)
+		c.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 type scanCounts struct{ seq, updates, deletes, indexed int64 }
@@ -144,12 +164,10 @@ type scanCounts struct{ seq, updates, deletes, indexed int64 }
 func tableScans(t *testing.T, pool *pgxpool.Pool, tables ...string) map[string]scanCounts {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := pool.Exec(ctx, `SELECT pg_stat_force_next_flush()`); err != nil {
-		t.Fatal(err)
-	}
-	// The flush happens as the backend goes idle after that statement;
-	// this one reads (in a transaction of its own, so afresh) what it
-	// published.
+	publishStats(t, pool)
+	// The flush happens as the backend goes idle after that statement,
+	// before it answers; this one reads (in a transaction of its own, so
+	// afresh) what it published.
 	rows, err := pool.Query(ctx, `SELECT relname, seq_scan, n_tup_upd, n_tup_del, coalesce(idx_tup_fetch, 0)
 		FROM pg_stat_user_tables WHERE relid = ANY(SELECT to_regclass(t) FROM unnest($1::text[]) t)`, tables)
 	if err != nil {

@@ -32,16 +32,21 @@ func TestUnsendPlansStayIndexed(t *testing.T) {
 	db, pool := oneConnection(t)
 	const channel = "1650000077"
 	n := 0
-	cycle := func() {
+	// stored writes the next message through the other connection.
+	stored := func() string {
 		t.Helper()
 		n++
 		id := fmt.Sprintf("plan%06d", n)
 		storeMessage(t, db.Pool, channel, id)
+		return id
+	}
+	unsend := func(id string) {
+		t.Helper()
 		unsendBatch(t, pool, store.MessageKey{ChannelID: channel, MessageID: id})
 	}
 	// Past the five custom plans, on near-empty tables.
 	for i := 0; i < 8; i++ {
-		cycle()
+		unsend(stored())
 	}
 	// A day's traffic: thousands of messages of the same channel, their
 	// events and content, echo replies and dead letters, and a month's
@@ -65,16 +70,11 @@ func TestUnsendPlansStayIndexed(t *testing.T) {
 	}
 	// The messages to unsend go in first, through the other connection,
 	// whose counters are published before the first reading.
-	var measured []string
-	for i := 0; i < 3; i++ {
-		n++
-		measured = append(measured, fmt.Sprintf("plan%06d", n))
-		storeMessage(t, db.Pool, channel, measured[i])
-	}
+	measured := []string{stored(), stored(), stored()}
 	publishStats(t, db.Pool)
 	before := tableScans(t, pool, unsendGrownTables...)
 	for _, id := range measured {
-		unsendBatch(t, pool, store.MessageKey{ChannelID: channel, MessageID: id})
+		unsend(id)
 	}
 	after := tableScans(t, pool, unsendGrownTables...)
 	if after["messages"].deletes-before["messages"].deletes != 3 {

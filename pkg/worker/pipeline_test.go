@@ -55,7 +55,11 @@ func TestNextBatchWaitsDecodedWhileOneStores(t *testing.T) {
 			fixture.ID(e)).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
-		if want := map[bool]int{true: 1, false: 0}[i < 2]; n != want {
+		want := 0
+		if i < 2 {
+			want = 1
+		}
+		if n != want {
 			t.Errorf("event %d: %d rows after the stop, want %d", i+1, n, want)
 		}
 	}

@@ -154,7 +154,7 @@ func Run(ctx context.Context, s Settings, log *zap.Logger) error {
 		pub = bp
 	}
 	h := &Handler{Config: s.Handler, Stream: s.Stream, Secrets: secrets, Publisher: pub,
-		Metrics: metrics, Log: log, Now: time.Now}
+		Metrics: metrics, Log: ops.AccessLog(log), Now: time.Now}
 	mux := http.NewServeMux()
 	mux.Handle("/webhook/{channelID}", h)
 	admin := http.NewServeMux()

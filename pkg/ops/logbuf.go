@@ -42,6 +42,13 @@ func newLogger(lvl zapcore.Level, service string, ws zapcore.WriteSyncer) (log *
 	return log.With(zap.String("service", service)), buf.Stop
 }
 
+// AccessLog is log for the lines written once per webhook or per LINE
+// API call. Their message names where they come from, so they go without
+// the caller annotation: its stack walk was over a third of such a line's
+// time (BenchmarkAccessLine: 1.6 against 2.6 µs, 656 against 929 bytes
+// allocated), paid on every webhook and every push.
+func AccessLog(log *zap.Logger) *zap.Logger { return log.WithOptions(zap.WithCaller(false)) }
+
 // flushOnWarn writes warnings and errors through at once, with every line
 // before them, so what an operator is alerted to is never held back and
 // the log keeps its order.

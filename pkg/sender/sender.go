@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 
+	"github.com/linepipe/linepipe/pkg/ops"
 	"github.com/linepipe/linepipe/pkg/store"
 )
 
@@ -80,6 +81,7 @@ type Sender struct {
 	tokens *tokenSource
 	m      *metrics
 	log    *zap.Logger
+	calls  *zap.Logger   // the line per API call (ops.AccessLog)
 	slots  chan struct{} // one per request in flight
 	// unwritten holds one per completion handed in and not yet written.
 	unwritten chan struct{}
@@ -100,6 +102,7 @@ func New(cfg Config, db *pgxpool.Pool) (*Sender, error) {
 		return nil, fmt.Errorf("sender config: %w", err)
 	}
 	s := &Sender{cfg: cfg, db: db, m: newMetrics(cfg.Registerer), log: cfg.Log,
+		calls:     ops.AccessLog(cfg.Log),
 		slots:     make(chan struct{}, cfg.Concurrency),
 		unwritten: make(chan struct{}, cfg.Concurrency), reslots: make(chan reslotReq)}
 	s.done = newCompleter(db, cfg.Concurrency, s.m, func() int { return len(s.slots) })
@@ -363,7 +366,7 @@ func (s *Sender) attempt(ctx context.Context, row store.OutboxClaimed, token str
 	s.m.latency.WithLabelValues(row.Endpoint).Observe(took.Seconds())
 	// One line per call, as LINE's guideline asks: never the token, the
 	// body or LINE's error text (which can quote the body).
-	s.log.Info("line api call", zap.Int64("outbox_id", row.ID), zap.String("channel_id", row.ChannelID),
+	s.calls.Info("line api call", zap.Int64("outbox_id", row.ID), zap.String("channel_id", row.ChannelID),
 		zap.String("method", http.MethodPost), zap.String("endpoint", req.URL.Path), zap.Int("status", resp.Status),
 		zap.String("request_id", resp.RequestID), zap.String("accepted_request_id", resp.AcceptedRequestID),
 		zap.String("retry_key", key), zap.Int("attempt", row.Attempts+1), zap.String("outcome", out.Status),
@@ -505,7 +508,7 @@ func (s *Sender) release(row store.OutboxClaimed, pl *planner, g *claimShift, re
 // logTokenCall records a token issue in api_log and the zap log.
 func (s *Sender) logTokenCall(e store.APILogEntry, callErr error) {
 	s.m.calls.WithLabelValues("token", strconv.Itoa(e.Status)).Inc()
-	s.log.Info("line api call", zap.String("channel_id", e.ChannelID), zap.String("method", e.Method),
+	s.calls.Info("line api call", zap.String("channel_id", e.ChannelID), zap.String("method", e.Method),
 		zap.String("endpoint", e.Endpoint), zap.Int("status", e.Status), zap.String("request_id", e.RequestID),
 		zap.Duration("duration", e.Duration), zap.Bool("no_answer", callErr != nil))
 	if callErr != nil {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -29,6 +30,8 @@ type Handler struct {
 	Metrics   *Metrics
 	Log       *zap.Logger
 	Now       func() time.Time
+
+	inFlight atomic.Int64 // webhooks being handled (Config.MaxInFlight)
 }
 
 // outcome is what one request came to, for the log line and metrics.
@@ -82,6 +85,10 @@ func (h *Handler) serve(r *http.Request, start time.Time) outcome {
 	if r.Method != http.MethodPost {
 		return outcome{status: http.StatusMethodNotAllowed, reason: "only POST is accepted"}
 	}
+	if !h.enter() {
+		return outcome{status: http.StatusServiceUnavailable, reason: "too many webhooks in flight; retry later"}
+	}
+	defer h.leave()
 	channel := r.PathValue("channelID")
 	if !stream.ValidChannelID(channel) {
 		return outcome{status: http.StatusNotFound, reason: "unknown channel"}
@@ -159,6 +166,24 @@ func (h *Handler) publish(r *http.Request, start time.Time, wh *events.Webhook, 
 	}
 	out.status = http.StatusOK
 	return out
+}
+
+// enter counts a webhook in, unless Config.MaxInFlight are already being
+// handled: then it counts the webhook shed and reports false, and the
+// webhook is answered before its body is read.
+func (h *Handler) enter() bool {
+	if n := h.inFlight.Add(1); h.Config.MaxInFlight > 0 && n > int64(h.Config.MaxInFlight) {
+		h.inFlight.Add(-1)
+		h.Metrics.shed.Inc()
+		return false
+	}
+	h.Metrics.inFlight.Inc()
+	return true
+}
+
+func (h *Handler) leave() {
+	h.inFlight.Add(-1)
+	h.Metrics.inFlight.Dec()
 }
 
 // remoteIP is the sender's address; see clientIP.

@@ -19,6 +19,8 @@ type Metrics struct {
 	requestLat prometheus.Histogram
 	bundles    *prometheus.CounterVec
 	bundleSize prometheus.Histogram
+	inFlight   prometheus.Gauge
+	shed       prometheus.Counter
 }
 
 // NewMetrics registers ingest's series on reg.
@@ -44,8 +46,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		bundleSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "linepipe_ingest_bundle_events", Help: "Events per stored bundle (one JetStream write, one fsync).",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "linepipe_ingest_webhooks_in_flight", Help: "Webhooks being handled now (INGEST_MAX_IN_FLIGHT bounds it)."}),
+		shed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "linepipe_ingest_webhooks_shed_total",
+			Help: "Webhooks answered 503 at once because INGEST_MAX_IN_FLIGHT were already being handled."}),
 	}
-	reg.MustRegister(m.webhooks, m.published, m.duplicates, m.failures, m.publishLat, m.requestLat, m.bundles, m.bundleSize)
+	reg.MustRegister(m.webhooks, m.published, m.duplicates, m.failures, m.publishLat, m.requestLat, m.bundles, m.bundleSize,
+		m.inFlight, m.shed)
 	return m
 }
 

@@ -46,6 +46,7 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 		Handler: Config{
 			MaxBodyBytes:   env.Bytes("INGEST_MAX_BODY_BYTES", DefaultMaxBodyBytes),
 			PublishTimeout: env.Duration("INGEST_PUBLISH_TIMEOUT", DefaultPublishTimeout),
+			MaxInFlight:    env.Int("INGEST_MAX_IN_FLIGHT", DefaultMaxInFlight),
 			TrustProxy:     env.Bool("INGEST_TRUST_PROXY", false),
 		}.WithDefaults(),
 		Admin:  ops.ServerConfig{Addr: env.String("INGEST_ADMIN_ADDR", DefaultAdminAddr)},

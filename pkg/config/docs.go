@@ -45,7 +45,7 @@ var Docs = map[string]Doc{
 	"INGEST_TRUSTED_PROXIES":   {Meaning: "Comma-separated CIDRs of the reverse proxies, with `INGEST_TRUST_PROXY`.", Default: "127.0.0.0/8, ::1, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7"},
 	"INGEST_MAX_BODY_BYTES":    {Meaning: "Larger bodies get 413 without being read further. Accepts `KiB`/`MiB` suffixes."},
 	"INGEST_PUBLISH_TIMEOUT":   {Meaning: "Budget for JetStream's acks; past it, 503 so LINE redelivers. Must be under 2s (LINE's timeout)."},
-	"INGEST_MAX_IN_FLIGHT":     {Meaning: "Webhooks handled at once. One more gets 503 at once, before its body is read, and LINE redelivers it. Bounds ingest's memory (about 20 KiB a one-event webhook) when JetStream or the host falls behind; a healthy ingest keeps about a hundred in flight at 10,000 webhooks/s."},
+	"INGEST_MAX_IN_FLIGHT":     {Meaning: "Webhooks handled at once. One more gets 503 at once, before its body is read, and LINE redelivers it. Bounds ingest's memory (about 40 KiB a one-event webhook) when JetStream or the host falls behind; a healthy ingest keeps under a hundred in flight at 9,500 webhooks/s."},
 	"INGEST_BUNDLE_MAX_EVENTS": {Meaning: "Most events of concurrent webhooks published together as one stream message (one JetStream write and fsync for all). Redeliveries always go one message per event. 0 turns bundling off."},
 	"INGEST_CHANNELS_REFRESH":  {Meaning: "How often the channel secret cache reloads `channels`."},
 	"INGEST_TRUST_PROXY":       {Meaning: "Take the sender IP from `X-Forwarded-For`: the rightmost hop that is not a trusted proxy (`INGEST_TRUSTED_PROXIES`), and only when the peer itself is one."},

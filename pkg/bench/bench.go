@@ -172,9 +172,13 @@ type Result struct {
 	// Durability is ingest's cost of sync_interval: always (durability.go).
 	Durability *DurabilityResult `json:"durability,omitempty"`
 	PeakRSS    map[string]int64  `json:"peakRssKiB"`
-	Dir        string            `json:"dir,omitempty"`
-	Started    time.Time         `json:"started"`
-	Seconds    float64           `json:"seconds"`
+	// PeakRSSStage is the stage in which each service's peak was reached:
+	// the last in which the sampler saw it grow (empty when only a
+	// process's reading at its stop raised it).
+	PeakRSSStage map[string]string `json:"peakRssStage"`
+	Dir          string            `json:"dir,omitempty"`
+	Started      time.Time         `json:"started"`
+	Seconds      float64           `json:"seconds"`
 }
 
 // Bench is one run in progress.
@@ -184,6 +188,10 @@ type Bench struct {
 	schema *Schema
 	mu     sync.Mutex
 	procs  []*Proc
+	// stage is the stage running; peakStage, per process, the stage in
+	// which sampleRSS last saw its peak grow.
+	stage     string
+	peakStage map[*Proc]string
 	// pgSeen is the CPU each live backend of the run had when last read,
 	// pgGone that of backends since ended, pgLast the last total (pgCPU).
 	pgSeen         map[int]float64
@@ -222,7 +230,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	res := &Result{Started: time.Now().UTC(), PeakRSS: map[string]int64{}}
+	res := &Result{Started: time.Now().UTC(), PeakRSS: map[string]int64{}, PeakRSSStage: map[string]string{}}
 	dir := cfg.Dir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "linepipe-bench-")
@@ -236,7 +244,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	} else {
 		res.Dir = dir
 	}
-	b := &Bench{cfg: cfg}
+	b := &Bench{cfg: cfg, peakStage: map[*Proc]string{}}
 	b.logf("building services into %s", dir)
 	bin := filepath.Join(dir, "bin")
 	if err := Build(ctx, bin, "./cmd/ingest", "./cmd/worker", "./cmd/sender", "./cmd/loadgen", "./cmd/bench/profiled"); err != nil {
@@ -290,7 +298,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	for _, p := range b.procs {
 		name, _, _ := strings.Cut(p.Name, "-")
 		if k := p.PeakRSSKB(); k > res.PeakRSS[name] {
-			res.PeakRSS[name] = k
+			res.PeakRSS[name], res.PeakRSSStage[name] = k, b.peakStage[p]
 		}
 	}
 	res.Seconds = time.Since(res.Started).Seconds()
@@ -343,6 +351,9 @@ func (b *Bench) stages(ctx context.Context, res *Result) error {
 			continue
 		}
 		res.Ran = append(res.Ran, st.name)
+		b.mu.Lock()
+		b.stage = st.name
+		b.mu.Unlock()
 		if err := b.sampled(st.name, st.run); err != nil {
 			return fmt.Errorf("%s stage: %w", st.name, err)
 		}
@@ -493,10 +504,15 @@ func (b *Bench) sampleRSS() func() {
 		defer t.Stop()
 		for {
 			b.mu.Lock()
-			ps := append([]*Proc(nil), b.procs...)
+			ps, stage := append([]*Proc(nil), b.procs...), b.stage
 			b.mu.Unlock()
 			for _, p := range ps {
-				p.SampleRSS()
+				before := p.PeakRSSKB()
+				if p.SampleRSS() > before {
+					b.mu.Lock()
+					b.peakStage[p] = stage
+					b.mu.Unlock()
+				}
 			}
 			b.pgCPU()
 			select {

@@ -125,7 +125,11 @@ func (r *Result) WriteTable(w io.Writer) error {
 		if linepipeServices[n] {
 			target, v = "< 64 MiB", verdict(kib > 0 && kib < TargetRSSKiB)
 		}
-		row("peak RSS "+n, fmt.Sprintf("%.1f MiB", float64(kib)/1024), "VmHWM, any process of it", "", target, v)
+		ref := "VmHWM, any process of it"
+		if st := r.PeakRSSStage[n]; st != "" {
+			ref += ", in " + st
+		}
+		row("peak RSS "+n, fmt.Sprintf("%.1f MiB", float64(kib)/1024), ref, "", target, v)
 	}
 	return tw.Flush()
 }

@@ -123,3 +123,27 @@ func TestTableReplyWarmup(t *testing.T) {
 		t.Errorf("a timed p99 of 120 ms must be a MISS:\n%s", out)
 	}
 }
+
+// A service's peak RSS line names the stage in which the peak was seen,
+// so a MISS points at the load that caused it.
+func TestTableRSSNamesItsStage(t *testing.T) {
+	t.Parallel()
+	r := &Result{PeakRSS: map[string]int64{"ingest": 101 << 10, "worker": 40 << 10},
+		PeakRSSStage: map[string]string{"ingest": "reply"}}
+	var sb strings.Builder
+	if err := r.WriteTable(&sb); err != nil {
+		t.Fatal(err)
+	}
+	lines := map[string]string{}
+	for _, l := range strings.Split(sb.String(), "\n") {
+		if name, ok := strings.CutPrefix(l, "peak RSS "); ok {
+			lines[strings.Fields(name)[0]] = l
+		}
+	}
+	if l := lines["ingest"]; !strings.Contains(l, "101.0 MiB") || !strings.Contains(l, "any process of it, in reply") || !strings.Contains(l, "MISS") {
+		t.Errorf("ingest's line: %q", l)
+	}
+	if l := lines["worker"]; !strings.Contains(l, "40.0 MiB") || strings.Contains(l, ", in ") || !strings.Contains(l, "PASS") {
+		t.Errorf("worker's line, whose stage is not known: %q", l)
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -30,8 +29,6 @@ type Handler struct {
 	Metrics   *Metrics
 	Log       *zap.Logger
 	Now       func() time.Time
-
-	inFlight atomic.Int64 // webhooks being handled (Config.MaxInFlight)
 }
 
 // outcome is what one request came to, for the log line and metrics.
@@ -172,19 +169,15 @@ func (h *Handler) publish(r *http.Request, start time.Time, wh *events.Webhook, 
 // handled: then it counts the webhook shed and reports false, and the
 // webhook is answered before its body is read.
 func (h *Handler) enter() bool {
-	if n := h.inFlight.Add(1); h.Config.MaxInFlight > 0 && n > int64(h.Config.MaxInFlight) {
-		h.inFlight.Add(-1)
+	if n := h.Metrics.active.Add(1); h.Config.MaxInFlight > 0 && n > int64(h.Config.MaxInFlight) {
+		h.Metrics.active.Add(-1)
 		h.Metrics.shed.Inc()
 		return false
 	}
-	h.Metrics.inFlight.Inc()
 	return true
 }
 
-func (h *Handler) leave() {
-	h.inFlight.Add(-1)
-	h.Metrics.inFlight.Dec()
-}
+func (h *Handler) leave() { h.Metrics.active.Add(-1) }
 
 // remoteIP is the sender's address; see clientIP.
 func (h *Handler) remoteIP(r *http.Request) string {

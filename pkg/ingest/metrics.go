@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,8 +20,11 @@ type Metrics struct {
 	requestLat prometheus.Histogram
 	bundles    *prometheus.CounterVec
 	bundleSize prometheus.Histogram
-	inFlight   prometheus.Gauge
+	inFlight   prometheus.GaugeFunc // reads active
 	shed       prometheus.Counter
+	// active counts the webhooks being handled: the handler bounds it
+	// (Config.MaxInFlight) and the in-flight gauge reports it.
+	active atomic.Int64
 }
 
 // NewMetrics registers ingest's series on reg.
@@ -46,12 +50,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		bundleSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "linepipe_ingest_bundle_events", Help: "Events per stored bundle (one JetStream write, one fsync).",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
-		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "linepipe_ingest_webhooks_in_flight", Help: "Webhooks being handled now (INGEST_MAX_IN_FLIGHT bounds it)."}),
 		shed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "linepipe_ingest_webhooks_shed_total",
 			Help: "Webhooks answered 503 at once because INGEST_MAX_IN_FLIGHT were already being handled."}),
 	}
+	m.inFlight = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "linepipe_ingest_webhooks_in_flight", Help: "Webhooks being handled now (INGEST_MAX_IN_FLIGHT bounds it)."},
+		func() float64 { return float64(m.active.Load()) })
 	reg.MustRegister(m.webhooks, m.published, m.duplicates, m.failures, m.publishLat, m.requestLat, m.bundles, m.bundleSize,
 		m.inFlight, m.shed)
 	return m

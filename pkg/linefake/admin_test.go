@@ -26,7 +26,7 @@ func TestAdminAddChannelThenIssueAndSend(t *testing.T) {
 	_ = json.Unmarshal(tr.body, &tok)
 	wantStatus(t, b.must(http.MethodPost, PathPush, mustJSON(t, push(userA, text("y"))), map[string]string{"Authorization": "Bearer " + tok.AccessToken}), http.StatusOK)
 	ds := b.srv.Accepted()
-	if len(ds) != 2 || ds[0].Channel != "777" || ds[1].Channel != "777" {
+	if len(ds) != 2 || ds[0].Channel != "777" || ds[1].Channel != "777" || b.srv.AcceptedCount() != 2 {
 		t.Fatalf("deliveries %+v, want two on channel 777", ds)
 	}
 	// Replacing a channel drops its old static tokens.
@@ -88,7 +88,7 @@ func TestAdminDeliveriesDuplicatesStatsReset(t *testing.T) {
 	}
 
 	wantStatus(t, b.must(http.MethodPost, PathAdminReset, nil, nil), http.StatusNoContent)
-	if n := len(b.srv.Accepted()); n != 0 || len(b.srv.Stats().Requests) != 0 {
+	if n := len(b.srv.Accepted()); n != 0 || b.srv.AcceptedCount() != 0 || len(b.srv.Stats().Requests) != 0 {
 		t.Fatalf("after reset: %d deliveries, stats %+v", n, b.srv.Stats())
 	}
 	// Reset forgets retry keys too, and keeps the channel.

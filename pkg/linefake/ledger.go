@@ -111,6 +111,13 @@ func (l *ledger) count(endpoint, status string) {
 	m[status]++
 }
 
+// accepted is how many sends were accepted, without copying them.
+func (l *ledger) accepted() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.deliveries)
+}
+
 func (l *ledger) snapshot() ([]Delivery, Stats) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -160,6 +160,18 @@ func (l *limiter) rateWindows() []RateWindow {
 	return out
 }
 
+// BusiestSecond is the most of times (in time order) within any window of
+// one second ending at one of them: the measure the emulator keeps for
+// the requests it receives, applied to times taken elsewhere (a client's
+// own record of when it sent them).
+func BusiestSecond(times []time.Time) int {
+	var s slidingMax
+	for _, t := range times {
+		s.add(t)
+	}
+	return s.max
+}
+
 // slidingMax tracks the largest number of events within any window of one
 // second ending at an event: the times of the last second's events are
 // kept, so memory is bounded by the rate itself.

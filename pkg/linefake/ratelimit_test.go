@@ -108,3 +108,32 @@ func TestUserCapOffByDefault(t *testing.T) {
 		}
 	}
 }
+
+// BusiestSecond counts as the emulator's own windows do: a window is the
+// second ending at a time, and a time exactly one second earlier is out.
+func TestBusiestSecond(t *testing.T) {
+	t.Parallel()
+	t0 := time.Unix(1700000000, 0)
+	at := func(ms ...int) []time.Time {
+		var ts []time.Time
+		for _, m := range ms {
+			ts = append(ts, t0.Add(time.Duration(m)*time.Millisecond))
+		}
+		return ts
+	}
+	for _, c := range []struct {
+		ms   []int
+		want int
+	}{
+		{nil, 0},
+		{[]int{0}, 1},
+		{[]int{0, 999}, 2},
+		{[]int{0, 1000}, 1},
+		{[]int{0, 100, 900, 1050, 1100, 1200, 3000}, 4},
+		{[]int{0, 10, 20, 2000, 2001, 2002, 2003}, 4},
+	} {
+		if got := BusiestSecond(at(c.ms...)); got != c.want {
+			t.Errorf("BusiestSecond(%v ms) = %d, want %d", c.ms, got, c.want)
+		}
+	}
+}

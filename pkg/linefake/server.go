@@ -275,6 +275,10 @@ func (s *Server) Accepted() []Delivery {
 	return ds
 }
 
+// AcceptedCount is len(Accepted()) without the copy: cheap enough to
+// poll while a client is being timed.
+func (s *Server) AcceptedCount() int { return s.ledger.accepted() }
+
 // Stats returns request counts by endpoint and status, and the rate maxima.
 func (s *Server) Stats() Stats {
 	_, st := s.ledger.snapshot()

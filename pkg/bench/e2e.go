@@ -31,6 +31,22 @@ type E2EResult struct {
 	WarmupSeconds  float64                `json:"warmupSeconds"`
 	WarmupWebhooks int                    `json:"warmupWebhooks"`
 	WarmupToReply  loadgen.LatencySummary `json:"warmupToReply"`
+	// Path is where the timed replies' time went once their rows existed.
+	Path ReplyPath `json:"path"`
+	// CPU is the load's, warm-up included, per webhook, from the first
+	// webhook sent to the last reply accepted.
+	CPU CPUShare `json:"cpu"`
+}
+
+// ReplyPath is the p50 and p99 of each step of a reply after its row was
+// written, from the outbox's own columns (see logReplyPath), in ms.
+type ReplyPath struct {
+	ClaimedP50    float64 `json:"rowToClaimedMsP50"`
+	ClaimedP99    float64 `json:"rowToClaimedMsP99"`
+	SlotP50       float64 `json:"claimedToSlotMsP50"`
+	SlotP99       float64 `json:"claimedToSlotMsP99"`
+	CompletionP50 float64 `json:"slotToCompletionMsP50"`
+	CompletionP99 float64 `json:"slotToCompletionMsP99"`
 }
 
 // rowPoll is how often stored rows are looked for; it bounds the
@@ -102,6 +118,7 @@ func (b *Bench) runE2E(ctx context.Context, ing *Proc, sp e2eSpec) (E2EResult, e
 	// One steady load: the warm-up's webhooks, then the timed ones.
 	warm := int(sp.rate * sp.warmup.Seconds())
 	n := int(sp.rate * sp.duration.Seconds())
+	span := b.startSpan()
 	sent, byToken, failed, achieved := b.sendSteady(ctx, emu, "http://"+ing.Addr+"/webhook/"+b.stack.ChannelID, warm, n, sp.rate)
 	res.Webhooks, res.Failed, res.AchievedRate = n, failed, achieved
 	res.WarmupSeconds, res.WarmupWebhooks = sp.warmup.Seconds(), warm
@@ -110,6 +127,7 @@ func (b *Bench) runE2E(ctx context.Context, ing *Proc, sp e2eSpec) (E2EResult, e
 	for len(replies(emu)) < warm+n-failed && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
+	res.CPU = b.share(span, float64(warm+n))
 	stopPoll()
 	rows := <-seen
 	var toRow, toReply, warmToReply []time.Duration
@@ -131,10 +149,10 @@ func (b *Bench) runE2E(ctx context.Context, ing *Proc, sp e2eSpec) (E2EResult, e
 	res.Missing = warm + n - len(toReply) - len(warmToReply)
 	res.ToRow, res.ToReply = loadgen.Summarize(toRow), loadgen.Summarize(toReply)
 	res.WarmupToReply = loadgen.Summarize(warmToReply)
-	b.logReplyPath(ctx, sp.name, timedFrom(sent))
-	b.logf("e2e %s at %.0f/s (%.0f/s achieved), %d workers, %d senders: row p50 %s p99 %s; reply p50 %s p99 %s (warm-up's first %s: %s / %s); %d replies missing, %d webhooks failed",
+	res.Path = b.logReplyPath(ctx, sp.name, timedFrom(sent))
+	b.logf("e2e %s at %.0f/s (%.0f/s achieved), %d workers, %d senders: row p50 %s p99 %s; reply p50 %s p99 %s (warm-up's first %s: %s / %s); %d replies missing, %d webhooks failed; CPU per webhook %s, host %s",
 		sp.name, res.Rate, achieved, sp.workers, sp.senders, res.ToRow.P50, res.ToRow.P99, res.ToReply.P50, res.ToReply.P99,
-		sp.warmup, res.WarmupToReply.P50, res.WarmupToReply.P99, res.Missing, failed)
+		sp.warmup, res.WarmupToReply.P50, res.WarmupToReply.P99, res.Missing, failed, res.CPU, res.CPU.busyText())
 	return res, nil
 }
 
@@ -321,8 +339,9 @@ const rowGapWait = 30 * time.Second
 // the outbox's own columns (database clock): created_at is the worker's
 // transaction start, first_attempt_at the claim's, send_at the rate slot
 // and finished_at the completion's. Rows created before from (the
-// warm-up's) are left out.
-func (b *Bench) logReplyPath(ctx context.Context, name string, from time.Time) {
+// warm-up's) are left out. It returns the same quantiles, zero when they
+// could not be read.
+func (b *Bench) logReplyPath(ctx context.Context, name string, from time.Time) ReplyPath {
 	var q [6]float64
 	var moved, rows int64
 	err := b.schema.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE send_at > first_attempt_at), count(*),
@@ -335,12 +354,14 @@ func (b *Bench) logReplyPath(ctx context.Context, name string, from time.Time) {
 		FROM outbox WHERE endpoint = 'reply' AND status = 'delivered' AND created_at >= $1`, from).Scan(&moved, &rows, &q[0], &q[1], &q[2], &q[3], &q[4], &q[5])
 	if err != nil {
 		b.logf("e2e %s: reply path not read: %v", name, err)
-		return
+		return ReplyPath{}
 	}
 	ms := func(f float64) string { return fmt.Sprintf("%.1f ms", f*1000) }
 	b.logf("e2e %s reply path p50/p99: row → claimed %s/%s, claimed → slot %s/%s (%d of %d moved by a shift or a fresh slot), slot → completion %s/%s",
 		name, ms(q[0]), ms(q[1]), ms(q[2]), ms(q[3]), moved, rows, ms(q[4]), ms(q[5]))
 	b.logCommitPath(ctx, name, from)
+	return ReplyPath{ClaimedP50: q[0] * 1000, ClaimedP99: q[1] * 1000, SlotP50: q[2] * 1000, SlotP99: q[3] * 1000,
+		CompletionP50: q[4] * 1000, CompletionP99: q[5] * 1000}
 }
 
 // logCommitPath splits row → claimed further where the server keeps

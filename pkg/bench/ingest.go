@@ -23,6 +23,8 @@ type IngestResult struct {
 	HalfLatency      loadgen.LatencySummary `json:"halfLatency"`
 	HalfNon2xx       int64                  `json:"halfNon2xx"`
 	HalfDropped      int64                  `json:"halfDropped"`
+	// HalfCPU is the CPU of the run at half the peak, per webhook.
+	HalfCPU CPUShare `json:"halfCpu"`
 	// Rounds are every round, the one above among them.
 	Rounds []IngestResult `json:"rounds,omitempty"`
 }
@@ -32,6 +34,10 @@ type IngestPeak struct {
 	Concurrency      int     `json:"concurrency"`
 	CeilingReqPerSec float64 `json:"ceilingReqPerSec"`
 	PeakReqPerSec    float64 `json:"peakReqPerSec"`
+	// CeilingCPU and PeakCPU are where each server's loop spent its
+	// CPU, per request, the load generator (in "bench") included.
+	CeilingCPU CPUShare `json:"ceilingCpu"`
+	PeakCPU    CPUShare `json:"peakCpu"`
 }
 
 // peakConcurrencies are the closed loops a peak is taken over: the
@@ -97,11 +103,16 @@ func (b *Bench) runIngest(ctx context.Context, ing *Proc) (IngestResult, error) 
 		}
 	}()
 
-	peak := func(base string, conc int) (*loadgen.Report, error) {
+	peak := func(base string, conc int) (*loadgen.Report, CPUShare, error) {
 		cfg := b.loadConfig(base)
 		cfg.Concurrency = conc
 		cfg.Duration = b.cfg.PeakDuration / 2
-		return loadgen.Run(ctx, cfg)
+		span := b.startSpan()
+		rep, err := loadgen.Run(ctx, cfg)
+		if err != nil {
+			return nil, CPUShare{}, err
+		}
+		return rep, b.share(span, float64(rep.Requests)), nil
 	}
 	// A short warm-up of each server so neither pays for connection set-up
 	// and first-use allocations inside the measured window.
@@ -118,18 +129,18 @@ func (b *Bench) runIngest(ctx context.Context, ing *Proc) (IngestResult, error) 
 	for round := range ingestRounds {
 		var r IngestResult
 		for _, conc := range b.peakConcurrencies() {
-			ceil, err := peak(noopURL, conc)
+			ceil, ceilCPU, err := peak(noopURL, conc)
 			if err != nil {
 				return res, err
 			}
-			got, err := peak("http://"+ing.Addr, conc)
+			got, gotCPU, err := peak("http://"+ing.Addr, conc)
 			if err != nil {
 				return res, err
 			}
-			b.logf("ingest round %d, %d connections: %.0f req/s (%v), no-op %.0f req/s", round+1, conc,
-				got.RequestsPerSec, got.Status, ceil.RequestsPerSec)
+			b.logf("ingest round %d, %d connections: %.0f req/s (%v; CPU per webhook %s, host %s), no-op %.0f req/s (%s, host %s)",
+				round+1, conc, got.RequestsPerSec, got.Status, gotCPU, gotCPU.busyText(), ceil.RequestsPerSec, ceilCPU, ceilCPU.busyText())
 			r.Peaks = append(r.Peaks, IngestPeak{Concurrency: conc, CeilingReqPerSec: ceil.RequestsPerSec,
-				PeakReqPerSec: got.RequestsPerSec})
+				PeakReqPerSec: got.RequestsPerSec, CeilingCPU: ceilCPU, PeakCPU: gotCPU})
 			r.CeilingReqPerSec = max(r.CeilingReqPerSec, ceil.RequestsPerSec)
 			r.PeakReqPerSec = max(r.PeakReqPerSec, got.RequestsPerSec)
 			r.PeakNon2xx += non2xx(got.Status)
@@ -144,10 +155,12 @@ func (b *Bench) runIngest(ctx context.Context, ing *Proc) (IngestResult, error) 
 	cfg := b.loadConfig("http://" + ing.Addr)
 	cfg.Rate = res.PeakReqPerSec / 2
 	cfg.Duration = b.cfg.HalfDuration
+	span := b.startSpan()
 	half, err := loadgen.Run(ctx, cfg)
 	if err != nil {
 		return res, err
 	}
+	res.HalfCPU = b.share(span, float64(half.Requests))
 	res.HalfRate, res.HalfLatency = cfg.Rate, half.FirstAttempt
 	res.HalfNon2xx, res.HalfDropped = non2xx(half.Status), half.Dropped
 	b.logf("ingest at %.0f req/s: p50 %s p99 %s", cfg.Rate, half.FirstAttempt.P50, half.FirstAttempt.P99)

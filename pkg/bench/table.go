@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
-	"sort"
 	"text/tabwriter"
 	"time"
 )
@@ -60,6 +60,10 @@ func (r *Result) WriteTable(w io.Writer) error {
 			row(fmt.Sprintf("  closed loop of %d connections", pk.Concurrency), fmt.Sprintf("%.0f", pk.PeakReqPerSec),
 				fmt.Sprintf("%.0f no-op HTTP", pk.CeilingReqPerSec), fmt.Sprintf("%.2f", pk.PeakReqPerSec/max(pk.CeilingReqPerSec, 1)), "", "")
 		}
+		if pk, ck, ok := in.peakLoops(); ok {
+			row("  CPU per webhook at each one's best loop (host busy)", cpuText(pk.PeakCPU),
+				cpuText(ck.CeilingCPU)+" no-op", ratioText(pk.PeakCPU.Total(), ck.CeilingCPU.Total()), "", "")
+		}
 		row(fmt.Sprintf("ingest p50 / p99 at %.0f req/s", in.HalfRate), ms(in.HalfLatency.P50)+" / "+ms(in.HalfLatency.P99),
 			fmt.Sprintf("%d non-2xx, %d dropped", in.HalfNon2xx, in.HalfDropped), "", "p99 < 25 ms", verdict(in.HalfLatency.P99 < TargetIngestP99))
 	}
@@ -68,6 +72,10 @@ func (r *Result) WriteTable(w io.Writer) error {
 			fmt.Sprintf("%.0f raw COPY", wk.CeilingEventsPerSec), fmt.Sprintf("%.2f", wk.Ratio), "≥ 0.60", verdict(wk.Ratio >= TargetWorkerRatio))
 		row("  same rows, one INSERT per row, pipelined", fmt.Sprintf("%.0f", wk.RowwiseEventsPerSec),
 			fmt.Sprintf("%.0f raw COPY", wk.CeilingEventsPerSec), fmt.Sprintf("%.2f", wk.RowwiseEventsPerSec/wk.CeilingEventsPerSec), "", "")
+		if wk.DrainCPU.Total() > 0 {
+			row("  CPU per event, drain (host busy)", cpuText(wk.DrainCPU), cpuText(wk.CeilingCPU)+" COPY",
+				ratioText(wk.DrainCPU.Total(), wk.CeilingCPU.Total()), "", "")
+		}
 	}
 	if sn := r.Sender; r.ran("sender") {
 		row(fmt.Sprintf("sender push/s, limits off (%d rows)", sn.Rows), fmt.Sprintf("%.0f", sn.UnlimitedPerSec),
@@ -114,12 +122,7 @@ func (r *Result) WriteTable(w io.Writer) error {
 	if r.ran("durability") {
 		durabilityRows(r.Durability, row)
 	}
-	names := make([]string, 0, len(r.PeakRSS))
-	for n := range r.PeakRSS {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(r.PeakRSS)) {
 		kib := r.PeakRSS[n]
 		target, v := "", ""
 		if linepipeServices[n] {
@@ -131,7 +134,10 @@ func (r *Result) WriteTable(w io.Writer) error {
 		}
 		row("peak RSS "+n, fmt.Sprintf("%.1f MiB", float64(kib)/1024), ref, "", target, v)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return r.writeWhy(w)
 }
 
 // riverRows puts River beside linepipe's sender on the same job, each
@@ -159,6 +165,23 @@ func limitedRows(row func(...string), who string, d LimitedDrain) {
 		fmt.Sprintf("%d/s limit", d.Limit), fmt.Sprintf("%.2f", d.Ratio()), "≥ 0.95", verdict(d.Ratio() >= TargetSenderRatio && d.NotDelivered == 0))
 	row("  busiest 1 s at emulator / 429s", fmt.Sprintf("%d / %d", d.MaxPerSecond, d.TooMany),
 		fmt.Sprintf("%d/s limit", d.Limit), "", "≤ limit, 0 × 429", verdict(d.MaxPerSecond <= d.Limit && d.TooMany == 0))
+	if d.StartedPerSecond > 0 {
+		row("  busiest 1 s as the senders started them", fmt.Sprintf("%d", d.StartedPerSecond), "api_log.called_at", "", "", "")
+	}
+}
+
+// cpuText is a CPUShare's total per unit with the host's busy share:
+// "172 µs (96 %)".
+func cpuText(c CPUShare) string {
+	return fmt.Sprintf("%.0f µs (%.0f %%)", c.Total(), 100*c.HostBusy)
+}
+
+// ratioText is a/b to two places, empty when b is not positive.
+func ratioText(a, b float64) string {
+	if b <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.2f", a/b)
 }
 
 // WriteJSON writes the result as indented JSON.

@@ -35,9 +35,13 @@ type WorkerResult struct {
 	// RowwiseEventsPerSec is the same rows written one INSERT ... ON
 	// CONFLICT DO NOTHING per row, pipelined in the same batches: what
 	// the statement style alone costs, without NATS or decoding.
-	RowwiseEventsPerSec float64        `json:"rowwiseEventsPerSec"`
-	Loops               int            `json:"loops"`
-	Rounds              []WorkerResult `json:"rounds,omitempty"`
+	RowwiseEventsPerSec float64 `json:"rowwiseEventsPerSec"`
+	Loops               int     `json:"loops"`
+	// DrainCPU and CeilingCPU are the drain's and the COPY's CPU per
+	// event; the COPY's is its Postgres backends' and the bench's.
+	DrainCPU   CPUShare       `json:"drainCpu"`
+	CeilingCPU CPUShare       `json:"ceilingCpu"`
+	Rounds     []WorkerResult `json:"rounds,omitempty"`
 }
 
 // workerRounds is how many drains the worker stage times. On a shared
@@ -131,7 +135,8 @@ func (b *Bench) workerOnce(ctx context.Context, ing *Proc, js jetstream.JetStrea
 	}
 	res.Loops = b.cfg.Workers * b.cfg.WorkerConcurrency
 	cpu0 := b.cpuByProc()
-	start := time.Now()
+	span := b.startSpan()
+	start := span.at
 	for _, p := range procs {
 		if err := b.start(p); err != nil {
 			return res, err
@@ -150,13 +155,14 @@ func (b *Bench) workerOnce(ctx context.Context, ing *Proc, js jetstream.JetStrea
 	}
 	res.Seconds = time.Since(start).Seconds()
 	b.logCPU("worker drain", cpu0, start)
+	if err := b.schema.Pool.QueryRow(ctx, "SELECT count(*) FROM events").Scan(&res.Events); err != nil {
+		return res, err
+	}
+	res.DrainCPU = b.share(span, float64(res.Events))
 	for _, p := range procs {
 		if err := p.Stop(10 * time.Second); err != nil {
 			b.logf("stopping %s: %v", p.Name, err)
 		}
-	}
-	if err := b.schema.Pool.QueryRow(ctx, "SELECT count(*) FROM events").Scan(&res.Events); err != nil {
-		return res, err
 	}
 	res.EventsPerSec = float64(res.Events) / res.Seconds
 	b.logf("worker: %d events in %.2fs = %.0f events/s", res.Events, res.Seconds, res.EventsPerSec)
@@ -173,12 +179,14 @@ func (b *Bench) storageReferences(ctx context.Context, res *WorkerResult) error 
 	}
 	// Each reference's CPU is logged like the drain's, so the log shows
 	// how much Postgres work each way of storing the rows takes.
-	cpu0, start := b.cpuByProc(), time.Now()
+	cpu0, span := b.cpuByProc(), b.startSpan()
 	secs, err := writeAll(ctx, b.schema.Pool, tables, "ceiling_", copyChunk, b.workerBatch(), res.Loops)
 	if err != nil {
 		return fmt.Errorf("storage ceiling: %w", err)
 	}
-	b.logCPU("storage ceiling (COPY)", cpu0, start)
+	res.CeilingCPU = b.share(span, float64(res.Events))
+	b.logCPU("storage ceiling (COPY)", cpu0, span.at)
+	cpu0, start := b.cpuByProc(), time.Now()
 	cpu0, start = b.cpuByProc(), time.Now()
 	rowSecs, err := writeAll(ctx, b.schema.Pool, tables, "rowwise_", insertChunk, b.workerBatch(), res.Loops)
 	if err != nil {

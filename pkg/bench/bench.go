@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strings"
@@ -243,6 +244,23 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		defer os.RemoveAll(dir)
 	} else {
 		res.Dir = dir
+	}
+	if cfg.Profile {
+		// The bench's own process serves the emulator and generates the
+		// load on the same cores as the services: its profile says what
+		// the measured stages competed with.
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		f, err := os.Create(filepath.Join(dir, "bench.cpu.pprof"))
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	b := &Bench{cfg: cfg, peakStage: map[*Proc]string{}}
 	b.logf("building services into %s", dir)

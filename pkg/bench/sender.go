@@ -8,6 +8,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/linepipe/linepipe/pkg/linefake"
+	"github.com/linepipe/linepipe/pkg/sender"
+	"github.com/linepipe/linepipe/pkg/store"
 )
 
 // SenderResult is outbox throughput of one replica with limits lifted,
@@ -178,6 +180,13 @@ type LimitedDrain struct {
 	TooMany          int      `json:"tooMany429"`
 	NotDelivered     int      `json:"notDelivered"`
 	CPU              CPUShare `json:"cpu"`
+	// SlotsPerSec is the most the senders' default push slots allow:
+	// LINE's limit over its period widened by the rate slack.
+	SlotsPerSec float64 `json:"slotsPerSec"`
+	// Moved is how many rows were sent on a later slot than their claim
+	// gave them (a claim's shift or a fresh slot), each leaving its
+	// first slot unused.
+	Moved int `json:"movedRows"`
 }
 
 // Ratio is the delivered rate over LINE's limit.
@@ -192,7 +201,9 @@ func (d LimitedDrain) OK() bool {
 // limitedDrain queues rows pushes and drains them with replicas senders
 // at their default rates, against an emulator enforcing LINE's limits.
 func (b *Bench) limitedDrain(ctx context.Context, ch linefake.Channel, replicas, rows int, out *LimitedDrain) error {
-	*out = LimitedDrain{Replicas: replicas, Rows: rows, Limit: LINEPushLimit}
+	push := sender.LINERates()[store.EndpointPush]
+	*out = LimitedDrain{Replicas: replicas, Rows: rows, Limit: LINEPushLimit,
+		SlotsPerSec: float64(push.Limit) / (push.Per + sender.DefaultRateSlack).Seconds()}
 	limited, err := StartEmulator(linefake.Config{Channels: []linefake.Channel{ch}, Seed: 2})
 	if err != nil {
 		return err
@@ -217,8 +228,12 @@ func (b *Bench) limitedDrain(ctx context.Context, ch linefake.Channel, replicas,
 	if out.StartedPerSecond, err = b.startedPerSecond(ctx, linefake.PathPush); err != nil {
 		return err
 	}
-	b.logf("sender x%d, LINE limits: %.0f rows/s (%.2f of the limit), busiest second %d at the emulator, %d as sent, 429s %d, %d not delivered; CPU per push %s, host %s",
-		replicas, out.PerSec, out.Ratio(), out.MaxPerSecond, out.StartedPerSecond, out.TooMany, out.NotDelivered, out.CPU, out.CPU.busyText())
+	if err := b.schema.Pool.QueryRow(ctx, "SELECT count(*) FROM outbox WHERE send_at > first_attempt_at").Scan(&out.Moved); err != nil {
+		return err
+	}
+	b.logf("sender x%d, LINE limits: %.0f rows/s (%.2f of the limit, %.3f of the %.0f/s its slots allow; %d rows moved to later slots), busiest second %d at the emulator, %d as sent, 429s %d, %d not delivered; CPU per push %s, host %s",
+		replicas, out.PerSec, out.Ratio(), out.PerSec/out.SlotsPerSec, out.SlotsPerSec, out.Moved, out.MaxPerSecond, out.StartedPerSecond,
+		out.TooMany, out.NotDelivered, out.CPU, out.CPU.busyText())
 	return nil
 }
 

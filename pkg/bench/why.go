@@ -115,8 +115,13 @@ func (r *Result) writeWhy(w io.Writer) error {
 // the busiest second of the same calls as the senders started them.
 func limitedWhy(add func(string, ...any), who string, d LimitedDrain) {
 	if d.Ratio() < TargetSenderRatio || d.NotDelivered > 0 {
-		add("%s at %.2f of the limit (%d not delivered): CPU per push %.0f µs (%s), the host's cores %s busy.",
-			who, d.Ratio(), d.NotDelivered, d.CPU.Total(), d.CPU, pct(d.CPU.HostBusy))
+		slots := ""
+		if d.SlotsPerSec > 0 {
+			slots = fmt.Sprintf(" its slots allow %.0f/s (%.3f of the limit), of which it used %.3f, %d of %d rows moved to later slots by a claim's shift or a fresh slot;",
+				d.SlotsPerSec, d.SlotsPerSec/float64(max(d.Limit, 1)), d.PerSec/d.SlotsPerSec, d.Moved, d.Rows)
+		}
+		add("%s at %.2f of the limit (%d not delivered):%s CPU per push %.0f µs (%s), the host's cores %s busy.",
+			who, d.Ratio(), d.NotDelivered, slots, d.CPU.Total(), d.CPU, pct(d.CPU.HostBusy))
 	}
 	if d.MaxPerSecond > d.Limit || d.TooMany > 0 {
 		switch {

@@ -92,9 +92,10 @@ func TestWhyBusiestSecond(t *testing.T) {
 	if got := why(t, &Result{Ran: []string{"sender2"}, Sender2: d}); !strings.Contains(got, "two senders") || !strings.Contains(got, "started 2050 within one second: their pacing let them") {
 		t.Errorf("want the senders' own pacing blamed:\n%s", got)
 	}
-	d.MaxPerSecond, d.PerSec = 1950, 1800
-	if got := why(t, &Result{Ran: []string{"sender2"}, Sender2: d}); !strings.Contains(got, "two senders at 0.90 of the limit") || strings.Contains(got, "bunched") {
-		t.Errorf("want only the rate explained:\n%s", got)
+	d.MaxPerSecond, d.PerSec, d.SlotsPerSec, d.Moved = 1950, 1800, 2000/1.04, 450
+	if got := why(t, &Result{Ran: []string{"sender2"}, Sender2: d}); !strings.Contains(got, "two senders at 0.90 of the limit") ||
+		!strings.Contains(got, "its slots allow 1923/s (0.962 of the limit), of which it used 0.936, 450 of 30000 rows moved") || strings.Contains(got, "bunched") {
+		t.Errorf("want only the rate explained, against the slots:\n%s", got)
 	}
 }
 

@@ -135,8 +135,8 @@ func (b *Bench) startSpan() cpuSpan {
 func (b *Bench) share(s cpuSpan, units float64) CPUShare {
 	host := readHostTicks()
 	out := CPUShare{PerUnitUS: map[string]float64{}, Cores: runtime.NumCPU()}
-	if dt := host.total - s.host.total; dt > 0 && host.total >= s.host.total {
-		out.HostBusy = float64(host.busy-s.host.busy) / float64(dt)
+	if host.total > s.host.total {
+		out.HostBusy = float64(host.busy-s.host.busy) / float64(host.total-s.host.total)
 	}
 	if units <= 0 {
 		return out

@@ -39,7 +39,7 @@ type E2EResult struct {
 }
 
 // ReplyPath is the p50 and p99 of each step of a reply after its row was
-// written, from the outbox's own columns (see logReplyPath), in ms.
+// written, from the outbox's own columns (see replyPath), in ms.
 type ReplyPath struct {
 	ClaimedP50    float64 `json:"rowToClaimedMsP50"`
 	ClaimedP99    float64 `json:"rowToClaimedMsP99"`
@@ -149,7 +149,7 @@ func (b *Bench) runE2E(ctx context.Context, ing *Proc, sp e2eSpec) (E2EResult, e
 	res.Missing = warm + n - len(toReply) - len(warmToReply)
 	res.ToRow, res.ToReply = loadgen.Summarize(toRow), loadgen.Summarize(toReply)
 	res.WarmupToReply = loadgen.Summarize(warmToReply)
-	res.Path = b.logReplyPath(ctx, sp.name, timedFrom(sent))
+	res.Path = b.replyPath(ctx, sp.name, timedFrom(sent))
 	b.logf("e2e %s at %.0f/s (%.0f/s achieved), %d workers, %d senders: row p50 %s p99 %s; reply p50 %s p99 %s (warm-up's first %s: %s / %s); %d replies missing, %d webhooks failed; CPU per webhook %s, host %s",
 		sp.name, res.Rate, achieved, sp.workers, sp.senders, res.ToRow.P50, res.ToRow.P99, res.ToReply.P50, res.ToReply.P99,
 		sp.warmup, res.WarmupToReply.P50, res.WarmupToReply.P99, res.Missing, failed, res.CPU, res.CPU.busyText())
@@ -335,13 +335,13 @@ func (w *idWatch) polled(top int64, complete bool, now time.Time) {
 // rowGapWait is how long pollRows waits for an id below the highest seen.
 const rowGapWait = 30 * time.Second
 
-// logReplyPath logs where a reply's time went once its row existed, from
+// replyPath logs where a reply's time went once its row existed, from
 // the outbox's own columns (database clock): created_at is the worker's
 // transaction start, first_attempt_at the claim's, send_at the rate slot
 // and finished_at the completion's. Rows created before from (the
 // warm-up's) are left out. It returns the same quantiles, zero when they
 // could not be read.
-func (b *Bench) logReplyPath(ctx context.Context, name string, from time.Time) ReplyPath {
+func (b *Bench) replyPath(ctx context.Context, name string, from time.Time) ReplyPath {
 	var q [6]float64
 	var moved, rows int64
 	err := b.schema.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE send_at > first_attempt_at), count(*),

@@ -26,6 +26,32 @@ const (
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
 
+// The verdicts, each used by its table line and by writeWhy.
+
+func (c ClaimResult) ok() bool { return c.Ratio > 0 && c.Ratio <= TargetClaimRatio }
+func (e E2EResult) replyOK() bool {
+	return e.ToReply.Count > 0 && e.ToReply.P99 < TargetReplyP99 && e.Missing == 0
+}
+func rssOK(kib int64) bool { return kib > 0 && kib < TargetRSSKiB }
+
+// rateRatio is the sender's push rate over River's (medians).
+func (rv *RiverResult) rateRatio() float64 { return rv.Sender.PerSec / rv.PerSec }
+func (rv *RiverResult) rateOK() bool {
+	return rv.rateRatio() > TargetRiverRatio && rv.Sender.NotCompleted == 0 && rv.NotCompleted == 0
+}
+
+// cpu is the two sides' CPU per send in ms, each process with the
+// Postgres backends serving it when both sides' backends could be read,
+// else the processes alone, and which of the two it is.
+func (rv *RiverResult) cpu() (what string, lp, rp float64) {
+	sn := rv.Sender
+	if sn.PGPerSend <= 0 || rv.PGPerJob <= 0 {
+		return "CPU per send vs River, process only (backends unread)", sn.CPUPerSend, rv.CPUPerJob
+	}
+	return "CPU per send vs River, process + its Postgres backends", sn.CPUPerSend + sn.PGPerSend, rv.CPUPerJob + rv.PGPerJob
+}
+func (rv *RiverResult) cpuOK() bool { _, lp, rp := rv.cpu(); return lp/rp < 1 }
+
 func verdict(ok bool) string {
 	if ok {
 		return "PASS"
@@ -99,7 +125,7 @@ func (r *Result) WriteTable(w io.Writer) error {
 	if c := r.Claim; r.ran("claim") {
 		row(fmt.Sprintf("claim statements at %d queued rows (EXPLAIN ANALYZE)", c.LargeRows), fmt.Sprintf("%.2f ms, %d pages", c.LargeMS, c.LargePages),
 			fmt.Sprintf("%.2f ms, %d pages at %d", c.SmallMS, c.SmallPages, c.SmallRows), fmt.Sprintf("%.2f", c.Ratio), "≤ 2×",
-			verdict(c.Ratio > 0 && c.Ratio <= TargetClaimRatio))
+			verdict(c.ok()))
 	}
 	if e := r.E2E; r.ran("e2e") {
 		row(fmt.Sprintf("webhook → events row p50 / p99 at %.0f/s", e.Rate), ms(e.ToRow.P50)+" / "+ms(e.ToRow.P99),
@@ -112,7 +138,7 @@ func (r *Result) WriteTable(w io.Writer) error {
 		row(fmt.Sprintf("webhook → echo reply p50 / p99 at %.0f/s, %d workers + %d senders", e.Rate, e.Workers, e.Senders),
 			ms(e.ToReply.P50)+" / "+ms(e.ToReply.P99),
 			fmt.Sprintf("%d of %d missing (%.0f/s sent)", e.Missing, e.Webhooks, e.AchievedRate), "", "p99 < 100 ms, none missing",
-			verdict(e.ToReply.Count > 0 && e.ToReply.P99 < TargetReplyP99 && e.Missing == 0))
+			verdict(e.replyOK()))
 		row("  webhook → events row p50 / p99", ms(e.ToRow.P50)+" / "+ms(e.ToRow.P99), fmt.Sprintf("%.0f ms poll", e.PollMS), "", "", "")
 		warmupRow(row, e)
 	}
@@ -126,7 +152,7 @@ func (r *Result) WriteTable(w io.Writer) error {
 		kib := r.PeakRSS[n]
 		target, v := "", ""
 		if linepipeServices[n] {
-			target, v = "< 64 MiB", verdict(kib > 0 && kib < TargetRSSKiB)
+			target, v = "< 64 MiB", verdict(rssOK(kib))
 		}
 		ref := "VmHWM, any process of it"
 		if st := r.PeakRSSStage[n]; st != "" {
@@ -147,24 +173,19 @@ func (r *Result) WriteTable(w io.Writer) error {
 // backends could be read, else the processes alone.
 func riverRows(row func(...string), rv *RiverResult) {
 	sn := rv.Sender
-	ratio := sn.PerSec / rv.PerSec
 	row(fmt.Sprintf("sender push/s vs River, limits off (%d rows, median of %d)", rv.Jobs, len(rv.Rounds)/2), fmt.Sprintf("%.0f", sn.PerSec),
-		fmt.Sprintf("%.0f River", rv.PerSec), fmt.Sprintf("%.2f", ratio), "> 1",
-		verdict(ratio > TargetRiverRatio && sn.NotCompleted == 0 && rv.NotCompleted == 0))
-	what, lp, rp := "CPU per send vs River, process + its Postgres backends", sn.CPUPerSend+sn.PGPerSend, rv.CPUPerJob+rv.PGPerJob
-	if sn.PGPerSend <= 0 || rv.PGPerJob <= 0 {
-		what, lp, rp = "CPU per send vs River, process only (backends unread)", sn.CPUPerSend, rv.CPUPerJob
-	}
-	row(what, fmt.Sprintf("%.3f ms", lp), fmt.Sprintf("%.3f ms River", rp), fmt.Sprintf("%.2f", lp/rp), "< 1", verdict(lp/rp < 1))
+		fmt.Sprintf("%.0f River", rv.PerSec), fmt.Sprintf("%.2f", rv.rateRatio()), "> 1", verdict(rv.rateOK()))
+	what, lp, rp := rv.cpu()
+	row(what, fmt.Sprintf("%.3f ms", lp), fmt.Sprintf("%.3f ms River", rp), fmt.Sprintf("%.2f", lp/rp), "< 1", verdict(rv.cpuOK()))
 	row("  process / Postgres backends", fmt.Sprintf("%.3f / %.3f ms", sn.CPUPerSend, sn.PGPerSend),
 		fmt.Sprintf("%.3f / %.3f ms River", rv.CPUPerJob, rv.PGPerJob), "", "", "")
 }
 
 func limitedRows(row func(...string), who string, d LimitedDrain) {
 	row(fmt.Sprintf("%s push/s, LINE limit (%d rows)", who, d.Rows), fmt.Sprintf("%.0f", d.PerSec),
-		fmt.Sprintf("%d/s limit", d.Limit), fmt.Sprintf("%.2f", d.Ratio()), "≥ 0.95", verdict(d.Ratio() >= TargetSenderRatio && d.NotDelivered == 0))
+		fmt.Sprintf("%d/s limit", d.Limit), fmt.Sprintf("%.2f", d.Ratio()), "≥ 0.95", verdict(d.rateOK()))
 	row("  busiest 1 s at emulator / 429s", fmt.Sprintf("%d / %d", d.MaxPerSecond, d.TooMany),
-		fmt.Sprintf("%d/s limit", d.Limit), "", "≤ limit, 0 × 429", verdict(d.MaxPerSecond <= d.Limit && d.TooMany == 0))
+		fmt.Sprintf("%d/s limit", d.Limit), "", "≤ limit, 0 × 429", verdict(d.windowOK()))
 	if d.StartedPerSecond > 0 {
 		row("  busiest 1 s as the senders started them", fmt.Sprintf("%d", d.StartedPerSecond), "api_log.called_at", "", "", "")
 	}

@@ -69,13 +69,10 @@ func (r *Result) writeWhy(w io.Writer) error {
 	if r.ran("sender") {
 		limitedWhy(add, "one sender", r.Sender.Limited)
 	}
-	if rv := r.River; r.ran("river") && rv != nil {
-		ratio := rv.Sender.PerSec / rv.PerSec
-		lp, rp := rv.Sender.CPUPerSend+rv.Sender.PGPerSend, rv.CPUPerJob+rv.PGPerJob
-		if ratio <= TargetRiverRatio || lp >= rp {
-			add("the River comparison: push/s %.2f of River's and CPU per send %.2f× River's (medians); round by round the rates were %s.",
-				ratio, lp/rp, riverRoundRatios(rv.Rounds))
-		}
+	if rv := r.River; r.ran("river") && rv != nil && !(rv.rateOK() && rv.cpuOK()) {
+		_, lp, rp := rv.cpu()
+		add("the River comparison: push/s %.2f of River's and CPU per send %.2f× River's (medians); round by round the rates were %s.",
+			rv.rateRatio(), lp/rp, riverRoundRatios(rv.Rounds))
 	}
 	if r.ran("sender2") {
 		limitedWhy(add, "two senders", r.Sender2)
@@ -84,17 +81,17 @@ func (r *Result) writeWhy(w io.Writer) error {
 		add("fairness: p99 %s, %d missing, %d of A's backlog left when the trickle ended (the measure needs it above zero); the progress log's fairness lines have each kind's timings.",
 			ms(f.All.P99), f.Missing, f.BacklogLeft)
 	}
-	if c := r.Claim; r.ran("claim") && !(c.Ratio > 0 && c.Ratio <= TargetClaimRatio) {
+	if c := r.Claim; r.ran("claim") && !c.ok() {
 		add("the claim at %.2f× its cost at %d rows: %d pages read against %d; both plans are in the progress log.",
 			c.Ratio, c.SmallRows, c.LargePages, c.SmallPages)
 	}
-	if e := r.Reply; r.ran("reply") && !(e.ToReply.Count > 0 && e.ToReply.P99 < TargetReplyP99 && e.Missing == 0) {
+	if e := r.Reply; r.ran("reply") && !e.replyOK() {
 		add("replies at %.0f/s, p99 %s (%d missing): webhook → events row p99 %s, then row → claimed p99 %.1f ms, claimed → slot %.1f ms, slot → completion %.1f ms; the host's cores %s busy through the load, CPU per webhook %.0f µs (%s).",
 			e.Rate, ms(e.ToReply.P99), e.Missing, ms(e.ToRow.P99), e.Path.ClaimedP99, e.Path.SlotP99, e.Path.CompletionP99,
 			pct(e.CPU.HostBusy), e.CPU.Total(), e.CPU)
 	}
 	for _, n := range slices.Sorted(maps.Keys(r.PeakRSS)) {
-		if kib := r.PeakRSS[n]; linepipeServices[n] && !(kib > 0 && kib < TargetRSSKiB) {
+		if kib := r.PeakRSS[n]; linepipeServices[n] && !rssOK(kib) {
 			add("peak RSS of %s %.1f MiB, reached in the %s stage.", n, float64(kib)/1024, r.PeakRSSStage[n])
 		}
 	}
@@ -114,7 +111,7 @@ func (r *Result) writeWhy(w io.Writer) error {
 // against the host's load, and a busiest second over the limit against
 // the busiest second of the same calls as the senders started them.
 func limitedWhy(add func(string, ...any), who string, d LimitedDrain) {
-	if d.Ratio() < TargetSenderRatio || d.NotDelivered > 0 {
+	if !d.rateOK() {
 		slots := ""
 		if d.SlotsPerSec > 0 {
 			slots = fmt.Sprintf(" its slots allow %.0f/s (%.3f of the limit), of which it used %.3f, %d of %d rows moved to later slots by a claim's shift or a fresh slot;",
@@ -123,7 +120,7 @@ func limitedWhy(add func(string, ...any), who string, d LimitedDrain) {
 		add("%s at %.2f of the limit (%d not delivered):%s CPU per push %.0f µs (%s), the host's cores %s busy.",
 			who, d.Ratio(), d.NotDelivered, slots, d.CPU.Total(), d.CPU, pct(d.CPU.HostBusy))
 	}
-	if d.MaxPerSecond > d.Limit || d.TooMany > 0 {
+	if !d.windowOK() {
 		switch {
 		case d.StartedPerSecond > d.Limit:
 			add("%s: %d calls within one second at the emulator (%d × 429), and the senders themselves started %d within one second: their pacing let them.",

@@ -134,7 +134,6 @@ func (b *Bench) workerOnce(ctx context.Context, ing *Proc, js jetstream.JetStrea
 		procs = append(procs, p)
 	}
 	res.Loops = b.cfg.Workers * b.cfg.WorkerConcurrency
-	cpu0 := b.cpuByProc()
 	span := b.startSpan()
 	start := span.at
 	for _, p := range procs {
@@ -154,7 +153,7 @@ func (b *Bench) workerOnce(ctx context.Context, ing *Proc, js jetstream.JetStrea
 		time.Sleep(20 * time.Millisecond)
 	}
 	res.Seconds = time.Since(start).Seconds()
-	b.logCPU("worker drain", cpu0, start)
+	b.logCPU("worker drain", span.procs, start)
 	if err := b.schema.Pool.QueryRow(ctx, "SELECT count(*) FROM events").Scan(&res.Events); err != nil {
 		return res, err
 	}
@@ -179,13 +178,13 @@ func (b *Bench) storageReferences(ctx context.Context, res *WorkerResult) error 
 	}
 	// Each reference's CPU is logged like the drain's, so the log shows
 	// how much Postgres work each way of storing the rows takes.
-	cpu0, span := b.cpuByProc(), b.startSpan()
+	span := b.startSpan()
 	secs, err := writeAll(ctx, b.schema.Pool, tables, "ceiling_", copyChunk, b.workerBatch(), res.Loops)
 	if err != nil {
 		return fmt.Errorf("storage ceiling: %w", err)
 	}
 	res.CeilingCPU = b.share(span, float64(res.Events))
-	b.logCPU("storage ceiling (COPY)", cpu0, span.at)
+	b.logCPU("storage ceiling (COPY)", span.procs, span.at)
 	cpu0, start := b.cpuByProc(), time.Now()
 	cpu0, start = b.cpuByProc(), time.Now()
 	rowSecs, err := writeAll(ctx, b.schema.Pool, tables, "rowwise_", insertChunk, b.workerBatch(), res.Loops)

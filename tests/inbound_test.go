@@ -173,6 +173,7 @@ func TestBadInputIsRefusedAndPublishesNothing(t *testing.T) {
 	sig := func(b []byte) string { return signWith(p.secret, b) }
 	big := []byte(`{"destination":"x","events":[],"pad":"` + strings.Repeat("a", 1<<20) + `"}`)
 	malformed := []byte(`{"destination":"x","events":[{"type":"message"},]}`)
+	control := []byte("{\"destination\":\"x\",\"events\":[{\"type\":\"message\",\"text\":\"a\x01b\"}]}")
 	cases := []struct {
 		name   string
 		method string
@@ -188,6 +189,7 @@ func TestBadInputIsRefusedAndPublishesNothing(t *testing.T) {
 		{"channel id with subject wildcard", "POST", "/webhook/a.%3E", good, map[string]string{"x-line-signature": sig(good)}, http.StatusNotFound},
 		{"body over 1 MiB", "POST", "/webhook/" + p.channel, big, map[string]string{"x-line-signature": sig(big)}, http.StatusRequestEntityTooLarge},
 		{"malformed JSON, valid signature", "POST", "/webhook/" + p.channel, malformed, map[string]string{"x-line-signature": sig(malformed)}, http.StatusBadRequest},
+		{"control byte in a string, valid signature", "POST", "/webhook/" + p.channel, control, map[string]string{"x-line-signature": sig(control)}, http.StatusBadRequest},
 		{"GET", "GET", "/webhook/" + p.channel, nil, nil, http.StatusMethodNotAllowed},
 		{"PUT", "PUT", "/webhook/" + p.channel, good, map[string]string{"x-line-signature": sig(good)}, http.StatusMethodNotAllowed},
 	}

@@ -94,7 +94,7 @@ func (m *Message) UnmarshalJSON(b []byte) error {
 // bytes are not a JSON object of compatible shape (for example "timestamp"
 // as a string); unknown types and fields are not errors.
 func Decode(raw []byte) (*Event, error) {
-	if json.Valid(raw) {
+	if validJSON(raw) {
 		if e, ok := walkEvent(raw); ok {
 			return e, nil
 		}

@@ -10,7 +10,7 @@ import (
 // with encoding/json was the largest share of the worker's CPU: it scans
 // the bytes once to validate them and again to decode, and the message
 // object a third time (Message.UnmarshalJSON). These walks run on bytes
-// json.Valid accepted and read the shapes LINE and ingest send. On
+// validJSON (valid.go) accepted and read the shapes LINE and ingest send. On
 // anything else they give up, and encoding/json decodes as before, so
 // their result is always the one encoding/json would have given:
 //

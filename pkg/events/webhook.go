@@ -37,13 +37,13 @@ type WebhookEvent struct {
 // array (LINE's URL verification) is valid.
 //
 // The split runs on every webhook ingest receives, so it costs one
-// validity scan (json.Valid) and one hand walk of the body (webhook_scan.go)
+// validity scan (validJSON, valid.go) and one hand walk of the body (webhook_scan.go)
 // instead of encoding/json decoding the body and then each event again.
 // It accepts, rejects and reads exactly what encoding/json does with the
 // shape below: keys match case-insensitively, the last duplicate wins, a
 // null or wrongly typed id or flag leaves the value read before it.
 func ParseWebhook(body []byte) (*Webhook, error) {
-	if !json.Valid(body) {
+	if !validJSON(body) {
 		return nil, decodeError(body)
 	}
 	w, shape := walkWebhook(body)

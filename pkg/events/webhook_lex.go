@@ -6,7 +6,7 @@ import (
 	"unicode/utf8"
 )
 
-// scanner steps through JSON that json.Valid accepted, for ParseWebhook's
+// scanner steps through JSON that validJSON accepted, for ParseWebhook's
 // walk (webhook_scan.go). It never checks syntax, but it stays inside the
 // buffer whatever the bytes: at the end, peek is 0 and every step stops.
 type scanner struct {

@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// The hand walk behind ParseWebhook. It runs only on a body json.Valid
+// The hand walk behind ParseWebhook. It runs only on a body validJSON
 // accepted, so it checks no syntax: it steps over whitespace, strings and
 // nested values, and looks at the few members ingest reads ("destination",
 // "events", and per event "webhookEventId" and
@@ -37,7 +37,7 @@ const (
 	keyIsRedelivery    = "isredelivery"
 )
 
-// walkWebhook splits a body json.Valid accepted. w is meaningful only
+// walkWebhook splits a body validJSON accepted. w is meaningful only
 // when shape is shapeOK.
 func walkWebhook(body []byte) (w *Webhook, shape int) {
 	s := scanner{b: body}

@@ -25,6 +25,9 @@ type IngestResult struct {
 	HalfDropped      int64                  `json:"halfDropped"`
 	// HalfCPU is the CPU of the run at half the peak, per webhook.
 	HalfCPU CPUShare `json:"halfCpu"`
+	// HalfTail is where that run's slowest webhooks spent their time, by
+	// ingest's own /metrics; nil when they could not be read.
+	HalfTail *IngestTail `json:"halfTail,omitempty"`
 	// Rounds are every round, the one above among them.
 	Rounds []IngestResult `json:"rounds,omitempty"`
 }
@@ -155,12 +158,23 @@ func (b *Bench) runIngest(ctx context.Context, ing *Proc) (IngestResult, error) 
 	cfg := b.loadConfig("http://" + ing.Addr)
 	cfg.Rate = res.PeakReqPerSec / 2
 	cfg.Duration = b.cfg.HalfDuration
+	metrics0, metricsErr := scrapeHistograms(ctx, ing.AdminAddr, ingestTailSeries...)
 	span := b.startSpan()
 	half, err := loadgen.Run(ctx, cfg)
 	if err != nil {
 		return res, err
 	}
 	res.HalfCPU = b.share(span, float64(half.Requests))
+	if metricsErr == nil {
+		var metrics1 map[string]histogram
+		if metrics1, metricsErr = scrapeHistograms(ctx, ing.AdminAddr, ingestTailSeries...); metricsErr == nil {
+			res.HalfTail = ingestTail(metrics0, metrics1, TargetIngestP99)
+			b.logf("ingest at half its peak, by its /metrics: %s", res.HalfTail)
+		}
+	}
+	if metricsErr != nil {
+		b.logf("ingest at half its peak: its /metrics not read: %v", metricsErr)
+	}
 	res.HalfRate, res.HalfLatency = cfg.Rate, half.FirstAttempt
 	res.HalfNon2xx, res.HalfDropped = non2xx(half.Status), half.Dropped
 	b.logf("ingest at %.0f req/s: p50 %s p99 %s", cfg.Rate, half.FirstAttempt.P50, half.FirstAttempt.P99)
@@ -194,4 +208,47 @@ func non2xx(status map[string]int64) int64 {
 		}
 	}
 	return n
+}
+
+// IngestTail is, for one run, the share of webhooks whose handling inside
+// ingest (from the handler's start to its answer) and whose wait for
+// JetStream's ack took longer than Edge: ingest's histogram edge at or
+// below the p99 target. Set against the 1 % of a client's p99, it says
+// whether a p99 over the target was spent in ingest, waiting for NATS,
+// or outside the handler (the connection, the client, the host's queue
+// for a core).
+type IngestTail struct {
+	Edge    time.Duration `json:"edge"`
+	Handled float64       `json:"handled"`
+	Acked   float64       `json:"acked"`
+}
+
+// ingestTailSeries are the histograms IngestTail reads.
+var ingestTailSeries = []string{"linepipe_ingest_request_seconds", "linepipe_ingest_publish_seconds"}
+
+// ingestTail compares two readings of ingest's /metrics around a run.
+func ingestTail(before, after map[string]histogram, target time.Duration) *IngestTail {
+	req := after[ingestTailSeries[0]].since(before[ingestTailSeries[0]])
+	pub := after[ingestTailSeries[1]].since(before[ingestTailSeries[1]])
+	edge := req.edgeBelow(target.Seconds())
+	return &IngestTail{Edge: time.Duration(edge * float64(time.Second)), Handled: req.over(edge), Acked: pub.over(edge)}
+}
+
+func (t *IngestTail) String() string {
+	return fmt.Sprintf("%.2f %% of webhooks took over %s to answer, %.2f %% waited that long for JetStream's ack",
+		100*t.Handled, ms(t.Edge), 100*t.Acked)
+}
+
+// where says what the shares imply for a client's p99 above the edge:
+// the 1 % of webhooks behind a p99 either could have spent it inside
+// ingest, or did not.
+func (t *IngestTail) where() string {
+	switch {
+	case t.Handled < 0.01:
+		return "fewer than the 1 % behind a p99, so most of that wait was outside ingest's handler: reaching it, or in the client"
+	case t.Acked >= t.Handled/2:
+		return "as many as the 1 % behind a p99, most of them waiting for JetStream's ack"
+	default:
+		return "as many as the 1 % behind a p99, most of them not in the wait for JetStream's ack"
+	}
 }

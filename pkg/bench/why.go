@@ -48,8 +48,12 @@ func (r *Result) writeWhy(w io.Writer) error {
 			}
 		}
 		if in.HalfLatency.P99 >= TargetIngestP99 {
-			add("ingest p99 %s at %.0f req/s: the host's cores were %s busy through that run (CPU per webhook %s).",
+			line := fmt.Sprintf("ingest p99 %s at %.0f req/s: the host's cores were %s busy through that run (CPU per webhook %s).",
 				ms(in.HalfLatency.P99), in.HalfRate, pct(in.HalfCPU.HostBusy), in.HalfCPU)
+			if t := in.HalfTail; t != nil {
+				line += fmt.Sprintf(" Inside ingest (its /metrics), %s; %s.", t, t.where())
+			}
+			add("%s", line)
 		}
 	}
 	if wk := r.Worker; r.ran("worker") && wk.Ratio < TargetWorkerRatio {

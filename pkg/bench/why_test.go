@@ -119,6 +119,25 @@ func TestWhyIngestAndReply(t *testing.T) {
 			t.Errorf("lacks %q:\n%s", want, got)
 		}
 	}
+	if strings.Contains(got, "Inside ingest") {
+		t.Errorf("a tail explained without ingest's metrics:\n%s", got)
+	}
+	// With ingest's own histograms the line says where the tail was spent.
+	for _, c := range []struct {
+		tail IngestTail
+		want string
+	}{
+		{IngestTail{Edge: 16 * time.Millisecond, Handled: 0.004, Acked: 0.003},
+			"0.40 % of webhooks took over 16.0 ms to answer, 0.30 % waited that long for JetStream's ack; fewer than the 1 % behind a p99, so most of that wait was outside ingest's handler"},
+		{IngestTail{Edge: 16 * time.Millisecond, Handled: 0.02, Acked: 0.015}, "as many as the 1 % behind a p99, most of them waiting for JetStream's ack"},
+		{IngestTail{Edge: 16 * time.Millisecond, Handled: 0.02, Acked: 0.002}, "most of them not in the wait for JetStream's ack"},
+	} {
+		in.HalfTail = &c.tail
+		if got := why(t, &Result{Ran: []string{"ingest"}, Ingest: in}); !strings.Contains(got, "Inside ingest (its /metrics), ") ||
+			!strings.Contains(got, c.want) {
+			t.Errorf("tail %+v: lacks %q:\n%s", c.tail, c.want, got)
+		}
+	}
 
 	e := E2EResult{Rate: 1000, ToReply: loadgen.LatencySummary{Count: 10000, P99: 400 * time.Millisecond},
 		ToRow: loadgen.LatencySummary{P99: 216 * time.Millisecond}, Path: ReplyPath{ClaimedP99: 120, SlotP99: 1, CompletionP99: 46},

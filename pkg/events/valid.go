@@ -78,14 +78,9 @@ func (v *validator) value(depth int) bool {
 	return false
 }
 
+// object checks the object whose opening brace is at v.i.
 func (v *validator) object(depth int) bool {
-	v.i++ // {
-	v.space()
-	if v.i < len(v.b) && v.b[v.i] == '}' {
-		v.i++
-		return true
-	}
-	for {
+	return v.members('}', func() bool {
 		if v.i >= len(v.b) || v.b[v.i] != '"' || !v.str() {
 			return false
 		}
@@ -95,35 +90,26 @@ func (v *validator) object(depth int) bool {
 		}
 		v.i++
 		v.space()
-		if !v.value(depth) {
-			return false
-		}
-		v.space()
-		if v.i >= len(v.b) {
-			return false
-		}
-		switch v.b[v.i] {
-		case ',':
-			v.i++
-			v.space()
-		case '}':
-			v.i++
-			return true
-		default:
-			return false
-		}
-	}
+		return v.value(depth)
+	})
 }
 
+// array checks the array whose opening bracket is at v.i.
 func (v *validator) array(depth int) bool {
-	v.i++ // [
+	return v.members(']', func() bool { return v.value(depth) })
+}
+
+// members steps over the opening byte at v.i, then checks members, each
+// read by member, separated by commas, up to closer.
+func (v *validator) members(closer byte, member func() bool) bool {
+	v.i++
 	v.space()
-	if v.i < len(v.b) && v.b[v.i] == ']' {
+	if v.i < len(v.b) && v.b[v.i] == closer {
 		v.i++
 		return true
 	}
 	for {
-		if !v.value(depth) {
+		if !member() {
 			return false
 		}
 		v.space()
@@ -134,7 +120,7 @@ func (v *validator) array(depth int) bool {
 		case ',':
 			v.i++
 			v.space()
-		case ']':
+		case closer:
 			v.i++
 			return true
 		default:

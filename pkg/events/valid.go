@@ -43,15 +43,20 @@ type validator struct {
 	i int
 }
 
-func (v *validator) space() {
-	for v.i < len(v.b) {
-		switch v.b[v.i] {
+func (v *validator) space() { v.i = spaceEnd(v.b, v.i) }
+
+// spaceEnd is the index of the first byte at or after i that is not JSON
+// whitespace (the validator's and the walks' scanner's).
+func spaceEnd(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
 		case ' ', '\t', '\r', '\n':
-			v.i++
+			i++
 		default:
-			return
+			return i
 		}
 	}
+	return i
 }
 
 // value checks the value at v.i, nested in depth arrays and objects.

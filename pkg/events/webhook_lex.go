@@ -21,16 +21,7 @@ func (s *scanner) peek() byte {
 	return 0
 }
 
-func (s *scanner) space() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\r', '\n':
-			s.i++
-		default:
-			return
-		}
-	}
-}
+func (s *scanner) space() { s.i = spaceEnd(s.b, s.i) }
 
 // key reads the next member's key of the object being walked and the
 // colon after it, leaving s.i at the value. ok is false at the object's

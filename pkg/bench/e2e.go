@@ -249,10 +249,7 @@ func (b *Bench) pollRows(ctx context.Context) map[string]time.Time {
 	// With sequential scans priced out, any statement without an index
 	// path (the sequence read below) costs enough for Postgres to compile
 	// it with JIT: 0.5-0.8 s of a core as the stage's load began.
-	if _, err := conn.Exec(ctx, "SET enable_seqscan = off"); err != nil {
-		return seen
-	}
-	if _, err := conn.Exec(ctx, "SET jit = off"); err != nil {
+	if _, err := conn.Exec(ctx, "SET enable_seqscan = off; SET jit = off"); err != nil {
 		return seen
 	}
 	defer func() { _, _ = conn.Exec(context.Background(), "RESET enable_seqscan; RESET jit") }()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"sort"
 	"strconv"
@@ -105,30 +106,13 @@ func (h histogram) since(earlier histogram) histogram {
 	return d
 }
 
-// over is the share of observations above bound seconds, read at the
-// largest bucket edge not above it (so a share over a bound between two
-// edges is counted from the lower edge: an upper estimate).
-func (h histogram) over(bound float64) float64 {
-	if h.count <= 0 {
-		return 0
+// edgeBelow is the largest bucket edge not above bound, in seconds, and
+// the share of observations above it: for a bound between two edges, an
+// upper estimate of the share above the bound. Both are 0 for no edge.
+func (h histogram) edgeBelow(bound float64) (edge, over float64) {
+	i := sort.SearchFloat64s(h.bounds, math.Nextafter(bound, math.Inf(1))) - 1
+	if i < 0 || h.count <= 0 {
+		return 0, 0
 	}
-	below := 0.0
-	for i, le := range h.bounds {
-		if le <= bound {
-			below = h.counts[i]
-		}
-	}
-	return (h.count - below) / h.count
-}
-
-// edgeBelow is the largest bucket edge not above bound, in seconds; 0 if
-// none is.
-func (h histogram) edgeBelow(bound float64) float64 {
-	e := 0.0
-	for _, le := range h.bounds {
-		if le <= bound {
-			e = le
-		}
-	}
-	return e
+	return h.bounds[i], (h.count - h.counts[i]) / h.count
 }

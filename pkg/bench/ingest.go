@@ -158,22 +158,17 @@ func (b *Bench) runIngest(ctx context.Context, ing *Proc) (IngestResult, error) 
 	cfg := b.loadConfig("http://" + ing.Addr)
 	cfg.Rate = res.PeakReqPerSec / 2
 	cfg.Duration = b.cfg.HalfDuration
-	metrics0, metricsErr := scrapeHistograms(ctx, ing.AdminAddr, ingestTailSeries...)
+	before, beforeErr := scrapeHistograms(ctx, ing.AdminAddr, ingestTailSeries...)
 	span := b.startSpan()
 	half, err := loadgen.Run(ctx, cfg)
 	if err != nil {
 		return res, err
 	}
 	res.HalfCPU = b.share(span, float64(half.Requests))
-	if metricsErr == nil {
-		var metrics1 map[string]histogram
-		if metrics1, metricsErr = scrapeHistograms(ctx, ing.AdminAddr, ingestTailSeries...); metricsErr == nil {
-			res.HalfTail = ingestTail(metrics0, metrics1, TargetIngestP99)
-			b.logf("ingest at half its peak, by its /metrics: %s", res.HalfTail)
-		}
-	}
-	if metricsErr != nil {
-		b.logf("ingest at half its peak: its /metrics not read: %v", metricsErr)
+	if res.HalfTail, err = ingestTailSince(ctx, ing.AdminAddr, before, beforeErr); err != nil {
+		b.logf("ingest at half its peak: its /metrics not read: %v", err)
+	} else {
+		b.logf("ingest at half its peak, by its /metrics: %s", res.HalfTail)
 	}
 	res.HalfRate, res.HalfLatency = cfg.Rate, half.FirstAttempt
 	res.HalfNon2xx, res.HalfDropped = non2xx(half.Status), half.Dropped
@@ -226,12 +221,26 @@ type IngestTail struct {
 // ingestTailSeries are the histograms IngestTail reads.
 var ingestTailSeries = []string{"linepipe_ingest_request_seconds", "linepipe_ingest_publish_seconds"}
 
+// ingestTailSince reads ingest's /metrics at addr again and compares it
+// with before, read when the run began (or failing with beforeErr).
+func ingestTailSince(ctx context.Context, addr string, before map[string]histogram, beforeErr error) (*IngestTail, error) {
+	if beforeErr != nil {
+		return nil, beforeErr
+	}
+	after, err := scrapeHistograms(ctx, addr, ingestTailSeries...)
+	if err != nil {
+		return nil, err
+	}
+	return ingestTail(before, after, TargetIngestP99), nil
+}
+
 // ingestTail compares two readings of ingest's /metrics around a run.
 func ingestTail(before, after map[string]histogram, target time.Duration) *IngestTail {
 	req := after[ingestTailSeries[0]].since(before[ingestTailSeries[0]])
 	pub := after[ingestTailSeries[1]].since(before[ingestTailSeries[1]])
-	edge := req.edgeBelow(target.Seconds())
-	return &IngestTail{Edge: time.Duration(edge * float64(time.Second)), Handled: req.over(edge), Acked: pub.over(edge)}
+	edge, handled := req.edgeBelow(target.Seconds())
+	_, acked := pub.edgeBelow(edge)
+	return &IngestTail{Edge: time.Duration(edge * float64(time.Second)), Handled: handled, Acked: acked}
 }
 
 func (t *IngestTail) String() string {

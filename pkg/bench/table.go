@@ -28,7 +28,10 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float
 
 // The verdicts, each used by its table line and by writeWhy.
 
-func (c ClaimResult) ok() bool { return c.Ratio > 0 && c.Ratio <= TargetClaimRatio }
+func (c ClaimResult) ok() bool        { return c.Ratio > 0 && c.Ratio <= TargetClaimRatio }
+func (in IngestResult) ratioOK() bool { return in.Ratio >= TargetIngestRatio }
+func (in IngestResult) halfOK() bool  { return in.HalfLatency.P99 < TargetIngestP99 }
+func (wk WorkerResult) ok() bool      { return wk.Ratio >= TargetWorkerRatio }
 func (e E2EResult) replyOK() bool {
 	return e.ToReply.Count > 0 && e.ToReply.P99 < TargetReplyP99 && e.Missing == 0
 }
@@ -81,7 +84,7 @@ func (r *Result) WriteTable(w io.Writer) error {
 	row("measure", "linepipe", "reference (same run)", "ratio", "target", "")
 	if in := r.Ingest; r.ran("ingest") {
 		row("ingest webhooks/s (peak, closed loop)", fmt.Sprintf("%.0f", in.PeakReqPerSec),
-			fmt.Sprintf("%.0f no-op HTTP", in.CeilingReqPerSec), fmt.Sprintf("%.2f", in.Ratio), "≥ 0.50", verdict(in.Ratio >= TargetIngestRatio))
+			fmt.Sprintf("%.0f no-op HTTP", in.CeilingReqPerSec), fmt.Sprintf("%.2f", in.Ratio), "≥ 0.50", verdict(in.ratioOK()))
 		for _, pk := range in.Peaks {
 			row(fmt.Sprintf("  closed loop of %d connections", pk.Concurrency), fmt.Sprintf("%.0f", pk.PeakReqPerSec),
 				fmt.Sprintf("%.0f no-op HTTP", pk.CeilingReqPerSec), fmt.Sprintf("%.2f", pk.PeakReqPerSec/max(pk.CeilingReqPerSec, 1)), "", "")
@@ -91,11 +94,11 @@ func (r *Result) WriteTable(w io.Writer) error {
 				cpuText(ck.CeilingCPU)+" no-op", ratioText(pk.PeakCPU.Total(), ck.CeilingCPU.Total()), "", "")
 		}
 		row(fmt.Sprintf("ingest p50 / p99 at %.0f req/s", in.HalfRate), ms(in.HalfLatency.P50)+" / "+ms(in.HalfLatency.P99),
-			fmt.Sprintf("%d non-2xx, %d dropped", in.HalfNon2xx, in.HalfDropped), "", "p99 < 25 ms", verdict(in.HalfLatency.P99 < TargetIngestP99))
+			fmt.Sprintf("%d non-2xx, %d dropped", in.HalfNon2xx, in.HalfDropped), "", "p99 < 25 ms", verdict(in.halfOK()))
 	}
 	if wk := r.Worker; r.ran("worker") {
 		row(fmt.Sprintf("worker events/s (%d events, %d loops)", wk.Events, wk.Loops), fmt.Sprintf("%.0f", wk.EventsPerSec),
-			fmt.Sprintf("%.0f raw COPY", wk.CeilingEventsPerSec), fmt.Sprintf("%.2f", wk.Ratio), "≥ 0.60", verdict(wk.Ratio >= TargetWorkerRatio))
+			fmt.Sprintf("%.0f raw COPY", wk.CeilingEventsPerSec), fmt.Sprintf("%.2f", wk.Ratio), "≥ 0.60", verdict(wk.ok()))
 		row("  same rows, one INSERT per row, pipelined", fmt.Sprintf("%.0f", wk.RowwiseEventsPerSec),
 			fmt.Sprintf("%.0f raw COPY", wk.CeilingEventsPerSec), fmt.Sprintf("%.2f", wk.RowwiseEventsPerSec/wk.CeilingEventsPerSec), "", "")
 		if wk.DrainCPU.Total() > 0 {

@@ -37,7 +37,7 @@ func (r *Result) writeWhy(w io.Writer) error {
 	add := func(format string, args ...any) { lines = append(lines, fmt.Sprintf(format, args...)) }
 
 	if in := r.Ingest; r.ran("ingest") {
-		if in.Ratio < TargetIngestRatio {
+		if !in.ratioOK() {
 			if pk, ck, ok := in.peakLoops(); ok {
 				p, c := pk.PeakCPU, ck.CeilingCPU
 				add("ingest at %.2f of the no-op server: at their best loops ingest's side used %.0f µs of CPU per webhook (%s) against the no-op side's %.0f µs (%s), the host's cores %.0f %% and %.0f %% busy.%s",
@@ -47,7 +47,7 @@ func (r *Result) writeWhy(w io.Writer) error {
 				add("ingest at %.2f of the no-op server (no CPU readings in this round).", in.Ratio)
 			}
 		}
-		if in.HalfLatency.P99 >= TargetIngestP99 {
+		if !in.halfOK() {
 			line := fmt.Sprintf("ingest p99 %s at %.0f req/s: the host's cores were %s busy through that run (CPU per webhook %s).",
 				ms(in.HalfLatency.P99), in.HalfRate, pct(in.HalfCPU.HostBusy), in.HalfCPU)
 			if t := in.HalfTail; t != nil {
@@ -56,7 +56,7 @@ func (r *Result) writeWhy(w io.Writer) error {
 			add("%s", line)
 		}
 	}
-	if wk := r.Worker; r.ran("worker") && wk.Ratio < TargetWorkerRatio {
+	if wk := r.Worker; r.ran("worker") && !wk.ok() {
 		d, c := wk.DrainCPU, wk.CeilingCPU
 		if d.Total() > 0 && c.Total() > 0 {
 			line := fmt.Sprintf("the worker at %.2f of COPY: its drain used %.0f µs of CPU per event (%s) against the COPY's %.0f µs (%s), %.2f× as much (Postgres alone %s), the host's cores %s busy (the COPY: %s).",

@@ -186,7 +186,6 @@ func (b *Bench) storageReferences(ctx context.Context, res *WorkerResult) error 
 	res.CeilingCPU = b.share(span, float64(res.Events))
 	b.logCPU("storage ceiling (COPY)", span.procs, span.at)
 	cpu0, start := b.cpuByProc(), time.Now()
-	cpu0, start = b.cpuByProc(), time.Now()
 	rowSecs, err := writeAll(ctx, b.schema.Pool, tables, "rowwise_", insertChunk, b.workerBatch(), res.Loops)
 	if err != nil {
 		return fmt.Errorf("row-wise reference: %w", err)

@@ -88,6 +88,21 @@ func (r *replayRig) waitFor(t *testing.T, sql string, args ...any) {
 	}
 }
 
+// waitReplays waits until the replay counter for result reaches want,
+// failing after 30 s. A replay counts itself after its commit, so the
+// rows it changed can be seen a moment before the counter moves.
+func (r *replayRig) waitReplays(t *testing.T, result string, want float64) {
+	t.Helper()
+	c := r.metrics.ops.replays.WithLabelValues(result)
+	deadline := time.Now().Add(30 * time.Second)
+	for testutil.ToFloat64(c) < want && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := testutil.ToFloat64(c); got != want {
+		t.Fatalf("%s replays counted %v, want %v", result, got, want)
+	}
+}
+
 func (r *replayRig) requestReplay(t *testing.T, webhookEventID string) {
 	t.Helper()
 	tag, err := r.db.Pool.Exec(context.Background(),
@@ -134,11 +149,8 @@ func TestDeadLetterReplayAfterHandlerFix(t *testing.T) {
 	if n := r.count(t, `SELECT count(*) FROM outbox WHERE body->'messages'->0->>'text' = 'handled'`); n != 1 || r.bot.seen.Load() != 1 {
 		t.Fatalf("handler effects %d, calls %d; want 1 and 1", n, r.bot.seen.Load())
 	}
-	c := r.metrics.ops.replays
-	if testutil.ToFloat64(c.WithLabelValues(replayStored)) != 1 || testutil.ToFloat64(c.WithLabelValues(replayFailed)) != 1 {
-		t.Fatalf("replay counters: stored %v failed %v", testutil.ToFloat64(c.WithLabelValues(replayStored)),
-			testutil.ToFloat64(c.WithLabelValues(replayFailed)))
-	}
+	r.waitReplays(t, replayStored, 1)
+	r.waitReplays(t, replayFailed, 1)
 
 	// Replaying an event already stored (LINE redelivered it meanwhile) is
 	// a duplicate: no second row, no second handler run, dead letter gone.
@@ -152,9 +164,7 @@ func TestDeadLetterReplayAfterHandlerFix(t *testing.T) {
 	if n := r.count(t, `SELECT count(*) FROM events`); n != 1 || r.bot.seen.Load() != 1 {
 		t.Fatalf("duplicate replay: %d events, %d handler calls", n, r.bot.seen.Load())
 	}
-	if got := testutil.ToFloat64(c.WithLabelValues(replayDuplicate)); got != 1 {
-		t.Fatalf("duplicate replays counted %v, want 1", got)
-	}
+	r.waitReplays(t, replayDuplicate, 1)
 }
 
 // A dead letter whose message was unsent meanwhile is replayed as the late

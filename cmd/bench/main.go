@@ -38,6 +38,7 @@ func main() {
 	flag.DurationVar(&cfg.ReplyDuration, "reply", 0, "length of the reply stage (default 10s)")
 	flag.DurationVar(&cfg.Warmup, "warmup", 0, "load the e2e and reply stages run before the webhooks they time (default 1s)")
 	flag.IntVar(&cfg.ReplyWorkers, "reply-workers", 0, "workers (echo bot on) in the reply stage (default 2)")
+	flag.IntVar(&cfg.ReplyWorkerLoops, "reply-worker-concurrency", 0, "WORKER_CONCURRENCY of each worker in the reply stage (default 1, as docker-compose.yml)")
 	flag.IntVar(&cfg.ReplySenders, "reply-senders", 0, "senders in the reply stage (default 2)")
 	flag.IntVar(&cfg.FairBacklog, "fair-backlog", 0, "channel A's queued pushes in the fairness stage (default 60000)")
 	flag.Float64Var(&cfg.FairRate, "fair-rate", 0, "channel B pushes and channel A replies inserted per second each, fairness stage (default 20)")

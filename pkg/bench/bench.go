@@ -62,7 +62,10 @@ type Config struct {
 	ReplyRate         float64       // webhooks per second of the reply stage
 	ReplyDuration     time.Duration // its length
 	ReplyWorkers      int           // worker processes (echo bot on) in it
-	ReplySenders      int           // sender processes in it
+	// ReplyWorkerLoops is WORKER_CONCURRENCY of each: one, as
+	// docker-compose.yml runs its two worker replicas.
+	ReplyWorkerLoops int
+	ReplySenders     int // sender processes in it
 
 	// Warmup is the load each end-to-end stage (e2e, reply) runs at its
 	// rate before the webhooks it times: the processes have just
@@ -118,6 +121,7 @@ func (c Config) WithDefaults() Config {
 	defd(&c.ReplyDuration, 10*time.Second)
 	defd(&c.Warmup, time.Second)
 	def(&c.ReplyWorkers, 2)
+	def(&c.ReplyWorkerLoops, 1)
 	def(&c.ReplySenders, 2)
 	def(&c.FairBacklog, 60000)
 	if c.FairRate == 0 {
@@ -146,7 +150,7 @@ func (c Config) Validate() error {
 		c.ReplyDuration < time.Second || c.ReplyRate <= 0 || c.FairDuration < time.Second || c.FairRate <= 0 {
 		errs = append(errs, errors.New("durations must be at least 1s and the rates positive"))
 	}
-	if c.ReplyWorkers < 1 || c.ReplySenders < 1 || c.FairBacklog < 100 || c.ClaimSmallRows < 100 || c.ClaimLargeRows < c.ClaimSmallRows {
+	if c.ReplyWorkers < 1 || c.ReplyWorkerLoops < 1 || c.ReplySenders < 1 || c.FairBacklog < 100 || c.ClaimSmallRows < 100 || c.ClaimLargeRows < c.ClaimSmallRows {
 		errs = append(errs, errors.New("reply workers and senders must be at least 1, the backlogs at least 100, the large claim backlog no smaller than the small"))
 	}
 	for _, s := range c.Stages {
@@ -358,7 +362,8 @@ func (b *Bench) stages(ctx context.Context, res *Result) error {
 		}},
 		{"reply", func() (err error) {
 			res.Reply, err = b.runE2E(ctx, ing, e2eSpec{name: "reply", rate: b.cfg.ReplyRate, duration: b.cfg.ReplyDuration,
-				warmup: b.cfg.Warmup, workers: b.cfg.ReplyWorkers, senders: b.cfg.ReplySenders})
+				warmup: b.cfg.Warmup, workers: b.cfg.ReplyWorkers, workerLoops: b.cfg.ReplyWorkerLoops,
+				senders: b.cfg.ReplySenders})
 			return err
 		}},
 		{"content", func() (err error) { res.Content, err = b.runContent(ctx, js); return err }},

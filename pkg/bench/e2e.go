@@ -19,6 +19,7 @@ type E2EResult struct {
 	Rate         float64                `json:"rate"`
 	AchievedRate float64                `json:"achievedRate"`
 	Workers      int                    `json:"workers"`
+	WorkerLoops  int                    `json:"workerLoops,omitempty"` // each one's; 0: the worker's default
 	Senders      int                    `json:"senders"`
 	Webhooks     int                    `json:"webhooks"`
 	Failed       int                    `json:"webhooksFailed"`
@@ -59,13 +60,16 @@ type e2eSpec struct {
 	rate             float64
 	duration, warmup time.Duration
 	workers, senders int
+	// workerLoops is each worker's WORKER_CONCURRENCY; 0 leaves the
+	// worker's default.
+	workerLoops int
 }
 
 // runE2E has the emulator send text webhooks (with reply tokens it will
 // honour) to ingest at a steady rate while workers with the echo bot and
 // senders run, and times each event to its row and to its reply.
 func (b *Bench) runE2E(ctx context.Context, ing *Proc, sp e2eSpec) (E2EResult, error) {
-	res := E2EResult{Rate: sp.rate, Workers: sp.workers, Senders: sp.senders, PollMS: float64(rowPoll) / float64(time.Millisecond)}
+	res := E2EResult{Rate: sp.rate, Workers: sp.workers, WorkerLoops: sp.workerLoops, Senders: sp.senders, PollMS: float64(rowPoll) / float64(time.Millisecond)}
 	ch := linefake.Channel{ID: b.stack.ChannelID, Secret: b.stack.ChannelSecret, AccessTokens: []string{b.stack.AccessToken}}
 	// A webhook client that keeps its connections, as LINE's does, so the
 	// load is webhooks and not TCP handshakes.
@@ -91,7 +95,11 @@ func (b *Bench) runE2E(ctx context.Context, ing *Proc, sp e2eSpec) (E2EResult, e
 	syscall.Sync()
 	var procs []*Proc
 	for i := 0; i < sp.workers; i++ {
-		w, err := b.stack.Worker(fmt.Sprintf("worker-%s-%d", sp.name, i+1), "ECHO_BOT=true")
+		env := []string{"ECHO_BOT=true"}
+		if sp.workerLoops > 0 {
+			env = append(env, fmt.Sprintf("WORKER_CONCURRENCY=%d", sp.workerLoops))
+		}
+		w, err := b.stack.Worker(fmt.Sprintf("worker-%s-%d", sp.name, i+1), env...)
 		if err != nil {
 			return res, err
 		}

@@ -138,7 +138,15 @@ func (r *Result) WriteTable(w io.Writer) error {
 		warmupRow(row, e)
 	}
 	if e := r.Reply; r.ran("reply") {
-		row(fmt.Sprintf("webhook → echo reply p50 / p99 at %.0f/s, %d workers + %d senders", e.Rate, e.Workers, e.Senders),
+		workers := fmt.Sprintf("%d workers", e.Workers)
+		if e.WorkerLoops > 0 {
+			unit := "loops"
+			if e.WorkerLoops == 1 {
+				unit = "loop"
+			}
+			workers += fmt.Sprintf(" × %d %s", e.WorkerLoops, unit)
+		}
+		row(fmt.Sprintf("webhook → echo reply p50 / p99 at %.0f/s, %s + %d senders", e.Rate, workers, e.Senders),
 			ms(e.ToReply.P50)+" / "+ms(e.ToReply.P99),
 			fmt.Sprintf("%d of %d missing (%.0f/s sent)", e.Missing, e.Webhooks, e.AchievedRate), "", "p99 < 100 ms, none missing",
 			verdict(e.replyOK()))

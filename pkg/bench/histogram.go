@@ -1,16 +1,16 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // histogram is one Prometheus histogram as a service's /metrics shows it:
@@ -41,53 +41,24 @@ func scrapeHistograms(ctx context.Context, addr string, names ...string) (map[st
 	return parseHistograms(resp.Body, names...)
 }
 
-// parseHistograms reads Prometheus' text format: for each name, its
-// name_bucket{le="…"} lines and name_count.
+// parseHistograms reads the named histograms from Prometheus' text
+// format, with client_golang's own parser (prometheus/common/expfmt).
 func parseHistograms(r io.Reader, names ...string) (map[string]histogram, error) {
-	type bucket struct{ le, n float64 }
-	buckets := map[string][]bucket{}
-	out := map[string]histogram{}
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line := sc.Text()
-		for _, name := range names {
-			rest, ok := strings.CutPrefix(line, name)
-			if !ok {
-				continue
-			}
-			fields := strings.Fields(rest)
-			if len(fields) != 2 {
-				continue
-			}
-			v, err := strconv.ParseFloat(fields[1], 64)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", line, err)
-			}
-			switch {
-			case fields[0] == "_count":
-				h := out[name]
-				h.count = v
-				out[name] = h
-			case strings.HasPrefix(fields[0], `_bucket{le="`) && strings.HasSuffix(fields[0], `"}`):
-				le, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimPrefix(fields[0], `_bucket{le="`), `"}`), 64)
-				if err != nil {
-					return nil, fmt.Errorf("%s: %w", line, err)
-				}
-				buckets[name] = append(buckets[name], bucket{le, v})
-			}
-		}
-	}
-	if err := sc.Err(); err != nil {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(r)
+	if err != nil {
 		return nil, err
 	}
+	out := map[string]histogram{}
 	for _, name := range names {
-		bs, h := buckets[name], out[name]
-		if len(bs) == 0 {
+		f := fams[name]
+		if f == nil || len(f.GetMetric()) == 0 || f.GetMetric()[0].GetHistogram() == nil {
 			return nil, fmt.Errorf("no histogram %s", name)
 		}
-		sort.Slice(bs, func(i, j int) bool { return bs[i].le < bs[j].le })
-		for _, b := range bs {
-			h.bounds, h.counts = append(h.bounds, b.le), append(h.counts, b.n)
+		dh := f.GetMetric()[0].GetHistogram()
+		h := histogram{count: float64(dh.GetSampleCount())}
+		for _, b := range dh.GetBucket() { // ascending, as the format has them
+			h.bounds, h.counts = append(h.bounds, b.GetUpperBound()), append(h.counts, float64(b.GetCumulativeCount()))
 		}
 		out[name] = h
 	}

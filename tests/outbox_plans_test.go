@@ -16,6 +16,10 @@ import (
 // endpoint's claim does.
 type bucketPlanner struct{}
 
+func (bucketPlanner) LaneKeys(channelID, endpoint string) ([]store.RateKey, bool) {
+	return []store.RateKey{{ChannelID: channelID, Bucket: endpoint}}, true
+}
+
 func (bucketPlanner) Keys(_ time.Time, c store.OutboxCandidate) []store.RateKey {
 	return []store.RateKey{{ChannelID: c.ChannelID, Bucket: c.Endpoint}}
 }

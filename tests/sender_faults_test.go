@@ -112,6 +112,7 @@ func TestSenderKilledAfterAccept(t *testing.T) {
 // drive store.ClaimOutbox directly.
 type allPlanner struct{}
 
+func (allPlanner) LaneKeys(string, string) ([]store.RateKey, bool)       { return nil, true }
 func (allPlanner) Keys(time.Time, store.OutboxCandidate) []store.RateKey { return nil }
 func (allPlanner) Plan(now time.Time, cs []store.OutboxCandidate, _ map[store.RateKey]time.Time) store.ClaimPlan {
 	var p store.ClaimPlan

@@ -116,6 +116,17 @@ func (p *planner) endpointSpec(c store.OutboxCandidate) (bucketSpec, bool) {
 	return bucketSpec{}, false
 }
 
+// LaneKeys implements store.Planner: the lane's endpoint bucket, the one
+// specs gives every row of the lane that is sent. A push may also debit
+// its recipient's bucket.
+func (p *planner) LaneKeys(channelID, endpoint string) ([]store.RateKey, bool) {
+	all := endpoint != store.EndpointPush || p.cfg.RecipientCap.Limit <= 0
+	if p.cfg.Rates[endpoint].Limit > 0 {
+		return []store.RateKey{{ChannelID: channelID, Bucket: endpoint}}, all
+	}
+	return nil, all
+}
+
 // Keys implements store.Planner.
 func (p *planner) Keys(dbNow time.Time, c store.OutboxCandidate) []store.RateKey {
 	if p.decide(dbNow, c) != nil {

@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -165,7 +166,14 @@ type ClaimPlan struct {
 // rest of the transaction, and the database clock. Every time decision
 // (due, deadlines, key age, slots) is made on the database clock, so
 // replicas whose clocks drift still agree.
+//
+// LaneKeys names the buckets every send from a lane (channel, endpoint)
+// debits, whatever its rows hold (its endpoint's bucket), and whether they
+// are all its rows can debit (no recipient's bucket). When they are, for
+// every lane of a claim with few lanes, the claim locks them before it
+// reads the rows, in the same round trip, and saves one.
 type Planner interface {
+	LaneKeys(channelID, endpoint string) (keys []RateKey, all bool)
 	Keys(dbNow time.Time, c OutboxCandidate) []RateKey
 	Plan(dbNow time.Time, cands []OutboxCandidate, tats map[RateKey]time.Time) ClaimPlan
 }
@@ -240,9 +248,10 @@ func ClaimOutbox(ctx context.Context, db Acquirer, p ClaimParams, pl Planner) (C
 	return res, nil
 }
 
-// claimOutbox is ClaimOutbox in three round trips when no rate bucket is
-// involved, four when one is: BEGIN with the lane listing, the lanes'
-// rows, the buckets' locks, and the writes with COMMIT.
+// claimOutbox is ClaimOutbox in three round trips: BEGIN with the lane
+// listing, the lanes' rows, and the writes with COMMIT. A claim whose
+// rows debit rate buckets locks them in a fourth before its writes,
+// unless it could lock them with its rows (selectCandidates).
 func claimOutbox(ctx context.Context, db Acquirer, p ClaimParams, pl Planner) (ClaimResult, error) {
 	var res ClaimResult
 	tx, done, err := beginOutboxTx(ctx, db)
@@ -250,7 +259,7 @@ func claimOutbox(ctx context.Context, db Acquirer, p ClaimParams, pl Planner) (C
 		return res, err
 	}
 	defer done()
-	cands, more, dbNow, err := selectCandidates(ctx, tx, p)
+	cands, held, more, dbNow, err := selectCandidates(ctx, tx, p, pl)
 	if err != nil {
 		return res, err
 	}
@@ -258,7 +267,7 @@ func claimOutbox(ctx context.Context, db Acquirer, p ClaimParams, pl Planner) (C
 	if len(cands) == 0 {
 		return res, tx.commit(ctx, nil)
 	}
-	slotNow, localNow, tats, err := lockBuckets(ctx, tx, dbNow, cands, pl)
+	slotNow, localNow, tats, err := lockBuckets(ctx, tx, dbNow, cands, pl, held)
 	if err != nil {
 		return res, err
 	}
@@ -296,65 +305,45 @@ func claimOutbox(ctx context.Context, db Acquirer, p ClaimParams, pl Planner) (C
 	return res, nil
 }
 
-// lockBuckets creates missing buckets and locks every bucket the batch
-// needs, sorted, so two replicas never deadlock on them.
+// heldBuckets are the rate buckets a claim locked before reading its
+// rows, and the database clock read after those locks.
+type heldBuckets struct {
+	tats            map[RateKey]time.Time
+	dbNow, localNow time.Time
+}
+
+// lockBuckets locks every bucket the batch needs that the claim does not
+// hold yet, creating missing ones, and reads the database clock after
+// the locks.
 //
-// With no bucket to lock, the lane listing's clock reading stands: there
-// is no competing reservation it could precede, and a round trip is saved.
-func lockBuckets(ctx context.Context, tx batcher, claimNow time.Time, cands []OutboxCandidate, pl Planner) (dbNow, localNow time.Time, tats map[RateKey]time.Time, err error) {
+// With nothing left to lock, the clock reading that followed the last
+// locks (or, with no bucket at all, the lane listing's) stands: there is
+// no competing reservation it could precede, and a round trip is saved.
+func lockBuckets(ctx context.Context, tx batcher, claimNow time.Time, cands []OutboxCandidate, pl Planner, held *heldBuckets) (dbNow, localNow time.Time, tats map[RateKey]time.Time, err error) {
+	tats = map[RateKey]time.Time{}
+	dbNow, localNow = claimNow, time.Now()
+	if held != nil {
+		maps.Copy(tats, held.tats)
+		dbNow, localNow = held.dbNow, held.localNow
+	}
 	set := map[RateKey]bool{}
 	for _, c := range cands {
 		for _, k := range pl.Keys(claimNow, c) {
-			set[k] = true
+			if _, ok := tats[k]; !ok {
+				set[k] = true
+			}
 		}
 	}
-	keys := make([]RateKey, 0, len(set))
-	for k := range set {
-		keys = append(keys, k)
+	if len(set) == 0 {
+		return dbNow, localNow, tats, nil
 	}
-	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].ChannelID != keys[j].ChannelID {
-			return keys[i].ChannelID < keys[j].ChannelID
-		}
-		return keys[i].Bucket < keys[j].Bucket
-	})
-	chans := make([]string, len(keys))
-	buckets := make([]string, len(keys))
-	for i, k := range keys {
-		chans[i], buckets[i] = k.ChannelID, k.Bucket
-	}
-	tats = make(map[RateKey]time.Time, len(keys))
-	if len(keys) == 0 {
-		return claimNow, time.Now(), tats, nil
-	}
-	// One pipelined round trip: create missing buckets, lock them, then
-	// read the clock. The statements run in order, so the clock is read
-	// after the locks: a slot computed from an earlier reading could fall
-	// before a competing replica's last slot.
 	var b pgx.Batch
-	b.Queue(`INSERT INTO outbox_rate (channel_id, bucket, tat)
-		SELECT c, b, 'epoch' FROM unnest($1::text[], $2::text[]) AS k(c, b) ORDER BY c, b
-		ON CONFLICT DO NOTHING`, chans, buckets)
-	b.Queue(`SELECT r.channel_id, r.bucket, r.tat FROM outbox_rate r
-		JOIN unnest($1::text[], $2::text[]) AS k(c, b) ON r.channel_id = k.c AND r.bucket = k.b
-		ORDER BY r.channel_id, r.bucket FOR UPDATE OF r`, chans, buckets)
+	queueBucketLocks(&b, slices.Collect(maps.Keys(set)))
 	b.Queue(`SELECT clock_timestamp()`)
 	br := tx.SendBatch(ctx, &b)
 	defer br.Close()
-	if _, err := br.Exec(); err != nil {
-		return dbNow, localNow, nil, fmt.Errorf("creating rate buckets: %w", err)
-	}
-	rows, err := br.Query()
-	if err != nil {
-		return dbNow, localNow, nil, fmt.Errorf("locking rate buckets: %w", err)
-	}
-	var k RateKey
-	var tat time.Time
-	if _, err := pgx.ForEachRow(rows, []any{&k.ChannelID, &k.Bucket, &tat}, func() error {
-		tats[k] = tat
-		return nil
-	}); err != nil {
-		return dbNow, localNow, nil, fmt.Errorf("reading rate buckets: %w", err)
+	if err := readBucketLocks(br, tats); err != nil {
+		return dbNow, localNow, nil, err
 	}
 	if err := br.QueryRow().Scan(&dbNow); err != nil {
 		return dbNow, localNow, nil, fmt.Errorf("reading database clock: %w", err)
@@ -364,6 +353,46 @@ func lockBuckets(ctx context.Context, tx batcher, claimNow time.Time, cands []Ou
 		return dbNow, localNow, nil, fmt.Errorf("locking rate buckets: %w", err)
 	}
 	return dbNow, localNow, tats, nil
+}
+
+// queueBucketLocks queues what creates keys' missing buckets and locks
+// them all, sorted, so two replicas never deadlock on them: two
+// statements, read by readBucketLocks. A clock reading queued after them
+// follows the locks, since pipelined statements run in order: a slot
+// computed from an earlier reading could fall before a competing
+// replica's last slot.
+func queueBucketLocks(b *pgx.Batch, keys []RateKey) {
+	chans := make([]string, len(keys))
+	buckets := make([]string, len(keys))
+	for i, k := range keys {
+		chans[i], buckets[i] = k.ChannelID, k.Bucket
+	}
+	b.Queue(`INSERT INTO outbox_rate (channel_id, bucket, tat)
+		SELECT c, b, 'epoch' FROM unnest($1::text[], $2::text[]) AS k(c, b) ORDER BY c, b
+		ON CONFLICT DO NOTHING`, chans, buckets)
+	b.Queue(`SELECT r.channel_id, r.bucket, r.tat FROM outbox_rate r
+		JOIN unnest($1::text[], $2::text[]) AS k(c, b) ON r.channel_id = k.c AND r.bucket = k.b
+		ORDER BY r.channel_id, r.bucket FOR UPDATE OF r`, chans, buckets)
+}
+
+// readBucketLocks reads queueBucketLocks' results into tats.
+func readBucketLocks(br pgx.BatchResults, tats map[RateKey]time.Time) error {
+	if _, err := br.Exec(); err != nil {
+		return fmt.Errorf("creating rate buckets: %w", err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return fmt.Errorf("locking rate buckets: %w", err)
+	}
+	var k RateKey
+	var tat time.Time
+	if _, err := pgx.ForEachRow(rows, []any{&k.ChannelID, &k.Bucket, &tat}, func() error {
+		tats[k] = tat
+		return nil
+	}); err != nil {
+		return fmt.Errorf("reading rate buckets: %w", err)
+	}
+	return nil
 }
 
 // writes are statements sent together in one pipelined round trip.

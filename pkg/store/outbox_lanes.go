@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -161,9 +163,21 @@ func laneArgs(lanes []lane, limit int, dbNow time.Time) ([]any, []int32) {
 	return []any{chans, eps, prios, quotas, ords, dbNow}, quotas
 }
 
+// maxHeldLanes bounds the endpoint buckets a claim locks before it reads
+// its lanes' rows. Locked up front, a bucket is held even when its lane
+// gives the claim no row (its rows not yet due, or taken by another
+// replica), and a replica claiming another channel waits for it. With
+// more buckets than this the claim reads the rows first and locks only
+// what they need, one round trip later.
+const maxHeldLanes = 16
+
 // selectCandidates reads the rows one claim considers, ranked, and
-// reports whether any lane had more due rows than it offered.
-func selectCandidates(ctx context.Context, tx batcher, p ClaimParams) ([]OutboxCandidate, bool, time.Time, error) {
+// reports whether any lane had more due rows than it offered. When the
+// claim's lanes are few and their buckets are all their rows can debit
+// (replies, or pushes with no recipient cap), it locks those buckets in
+// the round trip that reads the rows (held), so the claim needs no round
+// trip of its own to lock them while its rows wait.
+func selectCandidates(ctx context.Context, tx batcher, p ClaimParams, pl Planner) ([]OutboxCandidate, *heldBuckets, bool, time.Time, error) {
 	// Lanes and expired leases in one pipelined round trip.
 	var b pgx.Batch
 	b.Queue(lanesSQL, maxLanes(p), p.Horizon)
@@ -174,31 +188,28 @@ func selectCandidates(ctx context.Context, tx batcher, p ClaimParams) ([]OutboxC
 	var prios []int16
 	if err := br.QueryRow().Scan(&dbNow, &chans, &eps, &prios); err != nil {
 		br.Close()
-		return nil, false, dbNow, fmt.Errorf("listing outbox lanes: %w", err)
+		return nil, nil, false, dbNow, fmt.Errorf("listing outbox lanes: %w", err)
 	}
 	lanes := toLanes(chans, eps, prios)
 	rows, err := br.Query()
 	if err != nil {
 		br.Close()
-		return nil, false, dbNow, fmt.Errorf("selecting expired leases: %w", err)
+		return nil, nil, false, dbNow, fmt.Errorf("selecting expired leases: %w", err)
 	}
 	expired, err := pgx.CollectRows(rows, scanLaneRow)
 	if err == nil {
 		err = br.Close()
 	}
 	if err != nil {
-		return nil, false, dbNow, fmt.Errorf("reading expired leases: %w", err)
+		return nil, nil, false, dbNow, fmt.Errorf("reading expired leases: %w", err)
 	}
 	more := len(expired) >= p.Limit
 	var fresh []laneRow
+	var held *heldBuckets
 	if len(lanes) > 0 && len(expired) < p.Limit {
-		args, quotas := laneArgs(lanes, p.Limit, dbNow)
-		rows, err := tx.Query(ctx, laneSQL, args...)
-		if err != nil {
-			return nil, false, dbNow, fmt.Errorf("selecting due rows: %w", err)
-		}
-		if fresh, err = pgx.CollectRows(rows, scanLaneRow); err != nil {
-			return nil, false, dbNow, fmt.Errorf("reading due rows: %w", err)
+		var quotas []int32
+		if fresh, quotas, held, err = readLaneRows(ctx, tx, p, pl, lanes, expired, dbNow); err != nil {
+			return nil, nil, false, dbNow, err
 		}
 		got := map[[2]int]int{}
 		for _, r := range fresh {
@@ -210,7 +221,67 @@ func selectCandidates(ctx context.Context, tx batcher, p ClaimParams) ([]OutboxC
 			}
 		}
 	}
-	return rankCandidates(expired, fresh, p.Limit, p.Turn, len(lanes)), more || len(expired)+len(fresh) > p.Limit, dbNow, nil
+	return rankCandidates(expired, fresh, p.Limit, p.Turn, len(lanes)), held, more || len(expired)+len(fresh) > p.Limit, dbNow, nil
+}
+
+// readLaneRows reads the lanes' due rows, after locking the lanes' (and
+// the expired leases') buckets when selectCandidates says it may. Locked
+// first, the buckets are read with the rows committed by the replica that
+// held them before: its claimed rows are no longer due, and the ones it
+// left are read rather than skipped.
+func readLaneRows(ctx context.Context, tx batcher, p ClaimParams, pl Planner, lanes []lane, expired []laneRow, dbNow time.Time) (
+	fresh []laneRow, quotas []int32, held *heldBuckets, err error,
+) {
+	set := map[RateKey]bool{}
+	whole := true
+	add := func(channelID, endpoint string) {
+		keys, all := pl.LaneKeys(channelID, endpoint)
+		whole = whole && all
+		for _, k := range keys {
+			set[k] = true
+		}
+	}
+	for _, l := range lanes {
+		add(l.ChannelID, l.Endpoint)
+	}
+	for _, r := range expired {
+		add(r.ChannelID, r.Endpoint)
+	}
+	hold := whole && len(set) > 0 && len(set) <= maxHeldLanes
+	var b pgx.Batch
+	if hold {
+		queueBucketLocks(&b, slices.Collect(maps.Keys(set)))
+	}
+	args, quotas := laneArgs(lanes, p.Limit, dbNow)
+	b.Queue(laneSQL, args...)
+	if hold {
+		b.Queue(`SELECT clock_timestamp()`)
+	}
+	br := tx.SendBatch(ctx, &b)
+	defer br.Close()
+	if hold {
+		held = &heldBuckets{tats: map[RateKey]time.Time{}}
+		if err := readBucketLocks(br, held.tats); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("selecting due rows: %w", err)
+	}
+	if fresh, err = pgx.CollectRows(rows, scanLaneRow); err != nil {
+		return nil, nil, nil, fmt.Errorf("reading due rows: %w", err)
+	}
+	if hold {
+		if err := br.QueryRow().Scan(&held.dbNow); err != nil {
+			return nil, nil, nil, fmt.Errorf("reading database clock: %w", err)
+		}
+		held.localNow = time.Now()
+	}
+	if err := br.Close(); err != nil {
+		return nil, nil, nil, fmt.Errorf("reading due rows: %w", err)
+	}
+	return fresh, quotas, held, nil
 }
 
 // rankCandidates orders what the lanes offered and keeps the first limit:

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"sync"
 	"testing"
 	"time"
 
@@ -91,25 +90,8 @@ func TestOutboxClaimsHoldTheirBuckets(t *testing.T) {
 				}
 				want *= 2
 			}
-			var wg sync.WaitGroup
-			for w := 0; w < 4; w++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for {
-						res, err := store.ClaimOutbox(ctx, db.Pool, store.ClaimParams{Limit: 9,
-							Owner: fmt.Sprint("w", w), Lease: time.Hour, Horizon: time.Hour, Turn: w}, spacedPlanner{})
-						if err != nil {
-							t.Error(err)
-							return
-						}
-						if res.Seen == 0 {
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
+			claimConcurrently(t, db.Pool, 4, store.ClaimParams{Limit: 9, Lease: time.Hour, Horizon: time.Hour}, spacedPlanner{},
+				func(store.ClaimResult) {})
 			if t.Failed() {
 				return
 			}

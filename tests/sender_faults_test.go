@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/linepipe/linepipe/pkg/linefake"
 	"github.com/linepipe/linepipe/pkg/sender"
@@ -265,30 +267,14 @@ func TestOutboxConcurrentClaimsDisjoint(t *testing.T) {
 	}
 	var mu sync.Mutex
 	seen := map[int64]int{}
-	var wg sync.WaitGroup
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				res, err := store.ClaimOutbox(ctx, b.db.Pool, store.ClaimParams{Limit: 7,
-					Owner: "w", Lease: time.Minute, Horizon: time.Second}, allPlanner{})
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				if len(res.Claimed) == 0 {
-					return
-				}
-				mu.Lock()
-				for _, c := range res.Claimed {
-					seen[c.ID]++
-				}
-				mu.Unlock()
+	claimConcurrently(t, b.db.Pool, 4, store.ClaimParams{Limit: 7, Lease: time.Minute, Horizon: time.Second}, allPlanner{},
+		func(res store.ClaimResult) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, c := range res.Claimed {
+				seen[c.ID]++
 			}
-		}()
-	}
-	wg.Wait()
+		})
 	if len(seen) != rows {
 		t.Fatalf("claimed %d distinct rows, want %d", len(seen), rows)
 	}
@@ -297,4 +283,31 @@ func TestOutboxConcurrentClaimsDisjoint(t *testing.T) {
 			t.Fatalf("row %d claimed %d times", id, n)
 		}
 	}
+}
+
+// claimConcurrently runs claimers that each claim with p (as owner "w<n>",
+// turn n) until a claim finds nothing, and hands every result to took.
+func claimConcurrently(t *testing.T, pool *pgxpool.Pool, claimers int, p store.ClaimParams, pl store.Planner, took func(store.ClaimResult)) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for w := 0; w < claimers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := p
+			p.Owner, p.Turn = fmt.Sprint("w", w), w
+			for {
+				res, err := store.ClaimOutbox(context.Background(), pool, p, pl)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if res.Seen == 0 {
+					return
+				}
+				took(res)
+			}
+		}()
+	}
+	wg.Wait()
 }

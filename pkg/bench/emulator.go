@@ -25,9 +25,12 @@ func StartEmulator(cfg linefake.Config) (*Emulator, error) {
 		return nil, err
 	}
 	s := linefake.New(cfg)
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second}
+	// Rate limits and their one-second counts time a request by when it
+	// reached this host, not by when the emulator, which shares the host's
+	// cores with everything it measures, got round to handling it.
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second, ConnContext: linefake.ConnContext}
 	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(linefake.ArrivalListener(l)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			_ = err // the listener was closed under us; Close reports nothing more useful
 		}
 	}()

@@ -174,8 +174,9 @@ type LimitedDrain struct {
 	MaxPerSecond int     `json:"maxAttemptsPerSecond"`
 	// StartedPerSecond is the busiest second of the same calls as the
 	// senders started them (api_log.called_at, each sender's clock):
-	// above it, MaxPerSecond is calls that left evenly and arrived
-	// bunched.
+	// above it, MaxPerSecond is calls that left evenly and reached the
+	// emulator's host bunched (the emulator times them by the kernel's
+	// receive time, linefake.ArrivalListener).
 	StartedPerSecond int      `json:"maxStartedPerSecond"`
 	TooMany          int      `json:"tooMany429"`
 	NotDelivered     int      `json:"notDelivered"`

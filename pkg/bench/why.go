@@ -130,7 +130,7 @@ func limitedWhy(add func(string, ...any), who string, d LimitedDrain) {
 			add("%s: %d calls within one second at the emulator (%d × 429), and the senders themselves started %d within one second: their pacing let them.",
 				who, d.MaxPerSecond, d.TooMany, d.StartedPerSecond)
 		case d.StartedPerSecond > 0:
-			add("%s: %d calls within one second at the emulator (%d × 429), though the senders started at most %d in any second (api_log.called_at): paced calls reached the emulator bunched, the host's cores %s busy.",
+			add("%s: %d calls within one second at the emulator (%d × 429), though the senders started at most %d in any second (api_log.called_at): paced calls reached the emulator's host bunched (the emulator times a call by the kernel's receive time of its bytes, so the bunching lay between the senders' clock reading and the wire), the host's cores %s busy.",
 				who, d.MaxPerSecond, d.TooMany, d.StartedPerSecond, pct(d.CPU.HostBusy))
 		default:
 			add("%s: %d calls within one second at the emulator (%d × 429); the senders' own record was not read.", who, d.MaxPerSecond, d.TooMany)

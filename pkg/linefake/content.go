@@ -169,7 +169,8 @@ func (s *Server) ContentServed(messageID string) int {
 // bucket (RateLimits.Other), whatever it then gets: LINE counts retries
 // and refused requests too.
 func (s *Server) contentRequest(w http.ResponseWriter, r *http.Request, ep string) (contentEntry, string, outcome, bool) {
-	if err := sleep(r.Context(), s.content.faults.delay()); err != nil {
+	delay := s.content.faults.delay()
+	if err := sleep(r.Context(), delay); err != nil {
 		setOutcome(w, "canceled")
 		return contentEntry{}, "", 0, false
 	}
@@ -177,7 +178,7 @@ func (s *Server) contentRequest(w http.ResponseWriter, r *http.Request, ep strin
 	if !ok {
 		return contentEntry{}, "", 0, false
 	}
-	if !s.limiter.allow(channel, ep, s.now) {
+	if !s.limiter.allow(channel, ep, s.rateClock(r, delay)) {
 		writeError(w, http.StatusTooManyRequests, msgRateLimited)
 		return contentEntry{}, "", 0, false
 	}

@@ -80,8 +80,9 @@ func (l *limiter) limitFor(ep string) Limit {
 // allow takes one token from the channel's bucket for ep, refilling it
 // continuously at Requests/Per up to Requests. It reports false when the
 // bucket is empty: LINE's 429.
-// The clock is read under the lock so that the one-second windows see
-// requests in time order.
+// The clock is read under the lock, so that requests timed by their
+// handlers reach the one-second windows in time order; arrival stamps
+// (arrival.go) may not, and the windows put them in place.
 func (l *limiter) allow(channel, ep string, clock func() time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -160,7 +161,7 @@ func (l *limiter) rateWindows() []RateWindow {
 	return out
 }
 
-// BusiestSecond is the most of times (in time order) within any window of
+// BusiestSecond is the most of times (in any order) within any window of
 // one second ending at one of them: the measure the emulator keeps for
 // the requests it receives, applied to times taken elsewhere (a client's
 // own record of when it sent them).
@@ -173,24 +174,45 @@ func BusiestSecond(times []time.Time) int {
 }
 
 // slidingMax tracks the largest number of events within any window of one
-// second ending at an event: the times of the last second's events are
-// kept, so memory is bounded by the rate itself.
+// second ending at an event. Events may come out of time order (a
+// request's arrival stamp is older than one handled before it): each is
+// put in its place, and the windows ending at it and at the later events
+// within a second of it are counted again. The last slidingKeep of
+// events are kept, so an event up to a second late is counted exactly,
+// and memory is bounded by the rate itself.
 type slidingMax struct {
-	times []time.Time
-	head  int // times[head:] are within the last second
+	times []time.Time // sorted; times[head:] are within slidingKeep of the newest
+	head  int
 	max   int
 }
 
-func (s *slidingMax) add(now time.Time) {
-	for s.head < len(s.times) && now.Sub(s.times[s.head]) >= time.Second {
+const slidingKeep = 2 * time.Second
+
+func (s *slidingMax) add(t time.Time) {
+	i := len(s.times)
+	s.times = append(s.times, t)
+	for i > s.head && s.times[i-1].After(t) {
+		s.times[i] = s.times[i-1]
+		i--
+	}
+	s.times[i] = t
+	// lo is the first event within a second before times[j], for each j
+	// from t on: windows ending later than t+1s do not hold t.
+	lo := s.head + sort.Search(i-s.head, func(k int) bool { return t.Sub(s.times[s.head+k]) < time.Second })
+	for j := i; j < len(s.times) && s.times[j].Sub(t) < time.Second; j++ {
+		for s.times[j].Sub(s.times[lo]) >= time.Second {
+			lo++
+		}
+		if n := j - lo + 1; n > s.max {
+			s.max = n
+		}
+	}
+	newest := s.times[len(s.times)-1]
+	for s.head < len(s.times) && newest.Sub(s.times[s.head]) >= slidingKeep {
 		s.head++
 	}
 	if s.head > 1024 && s.head > len(s.times)/2 {
 		s.times = append(s.times[:0], s.times[s.head:]...)
 		s.head = 0
-	}
-	s.times = append(s.times, now)
-	if n := len(s.times) - s.head; n > s.max {
-		s.max = n
 	}
 }

@@ -1,7 +1,9 @@
 package linefake
 
 import (
+	"math/rand/v2"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 )
@@ -134,6 +136,43 @@ func TestBusiestSecond(t *testing.T) {
 	} {
 		if got := BusiestSecond(at(c.ms...)); got != c.want {
 			t.Errorf("BusiestSecond(%v ms) = %d, want %d", c.ms, got, c.want)
+		}
+	}
+}
+
+// Requests timed by their arrival reach the windows out of time order
+// (one that arrived first may be handled second). Counted in whatever
+// order, up to a second late, the busiest second is that of the sorted
+// times.
+func TestBusiestSecondOutOfOrder(t *testing.T) {
+	t.Parallel()
+	rnd := rand.New(rand.NewPCG(7, 11))
+	t0 := time.Unix(1700000000, 0)
+	for round := range 200 {
+		n := 50 + rnd.IntN(400)
+		ts := make([]time.Time, n)
+		for i := range ts {
+			// Bursts and gaps, so the busiest second moves about.
+			ts[i] = t0.Add(time.Duration(rnd.IntN(3000+round*10)) * time.Millisecond / 2)
+		}
+		sorted := slices.SortedFunc(slices.Values(ts), time.Time.Compare)
+		want := 0
+		for j := range sorted {
+			k := 0
+			for sorted[j].Sub(sorted[k]) >= time.Second {
+				k++
+			}
+			want = max(want, j-k+1)
+		}
+		// Arrival order: each time handled up to 900 ms after it arrived.
+		order := slices.Clone(sorted)
+		handled := map[time.Time]time.Duration{}
+		for _, x := range order {
+			handled[x] = time.Duration(rnd.IntN(900)) * time.Millisecond
+		}
+		slices.SortStableFunc(order, func(a, b time.Time) int { return a.Add(handled[a]).Compare(b.Add(handled[b])) })
+		if got := BusiestSecond(order); got != want {
+			t.Fatalf("round %d: %d times out of order counted %d in the busiest second, sorted %d", round, n, got, want)
 		}
 	}
 }

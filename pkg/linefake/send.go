@@ -36,7 +36,8 @@ type sendCall struct {
 func (s *Server) send(ep string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		c := sendCall{ep: ep, requestID: requestID(r)}
-		if err := sleep(r.Context(), s.chaos.delay()); err != nil {
+		delay := s.chaos.delay()
+		if err := sleep(r.Context(), delay); err != nil {
 			setOutcome(w, "canceled")
 			return
 		}
@@ -44,7 +45,7 @@ func (s *Server) send(ep string) http.HandlerFunc {
 		if c.channel, ok = s.authenticate(w, r); !ok {
 			return
 		}
-		if !s.limiter.allow(c.channel, ep, s.now) {
+		if !s.limiter.allow(c.channel, ep, s.rateClock(r, delay)) {
 			writeError(w, http.StatusTooManyRequests, msgRateLimited)
 			return
 		}

@@ -85,6 +85,9 @@ type Server struct {
 	ledger   *ledger
 	content  *contents
 	msgSeq   atomic.Uint64
+	// stamped: the clock is the wall clock, so requests' kernel arrival
+	// stamps can time them (rateClock).
+	stamped bool
 	// beforeDeliver, when set by a test, runs while a request holds its
 	// retry key, so tests can hold a request in flight.
 	beforeDeliver func(sendCall)
@@ -94,6 +97,7 @@ type Server struct {
 // configuration is the caller's code, and a broken emulator must not
 // pass for LINE. Services reading the environment call cfg.Validate first.
 func New(cfg Config) *Server {
+	wallClock := cfg.Clock == nil
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		panic(fmt.Sprintf("linefake: invalid config: %v", err))
@@ -108,6 +112,7 @@ func New(cfg Config) *Server {
 		chaos:    newChaos(cfg.Faults, cfg.Seed),
 		ledger:   newLedger(),
 		content:  newContents(cfg.ContentFaults, cfg.Seed),
+		stamped:  wallClock,
 	}
 	// Message ids look like LINE's: 18-digit decimal strings.
 	s.msgSeq.Store(500000000000000000)
@@ -135,6 +140,21 @@ func (s *Server) routes() {
 }
 
 func (s *Server) now() time.Time { return s.cfg.Clock() }
+
+// rateClock is the clock r's rate limit and one-second counts are read
+// from: when r's bytes reached this host plus the network delay injected
+// before it was handled, if its connection was accepted by
+// ArrivalListener (and the clock is the wall clock, which the kernel's
+// stamps are on), else the clock when asked.
+func (s *Server) rateClock(r *http.Request, delay time.Duration) func() time.Time {
+	if s.stamped {
+		if at, ok := arrivedAt(r); ok {
+			at = at.Add(delay)
+			return func() time.Time { return at }
+		}
+	}
+	return s.now
+}
 
 type requestIDKey struct{}
 

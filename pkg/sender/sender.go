@@ -418,9 +418,9 @@ func (s *Sender) complete(row store.OutboxClaimed, out outcome, resp apiResponse
 // lateTolerance is how late a send may start on its slot in a bucket with
 // slack: a quarter of it. Any one-second window then holds at most
 // (1s + slack/4) / spacing sends, leaving three quarters of the slack for
-// requests that left on time to arrive bunched (measured at the emulator
-// with two replicas on a busy host: up to 55 a second above the sending
-// rate).
+// requests that left on time to arrive bunched (on the wire, with two
+// replicas on a busy host: up to 18 a second above the sending rate,
+// PERFORMANCE-LOG.md).
 func lateTolerance(slack time.Duration) time.Duration { return slack / 4 }
 
 // lateTolerance is the tolerance of RateSlack, the one the claim's leads

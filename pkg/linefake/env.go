@@ -83,7 +83,10 @@ func Run(ctx context.Context, s Settings, log *zap.Logger) error {
 	mux := http.NewServeMux()
 	ops.Mount(mux, func(context.Context) error { return nil }, ops.NewRegistry())
 	mux.Handle("/", fake)
+	// Rate limits time a request by when it reached the host (arrival.go).
+	s.HTTP.Listener = ArrivalListener
 	srv := ops.NewServer(s.HTTP, mux, log)
+	srv.ConnContext = ConnContext
 	log.Info("linefake listening", zap.String("addr", s.HTTP.Addr), zap.Int("channels", len(s.Config.Channels)))
 	if err := ops.Serve(ctx, srv, s.HTTP, 10*time.Second); err != nil {
 		return fmt.Errorf("serving linefake: %w", err)

@@ -132,6 +132,9 @@ type ServerConfig struct {
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
 	IdleTimeout  time.Duration
+	// Listener, when set, wraps the listener Start opens: the emulator's
+	// takes each request's arrival time from the kernel.
+	Listener func(net.Listener) net.Listener
 }
 
 // NewServer builds an http.Server with every timeout set, so a slow or
@@ -189,6 +192,9 @@ func Start(ctx context.Context, srv *http.Server, cfg ServerConfig, grace time.D
 	ln, err := Listen(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Listener != nil {
+		ln = cfg.Listener(ln)
 	}
 	served := make(chan error, 1)
 	go func() {

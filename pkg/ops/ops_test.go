@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -281,4 +282,39 @@ func TestLoggerBuffersInfoAndFlushesWarnings(t *testing.T) {
 	if out.syncs != 0 {
 		t.Fatalf("the log file was fsynced %d times", out.syncs)
 	}
+}
+
+// A configured Listener wraps what Start listens on: every connection
+// the server accepts comes through it.
+func TestStartWrapsItsListener(t *testing.T) {
+	t.Parallel()
+	var accepted atomic.Int32
+	cfg := ServerConfig{Addr: freeAddr(t), Listener: func(l net.Listener) net.Listener { return countingListener{l, &accepted} }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done, err := Start(ctx, NewServer(cfg, http.NotFoundHandler(), zap.NewNop()), cfg, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); <-done }()
+	res, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Get("http://" + cfg.Addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if n := accepted.Load(); n != 1 {
+		t.Fatalf("the wrapper accepted %d connections, want the request's 1", n)
+	}
+}
+
+type countingListener struct {
+	net.Listener
+	n *atomic.Int32
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
 }

@@ -117,12 +117,12 @@ func (p *planner) endpointSpec(c store.OutboxCandidate) (bucketSpec, bool) {
 }
 
 // LaneKeys implements store.Planner: the lane's endpoint bucket, the one
-// specs gives every row of the lane that is sent. A push may also debit
-// its recipient's bucket.
+// specs gives every row of the lane that is sent. Only a push names a
+// recipient (outbox.recipient), whose bucket it may also debit.
 func (p *planner) LaneKeys(channelID, endpoint string) ([]store.RateKey, bool) {
 	all := endpoint != store.EndpointPush || p.cfg.RecipientCap.Limit <= 0
-	if p.cfg.Rates[endpoint].Limit > 0 {
-		return []store.RateKey{{ChannelID: channelID, Bucket: endpoint}}, all
+	if s, ok := p.endpointSpec(store.OutboxCandidate{ChannelID: channelID, Endpoint: endpoint}); ok {
+		return []store.RateKey{s.key}, all
 	}
 	return nil, all
 }

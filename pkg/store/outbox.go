@@ -406,6 +406,13 @@ func (w *writes) add(label, sql string, args ...any) {
 	w.labels = append(w.labels, label)
 }
 
+// addQueued adds a statement queued elsewhere; its result function, if
+// it has one, reads its result.
+func (w *writes) addQueued(label string, qq *pgx.QueuedQuery) {
+	w.b.QueuedQueries = append(w.b.QueuedQueries, qq)
+	w.labels = append(w.labels, label)
+}
+
 // commit sends w's statements (if any) and COMMIT in one round trip.
 func (t *pipeTx) commit(ctx context.Context, w *writes) error {
 	if w == nil {
@@ -414,8 +421,14 @@ func (t *pipeTx) commit(ctx context.Context, w *writes) error {
 	w.add("committing", "commit")
 	br := t.SendBatch(ctx, &w.b)
 	defer br.Close()
-	for _, l := range w.labels {
-		if _, err := br.Exec(); err != nil {
+	for i, l := range w.labels {
+		var err error
+		if fn := w.b.QueuedQueries[i].Fn; fn != nil {
+			err = fn(br)
+		} else {
+			_, err = br.Exec()
+		}
+		if err != nil {
 			return fmt.Errorf("%s: %w", l, err)
 		}
 	}

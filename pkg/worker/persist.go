@@ -11,9 +11,9 @@ import (
 )
 
 // persist stores items in one transaction: events and webhook log rows
-// first (one pipelined round trip), then what new events imply (a
-// second), then bot handlers, whose outbox rows go with the COMMIT. A
-// duplicate event implies nothing.
+// first (one pipelined round trip), then what new events imply, then bot
+// handlers, whose outbox rows go with the COMMIT. A duplicate event
+// implies nothing.
 func (w *Worker) persist(ctx context.Context, items []*item) error {
 	return w.persistIn(ctx, w.db, items)
 }
@@ -30,8 +30,11 @@ type batchSender interface {
 }
 
 // persistIn is persist in a transaction begun on db. On the pool, with
-// only EnqueueOnly handlers (or none), BEGIN travels with the first batch
-// and COMMIT with the outbox rows: three round trips instead of five.
+// only EnqueueOnly handlers (or none), the transaction takes two round
+// trips: BEGIN travels with the events, and what they imply with the
+// outbox rows and COMMIT, since such handlers read nothing the second
+// part writes. Otherwise the handlers run after what the events imply
+// is written, since they may read it.
 func (w *Worker) persistIn(ctx context.Context, db beginner, items []*item) error {
 	if pool, ok := db.(store.Acquirer); ok && w.enqueueOnly {
 		tx, done, err := store.BeginPipe(ctx, pool)
@@ -39,14 +42,27 @@ func (w *Worker) persistIn(ctx context.Context, db beginner, items []*item) erro
 			return err
 		}
 		defer done()
-		queued, err := w.apply(ctx, tx, noTx{}, items)
+		unsent, err := w.insertEvents(ctx, tx, items)
 		if err != nil {
 			return err
 		}
-		return tx.CommitEnqueue(ctx, queued)
+		queued, err := w.handle(ctx, noTx{}, items, unsent)
+		if err != nil {
+			return err
+		}
+		return tx.CommitWith(ctx, implied(items, unsent), "applying events", queued)
 	}
 	return pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		queued, err := w.apply(ctx, tx, tx, items)
+		unsent, err := w.insertEvents(ctx, tx, items)
+		if err != nil {
+			return err
+		}
+		if second := implied(items, unsent); second.Len() > 0 {
+			if err := tx.SendBatch(ctx, second).Close(); err != nil {
+				return fmt.Errorf("applying events: %w", err)
+			}
+		}
+		queued, err := w.handle(ctx, tx, items, unsent)
 		if err != nil || len(queued) == 0 {
 			return err
 		}
@@ -54,19 +70,19 @@ func (w *Worker) persistIn(ctx context.Context, db beginner, items []*item) erro
 	})
 }
 
-// apply sends items' statements on tx and runs the handlers, giving them
-// htx. It returns what must still be written before COMMIT: the outbox
-// rows the handlers queued.
-func (w *Worker) apply(ctx context.Context, tx batchSender, htx pgx.Tx, items []*item) ([]store.OutboxInsert, error) {
-	// First round trip: insert the events, then lock the batch's
-	// messages and read their tombstones. The insert need not wait
-	// for the lock: a concurrent unsend cannot see these rows before
-	// this commit, but its tombstone, committed before it releases
-	// the lock, is read after the lock is ours, and a copy of an
-	// unsent message is scrubbed in the second round trip, before
-	// anything commits. Locking after the insert keeps the locks for
-	// the shorter rest of the transaction, and a batch waiting for
-	// another's insert of the same key never holds a message lock.
+// insertEvents sends the transaction's first round trip: it inserts the
+// events, noting each new one's id in its item, then locks the batch's
+// messages and reads their tombstones. It returns the messages that are
+// unsent.
+//
+// The insert need not wait for the lock: a concurrent unsend cannot see
+// these rows before this commit, but its tombstone, committed before it
+// releases the lock, is read after the lock is ours, and a copy of an
+// unsent message is scrubbed by what the events imply (implied), before
+// anything commits. Locking after the insert keeps the locks for the
+// shorter rest of the transaction, and a batch waiting for another's
+// insert of the same key never holds a message lock.
+func (w *Worker) insertEvents(ctx context.Context, tx batchSender, items []*item) (map[store.MessageKey]bool, error) {
 	first := &pgx.Batch{}
 	var rows []store.EventRow
 	var rowItems []*item
@@ -100,24 +116,31 @@ func (w *Worker) apply(ctx context.Context, tx batchSender, htx pgx.Tx, items []
 			unsent[it.key] = true
 		}
 	}
+	return unsent, nil
+}
 
-	second := &pgx.Batch{}
-	queueMessages(second, items, unsent)
-	queueContent(second, items, unsent)
-	queueUnsends(second, items, unsent)
+// implied is what the batch's new events imply besides their rows:
+// messages and their content, unsends and the scrubs of unsent copies,
+// follow and chat state.
+func implied(items []*item, unsent map[store.MessageKey]bool) *pgx.Batch {
+	b := &pgx.Batch{}
+	queueMessages(b, items, unsent)
+	queueContent(b, items, unsent)
+	queueUnsends(b, items, unsent)
 	var follows latestFollows
 	for _, it := range items {
 		if it.id != 0 {
-			queueEffects(second, it, unsent[it.key], &follows)
+			queueEffects(b, it, unsent[it.key], &follows)
 		}
 	}
-	store.QueueFollows(second, follows.rows)
-	if second.Len() > 0 {
-		if err := tx.SendBatch(ctx, second).Close(); err != nil {
-			return nil, fmt.Errorf("applying events: %w", err)
-		}
-	}
+	store.QueueFollows(b, follows.rows)
+	return b
+}
 
+// handle runs the handlers for every newly stored event, giving them
+// htx, and returns the outbox rows they queued, which must still be
+// written before COMMIT.
+func (w *Worker) handle(ctx context.Context, htx pgx.Tx, items []*item, unsent map[store.MessageKey]bool) ([]store.OutboxInsert, error) {
 	var queued []store.OutboxInsert
 	for _, it := range items {
 		if it.id == 0 || it.ev == nil {

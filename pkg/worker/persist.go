@@ -11,9 +11,9 @@ import (
 )
 
 // persist stores items in one transaction: events and webhook log rows
-// first (one pipelined round trip), then what new events imply, then bot
-// handlers, whose outbox rows go with the COMMIT. A duplicate event
-// implies nothing.
+// first (one pipelined round trip), then what new events imply and the
+// outbox rows bot handlers queue, with the COMMIT (persistIn says in how
+// many round trips). A duplicate event implies nothing.
 func (w *Worker) persist(ctx context.Context, items []*item) error {
 	return w.persistIn(ctx, w.db, items)
 }

@@ -1,9 +1,15 @@
 package bench
 
 import (
+	"context"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/linepipe/linepipe/pkg/store"
+	"github.com/linepipe/linepipe/tests/testenv"
 )
 
 // TestIDWatchReadsGapsAgain: ids that commit out of order are read again
@@ -42,5 +48,37 @@ func TestIDWatchReadsGapsAgain(t *testing.T) {
 	w.polled(top, false, t0) // a poll cut short keeps the old highest id
 	if w.last != 7 {
 		t.Fatalf("an incomplete poll moved last to %d", w.last)
+	}
+}
+
+// TestPipelineTablesCoverTheSchema: the end-to-end stage empties every
+// table the pipeline writes, so no earlier stage's rows (queued media
+// content, a backlog of pushes) are worked on while its replies are
+// timed. Only the tables operators configure are kept.
+func TestPipelineTablesCoverTheSchema(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	kept := []string{"channels", "retention", store.MigrationsTable}
+	rows, err := db.Pool.Query(context.Background(),
+		`SELECT table_name FROM information_schema.tables WHERE table_schema = $1 AND table_type = 'BASE TABLE'`, db.Schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(tables, "message_content") {
+		t.Fatalf("schema %s lists %v; the query found the wrong tables", db.Schema, tables)
+	}
+	for _, tb := range tables {
+		if !slices.Contains(pipelineTables, tb) && !slices.Contains(kept, tb) {
+			t.Errorf("table %s is not emptied before the end-to-end stage", tb)
+		}
+	}
+	for _, tb := range pipelineTables {
+		if !slices.Contains(tables, tb) {
+			t.Errorf("pipelineTables names %s, which the schema does not have", tb)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -25,6 +26,7 @@ type E2EResult struct {
 	Senders      int                    `json:"senders"`
 	Webhooks     int                    `json:"webhooks"`
 	Failed       int                    `json:"webhooksFailed"`
+	Failures     WebhookFailures        `json:"webhookFailures"`
 	ToRow        loadgen.LatencySummary `json:"toRow"`
 	ToReply      loadgen.LatencySummary `json:"toReply"`
 	Missing      int                    `json:"missingReplies"`
@@ -136,7 +138,11 @@ func (b *Bench) runE2E(ctx context.Context, ing *Proc, sp e2eSpec) (E2EResult, e
 	warm := int(sp.rate * sp.warmup.Seconds())
 	n := int(sp.rate * sp.duration.Seconds())
 	span := b.startSpan()
-	sent, byToken, failed, achieved := b.sendSteady(ctx, emu, "http://"+ing.Addr+"/webhook/"+b.stack.ChannelID, warm, n, sp.rate)
+	before, beforeErr := ingestCounts(ctx, ing.AdminAddr)
+	sent, byToken, achieved := b.sendSteady(ctx, emu, "http://"+ing.Addr+"/webhook/"+b.stack.ChannelID, warm, n, sp.rate, &res.Failures)
+	after, afterErr := ingestCounts(ctx, ing.AdminAddr)
+	res.Failures.since(before, after, errors.Join(beforeErr, afterErr))
+	failed := res.Failures.Count
 	res.Webhooks, res.Failed, res.AchievedRate = n, failed, achieved
 	res.WarmupSeconds, res.WarmupWebhooks = sp.warmup.Seconds(), warm
 
@@ -170,6 +176,9 @@ func (b *Bench) runE2E(ctx context.Context, ing *Proc, sp e2eSpec) (E2EResult, e
 	b.logf("e2e %s at %.0f/s (%.0f/s achieved), %d workers, %d senders: row p50 %s p99 %s; reply p50 %s p99 %s (warm-up's first %s: %s / %s); %d replies missing, %d webhooks failed; CPU per webhook %s, host %s",
 		sp.name, res.Rate, achieved, sp.workers, sp.senders, res.ToRow.P50, res.ToRow.P99, res.ToReply.P50, res.ToReply.P99,
 		sp.warmup, res.WarmupToReply.P50, res.WarmupToReply.P99, res.Missing, failed, res.CPU, res.CPU.busyText())
+	if failed > 0 {
+		b.logf("e2e %s: %s", sp.name, &res.Failures)
+	}
 	return res, nil
 }
 
@@ -197,16 +206,17 @@ func timedFrom(sent map[string]sentWebhook) time.Time {
 // i/rate; one that falls behind (the machine was busy) goes at once, so
 // the rate holds on average instead of silently dropping, as a ticker
 // would. It returns when each webhook was sent (by event id), the event id
-// of each reply token, how many did not get 200, and the rate achieved.
-func (b *Bench) sendSteady(ctx context.Context, emu *Emulator, url string, warm, n int, rate float64) (map[string]sentWebhook, map[string]string, int, float64) {
+// of each reply token and the rate achieved, and records in failed each
+// webhook that did not get 200.
+func (b *Bench) sendSteady(ctx context.Context, emu *Emulator, url string, warm, n int, rate float64, failed *WebhookFailures) (map[string]sentWebhook, map[string]string, float64) {
 	var mu sync.Mutex
 	sent := make(map[string]sentWebhook, warm+n)
 	byToken := make(map[string]string, warm+n)
-	failed := 0
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i := 0; i < warm+n && ctx.Err() == nil; i++ {
-		if d := time.Until(start.Add(time.Duration(float64(i) / rate * float64(time.Second)))); d > 0 {
+		due := time.Duration(float64(i) / rate * float64(time.Second))
+		if d := time.Until(start.Add(due)); d > 0 {
 			time.Sleep(d)
 		}
 		ev := emu.TextEvent(b.stack.ChannelID, fmt.Sprintf("U%032x", i%50+1), fmt.Sprintf("e2e %d", i))
@@ -220,14 +230,14 @@ func (b *Bench) sendSteady(ctx context.Context, emu *Emulator, url string, warm,
 			code, err := emu.SendWebhook(ctx, url, b.stack.ChannelID, ev)
 			if err != nil || code != 200 {
 				mu.Lock()
-				failed++
+				failed.add(due, code, err)
 				mu.Unlock()
 			}
 		}()
 	}
 	achieved := float64(warm+n) / max(time.Since(start).Seconds(), 1e-9)
 	wg.Wait()
-	return sent, byToken, failed, achieved
+	return sent, byToken, achieved
 }
 
 func replies(emu *Emulator) []linefake.Delivery {

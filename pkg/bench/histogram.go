@@ -24,21 +24,55 @@ type histogram struct {
 // scrapeHistograms reads the named label-free histograms from
 // http://addr/metrics.
 func scrapeHistograms(ctx context.Context, addr string, names ...string) (map[string]histogram, error) {
+	var out map[string]histogram
+	err := scrape(ctx, addr, func(r io.Reader) (err error) {
+		out, err = parseHistograms(r, names...)
+		return err
+	})
+	return out, err
+}
+
+// scrapeCounters reads the named counters from http://addr/metrics, each
+// summed over its label sets. A name the service does not export is an
+// error, so a renamed series cannot read as zero.
+func scrapeCounters(ctx context.Context, addr string, names ...string) (map[string]float64, error) {
+	out := map[string]float64{}
+	err := scrape(ctx, addr, func(r io.Reader) error {
+		p := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := p.TextToMetricFamilies(r)
+		if err != nil {
+			return err
+		}
+		for _, name := range names {
+			if fams[name] == nil {
+				return fmt.Errorf("no counter %s", name)
+			}
+			for _, m := range fams[name].GetMetric() {
+				out[name] += m.GetCounter().GetValue()
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// scrape hands the body of http://addr/metrics to parse.
+func scrape(ctx context.Context, addr string, parse func(io.Reader) error) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
+		return fmt.Errorf("GET /metrics: %s", resp.Status)
 	}
-	return parseHistograms(resp.Body, names...)
+	return parse(resp.Body)
 }
 
 // parseHistograms reads the named histograms from Prometheus' text

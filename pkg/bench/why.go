@@ -93,6 +93,9 @@ func (r *Result) writeWhy(w io.Writer) error {
 		add("replies at %.0f/s, p99 %s (%d missing): webhook → events row p99 %s, then row → claimed p99 %.1f ms, claimed → slot %.1f ms, slot → completion %.1f ms; the host's cores %s busy through the load, CPU per webhook %.0f µs (%s).",
 			e.Rate, ms(e.ToReply.P99), e.Missing, ms(e.ToRow.P99), e.Path.ClaimedP99, e.Path.SlotP99, e.Path.CompletionP99,
 			pct(e.CPU.HostBusy), e.CPU.Total(), e.CPU)
+		if e.Failures.Count > 0 {
+			add("replies at %.0f/s: %s.", e.Rate, &e.Failures)
+		}
 	}
 	for _, n := range slices.Sorted(maps.Keys(r.PeakRSS)) {
 		if kib := r.PeakRSS[n]; linepipeServices[n] && !rssOK(kib) {

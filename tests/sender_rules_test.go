@@ -39,11 +39,6 @@ func TestSenderInvalidRowsFailWithoutCalls(t *testing.T) {
 	for i, c := range cases {
 		ids[i] = b.insert(t, c.endpoint, c.body)
 	}
-	scrubbed := b.insert(t, "push", pushBody(userID(2), "gone"))
-	if _, err := b.db.Pool.Exec(context.Background(),
-		`UPDATE outbox SET body = '{}', scrubbed_at = now() WHERE id = $1`, scrubbed); err != nil {
-		t.Fatal(err)
-	}
 	b.start(t, b.config("s"))
 	for i, c := range cases {
 		r := b.waitStatus(t, ids[i], "failed")
@@ -51,11 +46,40 @@ func TestSenderInvalidRowsFailWithoutCalls(t *testing.T) {
 			t.Errorf("%s row %d: error %v after %d attempts, want %q and no attempt", c.endpoint, i, r.LastError, r.Attempts, c.want)
 		}
 	}
-	if r := b.waitStatus(t, scrubbed, "failed"); !strings.Contains(*r.LastError, "scrubbed") {
-		t.Errorf("scrubbed row: %v", *r.LastError)
-	}
 	if st := b.line.Stats(); len(st.Requests) != 0 {
 		t.Fatalf("LINE saw requests for invalid rows: %v", st.Requests)
+	}
+}
+
+// TestSenderCancelsRowScrubbedInFlight: an unsend scrubs a row while its
+// sender holds it, and that sender dies. The replica that takes the row
+// over when the lease ends does not send it and does not call it failed:
+// the unsend wins, the row ends cancelled, and maybe_delivered says that
+// the dead sender's attempt may have reached LINE.
+func TestSenderCancelsRowScrubbedInFlight(t *testing.T) {
+	t.Parallel()
+	b := setupSender(t, linefake.Config{})
+	ctx := context.Background()
+	id := b.insert(t, "push", pushBody(userID(2), "take it back"))
+	// What a sender that died mid-request leaves, then the worker's unsend
+	// scrub of an in-flight row (store.QueueUnsends keeps its status).
+	if _, err := b.db.Pool.Exec(ctx, `UPDATE outbox SET status = 'in_flight', claim_id = gen_random_uuid(),
+			claimed_by = 'dead-sender', send_at = now() - interval '1 minute',
+			lease_until = now() - interval '1 second', attempts = 1, first_attempt_at = now() - interval '1 minute'
+		WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.db.Pool.Exec(ctx, `UPDATE outbox SET body = '{}', scrubbed_at = now() WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	b.start(t, b.config("s"))
+	r := b.waitStatus(t, id, "cancelled")
+	if r.LastError == nil || !strings.Contains(*r.LastError, "unsent") || r.Attempts != 1 || !r.MaybeDelivered {
+		t.Errorf("row ended with error %v after %d attempts, maybe delivered %v; want the unsend named, no new attempt, maybe delivered",
+			r.LastError, r.Attempts, r.MaybeDelivered)
+	}
+	if st := b.line.Stats(); len(st.Requests) != 0 {
+		t.Fatalf("LINE saw a request for a scrubbed row: %v", st.Requests)
 	}
 }
 

@@ -192,6 +192,15 @@ func (p *planner) decide(now time.Time, c store.OutboxCandidate) *store.OutboxFi
 	fin := func(status, msg string) *store.OutboxFinish {
 		return &store.OutboxFinish{ID: c.ID, Status: status, Error: msg}
 	}
+	if c.Scrubbed {
+		// A scrubbed row is claimed only after an unsend scrubbed it in
+		// flight and its sender then lost the lease (it died, say), or an
+		// operator requeued it. The unsend wins, as it does when an
+		// attempt on it needs a retry (store.CompleteOutboxBatch); maybe_delivered
+		// keeps whether LINE may have it. Not `failed`: nothing is
+		// wrong with the row, and requeueing it could not send it.
+		return fin(store.OutboxCancelled, "not sent: its source message was unsent and its body scrubbed")
+	}
 	if err := p.check(c).invalid; err != nil {
 		return fin(store.OutboxFailed, err.Error())
 	}

@@ -164,7 +164,8 @@ func TestPlanDecide(t *testing.T) {
 			c.NotAfter = &f
 		}, reply, ""},
 		{"reply keys never expire by age", func(c *store.OutboxCandidate) { c.FirstAttemptAt = ago(48 * time.Hour) }, reply, ""},
-		{"scrubbed", func(c *store.OutboxCandidate) { c.Scrubbed = true }, pushCand(1, user), "failed"},
+		{"scrubbed", func(c *store.OutboxCandidate) { c.Scrubbed = true }, pushCand(1, user), "cancelled"},
+		{"scrubbed reply, maybe delivered", func(c *store.OutboxCandidate) { c.Scrubbed = true; c.MaybeDelivered = true }, reply, "cancelled"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -43,6 +43,10 @@ type Audit struct {
 	DeliveredTwice    int            `json:"deliveredTwice"`    // retry keys LINE accepted more than once
 	RepliesTwice      int            `json:"repliesTwice"`      // reply tokens used more than once
 	UnknownDeliveries int            `json:"unknownDeliveries"` // accepted sends matching no outbox row
+	// OutboxFailed are rows that ended failed. Every row a run writes is
+	// valid and the emulator refuses none for good, so a failed row is
+	// the sender giving up on a row with nothing wrong with it.
+	OutboxFailed int `json:"outboxFailed"`
 	// Misrecorded are rows LINE accepted that ended in a status other
 	// than delivered (uncertain is allowed to): reported, not fatal.
 	Misrecorded map[string]int `json:"misrecorded"`
@@ -66,7 +70,7 @@ type Audit struct {
 func (a Audit) OK() bool {
 	return a.EventsLost == 0 && a.EventsDuplicated == 0 && a.StreamLeft == 0 && a.StreamUnstored == 0 &&
 		a.ConsumerOpen == 0 && a.OutboxOpen == 0 &&
-		a.OutboxPushesLost == 0 && a.DeliveredMissing == 0 && a.DeliveredTwice == 0 && a.RepliesTwice == 0 &&
+		a.OutboxPushesLost == 0 && a.OutboxFailed == 0 && a.DeliveredMissing == 0 && a.DeliveredTwice == 0 && a.RepliesTwice == 0 &&
 		a.UnknownDeliveries == 0 && len(a.UnsentLeaks) == 0 &&
 		a.Replies.Expected > 0 && a.Replies.Lost == 0 && a.Replies.Late == 0 && a.Content.OK()
 }
@@ -271,6 +275,9 @@ func (r *run) auditOutbox(ctx context.Context, conn *pgx.Conn, a *Audit, inserte
 		}
 		a.OutboxRows++
 		a.OutboxByStatus[endpoint+"/"+status]++
+		if status == "failed" {
+			a.OutboxFailed++
+		}
 		if endpoint == "push" {
 			pushes++
 		}
@@ -297,7 +304,33 @@ func (r *run) auditOutbox(ctx context.Context, conn *pgx.Conn, a *Audit, inserte
 	if pushes < inserted {
 		a.OutboxPushesLost = inserted - pushes
 	}
+	if a.OutboxFailed > 0 {
+		return r.logFailedRows(ctx, conn)
+	}
 	return nil
+}
+
+// logFailedRows prints why the first failed outbox rows failed.
+func (r *run) logFailedRows(ctx context.Context, conn *pgx.Conn) error {
+	rows, err := conn.Query(ctx, `SELECT id, endpoint, attempts, maybe_delivered, scrubbed_at IS NOT NULL,
+			coalesce(last_status_code, 0), coalesce(last_error, '')
+		FROM outbox WHERE status = 'failed' ORDER BY id LIMIT 10`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var endpoint, lastError string
+		var attempts, code int
+		var maybe, scrubbed bool
+		if err := rows.Scan(&id, &endpoint, &attempts, &maybe, &scrubbed, &code, &lastError); err != nil {
+			return err
+		}
+		r.logf("  failed outbox row %d (%s): %d attempts, maybe delivered %v, scrubbed %v, last answer %d: %s",
+			id, endpoint, attempts, maybe, scrubbed, code, lastError)
+	}
+	return rows.Err()
 }
 
 var unsentTokenRE = regexp.MustCompile(`lg-[0-9a-f]+`)

@@ -36,7 +36,7 @@ func TestAuditOKFailsOnEveryKindOfProblem(t *testing.T) {
 		t.Fatal("a clean audit is not OK")
 	}
 	bad := []Audit{{EventsLost: 1}, {EventsDuplicated: 1}, {StreamUnstored: 1}, {ConsumerOpen: 1}, {OutboxOpen: 1},
-		{OutboxPushesLost: 1}, {DeliveredMissing: 1}, {DeliveredTwice: 1}, {RepliesTwice: 1}, {UnknownDeliveries: 1},
+		{OutboxPushesLost: 1}, {OutboxFailed: 1}, {DeliveredMissing: 1}, {DeliveredTwice: 1}, {RepliesTwice: 1}, {UnknownDeliveries: 1},
 		{UnsentLeaks: []string{"events.raw: 1"}},
 		{Replies: ReplyAudit{Expected: 1, Lost: 1}}, {Replies: ReplyAudit{Expected: 1, Accepted: 1, Late: 1}},
 	}

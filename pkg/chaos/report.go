@@ -44,6 +44,7 @@ func (r *Result) WriteSummary(w io.Writer) error {
 	}
 	check("outbox rows not terminal", fmt.Sprintf("%d of %d", a.OutboxOpen, a.OutboxRows), a.OutboxOpen == 0)
 	check("committed pushes missing from outbox", a.OutboxPushesLost, a.OutboxPushesLost == 0)
+	check("outbox rows failed (none is invalid or refused)", a.OutboxFailed, a.OutboxFailed == 0)
 	check("delivered rows LINE never accepted", a.DeliveredMissing, a.DeliveredMissing == 0)
 	check("retry keys LINE accepted twice", a.DeliveredTwice, a.DeliveredTwice == 0)
 	check("reply tokens used twice", a.RepliesTwice, a.RepliesTwice == 0)

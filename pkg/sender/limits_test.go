@@ -73,7 +73,7 @@ func TestValidatorEnforcesDefinitionBounds(t *testing.T) {
 		{"multicast past max", "multicast", `{"to":` + users(l.MulticastTo.Max+1) + `,"messages":` + msgs(1) + `}`, false},
 	}
 	for _, c := range cases {
-		err := validateRow(c.endpoint, []byte(c.body), false)
+		err := validateRow(c.endpoint, []byte(c.body))
 		if (err == nil) != c.ok {
 			t.Errorf("%s: validateRow = %v, want ok=%v", c.name, err, c.ok)
 		}

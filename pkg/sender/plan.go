@@ -66,7 +66,7 @@ func (p *planner) check(c store.OutboxCandidate) bodyCheck {
 	if p.checks == nil {
 		p.checks = map[int64]bodyCheck{}
 	}
-	n, err := checkRow(c.Endpoint, c.Body, c.Scrubbed)
+	n, err := checkRow(c.Endpoint, c.Body)
 	b := bodyCheck{invalid: err, weight: n}
 	p.checks[c.ID] = b
 	return b
@@ -196,9 +196,10 @@ func (p *planner) decide(now time.Time, c store.OutboxCandidate) *store.OutboxFi
 		// A scrubbed row is claimed only after an unsend scrubbed it in
 		// flight and its sender then lost the lease (it died, say), or an
 		// operator requeued it. The unsend wins, as it does when an
-		// attempt on it needs a retry (store.CompleteOutboxBatch); maybe_delivered
-		// keeps whether LINE may have it. Not `failed`: nothing is
-		// wrong with the row, and requeueing it could not send it.
+		// attempt on it needs a retry (store.CompleteOutboxBatch), and
+		// maybe_delivered keeps whether LINE may have it. Not `failed`:
+		// nothing is wrong with the row, and a requeue could not send it.
+		// So the body checks below never see a scrubbed row.
 		return fin(store.OutboxCancelled, "not sent: its source message was unsent and its body scrubbed")
 	}
 	if err := p.check(c).invalid; err != nil {

@@ -51,15 +51,15 @@ type typedBody struct {
 // validateRow checks what LINE checks and answers 4xx for, so a row that
 // cannot succeed fails at once with a readable reason. The stored bytes
 // are never modified: they are what is sent.
-func validateRow(endpoint string, body []byte, scrubbed bool) error {
-	_, err := checkBody(endpoint, body, scrubbed)
+func validateRow(endpoint string, body []byte) error {
+	_, err := checkBody(endpoint, body)
 	return err
 }
 
 // checkRow is validateRow that also counts the body's message objects in
 // the same decode; for a body it rejects, the count is messageCount's.
-func checkRow(endpoint string, body []byte, scrubbed bool) (int, error) {
-	n, err := checkBody(endpoint, body, scrubbed)
+func checkRow(endpoint string, body []byte) (int, error) {
+	n, err := checkBody(endpoint, body)
 	if err != nil {
 		return messageCount(body), err
 	}
@@ -68,10 +68,7 @@ func checkRow(endpoint string, body []byte, scrubbed bool) (int, error) {
 
 // checkBody is validateRow that also returns the number of message
 // objects of a body it accepts.
-func checkBody(endpoint string, body []byte, scrubbed bool) (int, error) {
-	if scrubbed {
-		return 0, fmt.Errorf("%w: body was scrubbed because its source message was unsent", ErrInvalid)
-	}
+func checkBody(endpoint string, body []byte) (int, error) {
 	if !store.KnownEndpoint(endpoint) {
 		return 0, fmt.Errorf("%w: unknown endpoint %q (want reply, push, multicast, narrowcast or broadcast)", ErrInvalid, endpoint)
 	}

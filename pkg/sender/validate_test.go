@@ -15,34 +15,32 @@ func TestValidateRow(t *testing.T) {
 	users := func(n int) string { return strings.TrimSuffix(strings.Repeat(`"`+user+`",`, n), ",") }
 	cases := []struct {
 		name, endpoint, body string
-		scrubbed             bool
 		wantErr              string // "" = valid
 	}{
-		{"push ok", "push", `{"to":"` + user + `","messages":[` + msgs(5) + `]}`, false, ""},
-		{"push to group", "push", `{"to":"C` + strings.Repeat("0", 32) + `","messages":[` + msgs(1) + `]}`, false, ""},
-		{"six messages", "push", `{"to":"` + user + `","messages":[` + msgs(6) + `]}`, false, "6 messages"},
-		{"text at limit", "push", `{"to":"` + user + `","messages":[` + msg(strings.Repeat("😀", 2500)) + `]}`, false, ""},
-		{"text over limit", "push", `{"to":"` + user + `","messages":[` + msg(strings.Repeat("😀", 2500)+"a") + `]}`, false, "5001 UTF-16"},
-		{"empty text", "push", `{"to":"` + user + `","messages":[` + msg("") + `]}`, false, "empty"},
-		{"upper hex id", "push", `{"to":"U` + strings.Repeat("A", 32) + `","messages":[` + msgs(1) + `]}`, false, "32 hex"},
-		{"multicast 500", "multicast", `{"to":[` + users(500) + `],"messages":[` + msgs(1) + `]}`, false, ""},
-		{"multicast 501", "multicast", `{"to":[` + users(501) + `],"messages":[` + msgs(1) + `]}`, false, "501 user ids"},
-		{"multicast empty", "multicast", `{"to":[],"messages":[` + msgs(1) + `]}`, false, "non-empty"},
-		{"reply ok", "reply", `{"replyToken":"abc","messages":[` + msgs(1) + `]}`, false, ""},
-		{"reply no token", "reply", `{"messages":[` + msgs(1) + `]}`, false, "replyToken"},
-		{"broadcast ok", "broadcast", `{"messages":[{"type":"sticker","packageId":"1","stickerId":"1"}]}`, false, ""},
-		{"narrowcast ok", "narrowcast", `{"messages":[` + msgs(1) + `],"recipient":{"type":"audience","audienceGroupId":1}}`, false, ""},
-		{"message without type", "broadcast", `{"messages":[{}]}`, false, "with a type"},
-		{"second message not an object", "broadcast", `{"messages":[` + msg("x") + `,7]}`, false, "messages[1] is not a message object"},
-		{"type not a string", "broadcast", `{"messages":[{"type":1}]}`, false, "messages[0] is not a message object"},
-		{"unknown endpoint", "bulk", `{"messages":[` + msgs(1) + `]}`, false, "unknown endpoint"},
-		{"scrubbed", "push", `{}`, true, "scrubbed"},
-		{"not an object", "push", `"hi"`, false, "JSON object"},
-		{"too big", "broadcast", `{"messages":[` + msg(strings.Repeat("a", MaxBodyBytes)) + `]}`, false, "2MB"},
+		{"push ok", "push", `{"to":"` + user + `","messages":[` + msgs(5) + `]}`, ""},
+		{"push to group", "push", `{"to":"C` + strings.Repeat("0", 32) + `","messages":[` + msgs(1) + `]}`, ""},
+		{"six messages", "push", `{"to":"` + user + `","messages":[` + msgs(6) + `]}`, "6 messages"},
+		{"text at limit", "push", `{"to":"` + user + `","messages":[` + msg(strings.Repeat("😀", 2500)) + `]}`, ""},
+		{"text over limit", "push", `{"to":"` + user + `","messages":[` + msg(strings.Repeat("😀", 2500)+"a") + `]}`, "5001 UTF-16"},
+		{"empty text", "push", `{"to":"` + user + `","messages":[` + msg("") + `]}`, "empty"},
+		{"upper hex id", "push", `{"to":"U` + strings.Repeat("A", 32) + `","messages":[` + msgs(1) + `]}`, "32 hex"},
+		{"multicast 500", "multicast", `{"to":[` + users(500) + `],"messages":[` + msgs(1) + `]}`, ""},
+		{"multicast 501", "multicast", `{"to":[` + users(501) + `],"messages":[` + msgs(1) + `]}`, "501 user ids"},
+		{"multicast empty", "multicast", `{"to":[],"messages":[` + msgs(1) + `]}`, "non-empty"},
+		{"reply ok", "reply", `{"replyToken":"abc","messages":[` + msgs(1) + `]}`, ""},
+		{"reply no token", "reply", `{"messages":[` + msgs(1) + `]}`, "replyToken"},
+		{"broadcast ok", "broadcast", `{"messages":[{"type":"sticker","packageId":"1","stickerId":"1"}]}`, ""},
+		{"narrowcast ok", "narrowcast", `{"messages":[` + msgs(1) + `],"recipient":{"type":"audience","audienceGroupId":1}}`, ""},
+		{"message without type", "broadcast", `{"messages":[{}]}`, "with a type"},
+		{"second message not an object", "broadcast", `{"messages":[` + msg("x") + `,7]}`, "messages[1] is not a message object"},
+		{"type not a string", "broadcast", `{"messages":[{"type":1}]}`, "messages[0] is not a message object"},
+		{"unknown endpoint", "bulk", `{"messages":[` + msgs(1) + `]}`, "unknown endpoint"},
+		{"not an object", "push", `"hi"`, "JSON object"},
+		{"too big", "broadcast", `{"messages":[` + msg(strings.Repeat("a", MaxBodyBytes)) + `]}`, "2MB"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			err := validateRow(c.endpoint, []byte(c.body), c.scrubbed)
+			err := validateRow(c.endpoint, []byte(c.body))
 			if c.wantErr == "" {
 				if err != nil {
 					t.Fatalf("valid row refused: %v", err)
@@ -72,7 +70,7 @@ func BenchmarkValidateRowPush(b *testing.B) {
 	body := []byte(`{"to":"U0123456789abcdef0123456789abcdef","messages":[{"type":"text","text":"hello there, this is a push message number 12345"}]}`)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		if err := validateRow("push", body, false); err != nil {
+		if err := validateRow("push", body); err != nil {
 			b.Fatal(err)
 		}
 	}

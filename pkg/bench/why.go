@@ -97,6 +97,10 @@ func (r *Result) writeWhy(w io.Writer) error {
 			add("replies at %.0f/s: %s.", e.Rate, &e.Failures)
 		}
 	}
+	if c := r.Content; r.ran("content") && c.Files > 0 && !c.ok() {
+		add("content at %.2f of a raw GET→put, %d stored with a wrong digest: the fetcher stored %.0f MB/s against the raw copy's %.0f MB/s. Both write every byte into NATS's store, fsynced, each after a sync(2), so a disk slowed by other writes slows the side it meets; the progress log's content stage line gives the CPU.",
+			c.Ratio, c.Wrong, c.StoredMBps, c.RawMBps)
+	}
 	for _, n := range slices.Sorted(maps.Keys(r.PeakRSS)) {
 		if kib := r.PeakRSS[n]; linepipeServices[n] && !rssOK(kib) {
 			add("peak RSS of %s %.1f MiB, reached in the %s stage.", n, float64(kib)/1024, r.PeakRSSStage[n])

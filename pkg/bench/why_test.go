@@ -77,6 +77,27 @@ func TestWhyWorker(t *testing.T) {
 	}
 }
 
+// A content MISS gives both sides' rates and any wrong digest; a PASS
+// says nothing.
+func TestWhyContent(t *testing.T) {
+	t.Parallel()
+	c := ContentResult{Files: 8, FileMiB: 50, InFlight: 4, StoredMBps: 69, RawMBps: 168, Ratio: 69.0 / 168}
+	got := why(t, &Result{Ran: []string{"content"}, Content: c})
+	for _, want := range []string{"content at 0.41 of a raw GET→put, 0 stored with a wrong digest", "stored 69 MB/s against the raw copy's 168 MB/s"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("lacks %q:\n%s", want, got)
+		}
+	}
+	c.StoredMBps, c.Ratio = 160, 160.0/168
+	if got := why(t, &Result{Ran: []string{"content"}, Content: c}); got != "" {
+		t.Errorf("a PASS explained:\n%s", got)
+	}
+	c.Wrong = 1
+	if got := why(t, &Result{Ran: []string{"content"}, Content: c}); !strings.Contains(got, "1 stored with a wrong digest") {
+		t.Errorf("a wrong digest not explained:\n%s", got)
+	}
+}
+
 // Over the limit at the emulator: paced sends that arrived bunched are
 // told apart from senders that started too many.
 func TestWhyBusiestSecond(t *testing.T) {

@@ -2,9 +2,17 @@ package store_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
 	"strings"
 	"testing"
+	"testing/fstest"
+	"unicode"
 
+	"github.com/linepipe/linepipe/migrations"
+	"github.com/linepipe/linepipe/pkg/events"
+	"github.com/linepipe/linepipe/pkg/store"
 	"github.com/linepipe/linepipe/tests/testenv"
 )
 
@@ -45,6 +53,8 @@ func TestScrubFastPathAgreesWithTheCast(t *testing.T) {
 		"text that looks like a number": event("secret:1e12345", "1"),
 		"digits numeric cannot hold":    event("secret", pad(17000, "-999")),
 		"uppercase message key":         `{"MESSAGE":{"id":"9","TEXT":"secret"},"n":1}`,
+		"folded message key":            `{"meſſage":{"id":"9","text":"secret"},"n":1}`,
+		"folded message key, escaped":   `{"me\u017Fsage":{"id":"9","text":"secret"},"n":1}`,
 		"message key twice":             `{"message":{"text":"secret"},"message":{"id":"9","text":"secret"}}`,
 		"string where message belongs":  `{"message":"secret"}`,
 	}
@@ -64,6 +74,111 @@ func TestScrubFastPathAgreesWithTheCast(t *testing.T) {
 		}
 		if cast != nil && scrubbed != *cast {
 			t.Fatalf("%s: scrub gave %.200s, the cast's scrub %.200s", name, scrubbed, *cast)
+		}
+	}
+}
+
+// The scrub must find the message under every key the worker reads as
+// the message: Go's decoder matches keys with Unicode simple case
+// folding, so every spelling of "message" with a letter swapped for one
+// of its folding partners (ſ for s, among others if Unicode adds them) is
+// read as the message, and must be scrubbed, written as is or escaped.
+func TestScrubMatchesKeysAsTheWorkerDoes(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	ctx := context.Background()
+	var keys []string
+	for _, letter := range "mesag" {
+		for r := unicode.SimpleFold(letter); r != letter; r = unicode.SimpleFold(r) {
+			keys = append(keys, strings.ReplaceAll("message", string(letter), string(r)))
+		}
+	}
+	if len(keys) < 6 { // each letter's upper case, and ſ
+		t.Fatalf("folding partners of message's letters: %q", keys)
+	}
+	for _, key := range keys {
+		name, _ := json.Marshal(key)
+		escaped := ""
+		for _, r := range key {
+			escaped += fmt.Sprintf(`\u%04X`, r)
+		}
+		for _, k := range []string{string(name), `"` + escaped + `"`} {
+			raw := `{"type":"message",` + k + `:{"id":"9","type":"text","text":"secret"},"n":1}`
+			ev, err := events.Decode([]byte(raw))
+			if err != nil || ev.Message == nil || ev.Message.Text != "secret" {
+				t.Fatalf("%s: the worker's decoder does not read it as the message (%v): the case proves nothing", k, err)
+			}
+			var scrubbed string
+			if err := db.Pool.QueryRow(ctx, `SELECT linepipe_scrub_event($1::json, 'message', 'ev', '9')::text`, raw).Scan(&scrubbed); err != nil {
+				t.Fatalf("%s: scrub failed: %v", k, err)
+			}
+			if strings.Contains(scrubbed, "secret") {
+				t.Errorf("%s: scrub kept the text: %s", k, scrubbed)
+			}
+		}
+	}
+}
+
+// Rows scrubbed before migration 0011 may still hold a message under a
+// folded key ("meſſage"): the migration scrubs them again, and leaves
+// rows never scrubbed (messages not unsent) as they are.
+func TestMigrationRescrubsFoldedKeys(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewEmptyDB(t)
+	ctx := context.Background()
+	before := fstest.MapFS{}
+	all, err := fs.Glob(migrations.FS, "*.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range all {
+		if name < "0011" {
+			data, _ := fs.ReadFile(migrations.FS, name)
+			before[name] = &fstest.MapFile{Data: data}
+		}
+	}
+	if _, err := store.MigrateFS(ctx, db.Pool, before); err != nil {
+		t.Fatal(err)
+	}
+	raws := map[string]string{
+		"plain":   `{"type":"message","meſſage":{"id":"9","type":"text","text":"secret-%s"}}`,
+		"escaped": `{"type":"message","me\u017fsage":{"id":"9","type":"text","text":"secret-%s"}}`,
+		"ESCAPED": `{"type":"message","mes\u017Fage":{"id":"9","type":"text","text":"secret-%s"}}`,
+	}
+	for name, raw := range raws {
+		for i, scrubbed := range []bool{true, false} {
+			id := fmt.Sprintf("%s-%v", name, scrubbed)
+			if _, err := db.Pool.Exec(ctx, `INSERT INTO events (webhook_event_id, channel_id, type, message_id, event_time,
+					received_at, raw, scrubbed_at) VALUES ($1, 'C', 'message', $2, now(), now(), $3::json,
+					CASE WHEN $4 THEN now() END)`, id, fmt.Sprint(i), fmt.Sprintf(raw, id), scrubbed); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Pool.Exec(ctx, `INSERT INTO dead_letters (subject, stream_seq, deliveries, channel_id, message_id,
+					data, error, scrubbed_at) VALUES ('s', 1, 1, 'C', $1, $2::bytea, 'e', CASE WHEN $3 THEN now() END)`,
+				fmt.Sprint(i), []byte(fmt.Sprintf(raw, id)), scrubbed); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := store.Migrate(ctx, db.Pool); err != nil {
+		t.Fatal(err)
+	}
+	for name := range raws {
+		for _, scrubbed := range []bool{true, false} {
+			id := fmt.Sprintf("%s-%v", name, scrubbed)
+			var inEvents, inDead int
+			if err := db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM events WHERE strpos(raw::text, $1) > 0),
+					(SELECT count(*) FROM dead_letters WHERE position(convert_to($1, 'UTF8') IN data) > 0)`,
+				"secret-"+id).Scan(&inEvents, &inDead); err != nil {
+				t.Fatal(err)
+			}
+			want := 0
+			if !scrubbed {
+				want = 1 // never unsent: its text stays
+			}
+			if inEvents != want || inDead != want {
+				t.Errorf("%s: text in %d events rows and %d dead letters after migrating, want %d", id, inEvents, inDead, want)
+			}
 		}
 	}
 }

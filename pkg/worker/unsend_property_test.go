@@ -49,7 +49,8 @@ type unsendCase struct {
 }
 
 // Message types of LINE's webhook schema (MessageContent's discriminator).
-var messageKinds = []string{"text", "image", "video", "audio", "file", "location", "sticker", "text (keys in other case)"}
+var messageKinds = []string{"text", "image", "video", "audio", "file", "location", "sticker", "text (keys in other case)",
+	"text (key folded: meſſage)"}
 
 func (c *unsendCase) String() string {
 	return fmt.Sprintf("id=%d ts=%d type=%s text=%d order=%d dead=%v extra=%q", c.idKind%6, c.tsKind%6,
@@ -131,6 +132,10 @@ func (c *unsendCase) content(id, text string) (key, obj string) {
 			text + `],"text":` + text + `}`
 	case 7:
 		return "Message", `{"ID":` + id + `,"TYPE":"text","Text":` + text + `,"quoteToken":"q"}`
+	case 8:
+		// Go's decoder folds keys as Unicode does: ſ (U+017F) is an s,
+		// so the worker reads "meſſage" as the message.
+		return "meſſage", `{"id":` + id + `,"type":"text","text":` + text + `}`
 	}
 	return "message", `{"id":` + id + `,"type":"text","text":` + text + `,"quoteToken":"q","markAsReadToken":"r"}`
 }
@@ -334,6 +339,8 @@ func FuzzUnsendLeavesNoText(f *testing.F) {
 		{extra: "location", msgKind: 5, textKind: 1, order: 3},
 		{extra: "sticker", msgKind: 6, textKind: 3},
 		{extra: "other case keys", msgKind: 7, order: 4},
+		{extra: "folded key", msgKind: 8, order: 4},
+		{extra: "folded key, escaped", msgKind: 8, textKind: 3, order: 2},
 		{extra: "dead letter", dead: true},
 		{extra: "dead letter, unsend first", dead: true, order: 1, textKind: 1},
 		{extra: "dead letter, odd", dead: true, order: 2, tsKind: 1, idKind: 1, textKind: 3},

@@ -56,6 +56,8 @@ func TestScrubFastPathAgreesWithTheCast(t *testing.T) {
 		"folded message key":            `{"meſſage":{"id":"9","text":"secret"},"n":1}`,
 		"folded message key, escaped":   `{"me\u017Fsage":{"id":"9","text":"secret"},"n":1}`,
 		"message key twice":             `{"message":{"text":"secret"},"message":{"id":"9","text":"secret"}}`,
+		"message key twice, last empty": `{"message":{"id":"9","text":"secret"},"message":{"id":"9","type":"text"}}`,
+		"message id twice":              `{"message":{"id":"secret","id":"9","type":"text"}}`,
 		"string where message belongs":  `{"message":"secret"}`,
 	}
 	for name, raw := range cases {
@@ -67,7 +69,7 @@ func TestScrubFastPathAgreesWithTheCast(t *testing.T) {
 			t.Fatalf("%s: scrub kept the text: %.200s", name, scrubbed)
 		}
 		var cast *string
-		err := db.Pool.QueryRow(ctx, `SELECT CASE WHEN s = j THEN raw::text ELSE s::text END
+		err := db.Pool.QueryRow(ctx, `SELECT CASE WHEN s = j AND NOT linepipe_holds_message_key(j) THEN raw::text ELSE s::text END
 			FROM (SELECT $1::json AS raw, $1::jsonb AS j, linepipe_scrub_message_jsonb($1::jsonb) AS s) x`, raw).Scan(&cast)
 		if err != nil {
 			continue // the cast fails: only the guarded path can scrub it, checked above
@@ -120,9 +122,10 @@ func TestScrubMatchesKeysAsTheWorkerDoes(t *testing.T) {
 }
 
 // Rows scrubbed before migration 0011 may still hold a message under a
-// folded key ("meſſage"): the migration scrubs them again, and leaves
-// rows never scrubbed (messages not unsent) as they are.
-func TestMigrationRescrubsFoldedKeys(t *testing.T) {
+// folded key ("meſſage") or in an earlier copy of a repeated key: the
+// migration scrubs them again, and leaves rows never scrubbed (messages
+// not unsent) as they are.
+func TestMigrationScrubsAgainWhatTheOldScrubKept(t *testing.T) {
 	t.Parallel()
 	db := testenv.NewEmptyDB(t)
 	ctx := context.Background()
@@ -141,9 +144,10 @@ func TestMigrationRescrubsFoldedKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	raws := map[string]string{
-		"plain":   `{"type":"message","meſſage":{"id":"9","type":"text","text":"secret-%s"}}`,
-		"escaped": `{"type":"message","me\u017fsage":{"id":"9","type":"text","text":"secret-%s"}}`,
-		"ESCAPED": `{"type":"message","mes\u017Fage":{"id":"9","type":"text","text":"secret-%s"}}`,
+		"plain":    `{"type":"message","meſſage":{"id":"9","type":"text","text":"secret-%s"}}`,
+		"escaped":  `{"type":"message","me\u017fsage":{"id":"9","type":"text","text":"secret-%s"}}`,
+		"ESCAPED":  `{"type":"message","mes\u017Fage":{"id":"9","type":"text","text":"secret-%s"}}`,
+		"repeated": `{"type":"message","message":{"id":"9","type":"text","text":"secret-%s"},"message":{"id":"9","type":"text"}}`,
 	}
 	for name, raw := range raws {
 		for i, scrubbed := range []bool{true, false} {

@@ -50,7 +50,7 @@ type unsendCase struct {
 
 // Message types of LINE's webhook schema (MessageContent's discriminator).
 var messageKinds = []string{"text", "image", "video", "audio", "file", "location", "sticker", "text (keys in other case)",
-	"text (key folded: meſſage)"}
+	"text (key folded: meſſage)", "text (message key repeated, the last without text)"}
 
 func (c *unsendCase) String() string {
 	return fmt.Sprintf("id=%d ts=%d type=%s text=%d order=%d dead=%v extra=%q", c.idKind%6, c.tsKind%6,
@@ -136,6 +136,10 @@ func (c *unsendCase) content(id, text string) (key, obj string) {
 		// Go's decoder folds keys as Unicode does: ſ (U+017F) is an s,
 		// so the worker reads "meſſage" as the message.
 		return "meſſage", `{"id":` + id + `,"type":"text","text":` + text + `}`
+	case 9:
+		// The json column keeps both copies; jsonb, and the worker,
+		// only the last, which holds nothing to scrub.
+		return "message", `{"id":` + id + `,"type":"text","text":` + text + `},"message":{"id":` + id + `,"type":"text"}`
 	}
 	return "message", `{"id":` + id + `,"type":"text","text":` + text + `,"quoteToken":"q","markAsReadToken":"r"}`
 }
@@ -341,6 +345,8 @@ func FuzzUnsendLeavesNoText(f *testing.F) {
 		{extra: "other case keys", msgKind: 7, order: 4},
 		{extra: "folded key", msgKind: 8, order: 4},
 		{extra: "folded key, escaped", msgKind: 8, textKind: 3, order: 2},
+		{extra: "repeated message key", msgKind: 9, order: 4},
+		{extra: "repeated message key, unsend first", msgKind: 9, order: 1, textKind: 2},
 		{extra: "dead letter", dead: true},
 		{extra: "dead letter, unsend first", dead: true, order: 1, textKind: 1},
 		{extra: "dead letter, odd", dead: true, order: 2, tsKind: 1, idKind: 1, textKind: 3},

@@ -337,6 +337,19 @@ func queueScrubEvents(b *pgx.Batch, keys []MessageKey) {
 		chans, ids)
 }
 
+// QueueScrubUnsendEvents scrubs the message an unsend event itself
+// carries, if any: ids are events rows of type unsend. A row is written,
+// and marked scrubbed, only where the scrub changes it.
+func QueueScrubUnsendEvents(b *pgx.Batch, ids []int64) {
+	if len(ids) == 0 {
+		return
+	}
+	b.Queue(`UPDATE events e SET raw = x.scrubbed, scrubbed_at = now()
+		FROM (SELECT id, linepipe_scrub_event(raw, type, webhook_event_id, message_id) AS scrubbed
+			FROM events WHERE id = ANY($1::bigint[]) AND type = 'unsend' AND scrubbed_at IS NULL) x
+		WHERE e.id = x.id AND x.scrubbed::text IS DISTINCT FROM e.raw::text`, ids)
+}
+
 // Follow is one user's follow state for a channel at an event's time.
 type Follow struct {
 	ChannelID, UserID string

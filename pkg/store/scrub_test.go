@@ -10,6 +10,9 @@ import (
 	"testing/fstest"
 	"unicode"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/linepipe/linepipe/migrations"
 	"github.com/linepipe/linepipe/pkg/events"
 	"github.com/linepipe/linepipe/pkg/store"
@@ -129,20 +132,7 @@ func TestMigrationScrubsAgainWhatTheOldScrubKept(t *testing.T) {
 	t.Parallel()
 	db := testenv.NewEmptyDB(t)
 	ctx := context.Background()
-	before := fstest.MapFS{}
-	all, err := fs.Glob(migrations.FS, "*.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range all {
-		if name < "0011" {
-			data, _ := fs.ReadFile(migrations.FS, name)
-			before[name] = &fstest.MapFile{Data: data}
-		}
-	}
-	if _, err := store.MigrateFS(ctx, db.Pool, before); err != nil {
-		t.Fatal(err)
-	}
+	migrateBefore(t, db.Pool, "0011")
 	raws := map[string]string{
 		"plain":    `{"type":"message","meſſage":{"id":"9","type":"text","text":"secret-%s"}}`,
 		"escaped":  `{"type":"message","me\u017fsage":{"id":"9","type":"text","text":"secret-%s"}}`,
@@ -185,4 +175,108 @@ func TestMigrationScrubsAgainWhatTheOldScrubKept(t *testing.T) {
 			}
 		}
 	}
+}
+
+// migrateBefore applies the migrations numbered below version.
+func migrateBefore(t *testing.T, db *pgxpool.Pool, version string) {
+	t.Helper()
+	before := fstest.MapFS{}
+	all, err := fs.Glob(migrations.FS, "*.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range all {
+		if name < version {
+			data, _ := fs.ReadFile(migrations.FS, name)
+			before[name] = &fstest.MapFile{Data: data}
+		}
+	}
+	if _, err := store.MigrateFS(context.Background(), db, before); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// unsendRaws are unsend events: as LINE sends them (no message at all,
+// one with an escape that makes the worker look), and carrying a message
+// under keys the worker reads as the message. %s is the secret.
+var unsendRaws = map[string]struct {
+	raw     string
+	carries bool
+}{
+	"as LINE sends it": {`{"type":"unsend","source":{"type":"user","userId":"U%s"},"unsend":{"messageId":"9"}}`, false},
+	"with an escape":   {`{"type":"unsend","source":{"type":"user","userId":"U\u0041%s"},"unsend":{"messageId":"9"}}`, false},
+	"a message":        {`{"type":"unsend","unsend":{"messageId":"9"},"message":{"id":"9","type":"text","text":"%s"}}`, true},
+	"a folded key":     {`{"type":"unsend","unsend":{"messageId":"9"},"meſſage":{"id":"9","type":"text","text":"%s"}}`, true},
+	"a message value":  {`{"type":"unsend","unsend":{"messageId":"9"},"Message":"%s"}`, true},
+}
+
+// insertUnsends stores unsendRaws as events rows and returns their ids
+// and secrets by name.
+func insertUnsends(t *testing.T, db *pgxpool.Pool) (ids map[string]int64, secrets map[string]string) {
+	t.Helper()
+	ids, secrets = map[string]int64{}, map[string]string{}
+	for name, u := range unsendRaws {
+		secret := "secret" + strings.ReplaceAll(name, " ", "-")
+		var id int64
+		if err := db.QueryRow(context.Background(), `INSERT INTO events (webhook_event_id, channel_id, type, message_id,
+				event_time, received_at, raw) VALUES ($1, 'C', 'unsend', '9', now(), now(), $2::json) RETURNING id`,
+			name, fmt.Sprintf(u.raw, secret)).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids[name], secrets[name] = id, secret
+	}
+	return ids, secrets
+}
+
+// checkUnsends asserts that an unsend carrying a message lost its text
+// and is marked scrubbed, and that every other one is byte for byte as
+// sent and not marked.
+func checkUnsends(t *testing.T, db *pgxpool.Pool, ids map[string]int64, secrets map[string]string) {
+	t.Helper()
+	for name, u := range unsendRaws {
+		var raw string
+		var scrubbed bool
+		if err := db.QueryRow(context.Background(), `SELECT raw::text, scrubbed_at IS NOT NULL FROM events WHERE id = $1`,
+			ids[name]).Scan(&raw, &scrubbed); err != nil {
+			t.Fatal(err)
+		}
+		if u.carries {
+			if strings.Contains(raw, secrets[name]) || !scrubbed || !strings.Contains(raw, `"messageId"`) {
+				t.Errorf("%s: after the scrub raw = %s, scrubbed %v; want the text gone, the unsend kept, the row marked", name, raw, scrubbed)
+			}
+		} else if want := fmt.Sprintf(u.raw, secrets[name]); raw != want || scrubbed {
+			t.Errorf("%s: raw = %s, scrubbed %v; want %s as sent, not marked", name, raw, scrubbed, want)
+		}
+	}
+}
+
+// The worker scrubs the message an unsend carries (QueueScrubUnsendEvents)
+// and leaves every other unsend as sent, even one it asked about.
+func TestScrubUnsendEventsWritesOnlyWhatChanges(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	ids, secrets := insertUnsends(t, db.Pool)
+	b := &pgx.Batch{}
+	var all []int64
+	for _, id := range ids {
+		all = append(all, id)
+	}
+	store.QueueScrubUnsendEvents(b, all)
+	if err := db.Pool.SendBatch(context.Background(), b).Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkUnsends(t, db.Pool, ids, secrets)
+}
+
+// Unsends stored before migration 0012 kept a message they carried: the
+// migration scrubs them, and leaves every other unsend as sent.
+func TestMigrationScrubsUnsendsThatCarriedAMessage(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewEmptyDB(t)
+	migrateBefore(t, db.Pool, "0012")
+	ids, secrets := insertUnsends(t, db.Pool)
+	if _, err := store.Migrate(context.Background(), db.Pool); err != nil {
+		t.Fatal(err)
+	}
+	checkUnsends(t, db.Pool, ids, secrets)
 }

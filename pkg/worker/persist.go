@@ -208,23 +208,29 @@ func messageRow(it *item) store.MessageRow {
 	return row
 }
 
-// queueUnsends queues, set-based, every new unsend of the batch and the
-// scrub of every newly stored copy of an unsent message.
+// queueUnsends queues, set-based, every new unsend of the batch, the
+// scrub of every newly stored copy of an unsent message, and the scrub
+// of an unsend that itself carries a message (unsendbody.go).
 func queueUnsends(b *pgx.Batch, items []*item, unsent map[store.MessageKey]bool) {
 	var us []store.Unsend
 	var scrub []store.MessageKey
+	var carriers []int64
 	for _, it := range items {
 		if it.id == 0 || it.ev == nil || it.key.MessageID == "" {
 			continue
 		}
 		if it.ev.Type == events.TypeUnsend {
 			us = append(us, store.Unsend{MessageKey: it.key, At: it.row.EventTime, WebhookEventID: it.row.DedupID})
+			if mayHoldMessageKey(it.row.Raw) {
+				carriers = append(carriers, it.id)
+			}
 		} else if unsent[it.key] {
 			scrub = append(scrub, it.key)
 		}
 	}
 	store.QueueUnsends(b, us)
 	store.QueueScrubMessageEvents(b, scrub)
+	store.QueueScrubUnsendEvents(b, carriers)
 }
 
 // queueEffects queues what a newly stored event changes besides its

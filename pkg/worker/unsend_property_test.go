@@ -50,7 +50,12 @@ type unsendCase struct {
 
 // Message types of LINE's webhook schema (MessageContent's discriminator).
 var messageKinds = []string{"text", "image", "video", "audio", "file", "location", "sticker", "text (keys in other case)",
-	"text (key folded: meſſage)", "text (message key repeated, the last without text)"}
+	"text (key folded: meſſage)", "text (message key repeated, the last without text)",
+	"text (its unsend carries the message too)"}
+
+// carriedByUnsend is the message kind whose unsend event holds a copy of
+// the message object, which LINE's unsend never does.
+const carriedByUnsend = 10
 
 func (c *unsendCase) String() string {
 	return fmt.Sprintf("id=%d ts=%d type=%s text=%d order=%d dead=%v extra=%q", c.idKind%6, c.tsKind%6,
@@ -162,6 +167,9 @@ func (c *unsendCase) events(n int, user string) [][]byte {
 	edit := env("messageEdited", now.Add(-30*time.Second)) + `"message":{"id":` + msgID + `,"type":"text","text":` +
 		jsonText(c.edited, c.textKind) + `}}`
 	unsend := env("unsend", now) + `"unsend":{"messageId":` + unsendID + `}}`
+	if int(c.msgKind)%len(messageKinds) == carriedByUnsend {
+		unsend = env("unsend", now) + `"unsend":{"messageId":` + unsendID + `},"` + key + `":` + obj + `}`
+	}
 	var order []string
 	switch c.order % 6 {
 	case 1:
@@ -347,6 +355,9 @@ func FuzzUnsendLeavesNoText(f *testing.F) {
 		{extra: "folded key, escaped", msgKind: 8, textKind: 3, order: 2},
 		{extra: "repeated message key", msgKind: 9, order: 4},
 		{extra: "repeated message key, unsend first", msgKind: 9, order: 1, textKind: 2},
+		{extra: "carried by its unsend", msgKind: carriedByUnsend},
+		{extra: "carried by its unsend, escaped, unsend first", msgKind: carriedByUnsend, textKind: 3, order: 1},
+		{extra: "carried by its unsend, dead letter", msgKind: carriedByUnsend, dead: true, order: 2},
 		{extra: "dead letter", dead: true},
 		{extra: "dead letter, unsend first", dead: true, order: 1, textKind: 1},
 		{extra: "dead letter, odd", dead: true, order: 2, tsKind: 1, idKind: 1, textKind: 3},

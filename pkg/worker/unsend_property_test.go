@@ -51,11 +51,16 @@ type unsendCase struct {
 // Message types of LINE's webhook schema (MessageContent's discriminator).
 var messageKinds = []string{"text", "image", "video", "audio", "file", "location", "sticker", "text (keys in other case)",
 	"text (key folded: meſſage)", "text (message key repeated, the last without text)",
-	"text (its unsend carries the message too)"}
+	"text (its unsend carries the message too)", "text (its unsend is the message object alone)"}
 
-// carriedByUnsend is the message kind whose unsend event holds a copy of
-// the message object, which LINE's unsend never does.
-const carriedByUnsend = 10
+// carriedByUnsend and carriedAlone are the message kinds whose unsend
+// event holds a copy of the message object, which LINE's unsend never
+// does: beside its unsend object, or instead of it (the worker then
+// takes the message's id as the one unsent).
+const (
+	carriedByUnsend = 10
+	carriedAlone    = 11
+)
 
 func (c *unsendCase) String() string {
 	return fmt.Sprintf("id=%d ts=%d type=%s text=%d order=%d dead=%v extra=%q", c.idKind%6, c.tsKind%6,
@@ -167,8 +172,11 @@ func (c *unsendCase) events(n int, user string) [][]byte {
 	edit := env("messageEdited", now.Add(-30*time.Second)) + `"message":{"id":` + msgID + `,"type":"text","text":` +
 		jsonText(c.edited, c.textKind) + `}}`
 	unsend := env("unsend", now) + `"unsend":{"messageId":` + unsendID + `}}`
-	if int(c.msgKind)%len(messageKinds) == carriedByUnsend {
+	switch int(c.msgKind) % len(messageKinds) {
+	case carriedByUnsend:
 		unsend = env("unsend", now) + `"unsend":{"messageId":` + unsendID + `},"` + key + `":` + obj + `}`
+	case carriedAlone:
+		unsend = env("unsend", now) + `"` + key + `":` + obj + `}`
 	}
 	var order []string
 	switch c.order % 6 {
@@ -358,6 +366,7 @@ func FuzzUnsendLeavesNoText(f *testing.F) {
 		{extra: "carried by its unsend", msgKind: carriedByUnsend},
 		{extra: "carried by its unsend, escaped, unsend first", msgKind: carriedByUnsend, textKind: 3, order: 1},
 		{extra: "carried by its unsend, dead letter", msgKind: carriedByUnsend, dead: true, order: 2},
+		{extra: "its unsend is the message alone", msgKind: carriedAlone, order: 4},
 		{extra: "dead letter", dead: true},
 		{extra: "dead letter, unsend first", dead: true, order: 1, textKind: 1},
 		{extra: "dead letter, odd", dead: true, order: 2, tsKind: 1, idKind: 1, textKind: 3},

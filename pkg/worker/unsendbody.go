@@ -15,30 +15,52 @@ import "bytes"
 var longS = []byte("\u017f")
 
 // mayHoldMessageKey reports whether an unsend event's bytes could hold a
-// key the worker reads as "message" besides the "messageId" every
-// unsend holds. It errs towards yes: the scrub itself (in Postgres)
-// decides precisely and writes only what changes, and an unsend as LINE
-// sends it, without escapes or a second "message", costs nothing.
+// key the worker reads as "message": any "message" (in any ASCII case)
+// other than the start of the "messageId" every unsend holds. It errs
+// towards yes: the scrub itself (in Postgres) decides precisely and
+// writes only what changes, and an unsend as LINE sends it, without
+// escapes or a "message" of its own, costs nothing.
 func mayHoldMessageKey(raw []byte) bool {
 	if bytes.IndexByte(raw, '\\') >= 0 || bytes.Contains(raw, longS) {
 		return true // an escaped or folded spelling of the key
 	}
-	return countFold(raw, "message") > 1
-}
-
-// countFold counts the ASCII case-insensitive occurrences of word (lower
-// case ASCII) in b.
-func countFold(b []byte, word string) int {
-	n := 0
-	for i := 0; i+len(word) <= len(b); i++ {
-		j := 0
-		for j < len(word) && b[i+j]|0x20 == word[j] {
-			j++
+	const word, id = "message", `id"`
+	for rest := raw; ; {
+		i := indexFold(rest, word)
+		if i < 0 {
+			return false
 		}
-		if j == len(word) {
-			n++
-			i += len(word) - 1
+		if rest = rest[i+len(word):]; !hasPrefixFold(rest, id) {
+			return true
 		}
 	}
-	return n
+}
+
+// indexFold is the index of the first ASCII case-insensitive occurrence
+// of word (lower case) in b, or -1.
+func indexFold(b []byte, word string) int {
+	for i := 0; i+len(word) <= len(b); i++ {
+		if hasPrefixFold(b[i:], word) {
+			return i
+		}
+	}
+	return -1
+}
+
+// hasPrefixFold reports whether b starts with word (lower case ASCII
+// letters and punctuation), ignoring the case of b's letters.
+func hasPrefixFold(b []byte, word string) bool {
+	if len(b) < len(word) {
+		return false
+	}
+	for j := 0; j < len(word); j++ {
+		c := b[j]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != word[j] {
+			return false
+		}
+	}
+	return true
 }

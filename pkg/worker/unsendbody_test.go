@@ -13,15 +13,18 @@ func TestMayHoldMessageKey(t *testing.T) {
 		raw  string
 		want bool
 	}{
-		"as LINE sends it":       {env + `}`, false},
-		"an unknown field":       {env + `,"things":{"a":1}}`, false},
-		"a message object":       {env + `,"message":{"id":"325708","type":"text","text":"secret"}}`, true},
-		"a message in upper":     {env + `,"MESSAGE":{"TEXT":"secret"}}`, true},
-		"a message as a value":   {env + `,"message":"secret"}`, true},
-		"a folded key":           {env + `,"meſſage":{"text":"secret"}}`, true},
-		"an escaped key":         {env + `,"\u006dessage":{"text":"secret"}}`, true},
-		"nested deeper":          {env + `,"x":{"message":{"text":"secret"}}}`, true},
-		"messageId alone, twice": {`{"type":"unsend","unsend":{"messageId":"1","MessageId":"1"}}`, true},
+		"as LINE sends it":     {env + `}`, false},
+		"an unknown field":     {env + `,"things":{"a":1}}`, false},
+		"a message object":     {env + `,"message":{"id":"325708","type":"text","text":"secret"}}`, true},
+		"a message in upper":   {env + `,"MESSAGE":{"TEXT":"secret"}}`, true},
+		"a message as a value": {env + `,"message":"secret"}`, true},
+		"a folded key":         {env + `,"meſſage":{"text":"secret"}}`, true},
+		"an escaped key":       {env + `,"\u006dessage":{"text":"secret"}}`, true},
+		"nested deeper":        {env + `,"x":{"message":{"text":"secret"}}}`, true},
+		"no unsend object":     {`{"type":"unsend","message":{"id":"1","text":"secret"}}`, true},
+		"a message before it":  {`{"type":"unsend","message":{"id":"1","text":"secret"},"unsend":{"messageId":"1"}}`, true},
+		"messageId twice":      {`{"type":"unsend","unsend":{"messageId":"1","MESSAGEID":"1"}}`, false},
+		"cut short":            {`{"type":"unsend","unsend":{"messageI`, true},
 	}
 	for name, c := range cases {
 		if got := mayHoldMessageKey([]byte(c.raw)); got != c.want {

@@ -210,9 +210,11 @@ type unsendEnv struct {
 	seq     int
 }
 
-// exploding fails on every message event holding "explode".
+// exploding fails on every message event holding "explode", and on an
+// unsend holding it (one that carries its message), so that unsend is
+// dead-lettered with the text in its bytes.
 var exploding = HandlerFunc(func(_ context.Context, _ pgx.Tx, s Stored) error {
-	if s.Event.Type == events.TypeMessage && bytes.Contains(s.Raw, []byte("explode")) {
+	if (s.Event.Type == events.TypeMessage || s.Event.Type == events.TypeUnsend) && bytes.Contains(s.Raw, []byte("explode")) {
 		return errors.New("bot logic failed")
 	}
 	return nil

@@ -130,8 +130,20 @@ func unsendBatch(t *testing.T, pool *pgxpool.Pool, k store.MessageKey) {
 	b := &pgx.Batch{}
 	store.QueueUnsentAmong(b, keys, func(store.MessageKey) {})
 	store.QueueUnsends(b, []store.Unsend{{MessageKey: k, At: time.Now(), WebhookEventID: "ev-unsend-" + k.MessageID}})
-	if err := pgx.BeginFunc(context.Background(), pool, func(tx pgx.Tx) error {
-		return tx.SendBatch(context.Background(), b).Close()
+	ctx := context.Background()
+	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		// The unsend's own event, carrying its message, as the worker
+		// stores it before scrubbing it.
+		var id int64
+		if err := tx.QueryRow(ctx, `INSERT INTO events (webhook_event_id, channel_id, destination, type, event_time,
+				received_at, message_id, raw) VALUES ($1, $2, 'Udest', 'unsend', now(), now(), $3,
+				json_build_object('type', 'unsend', 'unsend', json_build_object('messageId', $3::text),
+					'message', json_build_object('id', $3::text, 'type', 'text', 'text', 'carried')))
+			RETURNING id`, "ev-unsend-"+k.MessageID, k.ChannelID, k.MessageID).Scan(&id); err != nil {
+			return err
+		}
+		store.QueueScrubUnsendEvents(b, []int64{id})
+		return tx.SendBatch(ctx, b).Close()
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -339,7 +339,9 @@ func queueScrubEvents(b *pgx.Batch, keys []MessageKey) {
 
 // QueueScrubUnsendEvents scrubs the message an unsend event itself
 // carries, if any: ids are events rows of type unsend. A row is written,
-// and marked scrubbed, only where the scrub changes it.
+// and marked scrubbed, only where the scrub changes it. It needs no
+// planning bracket (planPerRun): its rows are named by primary key, the
+// one path Postgres takes at any size (TestUnsendPlansStayIndexed).
 func QueueScrubUnsendEvents(b *pgx.Batch, ids []int64) {
 	if len(ids) == 0 {
 		return

@@ -338,18 +338,19 @@ func queueScrubEvents(b *pgx.Batch, keys []MessageKey) {
 }
 
 // QueueScrubUnsendEvents scrubs the message an unsend event itself
-// carries, if any: ids are events rows of type unsend. A row is written,
-// and marked scrubbed, only where the scrub changes it. It needs no
-// planning bracket (planPerRun): its rows are named by primary key, the
-// one path Postgres takes at any size (TestUnsendPlansStayIndexed).
+// carries: ids are events rows of type unsend that may hold one. Only a
+// row that holds a key the worker reads as the message is written and
+// marked scrubbed (linepipe_event_holds_message, migration 0012); any
+// other keeps its bytes as sent. It needs no planning bracket
+// (planPerRun): its rows are named by primary key, the one path Postgres
+// takes at any size (TestUnsendPlansStayIndexed).
 func QueueScrubUnsendEvents(b *pgx.Batch, ids []int64) {
 	if len(ids) == 0 {
 		return
 	}
-	b.Queue(`UPDATE events e SET raw = x.scrubbed, scrubbed_at = now()
-		FROM (SELECT id, linepipe_scrub_event(raw, type, webhook_event_id, message_id) AS scrubbed
-			FROM events WHERE id = ANY($1::bigint[]) AND type = 'unsend' AND scrubbed_at IS NULL) x
-		WHERE e.id = x.id AND x.scrubbed::text IS DISTINCT FROM e.raw::text`, ids)
+	b.Queue(`UPDATE events SET raw = linepipe_scrub_event(raw, type, webhook_event_id, message_id), scrubbed_at = now()
+		WHERE id = ANY($1::bigint[]) AND type = 'unsend' AND scrubbed_at IS NULL
+			AND linepipe_event_holds_message(raw)`, ids)
 }
 
 // Follow is one user's follow state for a channel at an event's time.

@@ -196,15 +196,19 @@ func migrateBefore(t *testing.T, db *pgxpool.Pool, version string) {
 	}
 }
 
-// unsendRaws are unsend events: as LINE sends them (no message at all,
-// one with an escape that makes the worker look), and carrying a message
-// under keys the worker reads as the message. %s is the secret.
+// unsendRaws are unsend events: without a message (as LINE sends them,
+// and with escapes or a nested "message" that make the worker look), and
+// carrying one under keys the worker reads as the message. %s is the
+// secret.
 var unsendRaws = map[string]struct {
 	raw     string
 	carries bool
 }{
 	"as LINE sends it": {`{"type":"unsend","source":{"type":"user","userId":"U%s"},"unsend":{"messageId":"9"}}`, false},
 	"with an escape":   {`{"type":"unsend","source":{"type":"user","userId":"U\u0041%s"},"unsend":{"messageId":"9"}}`, false},
+	"with a NUL":       {`{"type":"unsend", "source":{"type":"user","userId":"U\u0000%s"},"unsend":{"messageId":"9"}}`, false},
+	"a nested message": {`{"type":"unsend","unsend":{"messageId":"9"},"x":{"message":"%s"}}`, false},
+	"a message, NUL":   {`{"type":"unsend","unsend":{"messageId":"9"},"message":{"id":"9","type":"text","text":"\u0000%s"}}`, true},
 	"a message":        {`{"type":"unsend","unsend":{"messageId":"9"},"message":{"id":"9","type":"text","text":"%s"}}`, true},
 	"a folded key":     {`{"type":"unsend","unsend":{"messageId":"9"},"meſſage":{"id":"9","type":"text","text":"%s"}}`, true},
 	"a message value":  {`{"type":"unsend","unsend":{"messageId":"9"},"Message":"%s"}`, true},

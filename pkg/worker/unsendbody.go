@@ -17,9 +17,10 @@ var longS = []byte("\u017f")
 // mayHoldMessageKey reports whether an unsend event's bytes could hold a
 // key the worker reads as "message": any "message" (in any ASCII case)
 // other than the start of the "messageId" every unsend holds. It errs
-// towards yes: the scrub itself (in Postgres) decides precisely and
-// writes only what changes, and an unsend as LINE sends it, without
-// escapes or a "message" of its own, costs nothing.
+// towards yes: Postgres decides precisely (store.QueueScrubUnsendEvents)
+// and writes only an unsend that holds a message key, and an unsend as
+// LINE sends it, without escapes or a "message" of its own, costs
+// nothing.
 func mayHoldMessageKey(raw []byte) bool {
 	if bytes.IndexByte(raw, '\\') >= 0 || bytes.Contains(raw, longS) {
 		return true // an escaped or folded spelling of the key

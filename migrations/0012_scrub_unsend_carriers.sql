@@ -11,30 +11,24 @@
 -- the unsend it applies.
 
 -- Whether an event holds a key the worker reads as the message, read as
--- linepipe_try_scrub_message reads it: as stored, or else from cleaned
--- text (NUL escapes gone, lone surrogate escapes replaced). An event
--- Postgres cannot read even then (a number beyond numeric, say) counts as
--- holding one: the scrub then keeps only its envelope, as it does for
--- such a message event.
+-- the scrub reads it: as stored, or else from cleaned text (NUL escapes
+-- gone, lone surrogate escapes replaced). The scrub keeps every key, a
+-- message key with its value reduced, so its result holds a message key
+-- exactly when the cleaned event does. An event Postgres cannot read even
+-- then (a number beyond numeric, say) counts as holding one: the scrub
+-- keeps only its envelope, as it does for such a message event.
 CREATE OR REPLACE FUNCTION linepipe_event_holds_message(raw json) RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE STRICT AS $$
 DECLARE
-    t text := raw::text;
+    scrubbed json;
 BEGIN
     BEGIN
-        RETURN linepipe_holds_message_key(t::jsonb);
+        RETURN linepipe_holds_message_key(raw::jsonb);
     EXCEPTION WHEN OTHERS THEN
-        NULL; -- fall through to the cleaned text
+        NULL; -- read it as the scrub does
     END;
-    BEGIN
-        t := replace(t, '\\', chr(1));
-        t := regexp_replace(t, '\\u0000', '', 'g');
-        t := regexp_replace(t, '\\u[dD][89abcdefABCDEF][0-9a-fA-F]{2}', '\\ufffd', 'g');
-        t := replace(t, chr(1), '\\');
-        RETURN linepipe_holds_message_key(t::jsonb);
-    EXCEPTION WHEN OTHERS THEN
-        RETURN true;
-    END;
+    scrubbed := linepipe_try_scrub_message(raw);
+    RETURN scrubbed IS NULL OR linepipe_holds_message_key(scrubbed::jsonb);
 END $$;
 
 -- Every unsend event is read once, its bytes first tested as the worker

@@ -121,9 +121,7 @@ func newPipeline(t *testing.T, o pipelineOpts) *pipeline {
 	}
 	h := &ingest.Handler{Config: hcfg, Stream: p.sc, Secrets: secrets,
 		Publisher: pub, Metrics: ingest.NewMetrics(ops.NewRegistry()), Log: log, Now: time.Now}
-	mux := http.NewServeMux()
-	mux.Handle("/webhook/{channelID}", h)
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	p.url = srv.URL
 

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/linepipe/linepipe/pkg/events"
+	"github.com/linepipe/linepipe/pkg/ingest"
 	"github.com/linepipe/linepipe/pkg/worker"
 	"github.com/linepipe/linepipe/tests/fixture"
 )
@@ -257,3 +258,26 @@ func TestVerificationWebhookIsLogged(t *testing.T) {
 // lastSeq is the stream's last sequence: it moves on with every message
 // the stream accepted, acknowledged since or not.
 func (p *pipeline) lastSeq() uint64 { return p.streamState().LastSeq }
+
+// The largest body ingest accepts is one LINE can actually get stored: a
+// single event filling INGEST_MAX_BODY_BYTES (here with a property
+// linepipe does not know) still fits a NATS message with its headers
+// under the server's default max_payload, so it is answered 200 and kept
+// byte for byte, rather than refused 503 on every redelivery.
+func TestLargestBodyIsStored(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, pipelineOpts{})
+	e := fixture.Text(fixture.User(fixture.UserID(5)), time.Now(), "large")
+	e["futureProperty"] = ""
+	limit := int(ingest.Config{}.WithDefaults().MaxBodyBytes)
+	e["futureProperty"] = strings.Repeat("p", limit-len(fixture.Body(fixture.Destination, e)))
+	body := fixture.Body(fixture.Destination, e)
+	if len(body) != limit {
+		t.Fatalf("body of %d bytes, want exactly the limit %d", len(body), limit)
+	}
+	if got := p.post(body); got != http.StatusOK {
+		t.Fatalf("a one-event body at the limit: %d, want 200", got)
+	}
+	id := e["webhookEventId"].(string)
+	p.waitCount(1, `SELECT count(*) FROM events WHERE webhook_event_id = $1 AND length(raw::text) > $2`, id, limit-200)
+}

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -41,12 +43,17 @@ type outcome struct {
 	webhookID string
 }
 
-// ServeHTTP handles one webhook and writes exactly one log line for it,
-// with the fields LINE's guideline asks to keep: sender IP, time, method,
-// path and status.
+// ServeHTTP serves POST /webhook/{channelID} and answers any other path
+// 404. It writes exactly one log line for every request, with the fields
+// LINE's guideline asks to keep: sender IP, time, method, path and status.
+// A mistyped webhook URL in the LINE Developers Console therefore shows in
+// ingest's log and metrics too.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.Now()
-	out := h.serve(r, start)
+	out := outcome{status: http.StatusNotFound, reason: "not found: webhooks go to POST /webhook/{channelID}"}
+	if channel, ok := webhookChannel(r.URL.Path); ok {
+		out = h.serve(w, r, channel, start)
+	}
 	if out.status == http.StatusMethodNotAllowed {
 		w.Header().Set("Allow", http.MethodPost)
 	}
@@ -78,15 +85,30 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (h *Handler) serve(r *http.Request, start time.Time) outcome {
+// webhookChannel is the channel id of a /webhook/{channelID} path. The
+// handler routes for itself rather than through a ServeMux, whose 404s
+// and path-cleaning redirects would be answered without a log line.
+func webhookChannel(path string) (string, bool) {
+	channel, ok := strings.CutPrefix(path, "/webhook/")
+	if !ok || strings.Contains(channel, "/") {
+		return "", false
+	}
+	return channel, true
+}
+
+// serve handles one webhook. Only a webhook whose signature holds takes
+// one of MaxInFlight places, so requests from anyone without the channel
+// secret (however slowly they send their bodies) cannot keep LINE's
+// webhooks out; while they are read, their bytes count against
+// MaxBufferedBytes instead, and their read ends BodyReadTimeout after the
+// request began.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, channel string, start time.Time) outcome {
 	if r.Method != http.MethodPost {
 		return outcome{status: http.StatusMethodNotAllowed, reason: "only POST is accepted"}
 	}
-	if !h.enter() {
-		return outcome{status: http.StatusServiceUnavailable, reason: "too many webhooks in flight; retry later"}
+	if h.full() {
+		return outcome{status: http.StatusServiceUnavailable, reason: tooManyInFlight}
 	}
-	defer h.leave()
-	channel := r.PathValue("channelID")
 	if !stream.ValidChannelID(channel) {
 		return outcome{status: http.StatusNotFound, reason: "unknown channel"}
 	}
@@ -101,13 +123,20 @@ func (h *Handler) serve(r *http.Request, start time.Time) outcome {
 		return out
 	}
 
-	// Read at most MaxBodyBytes: a larger body is refused before it is
-	// buffered, so a hostile client cannot exhaust memory.
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, h.Config.MaxBodyBytes))
+	// The connection's own deadline (ops.ServerConfig.ReadTimeout) is
+	// longer; where the ResponseWriter cannot set one (a test's recorder),
+	// that deadline still holds.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(BodyReadTimeout))
+	body, held, err := h.readBody(r)
+	defer h.Metrics.buffered.Add(-held)
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
 		out.status, out.reason = http.StatusRequestEntityTooLarge, "body too large"
+		return out
+	case errors.Is(err, errBufferFull):
+		h.Metrics.shed.Inc()
+		out.status, out.reason = http.StatusServiceUnavailable, "too many webhook bodies being read; retry later"
 		return out
 	case err != nil:
 		out.status, out.reason = http.StatusBadRequest, "could not read body"
@@ -123,6 +152,11 @@ func (h *Handler) serve(r *http.Request, start time.Time) outcome {
 		}
 	}
 
+	if !h.enter() {
+		out.status, out.reason = http.StatusServiceUnavailable, tooManyInFlight
+		return out
+	}
+	defer h.leave()
 	wh, err := events.ParseWebhook(body)
 	if err != nil {
 		out.status, out.reason = http.StatusBadRequest, "malformed webhook body"
@@ -131,6 +165,48 @@ func (h *Handler) serve(r *http.Request, start time.Time) outcome {
 	out.events = len(wh.Events)
 	out.webhookID = uuid.NewString()
 	return h.publish(r, start, wh, out)
+}
+
+// BodyReadTimeout bounds reading a webhook's body, counted from when its
+// handling began. LINE waits 2 s for the whole answer, so a body still
+// arriving after that comes from no one LINE is waiting for.
+const BodyReadTimeout = 2 * time.Second
+
+const tooManyInFlight = "too many webhooks in flight; retry later"
+
+// errBufferFull is a body read stopped because MaxBufferedBytes of bodies
+// are already held.
+var errBufferFull = errors.New("ingest: webhook body buffer full")
+
+// readBody reads at most MaxBodyBytes: a larger body is refused before it
+// is buffered. Every byte read counts against MaxBufferedBytes, shared by
+// all requests, as it arrives, so a client holds only what it has sent.
+// held is what the caller must give back once it no longer keeps the
+// body, whatever the error.
+func (h *Handler) readBody(r *http.Request) (body []byte, held int64, err error) {
+	br := &budgetReader{r: r.Body, used: &h.Metrics.buffered, max: h.Config.MaxBufferedBytes}
+	body, err = io.ReadAll(http.MaxBytesReader(nil, io.NopCloser(br), h.Config.MaxBodyBytes))
+	return body, br.held, err
+}
+
+// budgetReader charges what it reads to used, and fails once used passes
+// max (0: no bound).
+type budgetReader struct {
+	r    io.Reader
+	used *atomic.Int64
+	max  int64
+	held int64
+}
+
+func (b *budgetReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if n > 0 {
+		b.held += int64(n)
+		if total := b.used.Add(int64(n)); b.max > 0 && total > b.max {
+			return n, errBufferFull
+		}
+	}
+	return n, err
 }
 
 // publish stores the events within the publish budget. Each event carries
@@ -165,9 +241,20 @@ func (h *Handler) publish(r *http.Request, start time.Time, wh *events.Webhook, 
 	return out
 }
 
-// enter counts a webhook in, unless Config.MaxInFlight are already being
-// handled: then it counts the webhook shed and reports false, and the
-// webhook is answered before its body is read.
+// full reports that MaxInFlight webhooks are already being handled, so
+// one more can be answered 503 before its body is read. Only webhooks
+// with a valid signature are counted (enter), so no one without the
+// channel secret can make it true.
+func (h *Handler) full() bool {
+	if h.Config.MaxInFlight > 0 && h.Metrics.active.Load() >= int64(h.Config.MaxInFlight) {
+		h.Metrics.shed.Inc()
+		return true
+	}
+	return false
+}
+
+// enter counts a signed webhook in, unless Config.MaxInFlight are already
+// being handled: then it counts the webhook shed and reports false.
 func (h *Handler) enter() bool {
 	if n := h.Metrics.active.Add(1); h.Config.MaxInFlight > 0 && n > int64(h.Config.MaxInFlight) {
 		h.Metrics.active.Add(-1)

@@ -22,9 +22,13 @@ type Metrics struct {
 	bundleSize prometheus.Histogram
 	inFlight   prometheus.GaugeFunc // reads active
 	shed       prometheus.Counter
+	bufferedG  prometheus.GaugeFunc // reads buffered
 	// active counts the webhooks being handled: the handler bounds it
 	// (Config.MaxInFlight) and the in-flight gauge reports it.
 	active atomic.Int64
+	// buffered counts the bytes of webhook bodies held: the handler
+	// bounds it (Config.MaxBufferedBytes) and a gauge reports it.
+	buffered atomic.Int64
 }
 
 // NewMetrics registers ingest's series on reg.
@@ -52,13 +56,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
 		shed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "linepipe_ingest_webhooks_shed_total",
-			Help: "Webhooks answered 503 at once because INGEST_MAX_IN_FLIGHT were already being handled."}),
+			Help: "Webhooks answered 503 because INGEST_MAX_IN_FLIGHT signed webhooks were already being handled, " +
+				"or INGEST_MAX_BUFFERED_BYTES of bodies were already held."}),
 	}
 	m.inFlight = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "linepipe_ingest_webhooks_in_flight", Help: "Webhooks being handled now (INGEST_MAX_IN_FLIGHT bounds it)."},
+		Name: "linepipe_ingest_webhooks_in_flight", Help: "Signed webhooks being handled now (INGEST_MAX_IN_FLIGHT bounds it)."},
 		func() float64 { return float64(m.active.Load()) })
+	m.bufferedG = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "linepipe_ingest_body_bytes_buffered", Help: "Bytes of webhook bodies held now (INGEST_MAX_BUFFERED_BYTES bounds it)."},
+		func() float64 { return float64(m.buffered.Load()) })
 	reg.MustRegister(m.webhooks, m.published, m.duplicates, m.failures, m.publishLat, m.requestLat, m.bundles, m.bundleSize,
-		m.inFlight, m.shed)
+		m.inFlight, m.shed, m.bufferedG)
 	return m
 }
 

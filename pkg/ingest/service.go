@@ -44,10 +44,11 @@ type Settings struct {
 func SettingsFromEnv(env *config.Env) (Settings, error) {
 	s := Settings{
 		Handler: Config{
-			MaxBodyBytes:   env.Bytes("INGEST_MAX_BODY_BYTES", DefaultMaxBodyBytes),
-			PublishTimeout: env.Duration("INGEST_PUBLISH_TIMEOUT", DefaultPublishTimeout),
-			MaxInFlight:    env.Int("INGEST_MAX_IN_FLIGHT", DefaultMaxInFlight),
-			TrustProxy:     env.Bool("INGEST_TRUST_PROXY", false),
+			MaxBodyBytes:     env.Bytes("INGEST_MAX_BODY_BYTES", DefaultMaxBodyBytes),
+			PublishTimeout:   env.Duration("INGEST_PUBLISH_TIMEOUT", DefaultPublishTimeout),
+			MaxInFlight:      env.Int("INGEST_MAX_IN_FLIGHT", DefaultMaxInFlight),
+			MaxBufferedBytes: env.Bytes("INGEST_MAX_BUFFERED_BYTES", DefaultMaxBufferedBytes),
+			TrustProxy:       env.Bool("INGEST_TRUST_PROXY", false),
 		}.WithDefaults(),
 		Admin:  ops.ServerConfig{Addr: env.String("INGEST_ADMIN_ADDR", DefaultAdminAddr)},
 		Stream: stream.FromEnv(env),
@@ -119,6 +120,9 @@ func Run(ctx context.Context, s Settings, log *zap.Logger) error {
 		return err
 	}
 	defer func() { _ = nc.Drain() }()
+	if err := s.Handler.FitsPayload(nc.MaxPayload()); err != nil {
+		return err
+	}
 	streamReady := stream.EnsureInBackground(ctx, js, s.Stream, log)
 
 	var secrets *Secrets
@@ -156,12 +160,10 @@ func Run(ctx context.Context, s Settings, log *zap.Logger) error {
 	}
 	h := &Handler{Config: s.Handler, Stream: s.Stream, Secrets: secrets, Publisher: pub,
 		Metrics: metrics, Log: ops.AccessLog(log), Now: time.Now}
-	mux := http.NewServeMux()
-	mux.Handle("/webhook/{channelID}", h)
 	admin := http.NewServeMux()
 	ops.Mount(admin, readiness(nc, js, streamReady, s.Stream.Stream), reg)
 
-	srv := ops.NewServer(s.Server, mux, log)
+	srv := ops.NewServer(s.Server, h, log)
 	adminSrv := ops.NewServer(s.Admin, admin, log)
 	log.Info("ingest listening", zap.String("addr", s.Server.Addr), zap.String("admin_addr", s.Admin.Addr),
 		zap.Bool("tls", s.Server.CertFile != ""), zap.String("stream", s.Stream.Stream))

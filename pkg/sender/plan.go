@@ -210,16 +210,26 @@ func (p *planner) decide(now time.Time, c store.OutboxCandidate) *store.OutboxFi
 			"; LINE keeps retry keys 24h, so resending it now could deliver twice")
 	}
 	if dl := p.deadline(c); dl != nil && !now.Before(*dl) {
-		if c.Endpoint == store.EndpointReply && (c.MaybeDelivered || c.Status == store.OutboxInFlight) {
-			return fin(store.OutboxUncertain, "reply token validity ended after an attempt that got no answer; it may have been delivered")
-		}
-		return fin(store.OutboxExpired, "not sent before not_after "+dl.UTC().Format(time.RFC3339))
+		return fin(pastDeadline(c, *dl))
 	}
 	if !p.cfg.SendToUnfollowed && c.Endpoint == store.EndpointPush && c.Following != nil && !*c.Following &&
 		userPattern.MatchString(c.Recipient) {
 		return fin(store.OutboxSkipped, "recipient does not follow the account (followers.following = false)")
 	}
 	return nil
+}
+
+// pastDeadline is how c ends once its deadline dl has passed unsent: a
+// reply an earlier attempt may have delivered (it got no answer, or its
+// sender lost the lease mid-call) is uncertain, since its token may be
+// used up and no retry can tell; anything else expired, never attempted
+// or known not delivered. The claim and the check after the rate slot
+// both end rows by it.
+func pastDeadline(c store.OutboxCandidate, dl time.Time) (status, reason string) {
+	if c.Endpoint == store.EndpointReply && (c.MaybeDelivered || c.Status == store.OutboxInFlight) {
+		return store.OutboxUncertain, "reply token validity ended after an attempt that got no answer; it may have been delivered"
+	}
+	return store.OutboxExpired, "not sent before not_after " + dl.UTC().Format(time.RFC3339)
 }
 
 // deadline is the instant after which c must not be sent: not_after, or

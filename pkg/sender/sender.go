@@ -293,6 +293,9 @@ func (s *Sender) deliver(row store.OutboxClaimed, pl *planner, g *claimShift) {
 // (which frees the row's request slot; see complete).
 func (s *Sender) try(row store.OutboxClaimed, pl *planner, g *claimShift) bool {
 	target := row.SendAtLocal
+	if row.LastStatusCode == http.StatusUnauthorized {
+		s.tokens.Recheck(row.ChannelID)
+	}
 	token, err := s.tokens.GetBy(target.Add(s.cfg.Lease-leaseSafety), row.ChannelID)
 	if err != nil {
 		status := store.OutboxRetrying
@@ -309,7 +312,8 @@ func (s *Sender) try(row store.OutboxClaimed, pl *planner, g *claimShift) bool {
 	// The deadline is on the database clock; SendAtLocal maps SendAt onto
 	// this process's monotonic clock.
 	if dl := pl.deadline(row.OutboxCandidate); dl != nil && !time.Now().Before(row.SendAtLocal.Add(dl.Sub(row.SendAt))) {
-		s.complete(row, outcome{Status: store.OutboxExpired, Error: "not sent before " + dl.UTC().Format(time.RFC3339)}, apiResponse{}, nil)
+		status, reason := pastDeadline(row.OutboxCandidate, *dl)
+		s.complete(row, outcome{Status: status, Error: reason}, apiResponse{}, nil)
 		return true
 	}
 	// Never past the lease: after it another replica may resend the row.

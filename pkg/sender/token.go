@@ -45,8 +45,14 @@ type tokenEntry struct {
 	token      string
 	refreshAt  time.Time // from then on a fresh token is fetched in the background
 	expires    time.Time // after this the token is not handed out
+	fetchedAt  time.Time
 	refreshing bool
 }
+
+// tokenRecheckAge is how old a cached token may be and still be used for
+// a row LINE last answered 401 (Recheck). It bounds the fetches a burst of
+// such rows causes to one a second per channel and replica.
+const tokenRecheckAge = time.Second
 
 // staticTokenGrace is how long a static token stays in use past its
 // re-read while channels cannot be read (the database is down).
@@ -106,7 +112,7 @@ func (s *tokenSource) get(channel string, fetchCtx func() (context.Context, cont
 	if err != nil {
 		return "", err
 	}
-	e.token, e.refreshAt, e.expires = tok, refreshAt, expires
+	e.token, e.refreshAt, e.expires, e.fetchedAt = tok, refreshAt, expires, now
 	return tok, nil
 }
 
@@ -121,7 +127,7 @@ func (s *tokenSource) refresh(channel string, e *tokenEntry) {
 	defer e.mu.Unlock()
 	e.refreshing = false
 	if err == nil && e.token != "" {
-		e.token, e.refreshAt, e.expires = tok, refreshAt, expires
+		e.token, e.refreshAt, e.expires, e.fetchedAt = tok, refreshAt, expires, s.clock()
 	}
 }
 
@@ -150,6 +156,21 @@ func (s *tokenSource) fetch(ctx context.Context, channel string) (tok string, re
 	// until half that margin is left.
 	early := min(ttl/10, time.Minute)
 	return tok, now.Add(ttl - early), now.Add(ttl - early/2), nil
+}
+
+// Recheck drops channel's cached token unless it was fetched within
+// tokenRecheckAge, before sending a row whose last attempt LINE answered
+// 401. That attempt may have been another replica's: only that replica
+// dropped the token then (Invalidate), and a second 401 fails the row, so
+// resending it with a token cached here from before the operator's
+// rotation would fail a row that channels already holds a good token for.
+func (s *tokenSource) Recheck(channel string) {
+	e := s.entry(channel)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.token != "" && s.clock().Sub(e.fetchedAt) > tokenRecheckAge {
+		e.token = ""
+	}
 }
 
 // Invalidate drops token for channel after LINE answered 401 to it; a

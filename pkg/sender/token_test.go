@@ -129,3 +129,53 @@ func TestTokenSourceConcurrentIssueOnce(t *testing.T) {
 		t.Fatalf("%d tokens issued for one channel at once, want 1", issued.Load())
 	}
 }
+
+// TestTokenSourceRecheck: before a row another replica got 401 for, a
+// token cached here longer than tokenRecheckAge is read again, so an
+// operator's rotation in channels is picked up at once; one fetched
+// within it is reused, so a burst of such rows reads channels once.
+func TestTokenSourceRecheck(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	now := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	token, reads := "static-1", 0
+	lookup := func(context.Context, string) (store.Channel, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		reads++
+		return store.Channel{ID: "c1", Secret: "sec", AccessToken: token}, nil
+	}
+	ts := newTokenSource(lookup, http.DefaultClient, "http://127.0.0.1:1", clock, func(store.APILogEntry, error) {})
+	get := func() string {
+		t.Helper()
+		tok, err := ts.Get(context.Background(), "c1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	if tok := get(); tok != "static-1" {
+		t.Fatalf("first token %q", tok)
+	}
+	mu.Lock()
+	token = "static-2" // the operator rotates it in channels
+	mu.Unlock()
+
+	advance(tokenRecheckAge / 2)
+	ts.Recheck("c1")
+	if tok := get(); tok != "static-1" || reads != 1 {
+		t.Fatalf("a token fetched %s ago was read again: %q after %d reads", tokenRecheckAge/2, tok, reads)
+	}
+	advance(tokenRecheckAge)
+	for range 50 { // a burst of rows LINE last answered 401
+		ts.Recheck("c1")
+		if tok := get(); tok != "static-2" {
+			t.Fatalf("after Recheck on a token cached %s: %q, want the rotated static-2", 3*tokenRecheckAge/2, tok)
+		}
+	}
+	if reads != 2 {
+		t.Fatalf("channels read %d times for a burst of rechecks, want 2", reads)
+	}
+}

@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
@@ -10,6 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/linepipe/linepipe/pkg/config"
+	"github.com/linepipe/linepipe/pkg/content"
 	"github.com/linepipe/linepipe/pkg/natsconf"
 	"github.com/linepipe/linepipe/pkg/stream"
 	"github.com/linepipe/linepipe/tests/testenv"
@@ -145,5 +148,50 @@ func TestNATSAuthorization(t *testing.T) {
 		t.Error(err)
 	} else if info.State.Msgs != 0 {
 		t.Errorf("stream holds %d messages after the worker deleted the only one", info.State.Msgs)
+	}
+}
+
+// `worker content get` works with the sender's NATS user, as the README
+// has the operator run it (in the sender container); with the worker's,
+// which may not touch the content bucket, it fails within
+// content.OpenTimeout, naming the bucket, rather than waiting out the
+// command's 30 minutes.
+func TestContentGetNeedsTheSenderUser(t *testing.T) {
+	t.Parallel()
+	names := testenv.NewNames()
+	srv := testenv.NewAuthNATS(t, names)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	env := func(c natsconf.Credentials) *config.Env {
+		return config.FromMap(map[string]string{"NATS_URL": srv.URL, "NATS_USER": c.User, "NATS_PASSWORD": c.Password})
+	}
+
+	snc, sjs, err := stream.Connect(stream.Config{URL: srv.URL, Auth: stream.Auth{User: srv.Users.Sender.User,
+		Password: srv.Users.Sender.Password}}, "sender", zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snc.Close()
+	objs, err := content.EnsureObjects(ctx, sjs, content.DefaultBucket, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte("a photo")
+	if _, err := objs.Put(ctx, content.ObjectName("1650000001", "1"), "image/jpeg", bytes.NewReader(body), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+
+	var out bytes.Buffer
+	if _, err := content.Get(ctx, env(srv.Users.Sender), "1650000001", "1", &out); err != nil || !bytes.Equal(out.Bytes(), body) {
+		t.Fatalf("content get as the sender: %v, %q", err, out.Bytes())
+	}
+
+	start := time.Now()
+	_, err = content.Get(ctx, env(srv.Users.Worker), "1650000001", "1", &out)
+	if took := time.Since(start); took > content.OpenTimeout+5*time.Second {
+		t.Errorf("content get as the worker took %s", took)
+	}
+	if err == nil || !strings.Contains(err.Error(), content.DefaultBucket) || !strings.Contains(err.Error(), "may not read") {
+		t.Errorf("content get as the worker: %v, want an error naming the bucket and the permission", err)
 	}
 }

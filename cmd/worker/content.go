@@ -11,7 +11,10 @@ import (
 )
 
 // contentCommand is `worker content get <channel> <message>`: it streams
-// a message's stored content to stdout.
+// a message's stored content to stdout. It needs the sender's NATS
+// credentials (the worker's user may not read the content bucket), so in
+// compose it runs in the sender container. The 30 minutes are for the
+// download; opening the bucket fails after content.OpenTimeout.
 func contentCommand(env *config.Env, args []string) int {
 	if len(args) != 3 || args[0] != "get" {
 		fmt.Fprintln(os.Stderr, "usage: worker content get <channel> <message> > file")

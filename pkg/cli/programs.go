@@ -21,7 +21,7 @@ var (
 		Commands: []Command{
 			{Args: []string{"migrate"}, Help: "apply pending migrations (DATABASE_URL) and exit"},
 			{Args: []string{"migrate", "status"}, Help: "list applied and pending migrations and exit"},
-			{Args: []string{"content", "get", "<channel>", "<message>"}, Help: "write a message's stored content to stdout (NATS_URL, CONTENT_BUCKET)"},
+			{Args: []string{"content", "get", "<channel>", "<message>"}, Help: "write a message's stored content to stdout (NATS_URL, CONTENT_BUCKET, and a NATS user that may read the bucket: the sender's)"},
 			{Args: []string{"seal-channels"}, Help: "encrypt every channel's credentials under the first LINEPIPE_SECRET_KEY (after a key rotation, or rows inserted as plaintext) and exit"},
 		},
 		Settings: func(e *config.Env) {

@@ -90,7 +90,7 @@ var Docs = map[string]Doc{
 
 	"CONTENT_FETCH":          {Meaning: "Run the content fetcher beside the outbox loop (see Message content)."},
 	"LINE_DATA_API_BASE_URL": {Meaning: "LINE's data API (message content and transcoding status); the emulator in development."},
-	"CONTENT_BUCKET":         {Meaning: "JetStream Object Store bucket for message content, objects `<channelID>/<messageID>`; replicas follow `NATS_REPLICAS`. `worker content get` reads it too."},
+	"CONTENT_BUCKET":         {Meaning: "JetStream Object Store bucket for message content, objects `<channelID>/<messageID>`; replicas follow `NATS_REPLICAS`. `worker content get` reads it too, as the sender's NATS user."},
 	"CONTENT_MAX_BYTES":      {Meaning: "Largest content kept; a larger one ends `failed` and nothing of it is stored. Accepts `KiB`/`MiB` suffixes."},
 	"CONTENT_CONCURRENCY":    {Meaning: "Downloads in flight per replica; each streams through one 128 KiB chunk at a time."},
 	"CONTENT_LEASE":          {Meaning: "A fetch's lease; a dead fetcher's row is taken over when it ends. A fetch in progress extends it every third of the lease (fenced by its `claim_id`), so a download may take longer as long as 128 KiB arrive within each lease. At least `CONTENT_HTTP_TIMEOUT` + 10s."},

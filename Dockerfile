@@ -1,5 +1,7 @@
 # One image with every linepipe command; docker-compose picks the command.
-FROM golang:1.26-alpine AS build
+# The exact Go release go.mod names: the image sets GOTOOLCHAIN=local, so
+# an older 1.26.x (a cached 1.26 tag, say) would refuse to build.
+FROM golang:1.26.8-alpine AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

@@ -38,7 +38,7 @@ var Docs = map[string]Doc{
 	"GOGC":                      {Meaning: "Go's collector target (the runtime reads it). Ingest and the worker default to 300 instead of Go's 100: they keep little alive and allocate per message, so fewer collections leave more CPU to Postgres and NATS on the same host.", Default: "300"},
 	"GOMEMLIMIT":                {Meaning: "Go's soft memory limit (the runtime reads it; `MiB`/`GiB` suffixes). Ingest and the worker default to 48MiB, so the higher `GOGC` never lets their heap grow past it.", Default: "48MiB"},
 	"LOG_LEVEL":                 {Meaning: "`debug`, `info`, `warn` or `error`."},
-	"SHUTDOWN_GRACE":            {Meaning: "How long in-flight requests may take to finish after SIGTERM."},
+	"SHUTDOWN_GRACE":            {Meaning: "How long an HTTP server may take to finish its in-flight requests after SIGTERM: ingest's webhook and admin ports; for the worker and the sender, only the health and metrics server. It does not bound the worker's batches or the sender's calls in flight (README: Health, metrics, shutdown)."},
 
 	"INGEST_ADDR":               {Meaning: "Webhooks at `POST /webhook/{channelID}`, and nothing else: the public port."},
 	"INGEST_ADMIN_ADDR":         {Meaning: "`/healthz`, `/readyz`, `/metrics`. Do not publish it (compose does not)."},

@@ -174,7 +174,14 @@ func Connect(cfg Config, name string, log *zap.Logger, opts ...jetstream.JetStre
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
 		nats.RetryOnFailedConnect(true),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+		// Closing or draining the connection ourselves (every service
+		// does at shutdown) is no disconnect worth a warning: it runs no
+		// callbacks. A connection lost or closed by the server still does.
+		nats.NoCallbacksAfterClientClose(),
+		nats.DisconnectErrHandler(func(c *nats.Conn, err error) {
+			if err == nil { // the server closed it; say why
+				err = c.LastError()
+			}
 			log.Warn("nats disconnected", zap.Error(err))
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {

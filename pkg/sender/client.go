@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/linepipe/linepipe/pkg/store"
 )
 
 // maxAnswerBytes bounds how much of an answer is read: LINE's answers are
@@ -62,8 +64,8 @@ func do(ctx context.Context, c *http.Client, req *http.Request, token string) (a
 	body, err := io.ReadAll(io.LimitReader(res.Body, maxAnswerBytes))
 	out := apiResponse{
 		Status:            res.StatusCode,
-		RequestID:         res.Header.Get("X-Line-Request-Id"),
-		AcceptedRequestID: res.Header.Get("X-Line-Accepted-Request-Id"),
+		RequestID:         answerID(res.Header.Get("X-Line-Request-Id")),
+		AcceptedRequestID: answerID(res.Header.Get("X-Line-Accepted-Request-Id")),
 		Body:              body,
 	}
 	if err != nil {
@@ -73,6 +75,16 @@ func do(ctx context.Context, c *http.Client, req *http.Request, token string) (a
 	}
 	return out, nil
 }
+
+// maxAnswerID bounds an id taken from LINE's answer: a request id is a
+// UUID, a message id a number of under twenty digits.
+const maxAnswerID = 256
+
+// answerID is an id from LINE's answer as it can be written: completions
+// are grouped into one statement (store.CompleteOutboxBatch), so a NUL or
+// a byte that is not UTF-8, which Postgres refuses, would fail every row
+// of the group and have them all sent again after their leases.
+func answerID(s string) string { return store.SanitizeText(s, maxAnswerID) }
 
 // messageRequest builds the POST for an outbox row: the stored bytes,
 // unchanged, and the retry key where LINE accepts one. Its headers are

@@ -38,9 +38,31 @@ func usesRetryKey(endpoint string) bool {
 // 409 on a retry key are success; 5xx, timeouts and network errors are
 // retried with the same key; other 4xx are final. 429 is retried later,
 // since LINE sends nothing on an error answer. 401 refreshes the token
-// once. A reply has no key, so a 400 after an attempt that may have gone
-// through cannot tell "delivered" from "token expired": uncertain.
+// once. A reply has no key, so a refusal after an attempt that may have
+// gone through cannot tell "delivered" from "refused": uncertain
+// (maybeRefused).
 func classify(row store.OutboxCandidate, maybeDelivered bool, r apiResponse, callErr error) outcome {
+	out := classifyCall(row, r, callErr)
+	if out.Status == store.OutboxFailed && row.Endpoint == store.EndpointReply && maybeDelivered {
+		return maybeRefused(out)
+	}
+	return out
+}
+
+// maybeRefused is the end of a reply whose retry LINE refused for good
+// after an earlier attempt got no answer. That attempt may have been
+// delivered and used the token: the retry's 400 ("Invalid reply token")
+// says as much, and a 403 or a second 401 says nothing about it. Failed
+// would tell operators the user never got it.
+func maybeRefused(out outcome) outcome {
+	out.Status = store.OutboxUncertain
+	out.Error = "reply refused after an earlier attempt got no answer; it may have been delivered: " + out.Error
+	return out
+}
+
+// classifyCall is classify for any row, as if no earlier attempt could
+// have been delivered.
+func classifyCall(row store.OutboxCandidate, r apiResponse, callErr error) outcome {
 	switch {
 	case callErr != nil:
 		return outcome{Status: store.OutboxRetrying, Ambiguous: true, Backoff: true, Error: callErr.Error()}
@@ -59,9 +81,6 @@ func classify(row store.OutboxCandidate, maybeDelivered bool, r apiResponse, cal
 				Error: "access token rejected again after a refresh (401): " + string(r.Body)}
 		}
 		return outcome{Status: store.OutboxRetrying, RefreshToken: true, Error: string(r.Body)}
-	case r.Status == http.StatusBadRequest && row.Endpoint == store.EndpointReply && maybeDelivered:
-		return outcome{Status: store.OutboxUncertain,
-			Error: "reply refused after an earlier attempt got no answer; it may have been delivered: " + string(r.Body)}
 	default:
 		return outcome{Status: store.OutboxFailed, Error: fmt.Sprintf("LINE refused (%d): %s", r.Status, r.Body)}
 	}
@@ -70,10 +89,14 @@ func classify(row store.OutboxCandidate, maybeDelivered bool, r apiResponse, cal
 // sentMessageIDs reads sentMessages[].id from a push or reply answer (and
 // a push 409). LINE documents the id as a string; a number is kept too.
 func sentMessageIDs(body []byte) []string {
-	if ids, ok := sentIDsPlain(body); ok {
-		return ids
+	ids, ok := sentIDsPlain(body)
+	if !ok {
+		ids = sentIDsDecoded(body)
 	}
-	return sentIDsDecoded(body)
+	for i, id := range ids {
+		ids[i] = answerID(id)
+	}
+	return ids
 }
 
 // sentIDsDecoded is sentMessageIDs by a full decode of any answer.

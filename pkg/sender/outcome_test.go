@@ -40,6 +40,15 @@ func TestClassify(t *testing.T) {
 		{"reply 400 first try", reply, false, apiResponse{Status: 400}, nil, outcome{Status: "failed"}},
 		{"reply 400 after no answer", reply, true, apiResponse{Status: 400}, nil, outcome{Status: "uncertain"}},
 		{"push 400 after no answer", push, true, apiResponse{Status: 400}, nil, outcome{Status: "failed"}},
+		// A reply's earlier attempt may have used the token whatever the
+		// retry's refusal: never failed, which would say it was not sent.
+		{"reply 403 after no answer", reply, true, apiResponse{Status: 403}, nil, outcome{Status: "uncertain"}},
+		{"reply 401 twice after no answer", store.OutboxCandidate{Endpoint: "reply", LastStatusCode: 401}, true,
+			apiResponse{Status: 401}, nil, outcome{Status: "uncertain", RefreshToken: true}},
+		{"reply 401 after no answer still retries", reply, true, apiResponse{Status: 401}, nil,
+			outcome{Status: "retrying", RefreshToken: true}},
+		{"reply 403 first try", reply, false, apiResponse{Status: 403}, nil, outcome{Status: "failed"}},
+		{"push 403 after no answer", push, true, apiResponse{Status: 403}, nil, outcome{Status: "failed"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -78,3 +78,38 @@ func TestSecretsRecheckAfterRotation(t *testing.T) {
 		t.Fatal("a second recheck within a second should not query")
 	}
 }
+
+// An ingest that starts while Postgres is unreachable does not serve the
+// environment's secret unread: the table may hold a rotated one, so every
+// channel, the environment's too, is "unavailable" (503, LINE redelivers)
+// until channels can be read, and then the table's secret is served.
+func TestSecretsStartedDuringOutageServeNoEnvironmentSecret(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testenv.NewDB(t)
+	if err := store.UpsertChannel(ctx, db.Pool, store.Channel{ID: "111", Secret: "rotated-in-table"}); err != nil {
+		t.Fatal(err)
+	}
+	down, err := store.Open(ctx, db.URL, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	down.Close() // Postgres is unreachable for this ingest from its start
+	s := NewSecrets(down, map[string]string{"111": "old-from-env"}, zap.NewNop(), nil)
+	if err := s.Refresh(ctx); err == nil {
+		t.Fatal("refresh during outage reported success")
+	}
+	if sec, err := s.Secret(ctx, "111"); !errors.Is(err, ErrSecretsUnavailable) {
+		t.Fatalf("environment's channel at a start during an outage: %q, %v; want ErrSecretsUnavailable", sec, err)
+	}
+
+	up, err := store.Open(ctx, db.URL, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(up.Close)
+	s = NewSecrets(up, map[string]string{"111": "old-from-env"}, zap.NewNop(), nil)
+	if sec, err := s.Secret(ctx, "111"); err != nil || sec != "rotated-in-table" {
+		t.Fatalf("once channels can be read: %q, %v; want the table's secret", sec, err)
+	}
+}

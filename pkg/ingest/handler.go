@@ -50,6 +50,10 @@ type outcome struct {
 // ingest's log and metrics too.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.Now()
+	// The body must arrive within BodyReadTimeout of now. The connection's
+	// own deadline (ops.ServerConfig.ReadTimeout) is longer; where the
+	// ResponseWriter cannot set one (a test's recorder), that one holds.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(BodyReadTimeout))
 	out := outcome{status: http.StatusNotFound, reason: "not found: webhooks go to POST /webhook/{channelID}"}
 	if channel, ok := webhookChannel(r.URL.Path); ok {
 		out = h.serve(w, r, channel, start)
@@ -101,7 +105,7 @@ func webhookChannel(path string) (string, bool) {
 // secret (however slowly they send their bodies) cannot keep LINE's
 // webhooks out; while they are read, their bytes count against
 // MaxBufferedBytes instead, and their read ends BodyReadTimeout after the
-// request began.
+// request's handling began.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, channel string, start time.Time) outcome {
 	if r.Method != http.MethodPost {
 		return outcome{status: http.StatusMethodNotAllowed, reason: "only POST is accepted"}
@@ -123,10 +127,6 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, channel string, 
 		return out
 	}
 
-	// The connection's own deadline (ops.ServerConfig.ReadTimeout) is
-	// longer; where the ResponseWriter cannot set one (a test's recorder),
-	// that deadline still holds.
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(BodyReadTimeout))
 	body, held, err := h.readBody(r)
 	defer h.Metrics.buffered.Add(-held)
 	var tooBig *http.MaxBytesError
@@ -168,7 +168,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, channel string, 
 }
 
 // BodyReadTimeout bounds reading a webhook's body, counted from when its
-// handling began. LINE waits 2 s for the whole answer, so a body still
+// handling began (its headers had arrived). LINE waits 2 s for the whole answer, so a body still
 // arriving after that comes from no one LINE is waiting for.
 const BodyReadTimeout = 2 * time.Second
 

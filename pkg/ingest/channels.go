@@ -37,8 +37,18 @@ type Secrets struct {
 
 	keys *secretbox.Keyring // opens sealed credentials; nil reads plaintext only
 
-	mu      sync.RWMutex
-	cached  map[string]string
+	mu     sync.RWMutex
+	cached map[string]string
+	// reads numbers the reads of the table in the order they start, so
+	// the cache keeps, per id, what the latest-started read found: base
+	// is the number of the refresh the cache came from, readOf that of a
+	// direct lookup that wrote an id since (Refresh, cache).
+	reads  uint64
+	base   uint64
+	readOf map[string]uint64
+	// listed, when set (tests), runs between a refresh's read of the
+	// table and its swap of the cache.
+	listed  func()
 	missing map[string]time.Time // negative cache: unknown ids, until when
 	fetched map[string]time.Time // last direct lookup per id, to rate-limit them
 }
@@ -59,7 +69,8 @@ func NewSecrets(db *pgxpool.Pool, static map[string]string, log *zap.Logger, now
 		now = time.Now
 	}
 	s := &Secrets{db: db, static: static, log: log, now: now, timeout: 300 * time.Millisecond,
-		cached: map[string]string{}, missing: map[string]time.Time{}, fetched: map[string]time.Time{}}
+		cached: map[string]string{}, missing: map[string]time.Time{}, fetched: map[string]time.Time{},
+		readOf: map[string]uint64{}}
 	// With a table, the environment's channel is only a fallback for a
 	// channel the table does not have: serving it before the table was
 	// read would accept the very secret an operator rotated away.
@@ -118,6 +129,7 @@ func (s *Secrets) lookup(ctx context.Context, id string) (string, error) {
 	if s.db == nil {
 		return "", ErrUnknownChannel
 	}
+	read := s.startRead()
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	c, err := store.GetChannel(ctx, s.db, id)
@@ -125,7 +137,7 @@ func (s *Secrets) lookup(ctx context.Context, id string) (string, error) {
 	case errors.Is(err, store.ErrNotFound):
 		s.mu.Lock()
 		if sec, ok := s.static[id]; ok {
-			s.cached[id] = sec
+			s.cache(id, sec, read)
 			s.mu.Unlock()
 			return sec, nil
 		}
@@ -140,10 +152,27 @@ func (s *Secrets) lookup(ctx context.Context, id string) (string, error) {
 		return "", ErrSecretsUnavailable
 	}
 	s.mu.Lock()
-	s.cached[id] = c.Secret
+	s.cache(id, c.Secret, read)
 	delete(s.missing, id)
 	s.mu.Unlock()
 	return c.Secret, nil
+}
+
+// startRead numbers a read of the table about to start.
+func (s *Secrets) startRead() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reads++
+	return s.reads
+}
+
+// cache stores what direct lookup number read found for id, unless a read
+// that started later already wrote it. The caller holds s.mu.
+func (s *Secrets) cache(id, secret string, read uint64) {
+	if read > s.base && read > s.readOf[id] {
+		s.cached[id] = secret
+		s.readOf[id] = read
+	}
 }
 
 // rememberMissing records id as unknown, keeping the negative cache within
@@ -174,11 +203,16 @@ func (s *Secrets) MissingCached() int {
 }
 
 // Refresh reloads every channel from the table. On error the cache is
-// kept as it is: stale secrets beat refusing every webhook.
+// kept as it is: stale secrets beat refusing every webhook. An entry a
+// direct lookup read after the refresh started its own read is newer,
+// and is kept: a rotation's recheck landing mid-refresh would otherwise
+// be undone, and LINE's webhooks, signed with the new secret, refused
+// until the next refresh.
 func (s *Secrets) Refresh(ctx context.Context) error {
 	if s.db == nil {
 		return nil
 	}
+	read := s.startRead()
 	chans, err := store.ListChannels(ctx, s.db)
 	if err != nil {
 		return err
@@ -200,7 +234,22 @@ func (s *Secrets) Refresh(ctx context.Context) error {
 		}
 		next[c.ID] = opened.Secret
 	}
+	if s.listed != nil {
+		s.listed()
+	}
 	s.mu.Lock()
+	if read < s.base {
+		s.mu.Unlock() // a refresh that started later has already swapped
+		return nil
+	}
+	for id, r := range s.readOf {
+		if sec, ok := s.cached[id]; ok && r > read {
+			next[id] = sec
+		} else {
+			delete(s.readOf, id)
+		}
+	}
+	s.base = read
 	s.cached = next
 	s.missing = map[string]time.Time{}
 	s.mu.Unlock()

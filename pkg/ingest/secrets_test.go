@@ -113,3 +113,41 @@ func TestSecretsStartedDuringOutageServeNoEnvironmentSecret(t *testing.T) {
 		t.Fatalf("once channels can be read: %q, %v; want the table's secret", sec, err)
 	}
 }
+
+// A rotation's recheck that lands while a full refresh is running is not
+// undone by it: the refresh read the table before the rotation, the
+// recheck after, and the later read's secret stays cached, so LINE's
+// webhooks, signed with the new secret, keep being accepted.
+func TestSecretsRefreshKeepsANewerRecheck(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testenv.NewDB(t)
+	if err := store.UpsertChannel(ctx, db.Pool, store.Channel{ID: "666", Secret: "old"}); err != nil {
+		t.Fatal(err)
+	}
+	s := NewSecrets(db.Pool, nil, zap.NewNop(), nil)
+	if err := s.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.listed = func() { // the refresh has read "old"; the operator rotates now
+		if err := store.UpsertChannel(ctx, db.Pool, store.Channel{ID: "666", Secret: "new"}); err != nil {
+			t.Error(err)
+		}
+		if sec, changed := s.Recheck(ctx, "666", "old"); !changed || sec != "new" {
+			t.Errorf("recheck mid-refresh: %q %v", sec, changed)
+		}
+	}
+	if err := s.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.listed = nil
+	if sec, _ := s.Secret(ctx, "666"); sec != "new" {
+		t.Fatalf("after a refresh that read the table before the rotation: %q, want the rechecked new", sec)
+	}
+	if err := s.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if sec, _ := s.Secret(ctx, "666"); sec != "new" {
+		t.Fatalf("after the next refresh: %q", sec)
+	}
+}

@@ -52,13 +52,11 @@ func TestWebhooksPastMaxInFlightAreShed(t *testing.T) {
 	h.Config.MaxInFlight = 2
 	core, logs := observer.New(zap.InfoLevel)
 	h.Log = zap.New(core)
-	body := []byte(`{"destination":"U1","events":[{"type":"message","mode":"active","timestamp":1700000000000,` +
-		`"webhookEventId":"01HZZZZZZZZZZZZZZZZZZZZZZZ","source":{"type":"user","userId":"U0123456789abcdef0123456789abcdef"},` +
-		`"deliveryContext":{"isRedelivery":false},"replyToken":"abc","message":{"id":"1","type":"text","text":"hi"}}]}`)
+	body, sig := signedBody("01HZZZZZZZZZZZZZZZZZZZZZZZ")
 	post := func(b *readSpy) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(http.MethodPost, "/webhook/123", b)
 		req.SetPathValue("channelID", "123")
-		req.Header.Set(events.SignatureHeader, events.Sign(fuzzSecret, body))
+		req.Header.Set(events.SignatureHeader, sig)
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, req)
 		return w

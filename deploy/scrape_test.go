@@ -79,18 +79,7 @@ func metricsPorts(t *testing.T) map[string]int {
 		"worker": {"WORKER_ADDR", wrk.Server.Addr},
 		"sender": {"SENDER_ADDR", snd.Addr},
 	}
-	b, err := os.ReadFile("../docker-compose.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var compose struct {
-		Services map[string]struct {
-			Environment map[string]string `yaml:"environment"`
-		} `yaml:"services"`
-	}
-	if err := yaml.Unmarshal(b, &compose); err != nil {
-		t.Fatal(err)
-	}
+	compose := readCompose(t)
 	ports := map[string]int{}
 	for svc, d := range defaults {
 		addr := d.addr
@@ -106,4 +95,25 @@ func metricsPorts(t *testing.T) map[string]int {
 		}
 	}
 	return ports
+}
+
+// composeFile is what the tests read of docker-compose.yml.
+type composeFile struct {
+	Services map[string]struct {
+		Environment map[string]string `yaml:"environment"`
+		StopGrace   string            `yaml:"stop_grace_period"`
+	} `yaml:"services"`
+}
+
+func readCompose(t *testing.T) composeFile {
+	t.Helper()
+	b, err := os.ReadFile("../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c composeFile
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -168,8 +168,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, channel string, 
 }
 
 // BodyReadTimeout bounds reading a webhook's body, counted from when its
-// handling began (its headers had arrived). LINE waits 2 s for the whole answer, so a body still
-// arriving after that comes from no one LINE is waiting for.
+// handling began (its headers had arrived). LINE waits 2 s for the whole
+// answer, so a body still arriving after that comes from no one LINE is
+// waiting for.
 const BodyReadTimeout = 2 * time.Second
 
 const tooManyInFlight = "too many webhooks in flight; retry later"
@@ -185,14 +186,14 @@ var errBufferFull = errors.New("ingest: webhook body buffer full")
 // body, whatever the error.
 func (h *Handler) readBody(r *http.Request) (body []byte, held int64, err error) {
 	br := &budgetReader{r: r.Body, used: &h.Metrics.buffered, max: h.Config.MaxBufferedBytes}
-	body, err = io.ReadAll(http.MaxBytesReader(nil, io.NopCloser(br), h.Config.MaxBodyBytes))
+	body, err = io.ReadAll(http.MaxBytesReader(nil, br, h.Config.MaxBodyBytes))
 	return body, br.held, err
 }
 
 // budgetReader charges what it reads to used, and fails once used passes
 // max (0: no bound).
 type budgetReader struct {
-	r    io.Reader
+	r    io.ReadCloser
 	used *atomic.Int64
 	max  int64
 	held int64
@@ -208,6 +209,8 @@ func (b *budgetReader) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+func (b *budgetReader) Close() error { return b.r.Close() }
 
 // publish stores the events within the publish budget. Each event carries
 // the webhook's log record, so the common webhook costs one round trip;

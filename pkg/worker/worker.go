@@ -143,7 +143,12 @@ func (w *Worker) consume(ctx context.Context, s jetstream.Stream, cons jetstream
 }
 
 // finishBound is how long a batch in hand may still take once fetched.
-func (w *Worker) finishBound() time.Duration { return max(3*w.cfg.AckWait, 30*time.Second) }
+func (w *Worker) finishBound() time.Duration { return FinishBound(w.cfg.AckWait) }
+
+// FinishBound is how long a batch in hand may still take once fetched,
+// shutdown included, with WORKER_ACK_WAIT ackWait: docker-compose.yml's
+// stop grace must outlast two of them per loop.
+func FinishBound(ackWait time.Duration) time.Duration { return max(3*ackWait, 30*time.Second) }
 
 // fetchLoop fetches and decodes batches for consume until ctx ends or
 // cons is gone, then closes ready. A batch fetched is always handed on,

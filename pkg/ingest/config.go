@@ -25,8 +25,9 @@ const (
 	// bodies or thousands of LINE's usual few-KiB ones.
 	DefaultMaxBufferedBytes = 64 << 20
 	// DefaultPublishTimeout is the budget for JetStream to acknowledge a
-	// webhook's events. LINE counts a webhook failed after 2 s; answering
-	// 503 well before that lets LINE redeliver instead of timing out.
+	// webhook's events, counted from when its handling began. LINE counts
+	// a webhook failed after 2 s; answering 503 well before that lets LINE
+	// redeliver instead of timing out.
 	DefaultPublishTimeout = time.Second
 	// DefaultMaxInFlight bounds the webhooks handled at once, and with it
 	// ingest's memory when JetStream or the host falls behind: each
@@ -52,7 +53,8 @@ type Config struct {
 	// slow bodies, which hold no MaxInFlight place until their signature
 	// is checked. Default 64 MiB.
 	MaxBufferedBytes int64
-	// PublishTimeout bounds waiting for JetStream acks; past it, 503. Default 1s.
+	// PublishTimeout is when, after a webhook's handling began, its events
+	// must be acknowledged by JetStream; past it, 503. Default 1s.
 	PublishTimeout time.Duration
 	// MaxInFlight is how many webhooks with a valid signature are handled
 	// at once. While that many are, one more is answered 503 at once,

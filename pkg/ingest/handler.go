@@ -50,13 +50,16 @@ type outcome struct {
 // ingest's log and metrics too.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.Now()
+	// began is the real clock's start (start is h.Now's, for the record):
+	// the deadlines below count from it.
+	began := time.Now()
 	// The body must arrive within BodyReadTimeout of now. The connection's
 	// own deadline (ops.ServerConfig.ReadTimeout) is longer; where the
 	// ResponseWriter cannot set one (a test's recorder), that one holds.
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(BodyReadTimeout))
+	_ = http.NewResponseController(w).SetReadDeadline(began.Add(BodyReadTimeout))
 	out := outcome{status: http.StatusNotFound, reason: "not found: webhooks go to POST /webhook/{channelID}"}
 	if channel, ok := webhookChannel(r.URL.Path); ok {
-		out = h.serve(w, r, channel, start)
+		out = h.serve(w, r, channel, start, began.Add(h.Config.PublishTimeout))
 	}
 	if out.status == http.StatusMethodNotAllowed {
 		w.Header().Set("Allow", http.MethodPost)
@@ -105,8 +108,8 @@ func webhookChannel(path string) (string, bool) {
 // secret (however slowly they send their bodies) cannot keep LINE's
 // webhooks out; while they are read, their bytes count against
 // MaxBufferedBytes instead, and their read ends BodyReadTimeout after the
-// request's handling began.
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request, channel string, start time.Time) outcome {
+// request's handling began. Its events must be acknowledged by answerBy.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, channel string, start, answerBy time.Time) outcome {
 	if r.Method != http.MethodPost {
 		return outcome{status: http.StatusMethodNotAllowed, reason: "only POST is accepted"}
 	}
@@ -164,7 +167,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, channel string, 
 	}
 	out.events = len(wh.Events)
 	out.webhookID = uuid.NewString()
-	return h.publish(r, start, wh, out)
+	return h.publish(r, start, answerBy, wh, out)
 }
 
 // BodyReadTimeout bounds reading a webhook's body, counted from when its
@@ -212,13 +215,16 @@ func (b *budgetReader) Read(p []byte) (int, error) {
 
 func (b *budgetReader) Close() error { return b.r.Close() }
 
-// publish stores the events within the publish budget. Each event carries
+// publish stores the events by answerBy: PublishTimeout after the
+// request's handling began, not after its body arrived, so that a slow
+// body or secret lookup cannot push the answer past LINE's 2 s (a body
+// may take up to BodyReadTimeout). Each event carries
 // the webhook's log record, so the common webhook costs one round trip;
 // the record travels alone only when no event of the webhook was new
 // (LINE's verification request has none, and a redelivery may bring only
 // events already stored).
-func (h *Handler) publish(r *http.Request, start time.Time, wh *events.Webhook, out outcome) outcome {
-	ctx, cancel := context.WithTimeout(r.Context(), h.Config.PublishTimeout)
+func (h *Handler) publish(r *http.Request, start, answerBy time.Time, wh *events.Webhook, out outcome) outcome {
+	ctx, cancel := context.WithDeadline(r.Context(), answerBy)
 	defer cancel()
 	meta := events.Meta{ChannelID: out.channel, Destination: wh.Destination, ReceivedAt: start, WebhookID: out.webhookID}
 	msgs, redelivery := eventMsgs(h.Stream, meta, wh.Events)

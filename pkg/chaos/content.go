@@ -125,7 +125,7 @@ func (r *run) deliverWebhook(url string, ev linefake.WebhookEvent) bool {
 	target := url + "/webhook/" + r.stack.ChannelID
 	wait := 250 * time.Millisecond
 	for try := 0; try < 12; try++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), linefake.DefaultWebhookTimeout)
 		send := r.emu.SendWebhook
 		if try > 0 {
 			send = r.emu.RedeliverWebhook

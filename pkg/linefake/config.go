@@ -21,7 +21,7 @@ const (
 	DefaultRetryKeyWindow        = 24 * time.Hour       // retry key management period
 	DefaultStatelessTokenTTL     = 15 * time.Minute     // stateless token expires_in: 900
 	DefaultMaxBodyBytes          = openapi.MaxBodyBytes // "Request larger than 2MB" -> 413
-	DefaultWebhookTimeout        = 10 * time.Second
+	DefaultWebhookTimeout        = 2 * time.Second      // "reply within 2 seconds", else request_timeout
 )
 
 // Limit is a token-bucket rate: a bucket of Requests tokens that refills
@@ -140,7 +140,9 @@ type Config struct {
 	ContentPreparing time.Duration
 	// Log gets one line per request when set. Default: no logging.
 	Log *zap.Logger
-	// WebhookClient sends webhooks. Default: a client with a 10s timeout.
+	// WebhookClient sends webhooks. Default: a client that gives up after
+	// DefaultWebhookTimeout, as LINE counts a webhook not answered within
+	// 2 s failed (request_timeout).
 	WebhookClient *http.Client
 }
 

@@ -192,3 +192,28 @@ func TestULIDEncodesTime(t *testing.T) {
 		t.Fatalf("ULID time %s, want %s", got, at)
 	}
 }
+
+// TestWebhookGivesUpAfterTwoSeconds checks that the emulator, like LINE,
+// counts a webhook not answered within 2 s as failed (request_timeout)
+// rather than waiting as long as the receiver takes.
+func TestWebhookGivesUpAfterTwoSeconds(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(func() { close(release); slow.Close() })
+	start := time.Now()
+	status, err := b.srv.SendWebhook(context.Background(), slow.URL, testChannel, b.srv.TextEvent(testChannel, userA, "x"))
+	took := time.Since(start)
+	if err == nil {
+		t.Fatalf("a webhook unanswered for %s got status %d, want a timeout", took, status)
+	}
+	if took < 2*time.Second || took > 5*time.Second {
+		t.Fatalf("gave up after %s, want LINE's 2 s", took)
+	}
+}

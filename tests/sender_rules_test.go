@@ -168,6 +168,41 @@ func TestSenderReply(t *testing.T) {
 			t.Fatalf("LINE accepted %d replies, want 2 (the dropped one counts)", n)
 		}
 	})
+	t.Run("500 after LINE accepted, then refused retry ends uncertain", func(t *testing.T) {
+		// LINE's 5xx may have delivered: here it did, and used the token.
+		if err := b.line.SetFaults(linefake.Faults{AcceptedFailRate: 1}); err != nil {
+			t.Fatal(err)
+		}
+		answered500 := b.insert(t, "reply", replyBody(b.line.IssueReplyToken(b.channel)))
+		r := b.waitStatus(t, answered500, "uncertain")
+		if !r.MaybeDelivered || r.Attempts != 2 || r.LastStatusCode == nil || *r.LastStatusCode != 400 || !strings.Contains(*r.LastError, "may have been delivered") {
+			t.Fatalf("uncertain reply after a 500 %+v", r)
+		}
+		if n := len(b.line.Accepted()); n != 3 {
+			t.Fatalf("LINE accepted %d replies, want 3 (the one answered 500 counts)", n)
+		}
+	})
+}
+
+// TestSenderPushAnswered500AfterAccept: LINE accepted a push but answered
+// 500. The sender retries with the same key, LINE answers 409 naming the
+// accepted request, and the row is delivered once, with that request's
+// id and sent messages.
+func TestSenderPushAnswered500AfterAccept(t *testing.T) {
+	t.Parallel()
+	b := setupSender(t, linefake.Config{Faults: linefake.Faults{AcceptedFailRate: 1}})
+	id := b.insert(t, "push", pushBody(userID(4), "once"))
+	b.start(t, b.config("s"))
+	r := b.waitStatus(t, id, "delivered")
+	acc := b.line.Accepted()
+	if len(acc) != 1 || acc[0].RetryKey != r.RetryKey {
+		t.Fatalf("LINE accepted %+v, want the push once under the row's key %s", acc, r.RetryKey)
+	}
+	if r.Attempts != 2 || r.LastStatusCode == nil || *r.LastStatusCode != 409 ||
+		r.AcceptedRequestID == nil || *r.AcceptedRequestID != acc[0].RequestID ||
+		len(r.SentMessageIDs) != 1 || r.SentMessageIDs[0] != acc[0].SentMessages[0].ID {
+		t.Fatalf("row %+v, want delivered on the 409 with the accepted request %s and its message id", r, acc[0].RequestID)
+	}
 }
 
 // TestSenderRateLimitsAcrossReplicas: three replicas share one channel's

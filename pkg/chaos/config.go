@@ -81,7 +81,7 @@ func (c Config) WithDefaults() Config {
 		}
 	}
 	if c.Faults == (linefake.Faults{}) {
-		c.Faults = linefake.Faults{FailRate: 0.05, TooManyRate: 0.03, DropRate: 0.05,
+		c.Faults = linefake.Faults{FailRate: 0.05, TooManyRate: 0.03, DropRate: 0.05, AcceptedFailRate: 0.03,
 			Latency: 2 * time.Millisecond, LatencyJitter: 30 * time.Millisecond}
 	}
 	if c.Log == nil {

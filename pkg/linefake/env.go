@@ -34,11 +34,12 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 	}
 	c := Config{Channels: chs, Seed: uint64(env.Int("LINEFAKE_SEED", 0))}
 	c.Faults = Faults{
-		FailRate:      env.Float("LINEFAKE_FAIL_RATE", 0),
-		DropRate:      env.Float("LINEFAKE_DROP_RATE", 0),
-		TooManyRate:   env.Float("LINEFAKE_429_RATE", 0),
-		Latency:       env.Duration("LINEFAKE_LATENCY", 0),
-		LatencyJitter: env.Duration("LINEFAKE_LATENCY_JITTER", 0),
+		FailRate:         env.Float("LINEFAKE_FAIL_RATE", 0),
+		DropRate:         env.Float("LINEFAKE_DROP_RATE", 0),
+		AcceptedFailRate: env.Float("LINEFAKE_ACCEPTED_FAIL_RATE", 0),
+		TooManyRate:      env.Float("LINEFAKE_429_RATE", 0),
+		Latency:          env.Duration("LINEFAKE_LATENCY", 0),
+		LatencyJitter:    env.Duration("LINEFAKE_LATENCY_JITTER", 0),
 	}
 	c.ContentFaults = Faults{
 		FailRate:    env.Float("LINEFAKE_CONTENT_FAIL_RATE", 0),

@@ -11,17 +11,18 @@ import (
 func TestSettingsFromEnv(t *testing.T) {
 	t.Parallel()
 	s, err := SettingsFromEnv(config.FromMap(map[string]string{
-		"LINEFAKE_CHANNELS":       "1:s1:t1,2:s2",
-		"LINEFAKE_FAIL_RATE":      "0.1",
-		"LINEFAKE_DROP_RATE":      "0.05",
-		"LINEFAKE_429_RATE":       "0.2",
-		"LINEFAKE_LATENCY":        "20ms",
-		"LINEFAKE_LATENCY_JITTER": "5ms",
-		"LINEFAKE_SEED":           "9",
-		"LINEFAKE_RATE_PUSH":      "100/1s",
-		"LINEFAKE_RATE_BROADCAST": "off",
-		"LINEFAKE_RATE_OTHER":     "50/1s",
-		"LINEFAKE_USER_CAP":       "10/1m",
+		"LINEFAKE_CHANNELS":           "1:s1:t1,2:s2",
+		"LINEFAKE_FAIL_RATE":          "0.1",
+		"LINEFAKE_DROP_RATE":          "0.05",
+		"LINEFAKE_ACCEPTED_FAIL_RATE": "0.03",
+		"LINEFAKE_429_RATE":           "0.2",
+		"LINEFAKE_LATENCY":            "20ms",
+		"LINEFAKE_LATENCY_JITTER":     "5ms",
+		"LINEFAKE_SEED":               "9",
+		"LINEFAKE_RATE_PUSH":          "100/1s",
+		"LINEFAKE_RATE_BROADCAST":     "off",
+		"LINEFAKE_RATE_OTHER":         "50/1s",
+		"LINEFAKE_USER_CAP":           "10/1m",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -30,7 +31,7 @@ func TestSettingsFromEnv(t *testing.T) {
 	if s.HTTP.Addr != ":8090" || s.LogLevel != "info" || len(c.Channels) != 2 || c.Seed != 9 {
 		t.Fatalf("settings %+v", s)
 	}
-	if c.Faults != (Faults{FailRate: 0.1, DropRate: 0.05, TooManyRate: 0.2, Latency: 20 * time.Millisecond, LatencyJitter: 5 * time.Millisecond}) {
+	if c.Faults != (Faults{FailRate: 0.1, DropRate: 0.05, AcceptedFailRate: 0.03, TooManyRate: 0.2, Latency: 20 * time.Millisecond, LatencyJitter: 5 * time.Millisecond}) {
 		t.Fatalf("faults %+v", c.Faults)
 	}
 	if c.RateLimits.Push != (Limit{100, time.Second}) || c.RateLimits.Broadcast != Unlimited || c.RateLimits.Reply != (Limit{}) ||

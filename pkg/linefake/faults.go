@@ -23,6 +23,12 @@ type Faults struct {
 	// response. The client cannot tell this from a network failure: the
 	// case that X-Line-Retry-Key exists for.
 	DropRate float64 `json:"dropRate"`
+	// AcceptedFailRate is the share of sends that are accepted and
+	// recorded as delivered, then answered 500: LINE's "5xx error" that
+	// may have been delivered all the same, the other case the retry key
+	// exists for. Drawn, like DropRate, among the requests that would
+	// otherwise be answered normally. Sends only: the data API ignores it.
+	AcceptedFailRate float64 `json:"acceptedFailRate"`
 	// Latency delays every send by this much real time before it is
 	// handled, plus a uniform random extra in [0, LatencyJitter).
 	Latency       time.Duration `json:"latency"`
@@ -33,7 +39,8 @@ type Faults struct {
 // 429s together do not exceed one.
 func (f Faults) Validate() error {
 	var errs []error
-	for name, p := range map[string]float64{"fail rate": f.FailRate, "429 rate": f.TooManyRate, "drop rate": f.DropRate} {
+	for name, p := range map[string]float64{"fail rate": f.FailRate, "429 rate": f.TooManyRate, "drop rate": f.DropRate,
+		"accepted fail rate": f.AcceptedFailRate} {
 		if p < 0 || p > 1 {
 			errs = append(errs, fmt.Errorf("faults: %s %v outside [0,1]", name, p))
 		}
@@ -55,6 +62,7 @@ const (
 	outcomeFail
 	outcomeTooMany
 	outcomeDrop
+	outcomeAcceptedFail
 )
 
 // chaos holds the current faults and the one seeded random source the
@@ -110,6 +118,9 @@ func (c *chaos) roll() outcome {
 	}
 	if f.DropRate > 0 && c.rng.Float64() < f.DropRate {
 		return outcomeDrop
+	}
+	if f.AcceptedFailRate > 0 && c.rng.Float64() < f.AcceptedFailRate {
+		return outcomeAcceptedFail
 	}
 	return outcomeNormal
 }

@@ -110,6 +110,36 @@ func TestFaultAcceptThenDrop(t *testing.T) {
 	}
 }
 
+// Accept-then-500: LINE took the send but answered 5xx, which may have
+// delivered. A retry with the same key gets 409 naming the accepted
+// request; a reply's retry finds its token used.
+func TestFaultAcceptThen500(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *Config) { c.Faults = Faults{AcceptedFailRate: 1} })
+	key := uuid.NewString()
+	r := b.send(PathPush, push(userA, text("x")), key)
+	wantStatus(t, r, http.StatusInternalServerError)
+	ds := b.srv.Accepted()
+	if len(ds) != 1 || ds[0].Dropped || ds[0].RetryKey != key || len(ds[0].SentMessages) != 1 {
+		t.Fatalf("deliveries %+v, want the send answered 500 recorded as accepted", ds)
+	}
+	token := b.srv.IssueReplyToken(testChannel)
+	wantStatus(t, b.send(PathReply, reply(token, text("x")), ""), http.StatusInternalServerError)
+
+	if err := b.srv.SetFaults(Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	again := b.send(PathPush, push(userA, text("x")), key)
+	wantStatus(t, again, http.StatusConflict)
+	if again.header.Get(AcceptedRequestIDHeader) != ds[0].RequestID {
+		t.Fatalf("409 names %q, want the request answered 500, %q", again.header.Get(AcceptedRequestIDHeader), ds[0].RequestID)
+	}
+	wantStatus(t, b.send(PathReply, reply(token, text("x")), ""), http.StatusBadRequest)
+	if n := len(b.srv.Accepted()); n != 2 {
+		t.Fatalf("accepted %d, want 2: the push and the reply answered 500, neither retry", n)
+	}
+}
+
 // Faults are shares drawn from a seeded source: the same seed gives the
 // same sequence of outcomes, and the share is roughly the one asked for.
 func TestFaultSharesAreSeeded(t *testing.T) {

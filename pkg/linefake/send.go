@@ -135,8 +135,12 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, c sendCall) {
 		writeError(w, status, msg)
 		return
 	}
-	if c.fate == outcomeDrop {
+	switch c.fate {
+	case outcomeDrop:
 		s.dropConnection(w, c.ep)
+		return
+	case outcomeAcceptedFail:
+		writeError(w, http.StatusInternalServerError, msgInternal)
 		return
 	}
 	switch c.ep {

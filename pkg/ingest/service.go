@@ -64,8 +64,12 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 		ChannelsRefresh: env.Duration("INGEST_CHANNELS_REFRESH", 30*time.Second),
 		ShutdownGrace:   env.Duration("SHUTDOWN_GRACE", 10*time.Second),
 		LogLevel:        env.String("LOG_LEVEL", "info"),
-		GC:              ops.GCFromEnv(env),
 	}
+	gc, err := ops.GCFromEnv(env)
+	if err != nil {
+		return s, err
+	}
+	s.GC = gc
 	if v := env.String("INGEST_TRUSTED_PROXIES", ""); v != "" {
 		nets, err := ParseTrustedProxies(v)
 		if err != nil {

@@ -1,7 +1,11 @@
 package ops
 
 import (
+	"fmt"
+	"math"
 	"runtime/debug"
+	"strconv"
+	"strings"
 
 	"github.com/linepipe/linepipe/pkg/config"
 )
@@ -29,26 +33,75 @@ const (
 // memory limit makes the collector work harder again before the heap
 // grows past it, so the service stays small under any load.
 type GC struct {
-	Percent int   // GOGC
-	Limit   int64 // GOMEMLIMIT, bytes
-	// The runtime has applied what the operator set; Apply keeps it.
-	percentSet, limitSet bool
+	Percent int   // GOGC; negative: off
+	Limit   int64 // GOMEMLIMIT, bytes; math.MaxInt64: off
 }
 
-// GCFromEnv reads GOGC and GOMEMLIMIT, which the Go runtime applies at
-// start: DefaultGCPercent and DefaultMemoryLimit apply only where they
-// are unset.
-func GCFromEnv(env *config.Env) GC {
-	return GC{Percent: DefaultGCPercent, Limit: DefaultMemoryLimit,
-		percentSet: env.String("GOGC", "") != "", limitSet: env.String("GOMEMLIMIT", "") != ""}
+// GCFromEnv reads GOGC and GOMEMLIMIT, in the runtime's own formats,
+// with DefaultGCPercent and DefaultMemoryLimit where they are unset.
+// Apply sets them itself: the runtime reads only the plain variables, at
+// start, never the GOGC_FILE or GOMEMLIMIT_FILE every setting may be
+// given as.
+func GCFromEnv(env *config.Env) (GC, error) {
+	g := GC{Percent: DefaultGCPercent, Limit: DefaultMemoryLimit}
+	if v := env.String("GOGC", ""); v != "" {
+		p, err := parseGOGC(v)
+		if err != nil {
+			return g, err
+		}
+		g.Percent = p
+	}
+	if v := env.String("GOMEMLIMIT", ""); v != "" {
+		l, err := parseGOMEMLIMIT(v)
+		if err != nil {
+			return g, err
+		}
+		g.Limit = l
+	}
+	return g, nil
 }
 
-// Apply sets the collector's defaults that the operator did not set.
+// Apply sets the collector's target and soft memory limit.
 func (g GC) Apply() {
-	if !g.percentSet && g.Percent != 0 {
+	if g.Percent != 0 {
 		debug.SetGCPercent(g.Percent)
 	}
-	if !g.limitSet && g.Limit > 0 {
+	if g.Limit > 0 {
 		debug.SetMemoryLimit(g.Limit)
 	}
+}
+
+// parseGOGC reads GOGC as the runtime does: a percentage, or "off".
+func parseGOGC(v string) (int, error) {
+	if v == "off" {
+		return -1, nil
+	}
+	p, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("GOGC=%q: a percentage or off", v)
+	}
+	return p, nil
+}
+
+// parseGOMEMLIMIT reads GOMEMLIMIT as the runtime does: a number of bytes
+// with an optional B, KiB, MiB, GiB or TiB, or "off".
+func parseGOMEMLIMIT(v string) (int64, error) {
+	if v == "off" {
+		return math.MaxInt64, nil
+	}
+	num, mult := v, int64(1)
+	for _, u := range []struct {
+		suffix string
+		n      int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"B", 1}} {
+		if strings.HasSuffix(v, u.suffix) {
+			num, mult = strings.TrimSuffix(v, u.suffix), u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("GOMEMLIMIT=%q: a size in bytes (B, KiB, MiB, GiB, TiB) or off", v)
+	}
+	return n * mult, nil
 }

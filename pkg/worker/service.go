@@ -51,8 +51,12 @@ func SettingsFromEnv(env *config.Env) (Settings, error) {
 		EchoBot:       env.Bool("ECHO_BOT", false),
 		ShutdownGrace: env.Duration("SHUTDOWN_GRACE", 10*time.Second),
 		LogLevel:      env.String("LOG_LEVEL", "info"),
-		GC:            ops.GCFromEnv(env),
 	}
+	gc, err := ops.GCFromEnv(env)
+	if err != nil {
+		return s, err
+	}
+	s.GC = gc
 	if err := env.Err(); err != nil {
 		return s, err
 	}

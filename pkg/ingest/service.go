@@ -124,9 +124,6 @@ func Run(ctx context.Context, s Settings, log *zap.Logger) error {
 		return err
 	}
 	defer func() { _ = nc.Drain() }()
-	if err := s.Handler.FitsPayload(nc.MaxPayload()); err != nil {
-		return err
-	}
 	streamReady := stream.EnsureInBackground(ctx, js, s.Stream, log)
 
 	var secrets *Secrets
@@ -175,6 +172,16 @@ func Run(ctx context.Context, s Settings, log *zap.Logger) error {
 	// failed webhook port, since an unready ingest is never sent traffic.
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
+	// The server's max_payload is known once connected: NATS down at
+	// start delays the check, and readiness, instead of failing it.
+	fits := make(chan error, 1)
+	go func() {
+		err := awaitPayload(sctx, nc, s.Handler.FitsPayload)
+		if err != nil {
+			stop()
+		}
+		fits <- err
+	}()
 	adminErr := make(chan error, 1)
 	go func() {
 		err := ops.Serve(sctx, adminSrv, s.Admin, s.ShutdownGrace)
@@ -186,7 +193,33 @@ func Run(ctx context.Context, s Settings, log *zap.Logger) error {
 	if aerr := <-adminErr; err == nil && aerr != nil {
 		err = fmt.Errorf("admin listener: %w", aerr)
 	}
+	if ferr := <-fits; ferr != nil {
+		err = ferr
+	}
 	return err
+}
+
+// payloadServer is what awaitPayload needs of the NATS connection.
+type payloadServer interface {
+	MaxPayload() int64
+}
+
+// awaitPayload checks the server's max_payload with fits once it is known:
+// a connection that is still retrying its first server knows none (0).
+// It returns fits' verdict, or nil if ctx ends first.
+func awaitPayload(ctx context.Context, nc payloadServer, fits func(int64) error) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if mp := nc.MaxPayload(); mp > 0 {
+			return fits(mp)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 // readiness is ready only while JetStream answers and the stream exists:

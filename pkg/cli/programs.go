@@ -2,8 +2,10 @@ package cli
 
 import (
 	"github.com/linepipe/linepipe/pkg/config"
+	"github.com/linepipe/linepipe/pkg/content"
 	"github.com/linepipe/linepipe/pkg/ingest"
 	"github.com/linepipe/linepipe/pkg/linefake"
+	"github.com/linepipe/linepipe/pkg/secretbox"
 	"github.com/linepipe/linepipe/pkg/sender"
 	"github.com/linepipe/linepipe/pkg/worker"
 )
@@ -27,6 +29,8 @@ var (
 		Settings: func(e *config.Env) {
 			_, _ = worker.SettingsFromEnv(e)
 			_, _ = worker.LoginUsersFromEnv(e) // worker migrate
+			_, _ = secretbox.FromEnv(e)        // worker seal-channels
+			_ = content.BucketFromEnv(e)       // worker content get
 		},
 	}
 	Sender = Program{

@@ -26,7 +26,7 @@ import (
 // ctx.
 func Get(ctx context.Context, env *config.Env, channelID, messageID string, w io.Writer) (Info, error) {
 	sc := stream.FromEnv(env)
-	bucket := env.String("CONTENT_BUCKET", DefaultBucket)
+	bucket := BucketFromEnv(env)
 	nc, js, err := stream.Connect(sc, "linepipe-content-get", zap.NewNop())
 	if err != nil {
 		return Info{}, err
@@ -67,3 +67,7 @@ func openForGet(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, buck
 	}
 	return nil, err
 }
+
+// BucketFromEnv is CONTENT_BUCKET, the object store bucket content is
+// kept in, as the sender and `worker content get` read it.
+func BucketFromEnv(env *config.Env) string { return env.String("CONTENT_BUCKET", DefaultBucket) }

@@ -106,7 +106,7 @@ type Config struct {
 func FromEnv(env *config.Env) (cfg Config, enabled bool, err error) {
 	cfg = Config{
 		BaseURL:     env.String("LINE_DATA_API_BASE_URL", DefaultDataBaseURL),
-		Bucket:      env.String("CONTENT_BUCKET", DefaultBucket),
+		Bucket:      BucketFromEnv(env),
 		Replicas:    env.Int("NATS_REPLICAS", 1),
 		MaxBytes:    env.Bytes("CONTENT_MAX_BYTES", DefaultMaxBytes),
 		Concurrency: env.Int("CONTENT_CONCURRENCY", DefaultConcurrency),

@@ -258,6 +258,18 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// LongestSend bounds one claimed row's time in a sender, from its claim
+// to its completion handed in, with SENDER_RATE_HORIZON rateHorizon and
+// SENDER_HTTP_TIMEOUT requestTimeout: the wait for its rate slot, a token
+// fetch and the request, each HTTP call within the timeout, and 5 s for
+// the rest. The lease must outlast it, or another replica could resend a
+// row still in flight; so must a stopping sender's grace
+// (docker-compose.yml), or it is killed between LINE's answer and its
+// record, and the row is sent again.
+func LongestSend(rateHorizon, requestTimeout time.Duration) time.Duration {
+	return rateHorizon + 2*requestTimeout + 5*time.Second
+}
+
 // Validate reports every setting that cannot work.
 func (c *Config) Validate() error {
 	var errs []error
@@ -269,7 +281,7 @@ func (c *Config) Validate() error {
 	}
 	// A lease shorter than the longest send would let a second replica
 	// resend a row that is still in flight.
-	if min := c.RateHorizon + 2*c.RequestTimeout + 5*time.Second; c.Lease < min {
+	if min := LongestSend(c.RateHorizon, c.RequestTimeout); c.Lease < min {
 		errs = append(errs, fmt.Errorf("lease %s must be at least %s (rate horizon + 2 x HTTP timeout + 5s)", c.Lease, min))
 	}
 	if c.KeyMaxAge <= 0 || c.KeyMaxAge+c.Lease >= 24*time.Hour {

@@ -182,6 +182,12 @@ func (s *Server) contentRequest(w http.ResponseWriter, r *http.Request, ep strin
 		writeError(w, http.StatusTooManyRequests, msgRateLimited)
 		return contentEntry{}, "", 0, false
 	}
+	// Only push, multicast, narrowcast and broadcast take a retry key;
+	// "any other API returns 400".
+	if r.Header.Get(RetryKeyHeader) != "" {
+		writeError(w, http.StatusBadRequest, msgKeyNotSupported)
+		return contentEntry{}, "", 0, false
+	}
 	fate := s.content.faults.roll()
 	switch fate {
 	case outcomeFail:

@@ -48,6 +48,13 @@ func TestContentEndpoints(t *testing.T) {
 	if res, _ := b.do(http.MethodGet, "/v2/bot/message/123/content", nil, auth); res.status != 404 {
 		t.Fatalf("unknown id: %d", res.status)
 	}
+	// The data API takes no retry key: "any other API returns 400".
+	keyed := map[string]string{"Authorization": auth["Authorization"], RetryKeyHeader: "123e4567-e89b-42d3-a456-426614174000"}
+	for _, path := range []string{"/content", "/content/transcoding"} {
+		if res, _ := b.do(http.MethodGet, "/v2/bot/message/"+img.Message.ID+path, nil, keyed); res.status != http.StatusBadRequest {
+			t.Fatalf("%s with a retry key: %d, want 400", path, res.status)
+		}
+	}
 	if res, _ := b.do(http.MethodGet, "/v2/bot/message/"+img.Message.ID+"/content", nil, nil); res.status != 401 {
 		t.Fatalf("no token: %d", res.status)
 	}

@@ -8,34 +8,26 @@ import (
 	"github.com/linepipe/linepipe/pkg/worker"
 )
 
-// docker-compose.yml lets a worker finish what it holds on SIGTERM: per
-// loop, the batch being stored and the one fetched behind it, each
-// within worker.FinishBound, before
-// Docker kills it.
-func TestWorkerStopGrace(t *testing.T) {
+// docker-compose.yml lets each service finish what it holds on SIGTERM
+// before Docker kills it:
+//   - a worker, per loop, the batch being stored and the one fetched
+//     behind it, each within worker.FinishBound;
+//   - a sender, the rows it claimed, each within sender.LongestSend:
+//     killed between LINE's answer and its record, a reply would be sent
+//     again with a used token and end uncertain.
+func TestStopGrace(t *testing.T) {
 	t.Parallel()
 	compose := readCompose(t)
-	grace, err := time.ParseDuration(compose.Services["worker"].StopGrace)
-	if err != nil {
-		t.Fatalf("worker stop_grace_period: %v", err)
-	}
-	if need := 2 * worker.FinishBound(worker.DefaultAckWait); grace <= need {
-		t.Errorf("worker stop_grace_period %s, want more than %s", grace, need)
-	}
-}
-
-// docker-compose.yml lets a sender finish the rows it claimed on SIGTERM,
-// each within sender.LongestSend, before Docker kills it: killed between
-// LINE's answer and its record, a reply would be sent again with a used
-// token and end uncertain.
-func TestSenderStopGrace(t *testing.T) {
-	t.Parallel()
-	compose := readCompose(t)
-	grace, err := time.ParseDuration(compose.Services["sender"].StopGrace)
-	if err != nil {
-		t.Fatalf("sender stop_grace_period: %v", err)
-	}
-	if need := sender.LongestSend(sender.DefaultRateHorizon, sender.DefaultRequestTimeout); grace <= need {
-		t.Errorf("sender stop_grace_period %s, want more than %s", grace, need)
+	for service, need := range map[string]time.Duration{
+		"worker": 2 * worker.FinishBound(worker.DefaultAckWait),
+		"sender": sender.LongestSend(sender.DefaultRateHorizon, sender.DefaultRequestTimeout),
+	} {
+		grace, err := time.ParseDuration(compose.Services[service].StopGrace)
+		if err != nil {
+			t.Fatalf("%s stop_grace_period: %v", service, err)
+		}
+		if grace <= need {
+			t.Errorf("%s stop_grace_period %s, want more than %s", service, grace, need)
+		}
 	}
 }

@@ -53,7 +53,7 @@ func (r *Result) WriteSummary(w io.Writer) error {
 	info("  replies uncertain (documented: may be lost)", rp.Uncertain)
 	check("  replies lost", fmt.Sprintf("%d %s", rp.Lost, statusLine(intMap(rp.LostStatus))), rp.Lost == 0)
 	check("  reply calls after the token expired", rp.Late, rp.Late == 0)
-	info("  reply calls LINE refused (retries after no answer)", rp.Refused)
+	info("  reply calls LINE refused (retries after no answer or a 5xx)", rp.Refused)
 	check("accepted sends matching no outbox row", a.UnknownDeliveries, a.UnknownDeliveries == 0)
 	info("sends LINE accepted", a.Accepted)
 	info("emulator answers", statusLine(a.EmulatorAnswers))

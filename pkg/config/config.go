@@ -14,6 +14,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -166,22 +167,32 @@ func (e *Env) Bytes(key string, def int64) int64 {
 	if !ok {
 		return def
 	}
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		n      int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
-		if strings.HasSuffix(v, u.suffix) {
-			mult, v = u.n, strings.TrimSuffix(v, u.suffix)
-			break
-		}
-	}
-	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-	if err != nil || n < 0 {
+	n, err := ParseSize(v)
+	if err != nil {
 		e.errs = append(e.errs, fmt.Errorf("%s: not a size in bytes", key))
 		return def
 	}
-	return n * mult
+	return n
+}
+
+// ParseSize reads a size in bytes as Go's runtime reads GOMEMLIMIT: a
+// whole number with an optional B, KiB, MiB, GiB or TiB.
+func ParseSize(v string) (int64, error) {
+	num, mult := v, int64(1)
+	for _, u := range []struct {
+		suffix string
+		n      int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"B", 1}} {
+		if strings.HasSuffix(v, u.suffix) {
+			num, mult = strings.TrimSuffix(v, u.suffix), u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q: not a size in bytes", v)
+	}
+	return n * mult, nil
 }
 
 // Err is every parse error so far, joined, or nil.

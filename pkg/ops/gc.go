@@ -5,7 +5,6 @@ import (
 	"math"
 	"runtime/debug"
 	"strconv"
-	"strings"
 
 	"github.com/linepipe/linepipe/pkg/config"
 )
@@ -89,19 +88,9 @@ func parseGOMEMLIMIT(v string) (int64, error) {
 	if v == "off" {
 		return math.MaxInt64, nil
 	}
-	num, mult := v, int64(1)
-	for _, u := range []struct {
-		suffix string
-		n      int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"B", 1}} {
-		if strings.HasSuffix(v, u.suffix) {
-			num, mult = strings.TrimSuffix(v, u.suffix), u.n
-			break
-		}
-	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n <= 0 || n > math.MaxInt64/mult {
+	n, err := config.ParseSize(v)
+	if err != nil || n <= 0 {
 		return 0, fmt.Errorf("GOMEMLIMIT=%q: a size in bytes (B, KiB, MiB, GiB, TiB) or off", v)
 	}
-	return n * mult, nil
+	return n, nil
 }

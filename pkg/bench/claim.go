@@ -80,11 +80,17 @@ var (
 )
 
 // claimCost analyzes the table (as autovacuum would after a bulk insert),
-// explains the claim claimRepeats times and returns the median summed
-// execution time and the top-level buffer count. The plans of the last
-// repeat are logged.
+// writes out the dirty pages, explains the claim claimRepeats times and
+// returns the median summed execution time and the top-level buffer
+// count. The plans of the last repeat are logged. Without the checkpoint
+// the large backlog's claim was timed while the checkpointer wrote out
+// its million rows: the same plan over the same 1,025 pages took 1.68 ms
+// against 0.67 at 1,000 rows, every node about twice as slow.
 func (b *Bench) claimCost(ctx context.Context, rows int) (float64, int, error) {
 	if _, err := b.schema.Pool.Exec(ctx, "VACUUM ANALYZE outbox"); err != nil {
+		return 0, 0, err
+	}
+	if err := b.checkpoint(ctx); err != nil {
 		return 0, 0, err
 	}
 	var times []float64

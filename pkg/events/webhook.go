@@ -11,6 +11,12 @@ import (
 // split into events.
 var ErrMalformed = errors.New("events: malformed webhook body")
 
+// ErrTooManyEvents is returned by ParseWebhookLimit for a webhook with more
+// events than its limit. Each event costs its reader memory beyond its
+// bytes, so a body within any byte limit could otherwise hold enough tiny
+// events to exhaust it.
+var ErrTooManyEvents = errors.New("events: too many events in one webhook")
+
 // Webhook is a verified webhook body split into its events.
 type Webhook struct {
 	Destination string
@@ -42,11 +48,18 @@ type WebhookEvent struct {
 // It accepts, rejects and reads exactly what encoding/json does with the
 // shape below: keys match case-insensitively, the last duplicate wins, a
 // null or wrongly typed id or flag leaves the value read before it.
-func ParseWebhook(body []byte) (*Webhook, error) {
+func ParseWebhook(body []byte) (*Webhook, error) { return ParseWebhookLimit(body, 0) }
+
+// ParseWebhookLimit is ParseWebhook refusing, with ErrTooManyEvents, a
+// webhook whose events array holds more than maxEvents elements (0: no
+// limit). The walk stops keeping events at the limit, so a refused body
+// costs no more memory than an accepted one. A body that is also
+// malformed is reported as malformed.
+func ParseWebhookLimit(body []byte, maxEvents int) (*Webhook, error) {
 	if !validJSON(body) {
 		return nil, decodeError(body)
 	}
-	w, shape := walkWebhook(body)
+	w, shape := walkWebhook(body, maxEvents)
 	switch {
 	case shape == shapeTypeError:
 		return nil, decodeError(body)
@@ -54,6 +67,8 @@ func ParseWebhook(body []byte) (*Webhook, error) {
 		return nil, fmt.Errorf("%w: no events array", ErrMalformed)
 	case shape >= 0:
 		return nil, fmt.Errorf("%w: events[%d] is not an object", ErrMalformed, shape)
+	case shape == shapeTooMany:
+		return nil, fmt.Errorf("%w: more than %d", ErrTooManyEvents, maxEvents)
 	}
 	return w, nil
 }

@@ -26,6 +26,7 @@ const (
 	shapeOK        = -1 // a webhook object
 	shapeNoEvents  = -2 // null, or an object without an "events" array
 	shapeTypeError = -3 // encoding/json reports a type error
+	shapeTooMany   = -4 // the events array holds more than the limit
 )
 
 // Lowercase names of the members read, for matching keys case-insensitively.
@@ -37,9 +38,9 @@ const (
 	keyIsRedelivery    = "isredelivery"
 )
 
-// walkWebhook splits a body validJSON accepted. w is meaningful only
-// when shape is shapeOK.
-func walkWebhook(body []byte) (w *Webhook, shape int) {
+// walkWebhook splits a body validJSON accepted, keeping at most maxEvents
+// events (0: all). w is meaningful only when shape is shapeOK.
+func walkWebhook(body []byte, maxEvents int) (w *Webhook, shape int) {
 	s := scanner{b: body}
 	s.space()
 	switch s.peek() {
@@ -52,7 +53,7 @@ func walkWebhook(body []byte) (w *Webhook, shape int) {
 	s.i++
 	w = &Webhook{}
 	var evs []WebhookEvent
-	haveEvents, typeErr, bad := false, false, -1
+	haveEvents, typeErr, tooMany, bad := false, false, false, -1
 	for {
 		key, plain, ok := s.key()
 		if !ok {
@@ -72,7 +73,7 @@ func walkWebhook(body []byte) (w *Webhook, shape int) {
 		case keyIs(key, plain, keyEvents):
 			switch s.peek() {
 			case '[':
-				evs, bad = s.events(evs[:0])
+				evs, bad, tooMany = s.events(evs[:0], maxEvents)
 				haveEvents = true
 			case 'n':
 				haveEvents = false
@@ -92,6 +93,8 @@ func walkWebhook(body []byte) (w *Webhook, shape int) {
 		return nil, shapeNoEvents
 	case bad >= 0:
 		return nil, bad
+	case tooMany:
+		return nil, shapeTooMany
 	}
 	if evs == nil {
 		evs = []WebhookEvent{}
@@ -101,10 +104,11 @@ func walkWebhook(body []byte) (w *Webhook, shape int) {
 }
 
 // events reads the array at s.i into evs, returning the index of its first
-// element that is not an object, or -1.
-func (s *scanner) events(evs []WebhookEvent) ([]WebhookEvent, int) {
+// element that is not an object, or -1, and whether it held more than max
+// elements (0: no limit), of which it kept only max.
+func (s *scanner) events(evs []WebhookEvent, max int) ([]WebhookEvent, int, bool) {
 	s.i++ // [
-	bad := -1
+	bad, tooMany := -1, false
 	for n := 0; ; n++ {
 		s.space()
 		switch s.peek() {
@@ -113,12 +117,17 @@ func (s *scanner) events(evs []WebhookEvent) ([]WebhookEvent, int) {
 			s.space()
 		case ']', 0:
 			s.i++
-			return evs, bad
+			return evs, bad, tooMany
 		}
 		if s.peek() != '{' {
 			if bad < 0 {
 				bad = n
 			}
+			s.skip()
+			continue
+		}
+		if max > 0 && n >= max {
+			tooMany = true
 			s.skip()
 			continue
 		}

@@ -105,3 +105,44 @@ func TestMetaHeadersRoundTrip(t *testing.T) {
 		t.Fatalf("round trip: %+v", got)
 	}
 }
+
+// TestParseWebhookLimit checks the events limit: a webhook of exactly the
+// limit is split whole, one more event is ErrTooManyEvents, a malformed
+// body stays malformed, and, as encoding/json takes the last of
+// duplicated keys, only the events array that counts is held to it.
+func TestParseWebhookLimit(t *testing.T) {
+	t.Parallel()
+	events := func(n int) string {
+		s := ""
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				s += ","
+			}
+			s += `{"a":1}`
+		}
+		return "[" + s + "]"
+	}
+	for name, c := range map[string]struct {
+		body string
+		want error
+		n    int
+	}{
+		"at the limit":        {`{"events":` + events(3) + `}`, nil, 3},
+		"one over":            {`{"events":` + events(4) + `}`, ErrTooManyEvents, 0},
+		"over and malformed":  {`{"events":` + events(4)[:len(events(4))-1] + `,1]}`, ErrMalformed, 0},
+		"later array within":  {`{"events":` + events(9) + `,"events":` + events(2) + `}`, nil, 2},
+		"later array over":    {`{"events":` + events(1) + `,"events":` + events(5) + `}`, ErrTooManyEvents, 0},
+		"verification (none)": {`{"events":[]}`, nil, 0},
+	} {
+		w, err := ParseWebhookLimit([]byte(c.body), 3)
+		switch {
+		case !errors.Is(err, c.want):
+			t.Errorf("%s: error %v, want %v", name, err, c.want)
+		case err == nil && len(w.Events) != c.n:
+			t.Errorf("%s: %d events, want %d", name, len(w.Events), c.n)
+		}
+	}
+	if w, err := ParseWebhookLimit([]byte(`{"events":`+events(50)+`}`), 0); err != nil || len(w.Events) != 50 {
+		t.Errorf("no limit: %v events, %v", w, err)
+	}
+}

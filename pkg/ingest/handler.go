@@ -139,7 +139,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, channel string, 
 		return out
 	case errors.Is(err, errBufferFull):
 		h.Metrics.shed.Inc()
-		out.status, out.reason = http.StatusServiceUnavailable, "too many webhook bodies being read; retry later"
+		out.status, out.reason = http.StatusServiceUnavailable, bufferFull
 		return out
 	case err != nil:
 		out.status, out.reason = http.StatusBadRequest, "could not read body"
@@ -160,12 +160,28 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, channel string, 
 		return out
 	}
 	defer h.leave()
-	wh, err := events.ParseWebhook(body)
-	if err != nil {
+	wh, err := events.ParseWebhookLimit(body, int(h.Config.MaxBufferedBytes/EventOverhead))
+	switch {
+	case errors.Is(err, events.ErrTooManyEvents):
+		out.status, out.reason = http.StatusRequestEntityTooLarge, tooManyEvents
+		return out
+	case err != nil:
 		out.status, out.reason = http.StatusBadRequest, "malformed webhook body"
 		return out
 	}
 	out.events = len(wh.Events)
+	cost := int64(len(wh.Events)) * (EventOverhead + int64(len(wh.Destination)))
+	if cost > h.Config.MaxBufferedBytes {
+		out.status, out.reason = http.StatusRequestEntityTooLarge, tooManyEvents
+		return out
+	}
+	if total := h.Metrics.buffered.Add(cost); total > h.Config.MaxBufferedBytes {
+		h.Metrics.buffered.Add(-cost)
+		h.Metrics.shed.Inc()
+		out.status, out.reason = http.StatusServiceUnavailable, bufferFull
+		return out
+	}
+	defer h.Metrics.buffered.Add(-cost)
 	out.webhookID = uuid.NewString()
 	return h.publish(r, start, answerBy, wh, out)
 }
@@ -176,7 +192,21 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, channel string, 
 // waiting for.
 const BodyReadTimeout = 2 * time.Second
 
-const tooManyInFlight = "too many webhooks in flight; retry later"
+const (
+	tooManyInFlight = "too many webhooks in flight; retry later"
+	bufferFull      = "too many webhook bodies being read; retry later"
+	tooManyEvents   = "too many events in one webhook"
+)
+
+// EventOverhead is what ingest holds for each event of a webhook besides
+// the body: the stream message, its headers and their encoding, about
+// 1.2 KiB measured for a one-field event before bundling, plus the
+// headers the bundle writes. Each signed webhook charges it per event,
+// plus its destination (copied into every event's headers), to
+// MaxBufferedBytes while it is handled, so a body of many tiny events
+// cannot hold a hundred times its size: a webhook that could never fit
+// gets 413, one that does not fit now 503.
+const EventOverhead = 1536
 
 // errBufferFull is a body read stopped because MaxBufferedBytes of bodies
 // are already held.

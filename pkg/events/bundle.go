@@ -31,6 +31,11 @@ type Record struct {
 // ErrBadBundle means a bundle's bytes cannot be read back.
 var ErrBadBundle = errors.New("malformed bundle")
 
+// ErrNewerBundle is a bundle in a later format than this build writes:
+// a newer ingest wrote it, so it is not malformed, only unreadable here,
+// and a newer worker will read it. It wraps ErrBadBundle.
+var ErrNewerBundle = fmt.Errorf("%w: a newer format than %d", ErrBadBundle, bundleVersion)
+
 // EncodeBundle lays records out as one message body.
 func EncodeBundle(recs []Record) []byte {
 	size := 1
@@ -68,7 +73,10 @@ func appendString(buf []byte, s string) []byte {
 // DecodeBundle reads the records of a bundle. The records' data share
 // b's memory.
 func DecodeBundle(b []byte) ([]Record, error) {
-	if len(b) == 0 || b[0] != bundleVersion {
+	switch {
+	case len(b) > 0 && b[0] > bundleVersion:
+		return nil, ErrNewerBundle
+	case len(b) == 0 || b[0] != bundleVersion:
 		return nil, fmt.Errorf("%w: unknown version", ErrBadBundle)
 	}
 	d := decoder{b: b[1:]}

@@ -52,6 +52,22 @@ func TestBundleRejectsMalformed(t *testing.T) {
 			t.Errorf("%s: %v, want ErrBadBundle", name, err)
 		}
 	}
+	// Only a later format is ErrNewerBundle: the worker keeps those on the
+	// stream for a newer worker and dead-letters the rest.
+	for name, c := range map[string]struct {
+		b     []byte
+		newer bool
+	}{
+		"next version":     {append([]byte{bundleVersion + 1}, good[1:]...), true},
+		"version zero":     {append([]byte{0}, good[1:]...), false},
+		"truncated data":   {good[:len(good)-1], false},
+		"empty":            {nil, false},
+		"this version, ok": {good, false},
+	} {
+		if _, err := DecodeBundle(c.b); errors.Is(err, ErrNewerBundle) != c.newer {
+			t.Errorf("%s: %v, newer format %v", name, err, c.newer)
+		}
+	}
 }
 
 // DecodeBundle never panics, and whatever it reads encodes back to the

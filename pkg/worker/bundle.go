@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 
 	"github.com/linepipe/linepipe/pkg/events"
 	"github.com/linepipe/linepipe/pkg/stream"
@@ -37,6 +38,24 @@ func expand(m jetstream.Msg, sc stream.Config) ([]jetstream.Msg, error) {
 		out[i] = rm
 	}
 	return out, nil
+}
+
+// NewerFormatDelay is how long a bundle written in a format this worker
+// does not know waits on the stream before it is offered again.
+const NewerFormatDelay = 30 * time.Second
+
+// keepForNewer leaves a bundle a newer ingest wrote on the stream, to be
+// offered again every NewerFormatDelay, instead of dead-lettering it:
+// during a rolling upgrade that starts with ingest, this worker cannot
+// read it but a newer one can, and dead_letters could neither replay it
+// (replay takes single events) nor scrub an unsent message inside it
+// (the row carries no message id). The error log and
+// linepipe_worker_bundles_newer_total say to upgrade the workers.
+func (w *Worker) keepForNewer(m jetstream.Msg) {
+	w.metrics.newerBundles.Inc()
+	w.log.Error("a bundle in a newer format than this worker reads, written by a newer ingest: kept on the stream; upgrade the workers",
+		zap.Duration("offered_again_in", NewerFormatDelay))
+	_ = m.NakWithDelay(NewerFormatDelay)
 }
 
 // bundleParent is the stream message behind a bundle's records. It is

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 
 	"github.com/linepipe/linepipe/pkg/events"
@@ -117,6 +118,62 @@ func TestMalformedBundleIsDeadLettered(t *testing.T) {
 	}
 	if string(data) != string(m.Data) || errText == "" {
 		t.Errorf("dead letter %q (%s); want the bundle's bytes and why", data, errText)
+	}
+}
+
+// TestNewerBundleStaysOnTheStream checks a rolling upgrade that starts
+// with ingest: a bundle in a format this worker does not read is neither
+// dead-lettered nor acknowledged, but left on the stream for a newer
+// worker, counted, while a bundle of this format behind it is stored.
+func TestNewerBundleStaysOnTheStream(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	good := events.EncodeBundle([]events.Record{{Header: map[string][]string{events.HeaderChannel: {"1"},
+		events.HeaderKind: {events.KindEvent}},
+		Data: []byte(`{"type":"follow","webhookEventId":"01HNEWERBUNDLE0000000000001","timestamp":1,"source":{"type":"user","userId":"U1"}}`)}})
+	newer := nats.NewMsg(b.sc.BundleSubject())
+	newer.Data = append([]byte{good[0] + 1}, good[1:]...)
+	newer.Header[events.HeaderKind] = []string{events.KindBundle}
+	current := nats.NewMsg(b.sc.BundleSubject())
+	current.Data = good
+	current.Header[events.HeaderKind] = []string{events.KindBundle}
+	for _, m := range []*nats.Msg{newer, current} {
+		if _, err := b.js.PublishMsg(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	metrics := NewMetrics(ops.NewRegistry())
+	runWorker(t, New(Config{AckWait: 2 * time.Second, IdleWait: 200 * time.Millisecond}, b.sc, b.js, b.db.Pool,
+		metrics, zap.NewNop()), 1)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var stored int
+		if err := b.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM events`).Scan(&stored); err != nil {
+			t.Fatal(err)
+		}
+		if stored == 1 && testutil.ToFloat64(metrics.newerBundles) >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30s: %d events stored, %v newer bundles counted; want 1 and 1", stored, testutil.ToFloat64(metrics.newerBundles))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var letters int
+	if err := b.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM dead_letters`).Scan(&letters); err != nil {
+		t.Fatal(err)
+	}
+	if letters != 0 {
+		t.Errorf("%d dead letters; a newer bundle is not poison", letters)
+	}
+	// Past the purger's grace for the stored bundle, only the newer one is left.
+	time.Sleep(PurgeGrace + time.Second)
+	info, err := b.stream.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 || info.State.FirstSeq != 1 {
+		t.Errorf("stream holds %d messages from seq %d; want the newer bundle alone (seq 1)", info.State.Msgs, info.State.FirstSeq)
 	}
 }
 

@@ -14,7 +14,10 @@ type Metrics struct {
 	batchSize   prometheus.Histogram
 	retries     prometheus.Counter
 	deadLetters prometheus.Counter
-	ops         *opsMetrics // what operators alert on; see opsmetrics.go
+	// newerBundles counts bundles offered again because a newer ingest
+	// wrote them (keepForNewer).
+	newerBundles prometheus.Counter
+	ops          *opsMetrics // what operators alert on; see opsmetrics.go
 }
 
 // NewMetrics registers the worker's series on reg.
@@ -34,8 +37,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "linepipe_worker_retries_total", Help: "Messages negatively acknowledged for a later retry."}),
 		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "linepipe_worker_dead_letters_total", Help: "Messages moved to dead_letters."}),
+		newerBundles: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "linepipe_worker_bundles_newer_total", Help: "Bundles left on the stream because a newer ingest wrote them in a format this worker does not read; upgrade the workers."}),
 	}
-	reg.MustRegister(m.stored, m.duplicates, m.batches, m.batchSize, m.retries, m.deadLetters)
+	reg.MustRegister(m.stored, m.duplicates, m.batches, m.batchSize, m.retries, m.deadLetters, m.newerBundles)
 	m.ops = newOpsMetrics(reg)
 	return m
 }

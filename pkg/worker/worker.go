@@ -275,6 +275,10 @@ func (w *Worker) decodeAll(ctx context.Context, msgs []jetstream.Msg) decoded {
 	d.items = make([]*item, 0, len(msgs))
 	for _, m := range msgs {
 		parts, err := expand(m, w.stream)
+		if errors.Is(err, events.ErrNewerBundle) {
+			w.keepForNewer(m)
+			continue
+		}
 		if err != nil {
 			it := &item{msg: m, meta: events.MetaFromHeaders(m.Headers(), d.start)}
 			w.deadLetter(ctx, it, fmt.Errorf("%w: %v", errPoison, err), 0)

@@ -49,3 +49,33 @@ func TestReleaseAfterShiftRefundsTheBooking(t *testing.T) {
 		t.Fatalf("released row %+v, want pending with no attempt", r)
 	}
 }
+
+// A row an unsend scrubs while it is claimed, and that is then handed back
+// after a missed slot, ends cancelled and finished, like every other
+// cancelled row: with finished_at left empty, retention (which deletes
+// finished rows past their age) would keep it forever.
+func TestReleasedScrubbedRowIsFinished(t *testing.T) {
+	t.Parallel()
+	b := setupSender(t, linefake.Config{})
+	ctx := context.Background()
+	id := b.insert(t, "push", `{"to":"U1","messages":[{"type":"text","text":"soon unsent"}]}`)
+	claim, err := store.ClaimOutbox(ctx, b.db.Pool, store.ClaimParams{Limit: 1, Owner: "a", Lease: time.Minute, Horizon: time.Second}, allPlanner{})
+	if err != nil || len(claim.Claimed) != 1 {
+		t.Fatalf("claim: %v, %d rows", err, len(claim.Claimed))
+	}
+	// What the worker's unsend does to a claimed row (store.queueUnsends).
+	if _, err := b.db.Pool.Exec(ctx, `UPDATE outbox SET body = '{}', scrubbed_at = now() WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.ReleaseOutbox(ctx, b.db.Pool, id, claim.Claimed[0].ClaimID); err != nil {
+		t.Fatal(err)
+	}
+	var status string
+	var finished *time.Time
+	if err := b.db.Pool.QueryRow(ctx, `SELECT status, finished_at FROM outbox WHERE id = $1`, id).Scan(&status, &finished); err != nil {
+		t.Fatal(err)
+	}
+	if status != "cancelled" || finished == nil {
+		t.Fatalf("scrubbed row released: status %s, finished_at %v; want cancelled and finished", status, finished)
+	}
+}

@@ -188,7 +188,9 @@ type Refund struct {
 }
 
 // ReleaseOutbox hands a claimed row back without an attempt (its rate
-// slot was missed), to be claimed again at once with a fresh slot. Each
+// slot was missed), to be claimed again at once with a fresh slot; a row
+// an unsend scrubbed meanwhile ends cancelled, finished now like every
+// other cancelled row, so retention and the row counts see it. Each
 // refund moves its bucket's tat back when nobody booked after this row,
 // so a missed slot does not cost capacity: for a bucket of two broadcasts
 // an hour that would be half an hour.
@@ -199,6 +201,7 @@ func ReleaseOutbox(ctx context.Context, db Beginner, id int64, claimID uuid.UUID
 				status = CASE WHEN scrubbed_at IS NOT NULL THEN 'cancelled'
 				              WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END,
 				attempts = attempts - 1, next_attempt_at = least(next_attempt_at, now()),
+				finished_at = CASE WHEN scrubbed_at IS NOT NULL THEN clock_timestamp() ELSE finished_at END,
 				claim_id = NULL, claimed_by = NULL, lease_until = NULL
 			WHERE id = $1 AND claim_id = $2 RETURNING send_at`, id, claimID).Scan(&sendAt)
 		if errors.Is(err, pgx.ErrNoRows) {

@@ -36,6 +36,17 @@ func TestOutboxRetryKeyGuard(t *testing.T) {
 		t.Fatal(err)
 	}
 	refused("new key keeping the attempts", `UPDATE outbox SET retry_key = gen_random_uuid(), status = 'pending' WHERE id = $1`, failed)
+	// The same key must name the same request, and its age stays on record
+	// (LINE forgets a key after 24 h; a reset age would let it be sent again).
+	refused("same key, another channel", `UPDATE outbox SET channel_id = '1650000999', status = 'pending' WHERE id = $1`, failed)
+	refused("same key, another endpoint", `UPDATE outbox SET endpoint = 'multicast', status = 'pending' WHERE id = $1`, failed)
+	refused("same key, attempts reset", `UPDATE outbox SET status = 'pending', attempts = 0, first_attempt_at = NULL WHERE id = $1`, failed)
+	refused("same key, made younger", `UPDATE outbox SET first_attempt_at = first_attempt_at + interval '1 hour' WHERE id = $1`, failed)
+	// The documented requeue keeps the key and its age, and is allowed.
+	if _, err := b.db.Pool.Exec(ctx, `UPDATE outbox SET status = 'failed', attempts = 2, first_attempt_at = first_attempt_at - interval '1 s'
+		WHERE id = $1`, failed); err != nil {
+		t.Fatalf("an older first_attempt_at and more attempts were refused: %v", err)
+	}
 	before := b.row(t, failed).RetryKey
 	// The documented new send (docs/OUTBOX.md) is allowed.
 	if _, err := b.db.Pool.Exec(ctx, `UPDATE outbox SET retry_key = gen_random_uuid(), status = 'pending', attempts = 0,

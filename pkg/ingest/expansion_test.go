@@ -106,8 +106,8 @@ func TestExpansionSharesTheBodyBudget(t *testing.T) {
 	go func() { answer <- postTo(h, second) }()
 	select {
 	case w := <-answer:
-		if w.Code != http.StatusServiceUnavailable {
-			t.Errorf("webhook past the shared budget: %d %q, want 503", w.Code, w.Body.String())
+		if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), eventsFull) {
+			t.Errorf("webhook past the shared budget: %d %q, want 503 %q", w.Code, w.Body.String(), eventsFull)
 		}
 	case <-pub.entered:
 		t.Error("webhook past the shared budget was published, want 503")

@@ -178,7 +178,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, channel string, 
 	if total := h.Metrics.buffered.Add(cost); total > h.Config.MaxBufferedBytes {
 		h.Metrics.buffered.Add(-cost)
 		h.Metrics.shed.Inc()
-		out.status, out.reason = http.StatusServiceUnavailable, bufferFull
+		out.status, out.reason = http.StatusServiceUnavailable, eventsFull
 		return out
 	}
 	defer h.Metrics.buffered.Add(-cost)
@@ -195,6 +195,7 @@ const BodyReadTimeout = 2 * time.Second
 const (
 	tooManyInFlight = "too many webhooks in flight; retry later"
 	bufferFull      = "too many webhook bodies being read; retry later"
+	eventsFull      = "too many webhook events being handled; retry later"
 	tooManyEvents   = "too many events in one webhook"
 )
 

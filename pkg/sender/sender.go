@@ -92,6 +92,7 @@ type Sender struct {
 	claimTook time.Duration  // recent claim latency, for claimLead
 	startLate time.Duration  // recent lateness of deliveries reaching their slot, for claimLead
 	turn      atomic.Int64   // claims so far: whose lane goes first (store.ClaimParams.Turn)
+	nextLanes *store.LaneKey // where the next claim lists lanes from (store.ClaimResult.NextLanes); the claim loop alone uses it
 	reslots   chan reslotReq // late rows waiting for fresh slots (runReslots)
 }
 
@@ -246,8 +247,9 @@ func (s *Sender) claim(ctx context.Context, n int) (store.ClaimResult, error) {
 	start := time.Now()
 	res, err := store.ClaimOutbox(ctx, s.db, store.ClaimParams{
 		Limit: n, Owner: s.cfg.Owner, Lease: s.cfg.Lease, Horizon: s.cfg.RateHorizon,
-		Turn: int(s.turn.Add(1)),
+		Turn: int(s.turn.Add(1)), AfterLane: s.nextLanes,
 	}, pl)
+	s.nextLanes = res.NextLanes
 	if err != nil {
 		return res, err
 	}

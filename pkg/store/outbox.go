@@ -187,6 +187,9 @@ type ClaimParams struct {
 	// MaxLanes caps the lanes (channel, endpoint, priority) one claim
 	// reads from; 0 means DefaultMaxLanes.
 	MaxLanes int
+	// AfterLane is where the listing of lanes starts: the previous
+	// claim's NextLanes. Nil starts at the first lane.
+	AfterLane *LaneKey
 	// Turn rotates which lane wins a tie (equal priority, no deadline,
 	// equal place in its lane): pass a number that grows by one per
 	// claim, so lanes take turns even when a claim takes one row.
@@ -219,6 +222,11 @@ type ClaimResult struct {
 	NextDue time.Time
 	// DBNow is the database clock when the claim began.
 	DBNow time.Time
+	// NextLanes is where the next claim's listing of lanes should start
+	// (ClaimParams.AfterLane): after the last lane this claim listed when
+	// there were more than MaxLanes, so every lane takes its turn; nil
+	// when this claim listed every lane.
+	NextLanes *LaneKey
 	// Took is the time from reading the database clock for the slots to
 	// the commit's return: what the planner's lead (how far after the
 	// database's now it gives a limited row its first slot) has to cover.
@@ -259,7 +267,7 @@ func claimOutbox(ctx context.Context, db Acquirer, p ClaimParams, pl Planner) (C
 		return res, err
 	}
 	defer done()
-	cands, held, more, dbNow, err := selectCandidates(ctx, tx, p, pl)
+	cands, held, more, dbNow, err := selectCandidates(ctx, tx, p, pl, &res.NextLanes)
 	if err != nil {
 		return res, err
 	}

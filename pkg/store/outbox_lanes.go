@@ -25,27 +25,54 @@ type lane struct {
 	Priority  int16
 }
 
-// lanesSQL lists the lanes with queued rows by a loose index scan over
-// outbox_lane_idx: one index descent per lane, however many rows each
-// holds, so a claim's cost never grows with a backlog. Lanes whose
-// endpoint bucket is booked beyond the horizon are left out: nothing in
-// them could be claimed now, and reading them would only hold locks. It
-// also reads the database clock, which decides what is due.
+// lanesSQL lists up to $1 lanes with queued rows by a loose index scan
+// over outbox_lane_idx: one index descent per lane, however many rows
+// each holds, so a claim's cost never grows with a backlog. The listing
+// starts after the lane ($3, $4, $5) where the last truncated listing
+// ended, when $6, and wraps around to the first lanes up to it: with more
+// lanes than $1 (each channel, endpoint and priority with any row queued,
+// due or not), a listing that always began at the first lane would never
+// reach the channels sorting after them, and their replies would expire
+// unsent. It returns the lanes whose endpoint bucket is not booked beyond
+// the horizon (nothing in the others could be claimed now, and reading
+// them would only hold locks), how many it listed before that filter,
+// and the last one listed, where the next listing starts when this one
+// was cut. It also reads the database clock, which decides what is due.
 const lanesSQL = `
-WITH RECURSIVE lanes AS (
+WITH RECURSIVE after_cursor AS (
     (SELECT channel_id, endpoint, priority FROM outbox
      WHERE status IN ('pending', 'retrying')
+       AND (channel_id, endpoint, priority) > ($3::text, $4::text, $5::smallint)
      ORDER BY channel_id, endpoint, priority LIMIT 1)
     UNION ALL
-    SELECT n.channel_id, n.endpoint, n.priority FROM lanes l CROSS JOIN LATERAL (
+    SELECT n.channel_id, n.endpoint, n.priority FROM after_cursor l CROSS JOIN LATERAL (
         SELECT o.channel_id, o.endpoint, o.priority FROM outbox o
         WHERE o.status IN ('pending', 'retrying')
           AND (o.channel_id, o.endpoint, o.priority) > (l.channel_id, l.endpoint, l.priority)
         ORDER BY o.channel_id, o.endpoint, o.priority LIMIT 1) n
+), up_to_cursor AS (
+    (SELECT channel_id, endpoint, priority FROM outbox
+     WHERE $6::bool AND status IN ('pending', 'retrying')
+       AND (channel_id, endpoint, priority) <= ($3::text, $4::text, $5::smallint)
+     ORDER BY channel_id, endpoint, priority LIMIT 1)
+    UNION ALL
+    SELECT n.channel_id, n.endpoint, n.priority FROM up_to_cursor l CROSS JOIN LATERAL (
+        SELECT o.channel_id, o.endpoint, o.priority FROM outbox o
+        WHERE o.status IN ('pending', 'retrying')
+          AND (o.channel_id, o.endpoint, o.priority) > (l.channel_id, l.endpoint, l.priority)
+          AND (o.channel_id, o.endpoint, o.priority) <= ($3::text, $4::text, $5::smallint)
+        ORDER BY o.channel_id, o.endpoint, o.priority LIMIT 1) n
+), listed AS MATERIALIZED (
+    SELECT l.*, row_number() OVER () AS n
+    FROM (SELECT * FROM after_cursor UNION ALL SELECT * FROM up_to_cursor LIMIT $1) l
 )
-SELECT clock_timestamp(), coalesce(array_agg(l.channel_id), '{}'), coalesce(array_agg(l.endpoint), '{}'),
-       coalesce(array_agg(l.priority), '{}')
-FROM (SELECT * FROM lanes LIMIT $1) l
+SELECT clock_timestamp(), coalesce(array_agg(l.channel_id ORDER BY l.n), '{}'),
+       coalesce(array_agg(l.endpoint ORDER BY l.n), '{}'), coalesce(array_agg(l.priority ORDER BY l.n), '{}'),
+       (SELECT count(*) FROM listed)::int,
+       coalesce((SELECT channel_id FROM listed ORDER BY n DESC LIMIT 1), ''),
+       coalesce((SELECT endpoint FROM listed ORDER BY n DESC LIMIT 1), ''),
+       coalesce((SELECT priority FROM listed ORDER BY n DESC LIMIT 1), 0)
+FROM listed l
 WHERE NOT EXISTS (SELECT 1 FROM outbox_rate r
                   WHERE r.channel_id = l.channel_id AND r.bucket = l.endpoint
                     AND r.tat > clock_timestamp() + $2::interval)`
@@ -117,12 +144,53 @@ func scanLaneRow(r pgx.CollectableRow) (laneRow, error) {
 // readLanes lists the claimable lanes and reads the database clock.
 func readLanes(ctx context.Context, q Querier, p ClaimParams) ([]lane, time.Time, error) {
 	var now time.Time
-	var chans, eps []string
-	var prios []int16
-	if err := q.QueryRow(ctx, lanesSQL, maxLanes(p), p.Horizon).Scan(&now, &chans, &eps, &prios); err != nil {
+	var ls laneListing
+	if err := q.QueryRow(ctx, lanesSQL, lanesArgs(p)...).Scan(ls.dest(&now)...); err != nil {
 		return nil, now, fmt.Errorf("listing outbox lanes: %w", err)
 	}
-	return toLanes(chans, eps, prios), now, nil
+	return ls.lanes(), now, nil
+}
+
+// LaneKey names a lane: one (channel, endpoint, priority) with queued
+// rows. ClaimResult.NextLanes says where the next claim's listing of
+// lanes starts (ClaimParams.AfterLane).
+type LaneKey struct {
+	ChannelID string
+	Endpoint  string
+	Priority  int16
+}
+
+// lanesArgs are lanesSQL's arguments.
+func lanesArgs(p ClaimParams) []any {
+	after := LaneKey{}
+	if p.AfterLane != nil {
+		after = *p.AfterLane
+	}
+	return []any{maxLanes(p), p.Horizon, after.ChannelID, after.Endpoint, after.Priority, p.AfterLane != nil}
+}
+
+// laneListing is lanesSQL's row.
+type laneListing struct {
+	chans, eps []string
+	prios      []int16
+	listed     int
+	last       LaneKey
+}
+
+func (l *laneListing) dest(now *time.Time) []any {
+	return []any{now, &l.chans, &l.eps, &l.prios, &l.listed, &l.last.ChannelID, &l.last.Endpoint, &l.last.Priority}
+}
+
+func (l *laneListing) lanes() []lane { return toLanes(l.chans, l.eps, l.prios) }
+
+// next is where the next listing starts: after the last lane listed when
+// the listing was cut at max, from the first lane otherwise.
+func (l *laneListing) next(max int) *LaneKey {
+	if l.listed < max {
+		return nil
+	}
+	last := l.last
+	return &last
 }
 
 func maxLanes(p ClaimParams) int {
@@ -177,20 +245,20 @@ const maxHeldLanes = 16
 // (replies, or pushes with no recipient cap), it locks those buckets in
 // the round trip that reads the rows (held), so the claim needs no round
 // trip of its own to lock them while its rows wait.
-func selectCandidates(ctx context.Context, tx batcher, p ClaimParams, pl Planner) ([]OutboxCandidate, *heldBuckets, bool, time.Time, error) {
+func selectCandidates(ctx context.Context, tx batcher, p ClaimParams, pl Planner, next **LaneKey) ([]OutboxCandidate, *heldBuckets, bool, time.Time, error) {
 	// Lanes and expired leases in one pipelined round trip.
 	var b pgx.Batch
-	b.Queue(lanesSQL, maxLanes(p), p.Horizon)
+	b.Queue(lanesSQL, lanesArgs(p)...)
 	b.Queue(expiredLeaseSQL, p.Limit, p.Horizon)
 	br := tx.SendBatch(ctx, &b)
 	var dbNow time.Time
-	var chans, eps []string
-	var prios []int16
-	if err := br.QueryRow().Scan(&dbNow, &chans, &eps, &prios); err != nil {
+	var ls laneListing
+	if err := br.QueryRow().Scan(ls.dest(&dbNow)...); err != nil {
 		br.Close()
 		return nil, nil, false, dbNow, fmt.Errorf("listing outbox lanes: %w", err)
 	}
-	lanes := toLanes(chans, eps, prios)
+	*next = ls.next(maxLanes(p))
+	lanes := ls.lanes()
 	rows, err := br.Query()
 	if err != nil {
 		br.Close()
@@ -407,7 +475,7 @@ func ExplainClaim(ctx context.Context, db Beginner, p ClaimParams) (lanesPlan, r
 		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
 		return strings.Join(lines, "\n"), err
 	}
-	if lanesPlan, err = explain("linepipe_explain_lanes", lanesSQL, maxLanes(p), p.Horizon); err != nil {
+	if lanesPlan, err = explain("linepipe_explain_lanes", lanesSQL, lanesArgs(p)...); err != nil {
 		return "", "", fmt.Errorf("explaining lanes: %w", err)
 	}
 	lanes, dbNow, err := readLanes(ctx, tx, p)

@@ -296,3 +296,34 @@ func TestOutboxGroupedCompletionFence(t *testing.T) {
 		t.Fatalf("api_log has %d calls, want all 3 (the stale one happened too)", calls)
 	}
 }
+
+// TestSenderTakesTurnsOneRowAtATime: when every claim takes a single row
+// (one request in flight), the channels' lanes still take turns, so a
+// channel behind another's backlog is served every other send, not after
+// it. Without the turn, the lane sorting first would win every tie.
+func TestSenderTakesTurnsOneRowAtATime(t *testing.T) {
+	t.Parallel()
+	const chanB = "2234567891"
+	b := setupSender(t, linefake.Config{Channels: []linefake.Channel{{ID: chanB, Secret: "s3cr3t-b"}}})
+	if err := store.UpsertChannel(context.Background(), b.db.Pool, store.Channel{ID: chanB, Secret: "s3cr3t-b"}); err != nil {
+		t.Fatal(err)
+	}
+	b.queuePushes(t, b.channel, 30)
+	b.queuePushes(t, chanB, 30)
+	cfg := b.config("s")
+	cfg.Concurrency, cfg.BatchSize = 1, 1
+	b.start(t, cfg)
+	waitFor(t, "20 sends", func() (bool, string) {
+		n := len(b.line.Accepted())
+		return n >= 20, fmt.Sprint(n, " accepted")
+	})
+	ofB := 0
+	for _, d := range b.line.Accepted()[:20] {
+		if d.Channel == chanB {
+			ofB++
+		}
+	}
+	if ofB < 7 || ofB > 13 {
+		t.Fatalf("%d of the first 20 sends were channel B's, want about half: the lanes did not take turns", ofB)
+	}
+}

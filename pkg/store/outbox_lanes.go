@@ -18,12 +18,17 @@ import (
 // per channel.
 const DefaultMaxLanes = 1000
 
-// lane is one (channel, endpoint, priority) with queued rows.
-type lane struct {
+// LaneKey names a lane: one (channel, endpoint, priority) with queued
+// rows. ClaimResult.NextLanes says where the next claim's listing of
+// lanes starts (ClaimParams.AfterLane).
+type LaneKey struct {
 	ChannelID string
 	Endpoint  string
 	Priority  int16
 }
+
+// lane is the claim's own name for a LaneKey.
+type lane = LaneKey
 
 // lanesSQL lists up to $1 lanes with queued rows by a loose index scan
 // over outbox_lane_idx: one index descent per lane, however many rows
@@ -149,15 +154,6 @@ func readLanes(ctx context.Context, q Querier, p ClaimParams) ([]lane, time.Time
 		return nil, now, fmt.Errorf("listing outbox lanes: %w", err)
 	}
 	return ls.lanes(), now, nil
-}
-
-// LaneKey names a lane: one (channel, endpoint, priority) with queued
-// rows. ClaimResult.NextLanes says where the next claim's listing of
-// lanes starts (ClaimParams.AfterLane).
-type LaneKey struct {
-	ChannelID string
-	Endpoint  string
-	Priority  int16
 }
 
 // lanesArgs are lanesSQL's arguments.

@@ -1,5 +1,7 @@
 package store
 
+import "github.com/jackc/pgx/v5/pgtype"
+
 // Seams for the external tests.
 var (
 	MigrateFS         = migrateFS
@@ -12,3 +14,12 @@ var ContentDueSQL = contentDueSQL
 
 // TextArray is textArray, for the round trip through Postgres.
 var TextArray = textArray
+
+// IsFastArrayPlan tells the one-pass array plans (arrays.go) from pgx's.
+func IsFastArrayPlan(p pgtype.EncodePlan) bool {
+	switch p.(type) {
+	case textArrayPlan, timeArrayPlan:
+		return true
+	}
+	return false
+}

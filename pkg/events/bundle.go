@@ -81,19 +81,17 @@ func DecodeBundle(b []byte) ([]Record, error) {
 	}
 	d := decoder{b: b[1:]}
 	var recs []Record
+	var prev map[string][]string
 	for len(d.b) > 0 && d.err == nil {
 		n := d.count()
 		r := Record{Header: make(map[string][]string, n)}
 		for i := 0; i < n && d.err == nil; i++ {
-			k := string(d.bytes())
-			vs := make([]string, d.count())
-			for j := range vs {
-				vs[j] = string(d.bytes())
-			}
-			r.Header[k] = vs
+			k := headerKey(d.bytes())
+			r.Header[k] = d.values(prev[k])
 		}
 		r.Data = d.bytes()
 		recs = append(recs, r)
+		prev = r.Header
 	}
 	if d.err != nil {
 		return nil, fmt.Errorf("%w: record %d: %v", ErrBadBundle, len(recs), d.err)
@@ -102,6 +100,54 @@ func DecodeBundle(b []byte) ([]Record, error) {
 		return nil, fmt.Errorf("%w: no records", ErrBadBundle)
 	}
 	return recs, nil
+}
+
+// headerKey is a header's name, without an allocation for the names
+// ingest writes.
+func headerKey(b []byte) string {
+	switch string(b) {
+	case HeaderChannel:
+		return HeaderChannel
+	case HeaderDestination:
+		return HeaderDestination
+	case HeaderReceivedAt:
+		return HeaderReceivedAt
+	case HeaderRedelivery:
+		return HeaderRedelivery
+	case HeaderWebhookID:
+		return HeaderWebhookID
+	case HeaderWebhookLog:
+		return HeaderWebhookLog
+	case HeaderKind:
+		return HeaderKind
+	case msgIDHeader:
+		return msgIDHeader
+	}
+	return string(b)
+}
+
+// msgIDHeader is JetStream's deduplication header (jetstream.MsgIDHeader),
+// which every event record carries.
+const msgIDHeader = "Nats-Msg-Id"
+
+// values reads a header's values. The records of a bundle mostly repeat
+// their channel, destination, kind and often their webhook: a header
+// equal to the previous record's same header shares its slice, which is
+// only ever read, instead of being allocated again for every event.
+func (d *decoder) values(prev []string) []string {
+	n := d.count()
+	if n == 1 && len(prev) == 1 {
+		v := d.bytes()
+		if string(v) == prev[0] {
+			return prev
+		}
+		return []string{string(v)}
+	}
+	vs := make([]string, n)
+	for j := range vs {
+		vs[j] = string(d.bytes())
+	}
+	return vs
 }
 
 // decoder reads uvarint-framed fields, keeping the first error.

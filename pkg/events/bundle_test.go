@@ -3,7 +3,12 @@ package events
 import (
 	"bytes"
 	"errors"
+	"maps"
+	"slices"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // A bundle gives back each record's headers and its bytes exactly, raw
@@ -15,6 +20,12 @@ func TestBundleRoundTrip(t *testing.T) {
 			Data: []byte("{ \"type\" : \"message\",\n\"z\":1, \"a\":\"\\u3042\" }")},
 		{Header: map[string][]string{HeaderKind: {KindWebhookLog}}, Data: []byte(`{"webhookId":"w"}`)},
 		{Header: map[string][]string{}, Data: nil},
+		// Headers repeating the previous record's, or not quite: a value
+		// that differs, a second value, one value again, an unknown name.
+		{Header: map[string][]string{HeaderChannel: {"1650000001"}, HeaderKind: {KindEvent}, "X-Other": {"a", "b"}}},
+		{Header: map[string][]string{HeaderChannel: {"1650000001"}, HeaderKind: {KindEvent}, "X-Other": {"a"}}},
+		{Header: map[string][]string{HeaderChannel: {"1650000002"}, HeaderKind: {KindEvent}, "X-Other": {"a", "c"}}},
+		{Header: map[string][]string{HeaderChannel: {""}, HeaderKind: {}, "X-Other": {"a"}, msgIDHeader: {"m"}}},
 	}
 	got, err := DecodeBundle(EncodeBundle(recs))
 	if err != nil {
@@ -27,10 +38,8 @@ func TestBundleRoundTrip(t *testing.T) {
 		if !bytes.Equal(got[i].Data, recs[i].Data) {
 			t.Errorf("record %d data %q, want %q", i, got[i].Data, recs[i].Data)
 		}
-		for k, v := range recs[i].Header {
-			if HeaderValue(got[i].Header, k) != v[0] {
-				t.Errorf("record %d header %s = %q, want %q", i, k, HeaderValue(got[i].Header, k), v[0])
-			}
+		if !maps.EqualFunc(got[i].Header, recs[i].Header, slices.Equal) {
+			t.Errorf("record %d headers %q, want %q", i, got[i].Header, recs[i].Header)
 		}
 	}
 }
@@ -91,4 +100,36 @@ func FuzzDecodeBundle(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The bundle's own name for JetStream's deduplication header is
+// JetStream's.
+func TestBundleKnowsTheDedupHeader(t *testing.T) {
+	t.Parallel()
+	if msgIDHeader != jetstream.MsgIDHeader {
+		t.Errorf("msgIDHeader %q, want %q", msgIDHeader, jetstream.MsgIDHeader)
+	}
+}
+
+// BenchmarkDecodeBundle reads a bundle of 13 one-event webhooks of one
+// channel, with the headers ingest writes.
+func BenchmarkDecodeBundle(b *testing.B) {
+	recs := make([]Record, 13)
+	at := time.Date(2026, 12, 3, 13, 0, 0, 0, time.UTC)
+	for i := range recs {
+		h := map[string][]string{}
+		Meta{ChannelID: "1650000001", Destination: "U0123456789abcdef0123456789abcdef", ReceivedAt: at.Add(time.Duration(i) * time.Millisecond),
+			WebhookID: "01JEWEBHOOK000000000000" + string(rune('A'+i))}.SetHeaders(h)
+		h[HeaderKind] = []string{KindEvent}
+		h[msgIDHeader] = []string{"1650000001:01JEEVENT0000000000000000" + string(rune('A'+i))}
+		h[HeaderWebhookLog] = []string{`{"webhookId":"01JEWEBHOOK000000000000","channelId":"1650000001","remoteIp":"203.0.113.7","receivedAt":"2026-12-03T13:00:00Z","method":"POST","path":"/webhook/1650000001","status":200,"eventCount":1}`}
+		recs[i] = Record{Header: h, Data: []byte(`{"type":"message","message":{"type":"text","id":"468789577898262530","text":"Hello"},"webhookEventId":"01H810YECXQQZ37VAXPF6H9E6T"}`)}
+	}
+	bundle := EncodeBundle(recs)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeBundle(bundle); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -36,6 +36,21 @@ var ErrBadBundle = errors.New("malformed bundle")
 // and a newer worker will read it. It wraps ErrBadBundle.
 var ErrNewerBundle = fmt.Errorf("%w: a newer format than %d", ErrBadBundle, bundleVersion)
 
+// MalformedBundleError is a bundle whose records can be read only up to
+// a point: Readable are the records before it, whole and as written, and
+// Rest is the bytes from the first record that cannot be read to the
+// end. It wraps ErrBadBundle. Ingest writes every bundle whole, so this
+// is damage on the way; the readable records are still the events LINE
+// sent, and only Rest is beyond reading.
+type MalformedBundleError struct {
+	Readable []Record
+	Rest     []byte
+	cause    error
+}
+
+func (e *MalformedBundleError) Error() string { return ErrBadBundle.Error() + ": " + e.cause.Error() }
+func (e *MalformedBundleError) Unwrap() error { return ErrBadBundle }
+
 // EncodeBundle lays records out as one message body.
 func EncodeBundle(recs []Record) []byte {
 	size := 1
@@ -82,7 +97,9 @@ func DecodeBundle(b []byte) ([]Record, error) {
 	d := decoder{b: b[1:]}
 	var recs []Record
 	var prev map[string][]string
+	var start []byte // where the record being read begins
 	for len(d.b) > 0 && d.err == nil {
+		start = d.b
 		n := d.count()
 		r := Record{Header: make(map[string][]string, n)}
 		for i := 0; i < n && d.err == nil; i++ {
@@ -94,7 +111,8 @@ func DecodeBundle(b []byte) ([]Record, error) {
 		prev = r.Header
 	}
 	if d.err != nil {
-		return nil, fmt.Errorf("%w: record %d: %v", ErrBadBundle, len(recs), d.err)
+		return nil, &MalformedBundleError{Readable: recs[:len(recs)-1], Rest: start,
+			cause: fmt.Errorf("record %d: %v", len(recs)-1, d.err)}
 	}
 	if len(recs) == 0 {
 		return nil, fmt.Errorf("%w: no records", ErrBadBundle)

@@ -80,13 +80,29 @@ func TestBundleRejectsMalformed(t *testing.T) {
 }
 
 // DecodeBundle never panics, and whatever it reads encodes back to the
-// same records.
+// same records. Of a bundle readable only up to a point, the records
+// before it are exactly what the bytes before it decode to, and the rest
+// is the bundle's last bytes.
 func FuzzDecodeBundle(f *testing.F) {
 	good := EncodeBundle([]Record{{Header: map[string][]string{"k": {"v"}}, Data: []byte("data")}})
 	f.Add(good)
 	f.Add([]byte{bundleVersion, 2, '{', '}', 0})
+	f.Add(append(slices.Clone(good), good[1:len(good)-2]...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		recs, err := DecodeBundle(b)
+		if bad := (*MalformedBundleError)(nil); errors.As(err, &bad) {
+			if !errors.Is(err, ErrBadBundle) || len(bad.Rest) == 0 || !bytes.HasSuffix(b, bad.Rest) {
+				t.Fatalf("malformed bundle: rest %q is not a non-empty tail of %q (%v)", bad.Rest, b, err)
+			}
+			if len(bad.Readable) == 0 {
+				return
+			}
+			before, err := DecodeBundle(b[:len(b)-len(bad.Rest)])
+			if err != nil || !slices.EqualFunc(before, bad.Readable, sameRecord) {
+				t.Fatalf("the records before the damage: %v (%v), the bytes before it decode to %v", bad.Readable, err, before)
+			}
+			return
+		}
 		if err != nil {
 			return
 		}
@@ -131,5 +147,35 @@ func BenchmarkDecodeBundle(b *testing.B) {
 		if _, err := DecodeBundle(bundle); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func sameRecord(a, b Record) bool {
+	return bytes.Equal(a.Data, b.Data) && maps.EqualFunc(a.Header, b.Header, slices.Equal)
+}
+
+// A bundle damaged in its third record gives back the two before it,
+// whole, and the bytes from the damage on; one damaged in its first
+// gives back no record.
+func TestMalformedBundleKeepsWhatIsReadable(t *testing.T) {
+	t.Parallel()
+	recs := []Record{
+		{Header: map[string][]string{HeaderChannel: {"1650000001"}, HeaderKind: {KindEvent}}, Data: []byte(`{"a":1}`)},
+		{Header: map[string][]string{HeaderChannel: {"1650000001"}, HeaderKind: {KindEvent}}, Data: []byte(`{"b":2}`)},
+		{Header: map[string][]string{HeaderChannel: {"1650000001"}, HeaderKind: {KindEvent}}, Data: []byte(`{"c":3}`)},
+	}
+	whole := EncodeBundle(recs)
+	third := len(EncodeBundle(recs[:2]))
+	_, err := DecodeBundle(whole[:len(whole)-2])
+	var bad *MalformedBundleError
+	if !errors.As(err, &bad) || !errors.Is(err, ErrBadBundle) {
+		t.Fatalf("truncated bundle: %v, want a MalformedBundleError", err)
+	}
+	if !slices.EqualFunc(bad.Readable, recs[:2], sameRecord) || !bytes.Equal(bad.Rest, whole[third:len(whole)-2]) {
+		t.Errorf("readable %v, rest %q; want the first two records and the third's bytes", bad.Readable, bad.Rest)
+	}
+	_, err = DecodeBundle(whole[:6])
+	if !errors.As(err, &bad) || len(bad.Readable) != 0 || !bytes.Equal(bad.Rest, whole[1:6]) {
+		t.Errorf("damaged first record: %v; want nothing readable and the bytes after the version", err)
 	}
 }

@@ -18,16 +18,30 @@ import (
 // expand turns a bundle (events.EncodeBundle) into one message per
 // record, each read, stored, retried and dead-lettered exactly as if
 // ingest had published it alone. Any other message comes back as is.
-func expand(m jetstream.Msg, sc stream.Config) ([]jetstream.Msg, error) {
+//
+// A bundle damaged part way (events.MalformedBundleError) still gives
+// its readable records, and its unreadable rest comes back as a last
+// message of its own, with damaged set to why: that rest goes to
+// dead_letters alone, so the events before it are stored (and an unsend
+// among them honoured) instead of being kept out of reach in one dead
+// letter with the rest.
+func expand(m jetstream.Msg, sc stream.Config) (parts []jetstream.Msg, damaged error, err error) {
 	if events.HeaderValue(m.Headers(), events.HeaderKind) != events.KindBundle {
-		return []jetstream.Msg{m}, nil
+		return []jetstream.Msg{m}, nil, nil
 	}
 	recs, err := events.DecodeBundle(m.Data())
-	if err != nil {
-		return nil, err
+	var bad *events.MalformedBundleError
+	if errors.As(err, &bad) && len(bad.Readable) > 0 {
+		recs, damaged = bad.Readable, err
+	} else if err != nil {
+		return nil, nil, err
 	}
 	b := &bundleParent{msg: m, pending: len(recs)}
-	out := make([]jetstream.Msg, len(recs))
+	out := make([]jetstream.Msg, len(recs), len(recs)+1)
+	if damaged != nil {
+		b.pending++
+		out = append(out, &bundleMsg{bundleParent: b, header: m.Headers(), data: bad.Rest, subject: m.Subject()})
+	}
 	for i, r := range recs {
 		rm := &bundleMsg{bundleParent: b, header: nats.Header(r.Header), data: r.Data}
 		channel := events.HeaderValue(r.Header, events.HeaderChannel)
@@ -37,7 +51,7 @@ func expand(m jetstream.Msg, sc stream.Config) ([]jetstream.Msg, error) {
 		}
 		out[i] = rm
 	}
-	return out, nil
+	return out, damaged, nil
 }
 
 // NewerFormatDelay is how long a bundle written in a format this worker

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -121,6 +122,54 @@ func TestMalformedBundleIsDeadLettered(t *testing.T) {
 	}
 }
 
+// A bundle damaged part way stores the events before the damage, an
+// unsend among them honoured, and dead-letters only the unreadable rest:
+// one dead letter of the rest's own bytes, saying why, and the bundle
+// leaves the stream.
+func TestDamagedBundleStoresWhatIsReadable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	const channel = "1650000032"
+	user := fixture.User(fixture.UserID(1))
+	text := fixture.Text(user, time.Now(), "unsent before the damage")
+	unsend := fixture.Unsend(user, time.Now(), fixture.MsgID(text))
+	var recs []events.Record
+	for _, e := range []fixture.E{text, unsend, fixture.Text(user, time.Now(), "in the damaged record")} {
+		h := nats.Header{}
+		events.Meta{ChannelID: channel, ReceivedAt: time.Now()}.SetHeaders(h)
+		h[events.HeaderKind] = []string{events.KindEvent}
+		data, _ := json.Marshal(e)
+		recs = append(recs, events.Record{Header: h, Data: data})
+	}
+	whole := events.EncodeBundle(recs)
+	m := nats.NewMsg(b.sc.BundleSubject())
+	m.Data = whole[:len(whole)-5]
+	m.Header[events.HeaderKind] = []string{events.KindBundle}
+	if _, err := b.js.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	runWorker(t, New(Config{AckWait: 2 * time.Second, IdleWait: 200 * time.Millisecond}, b.sc, b.js, b.db.Pool,
+		NewMetrics(ops.NewRegistry()), zap.NewNop()), 1)
+	b.waitStored(t, 2)
+
+	var readable int
+	if err := b.db.Pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE raw::text LIKE '%unsent before the damage%'`).
+		Scan(&readable); err != nil || readable != 0 {
+		t.Errorf("%d events rows still hold the unsent text (%v); the unsend before the damage must scrub it", readable, err)
+	}
+	var data []byte
+	var subject, errText string
+	if err := b.db.Pool.QueryRow(ctx, `SELECT data, subject, error FROM dead_letters`).Scan(&data, &subject, &errText); err != nil {
+		t.Fatalf("the damaged rest is not the one dead letter: %v", err)
+	}
+	rest := whole[len(events.EncodeBundle(recs[:2])) : len(whole)-5]
+	if string(data) != string(rest) || subject != b.sc.BundleSubject() || !strings.Contains(errText, "malformed bundle") {
+		t.Errorf("dead letter %q on %s (%s); want the damaged record's bytes %q on the bundle's subject, and why",
+			data, subject, errText, rest)
+	}
+}
+
 // TestNewerBundleStaysOnTheStream checks a rolling upgrade that starts
 // with ingest: a bundle in a format this worker does not read is neither
 // dead-lettered nor acknowledged, but left on the stream for a newer
@@ -211,7 +260,7 @@ func bundleOf(t *testing.T, parent *recordingMsg, n int) []jetstream.Msg {
 		recs[i] = events.Record{Header: map[string][]string{events.HeaderChannel: {"1"}}, Data: []byte("{}")}
 	}
 	parent.data = events.EncodeBundle(recs)
-	parts, err := expand(parent, stream.Config{SubjectPrefix: "test"})
+	parts, _, err := expand(parent, stream.Config{SubjectPrefix: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

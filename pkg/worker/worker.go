@@ -274,7 +274,7 @@ func (w *Worker) decodeAll(ctx context.Context, msgs []jetstream.Msg) decoded {
 	d := decoded{start: w.now(), stored: make(chan struct{})}
 	d.items = make([]*item, 0, len(msgs))
 	for _, m := range msgs {
-		parts, err := expand(m, w.stream)
+		parts, damaged, err := expand(m, w.stream)
 		if errors.Is(err, events.ErrNewerBundle) {
 			w.keepForNewer(m)
 			continue
@@ -283,6 +283,12 @@ func (w *Worker) decodeAll(ctx context.Context, msgs []jetstream.Msg) decoded {
 			it := &item{msg: m, meta: events.MetaFromHeaders(m.Headers(), d.start)}
 			w.deadLetter(ctx, it, fmt.Errorf("%w: %v", errPoison, err), 0)
 			continue
+		}
+		if damaged != nil {
+			rest := parts[len(parts)-1]
+			parts = parts[:len(parts)-1]
+			it := &item{msg: rest, meta: events.MetaFromHeaders(rest.Headers(), d.start)}
+			w.deadLetter(ctx, it, fmt.Errorf("%w: %v (the records before it are stored as events; this is the rest)", errPoison, damaged), 0)
 		}
 		for _, pm := range parts {
 			it, err := decode(pm, d.start)

@@ -25,6 +25,22 @@ import (
 // does for concurrent webhooks; raw records are stored as given.
 func (b *bundle) publishBundle(t *testing.T, channel string, evs []fixture.E, raw ...[]byte) {
 	t.Helper()
+	b.publishBundleBytes(t, events.EncodeBundle(bundleRecords(channel, evs, raw...)))
+}
+
+func (b *bundle) publishBundleBytes(t *testing.T, data []byte) {
+	t.Helper()
+	m := nats.NewMsg(b.sc.BundleSubject())
+	m.Data = data
+	m.Header[events.HeaderKind] = []string{events.KindBundle}
+	if _, err := b.js.PublishMsg(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// bundleRecords is evs and raw as the records of one bundle, with the
+// headers ingest writes.
+func bundleRecords(channel string, evs []fixture.E, raw ...[]byte) []events.Record {
 	var recs []events.Record
 	add := func(data []byte, id string) {
 		h := nats.Header{}
@@ -40,12 +56,7 @@ func (b *bundle) publishBundle(t *testing.T, channel string, evs []fixture.E, ra
 	for i, r := range raw {
 		add(r, "raw-"+string(rune('a'+i)))
 	}
-	m := nats.NewMsg(b.sc.BundleSubject())
-	m.Data = events.EncodeBundle(recs)
-	m.Header[events.HeaderKind] = []string{events.KindBundle}
-	if _, err := b.js.PublishMsg(context.Background(), m); err != nil {
-		t.Fatal(err)
-	}
+	return recs
 }
 
 // A bundle's records are stored as events of their own, a poison record
@@ -98,17 +109,13 @@ func TestBundleRecordsStoredOneByOne(t *testing.T) {
 	}
 }
 
-// A malformed bundle cannot be split, so it is dead-lettered whole,
-// never dropped.
+// A bundle unreadable from its first record has nothing to split off,
+// so it is dead-lettered whole, never dropped.
 func TestMalformedBundleIsDeadLettered(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	m := nats.NewMsg(b.sc.BundleSubject())
-	m.Data = []byte{1, 0x7f, 'x'}
-	m.Header[events.HeaderKind] = []string{events.KindBundle}
-	if _, err := b.js.PublishMsg(context.Background(), m); err != nil {
-		t.Fatal(err)
-	}
+	bad := []byte{1, 0x7f, 'x'}
+	b.publishBundleBytes(t, bad)
 	runWorker(t, New(Config{AckWait: 2 * time.Second, IdleWait: 200 * time.Millisecond}, b.sc, b.js, b.db.Pool,
 		NewMetrics(ops.NewRegistry()), zap.NewNop()), 1)
 	b.waitStored(t, 0)
@@ -117,7 +124,7 @@ func TestMalformedBundleIsDeadLettered(t *testing.T) {
 	if err := b.db.Pool.QueryRow(context.Background(), `SELECT data, error FROM dead_letters`).Scan(&data, &errText); err != nil {
 		t.Fatal(err)
 	}
-	if string(data) != string(m.Data) || errText == "" {
+	if string(data) != string(bad) || errText == "" {
 		t.Errorf("dead letter %q (%s); want the bundle's bytes and why", data, errText)
 	}
 }
@@ -134,21 +141,9 @@ func TestDamagedBundleStoresWhatIsReadable(t *testing.T) {
 	user := fixture.User(fixture.UserID(1))
 	text := fixture.Text(user, time.Now(), "unsent before the damage")
 	unsend := fixture.Unsend(user, time.Now(), fixture.MsgID(text))
-	var recs []events.Record
-	for _, e := range []fixture.E{text, unsend, fixture.Text(user, time.Now(), "in the damaged record")} {
-		h := nats.Header{}
-		events.Meta{ChannelID: channel, ReceivedAt: time.Now()}.SetHeaders(h)
-		h[events.HeaderKind] = []string{events.KindEvent}
-		data, _ := json.Marshal(e)
-		recs = append(recs, events.Record{Header: h, Data: data})
-	}
+	recs := bundleRecords(channel, []fixture.E{text, unsend, fixture.Text(user, time.Now(), "in the damaged record")})
 	whole := events.EncodeBundle(recs)
-	m := nats.NewMsg(b.sc.BundleSubject())
-	m.Data = whole[:len(whole)-5]
-	m.Header[events.HeaderKind] = []string{events.KindBundle}
-	if _, err := b.js.PublishMsg(ctx, m); err != nil {
-		t.Fatal(err)
-	}
+	b.publishBundleBytes(t, whole[:len(whole)-5])
 	runWorker(t, New(Config{AckWait: 2 * time.Second, IdleWait: 200 * time.Millisecond}, b.sc, b.js, b.db.Pool,
 		NewMetrics(ops.NewRegistry()), zap.NewNop()), 1)
 	b.waitStored(t, 2)

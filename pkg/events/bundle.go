@@ -37,11 +37,13 @@ var ErrBadBundle = errors.New("malformed bundle")
 var ErrNewerBundle = fmt.Errorf("%w: a newer format than %d", ErrBadBundle, bundleVersion)
 
 // MalformedBundleError is a bundle whose records can be read only up to
-// a point: Readable are the records before it, whole and as written, and
-// Rest is the bytes from the first record that cannot be read to the
-// end. It wraps ErrBadBundle. Ingest writes every bundle whole, so this
-// is damage on the way; the readable records are still the events LINE
-// sent, and only Rest is beyond reading.
+// a point: Readable are the records before it, and Rest is the bytes
+// from the first record that cannot be read to the end. It wraps
+// ErrBadBundle. Ingest writes every bundle whole, so this is damage on
+// the way. Reading stops where the framing fails, which can be after the
+// damage: a damaged length misframes the records that follow it until
+// one fails. So Readable keeps only records that look as ingest writes
+// them (asIngestWrites), and Rest starts at the first that does not.
 type MalformedBundleError struct {
 	Readable []Record
 	Rest     []byte
@@ -97,9 +99,9 @@ func DecodeBundle(b []byte) ([]Record, error) {
 	d := decoder{b: b[1:]}
 	var recs []Record
 	var prev map[string][]string
-	var start []byte // where the record being read begins
+	var starts [][]byte // where each record begins
 	for len(d.b) > 0 && d.err == nil {
-		start = d.b
+		starts = append(starts, d.b)
 		n := d.count()
 		r := Record{Header: make(map[string][]string, n)}
 		for i := 0; i < n && d.err == nil; i++ {
@@ -111,8 +113,15 @@ func DecodeBundle(b []byte) ([]Record, error) {
 		prev = r.Header
 	}
 	if d.err != nil {
-		return nil, &MalformedBundleError{Readable: recs[:len(recs)-1], Rest: start,
-			cause: fmt.Errorf("record %d: %v", len(recs)-1, d.err)}
+		cause := fmt.Errorf("record %d of %d bytes: %v", len(recs), len(b), d.err)
+		good := len(recs) - 1
+		for i := range good {
+			if !asIngestWrites(recs[i]) {
+				good = i
+				break
+			}
+		}
+		return nil, &MalformedBundleError{Readable: recs[:good], Rest: starts[good], cause: cause}
 	}
 	if len(recs) == 0 {
 		return nil, fmt.Errorf("%w: no records", ErrBadBundle)
@@ -120,28 +129,59 @@ func DecodeBundle(b []byte) ([]Record, error) {
 	return recs, nil
 }
 
+// asIngestWrites reports whether r has the shape of a record ingest
+// writes: a channel, the kind of an event or of a webhook's log record,
+// an event's deduplication id, no header ingest does not write, and JSON
+// bytes. A record misframed by damage, or cut short by a damaged length,
+// fails that, bar chance.
+func asIngestWrites(r Record) bool {
+	for k := range r.Header {
+		if _, known := ingestHeader([]byte(k)); !known {
+			return false
+		}
+	}
+	switch HeaderValue(r.Header, HeaderKind) {
+	case KindEvent:
+		if HeaderValue(r.Header, msgIDHeader) == "" {
+			return false
+		}
+	case KindWebhookLog:
+	default:
+		return false
+	}
+	return HeaderValue(r.Header, HeaderChannel) != "" && validJSON(r.Data)
+}
+
 // headerKey is a header's name, without an allocation for the names
 // ingest writes.
 func headerKey(b []byte) string {
-	switch string(b) {
-	case HeaderChannel:
-		return HeaderChannel
-	case HeaderDestination:
-		return HeaderDestination
-	case HeaderReceivedAt:
-		return HeaderReceivedAt
-	case HeaderRedelivery:
-		return HeaderRedelivery
-	case HeaderWebhookID:
-		return HeaderWebhookID
-	case HeaderWebhookLog:
-		return HeaderWebhookLog
-	case HeaderKind:
-		return HeaderKind
-	case msgIDHeader:
-		return msgIDHeader
+	if k, known := ingestHeader(b); known {
+		return k
 	}
 	return string(b)
+}
+
+// ingestHeader is b as the name of a header ingest writes, if it is one.
+func ingestHeader(b []byte) (string, bool) {
+	switch string(b) {
+	case HeaderChannel:
+		return HeaderChannel, true
+	case HeaderDestination:
+		return HeaderDestination, true
+	case HeaderReceivedAt:
+		return HeaderReceivedAt, true
+	case HeaderRedelivery:
+		return HeaderRedelivery, true
+	case HeaderWebhookID:
+		return HeaderWebhookID, true
+	case HeaderWebhookLog:
+		return HeaderWebhookLog, true
+	case HeaderKind:
+		return HeaderKind, true
+	case msgIDHeader:
+		return msgIDHeader, true
+	}
+	return "", false
 }
 
 // msgIDHeader is JetStream's deduplication header (jetstream.MsgIDHeader),

@@ -156,14 +156,15 @@ func sameRecord(a, b Record) bool {
 
 // A bundle damaged in its third record gives back the two before it,
 // whole, and the bytes from the damage on; one damaged in its first
-// gives back no record.
+// gives back no record. A damaged length, which misframes what follows
+// it, gives back only the records before the one it cut short.
 func TestMalformedBundleKeepsWhatIsReadable(t *testing.T) {
 	t.Parallel()
-	recs := []Record{
-		{Header: map[string][]string{HeaderChannel: {"1650000001"}, HeaderKind: {KindEvent}}, Data: []byte(`{"a":1}`)},
-		{Header: map[string][]string{HeaderChannel: {"1650000001"}, HeaderKind: {KindEvent}}, Data: []byte(`{"b":2}`)},
-		{Header: map[string][]string{HeaderChannel: {"1650000001"}, HeaderKind: {KindEvent}}, Data: []byte(`{"c":3}`)},
+	rec := func(data string) Record {
+		return Record{Header: map[string][]string{HeaderChannel: {"1650000001"}, HeaderKind: {KindEvent},
+			msgIDHeader: {"1650000001:" + data}}, Data: []byte(data)}
 	}
+	recs := []Record{rec(`{"a":1}`), rec(`{"b":2}`), rec(`{"c":3}`)}
 	whole := EncodeBundle(recs)
 	third := len(EncodeBundle(recs[:2]))
 	_, err := DecodeBundle(whole[:len(whole)-2])
@@ -177,5 +178,20 @@ func TestMalformedBundleKeepsWhatIsReadable(t *testing.T) {
 	_, err = DecodeBundle(whole[:6])
 	if !errors.As(err, &bad) || len(bad.Readable) != 0 || !bytes.Equal(bad.Rest, whole[1:6]) {
 		t.Errorf("damaged first record: %v; want nothing readable and the bytes after the version", err)
+	}
+
+	// The second record's data length, one less: its data is cut short
+	// and the third is read from its last byte on.
+	second := len(EncodeBundle(recs[:1]))
+	at := third - len(recs[1].Data) - 1
+	if whole[at] != byte(len(recs[1].Data)) {
+		t.Fatalf("byte %d is %d, not the second record's data length", at, whole[at])
+	}
+	short := slices.Clone(whole)
+	short[at]--
+	_, err = DecodeBundle(short)
+	if !errors.As(err, &bad) || !slices.EqualFunc(bad.Readable, recs[:1], sameRecord) || !bytes.Equal(bad.Rest, short[second:]) {
+		t.Errorf("a damaged length: %v, readable %v, rest %q; want the first record and everything from the second on",
+			err, bad.Readable, bad.Rest)
 	}
 }

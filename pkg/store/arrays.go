@@ -32,7 +32,10 @@ func fastArrays(conn *pgx.Conn) {
 
 // fastArrayCodec is pgx's array codec with a one-pass binary plan for
 // []string and []time.Time; everything else, decoding included, is the
-// wrapped codec's.
+// wrapped codec's. One pgx path looks for *pgtype.ArrayCodec itself and
+// misses it here: CopyFrom given a string (an array literal) for a text[]
+// or timestamptz[] column, which then flattens a multi-dimensional
+// array. linepipe copies no array columns.
 type fastArrayCodec struct{ pgtype.Codec }
 
 func (c fastArrayCodec) PlanEncode(m *pgtype.Map, oid uint32, format int16, value any) pgtype.EncodePlan {

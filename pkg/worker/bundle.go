@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"sync"
@@ -24,14 +25,18 @@ import (
 // message of its own, with damaged set to why: that rest goes to
 // dead_letters alone, so the events before it are stored (and an unsend
 // among them honoured) instead of being kept out of reach in one dead
-// letter with the rest.
+// letter with the rest. Unless the rest may hold an unsend: then the
+// message it takes back may be among the readable records, and storing
+// them would make that message's text readable in events and messages,
+// and hand it to the bot, with the unsend out of reach. Such a bundle
+// goes to dead_letters whole, as one that cannot be read at all.
 func expand(m jetstream.Msg, sc stream.Config) (parts []jetstream.Msg, damaged error, err error) {
 	if events.HeaderValue(m.Headers(), events.HeaderKind) != events.KindBundle {
 		return []jetstream.Msg{m}, nil, nil
 	}
 	recs, err := events.DecodeBundle(m.Data())
 	var bad *events.MalformedBundleError
-	if errors.As(err, &bad) && len(bad.Readable) > 0 {
+	if errors.As(err, &bad) && len(bad.Readable) > 0 && !mayHoldUnsend(bad.Rest) {
 		recs, damaged = bad.Readable, err
 	} else if err != nil {
 		return nil, nil, err
@@ -52,6 +57,13 @@ func expand(m jetstream.Msg, sc stream.Config) (parts []jetstream.Msg, damaged e
 		out[i] = rm
 	}
 	return out, damaged, nil
+}
+
+// mayHoldUnsend reports whether bytes that cannot be read as records
+// may still hold an unsend event: its type, as LINE writes it, or with
+// any letter escaped.
+func mayHoldUnsend(b []byte) bool {
+	return bytes.Contains(b, []byte(`"unsend"`)) || bytes.Contains(b, []byte(`\u`))
 }
 
 // NewerFormatDelay is how long a bundle written in a format this worker

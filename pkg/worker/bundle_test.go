@@ -109,6 +109,31 @@ func TestBundleRecordsStoredOneByOne(t *testing.T) {
 	}
 }
 
+// A damaged bundle whose unreadable rest may hold an unsend is not split:
+// the message that unsend takes back may be among the readable records,
+// so none is stored (its text would be readable and handed to the bot,
+// with the unsend out of reach) and the bundle is one dead letter.
+func TestDamagedBundleWithUnsendInRestIsKeptWhole(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	user := fixture.User(fixture.UserID(1))
+	text := fixture.Text(user, time.Now(), "unsent in the damaged record")
+	whole := events.EncodeBundle(bundleRecords("1650000033", []fixture.E{text, fixture.Unsend(user, time.Now(), fixture.MsgID(text))}))
+	damaged := whole[:len(whole)-5]
+	b.publishBundleBytes(t, damaged)
+	runWorker(t, New(Config{AckWait: 2 * time.Second, IdleWait: 200 * time.Millisecond}, b.sc, b.js, b.db.Pool,
+		NewMetrics(ops.NewRegistry()), zap.NewNop()), 1)
+	b.waitStored(t, 0)
+	var data []byte
+	if err := b.db.Pool.QueryRow(ctx, `SELECT data FROM dead_letters`).Scan(&data); err != nil {
+		t.Fatalf("the bundle is not the one dead letter: %v", err)
+	}
+	if string(data) != string(damaged) {
+		t.Errorf("dead letter %q; want the whole bundle's bytes", data)
+	}
+}
+
 // A bundle unreadable from its first record has nothing to split off,
 // so it is dead-lettered whole, never dropped.
 func TestMalformedBundleIsDeadLettered(t *testing.T) {

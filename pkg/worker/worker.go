@@ -288,7 +288,7 @@ func (w *Worker) decodeAll(ctx context.Context, msgs []jetstream.Msg) decoded {
 			rest := parts[len(parts)-1]
 			parts = parts[:len(parts)-1]
 			it := &item{msg: rest, meta: events.MetaFromHeaders(rest.Headers(), d.start)}
-			w.deadLetter(ctx, it, fmt.Errorf("%w: %v (the records before it are stored as events; this is the rest)", errPoison, damaged), 0)
+			w.deadLetter(ctx, it, fmt.Errorf("%w: %v (the records before it are handled as events of their own; this is the rest)", errPoison, damaged), 0)
 		}
 		for _, pm := range parts {
 			it, err := decode(pm, d.start)

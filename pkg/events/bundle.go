@@ -99,34 +99,49 @@ func DecodeBundle(b []byte) ([]Record, error) {
 	d := decoder{b: b[1:]}
 	var recs []Record
 	var prev map[string][]string
-	var starts [][]byte // where each record begins
 	for len(d.b) > 0 && d.err == nil {
-		starts = append(starts, d.b)
-		n := d.count()
-		r := Record{Header: make(map[string][]string, n)}
-		for i := 0; i < n && d.err == nil; i++ {
-			k := headerKey(d.bytes())
-			r.Header[k] = d.values(prev[k])
-		}
-		r.Data = d.bytes()
+		r := d.record(prev)
 		recs = append(recs, r)
 		prev = r.Header
 	}
 	if d.err != nil {
-		cause := fmt.Errorf("record %d of %d bytes: %v", len(recs), len(b), d.err)
-		good := len(recs) - 1
-		for i := range good {
-			if !asIngestWrites(recs[i]) {
-				good = i
-				break
-			}
-		}
-		return nil, &MalformedBundleError{Readable: recs[:good], Rest: starts[good], cause: cause}
+		return nil, malformed(b, recs, fmt.Errorf("record %d of %d bytes: %v", len(recs), len(b), d.err))
 	}
 	if len(recs) == 0 {
 		return nil, fmt.Errorf("%w: no records", ErrBadBundle)
 	}
 	return recs, nil
+}
+
+// record reads one record; prev is the record before it, whose header
+// values it shares where they repeat.
+func (d *decoder) record(prev map[string][]string) Record {
+	n := d.count()
+	r := Record{Header: make(map[string][]string, n)}
+	for i := 0; i < n && d.err == nil; i++ {
+		k := headerKey(d.bytes())
+		r.Header[k] = d.values(prev[k])
+	}
+	r.Data = d.bytes()
+	return r
+}
+
+// malformed is the error of bundle b, whose last record in recs could
+// not be read: the records before the first one not as ingest writes
+// them, and the bytes from it on.
+func malformed(b []byte, recs []Record, cause error) *MalformedBundleError {
+	good := len(recs) - 1
+	for i := range good {
+		if !asIngestWrites(recs[i]) {
+			good = i
+			break
+		}
+	}
+	d := decoder{b: b[1:]}
+	for range good {
+		d.record(nil)
+	}
+	return &MalformedBundleError{Readable: recs[:good], Rest: d.b, cause: cause}
 }
 
 // asIngestWrites reports whether r has the shape of a record ingest

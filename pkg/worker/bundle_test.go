@@ -125,12 +125,31 @@ func TestDamagedBundleWithUnsendInRestIsKeptWhole(t *testing.T) {
 	runWorker(t, New(Config{AckWait: 2 * time.Second, IdleWait: 200 * time.Millisecond}, b.sc, b.js, b.db.Pool,
 		NewMetrics(ops.NewRegistry()), zap.NewNop()), 1)
 	b.waitStored(t, 0)
+	var id int64
 	var data []byte
-	if err := b.db.Pool.QueryRow(ctx, `SELECT data FROM dead_letters`).Scan(&data); err != nil {
+	if err := b.db.Pool.QueryRow(ctx, `SELECT id, data FROM dead_letters`).Scan(&id, &data); err != nil {
 		t.Fatalf("the bundle is not the one dead letter: %v", err)
 	}
 	if string(data) != string(damaged) {
 		t.Errorf("dead letter %q; want the whole bundle's bytes", data)
+	}
+
+	// The README's way to apply by hand an unsend found in such a row:
+	// make the row that event, and replay it.
+	unsend, _ := json.Marshal(fixture.Unsend(user, time.Now(), fixture.MsgID(text)))
+	if _, err := b.db.Pool.Exec(ctx, `UPDATE dead_letters SET data = convert_to($2, 'UTF8'),
+			headers = '{"Linepipe-Kind":["event"],"Linepipe-Channel":["1650000033"]}', replay_requested_at = now()
+		WHERE id = $1`, id, string(unsend)); err != nil {
+		t.Fatal(err)
+	}
+	w := New(Config{}, b.sc, nil, b.db.Pool, NewMetrics(ops.NewRegistry()), zap.NewNop())
+	if done, err := w.ReplayOne(ctx); !done || err != nil {
+		t.Fatalf("replaying the unsend: %v, %v", done, err)
+	}
+	var tombstones int
+	if err := b.db.Pool.QueryRow(ctx, `SELECT count(*) FROM unsent_messages WHERE channel_id = '1650000033'
+		AND message_id = $1`, fixture.MsgID(text)).Scan(&tombstones); err != nil || tombstones != 1 {
+		t.Errorf("%d tombstones after the replay (%v), want the unsend's one", tombstones, err)
 	}
 }
 

@@ -22,7 +22,7 @@ export VERSION COMMIT
 LDFLAGS := -X github.com/linepipe/linepipe/pkg/buildinfo.version=$(VERSION) -X github.com/linepipe/linepipe/pkg/buildinfo.commit=$(COMMIT)
 CLUSTER := -f docker-compose.yml -f docker-compose.cluster.yml
 
-.PHONY: test up down up-cluster down-cluster build vet bench chaos chaos-short chaos-cluster fuzz mutate
+.PHONY: test up down compose up-observability up-cluster down-cluster build vet bench chaos chaos-short chaos-cluster fuzz mutate
 
 ## test: every unit and integration test against real Postgres and NATS,
 ## and the alert rules and dashboard (deploy/, a module of its own)
@@ -36,6 +36,15 @@ up:
 
 down:
 	$(DEV_ENV) docker compose down
+
+## up-observability: the development stack with Prometheus and Grafana beside it
+up-observability:
+	$(DEV_ENV) COMPOSE_PROFILES=dev,observability docker compose up --build -d
+
+## compose: any docker compose command against the development stack, with
+## the variables `make up` sets, e.g. make compose ARGS='logs -f worker'
+compose:
+	$(DEV_ENV) docker compose $(ARGS)
 
 ## up-cluster: the development stack on a three-node NATS JetStream cluster (needs Docker)
 up-cluster:

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
@@ -164,6 +166,15 @@ func LoginUsersFromEnv(env *config.Env) ([]LoginUser, error) {
 	return users, env.Err()
 }
 
+// MigrateConnectWait is how long `worker migrate` waits for Postgres to
+// accept connections. A migrate step started with the database (a
+// compose up on a fresh volume, a Kubernetes Job beside a new Postgres)
+// may run before Postgres listens; it waits rather than failing the
+// deployment. Only an unreachable server, or one still starting up, is
+// waited for: any other refusal (a wrong password or database) fails at
+// once.
+const MigrateConnectWait = time.Minute
+
 // Migrate applies the embedded migrations to databaseURL, then creates
 // (or updates the password of) each login user.
 func Migrate(ctx context.Context, databaseURL string, log *zap.Logger, users ...LoginUser) error {
@@ -172,6 +183,9 @@ func Migrate(ctx context.Context, databaseURL string, log *zap.Logger, users ...
 		return err
 	}
 	defer pool.Close()
+	if err := awaitReachable(ctx, pool, MigrateConnectWait, log); err != nil {
+		return err
+	}
 	applied, err := store.Migrate(ctx, pool)
 	if err != nil {
 		return err
@@ -199,4 +213,32 @@ func MigrationStatus(ctx context.Context, databaseURL string, w io.Writer) error
 		return err
 	}
 	return store.WriteMigrationStatus(w, states)
+}
+
+// awaitReachable pings pool until it answers, for at most wait while the
+// server cannot be reached at all (nothing listening yet, its name not
+// yet resolvable). Any other error is returned at once.
+func awaitReachable(ctx context.Context, pool *pgxpool.Pool, wait time.Duration, log *zap.Logger) error {
+	deadline := time.Now().Add(wait)
+	for pause := 100 * time.Millisecond; ; pause = min(2*pause, 2*time.Second) {
+		err := pool.Ping(ctx)
+		if err == nil || !unreachable(err) || time.Now().Add(pause).After(deadline) {
+			return err
+		}
+		log.Info("waiting for Postgres to accept connections", zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pause):
+		}
+	}
+}
+
+// unreachable is an error of dialing (no server answered at all), or a
+// server still starting up (57P03, cannot_connect_now).
+func unreachable(err error) bool {
+	var op *net.OpError
+	var dns *net.DNSError
+	var pg *pgconn.PgError
+	return errors.As(err, &op) || errors.As(err, &dns) || (errors.As(err, &pg) && pg.Code == "57P03")
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/binary"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -76,7 +77,7 @@ func (textArrayPlan) Encode(value any, buf []byte) ([]byte, error) {
 	for _, s := range ss {
 		size += len(s)
 	}
-	buf = growFor(buf, size)
+	buf = slices.Grow(buf, size)
 	buf = arrayHeader(buf, pgtype.TextOID, len(ss))
 	for _, s := range ss {
 		buf = binary.BigEndian.AppendUint32(buf, uint32(len(s)))
@@ -96,7 +97,7 @@ func (timeArrayPlan) Encode(value any, buf []byte) ([]byte, error) {
 	if ts == nil {
 		return nil, nil
 	}
-	buf = growFor(buf, 20+12*len(ts))
+	buf = slices.Grow(buf, 20+12*len(ts))
 	buf = arrayHeader(buf, pgtype.TimestamptzOID, len(ts))
 	for _, t := range ts {
 		buf = binary.BigEndian.AppendUint32(buf, 8)
@@ -104,16 +105,4 @@ func (timeArrayPlan) Encode(value any, buf []byte) ([]byte, error) {
 		buf = binary.BigEndian.AppendUint64(buf, uint64(us-microsY2K))
 	}
 	return buf, nil
-}
-
-// growFor makes room for n more bytes at once, at least doubling, so a
-// batch's parameters cost a few copies rather than one per doubling of
-// each.
-func growFor(buf []byte, n int) []byte {
-	if cap(buf)-len(buf) >= n {
-		return buf
-	}
-	grown := make([]byte, len(buf), max(2*cap(buf), len(buf)+n))
-	copy(grown, buf)
-	return grown
 }

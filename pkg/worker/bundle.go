@@ -16,37 +16,53 @@ import (
 	"github.com/linepipe/linepipe/pkg/stream"
 )
 
+// expansion is a stream message as the worker handles it: a bundle's
+// records, or the message itself.
+type expansion struct {
+	parts []jetstream.Msg
+	// rest is a damaged bundle's unreadable rest, presented as a message
+	// on the bundle's subject, and damaged why it cannot be read; nil for
+	// a bundle read whole and for any other message.
+	rest    jetstream.Msg
+	damaged error
+	// held says the rest may hold an unsend: the parts that carry a
+	// message are held back in dead_letters rather than stored (hold).
+	held bool
+}
+
 // expand turns a bundle (events.EncodeBundle) into one message per
 // record, each read, stored, retried and dead-lettered exactly as if
 // ingest had published it alone. Any other message comes back as is.
 //
 // A bundle damaged part way (events.MalformedBundleError) still gives
-// its readable records, and its unreadable rest comes back as a last
-// message of its own, with damaged set to why: that rest goes to
-// dead_letters alone, so the events before it are stored (and an unsend
-// among them honoured) instead of being kept out of reach in one dead
-// letter with the rest. Unless the rest may hold an unsend: then the
-// message it takes back may be among the readable records, and storing
-// them would make that message's text readable in events and messages,
-// and hand it to the bot, with the unsend out of reach. Such a bundle
-// goes to dead_letters whole, as one that cannot be read at all.
-func expand(m jetstream.Msg, sc stream.Config) (parts []jetstream.Msg, damaged error, err error) {
+// its readable records, and its unreadable rest comes back as a message
+// of its own, which goes to dead_letters alone: the events before it are
+// stored (and an unsend among them honoured) instead of being kept out
+// of reach in one dead letter with the rest. If the rest may hold an
+// unsend, the message it takes back may be among the readable records,
+// and storing that one would make its text readable in events and
+// messages, and hand it to the bot, with the unsend out of reach: held
+// is set, and the worker keeps such records in dead_letters (hold),
+// where an unsend still finds them by message id and one UPDATE replays
+// them once an operator has looked at the rest.
+func expand(m jetstream.Msg, sc stream.Config) (expansion, error) {
 	if events.HeaderValue(m.Headers(), events.HeaderKind) != events.KindBundle {
-		return []jetstream.Msg{m}, nil, nil
+		return expansion{parts: []jetstream.Msg{m}}, nil
 	}
+	var x expansion
 	recs, err := events.DecodeBundle(m.Data())
 	var bad *events.MalformedBundleError
-	if errors.As(err, &bad) && len(bad.Readable) > 0 && !mayHoldUnsend(bad.Rest) {
-		recs, damaged = bad.Readable, err
+	if errors.As(err, &bad) && len(bad.Readable) > 0 {
+		recs, x.damaged, x.held = bad.Readable, err, mayHoldUnsend(bad.Rest)
 	} else if err != nil {
-		return nil, nil, err
+		return x, err
 	}
 	b := &bundleParent{msg: m, pending: len(recs)}
-	out := make([]jetstream.Msg, len(recs), len(recs)+1)
-	if damaged != nil {
+	if x.damaged != nil {
 		b.pending++
-		out = append(out, &bundleMsg{bundleParent: b, header: m.Headers(), data: bad.Rest, subject: m.Subject()})
+		x.rest = &bundleMsg{bundleParent: b, header: m.Headers(), data: bad.Rest, subject: m.Subject()}
 	}
+	x.parts = make([]jetstream.Msg, len(recs))
 	for i, r := range recs {
 		rm := &bundleMsg{bundleParent: b, header: nats.Header(r.Header), data: r.Data}
 		channel := events.HeaderValue(r.Header, events.HeaderChannel)
@@ -54,9 +70,21 @@ func expand(m jetstream.Msg, sc stream.Config) (parts []jetstream.Msg, damaged e
 		if events.HeaderValue(r.Header, events.HeaderKind) == events.KindWebhookLog {
 			rm.subject = sc.WebhookLogSubject(channel)
 		}
-		out[i] = rm
+		x.parts[i] = rm
 	}
-	return out, damaged, nil
+	return x, nil
+}
+
+// errHeld marks a record held back from a damaged bundle (expansion.held).
+var errHeld = errors.New("held back from a damaged bundle")
+
+// hold says whether a readable record of a damaged bundle whose rest may
+// hold an unsend is kept in dead_letters rather than stored: any event
+// that carries a message, except an unsend, which is always safe to
+// apply. Events without a message and webhook log records hold nothing
+// an unsend could take back, so they are stored as usual.
+func hold(x expansion, it *item) bool {
+	return x.held && it.key.MessageID != "" && (it.ev == nil || it.ev.Type != events.TypeUnsend)
 }
 
 // mayHoldUnsend reports whether bytes that cannot be read as records
@@ -163,3 +191,12 @@ func (m *bundleMsg) InProgress() error                         { return m.progre
 func (m *bundleMsg) Term() error                 { return m.finish(false, 0) }
 func (m *bundleMsg) TermWithReason(string) error { return m.finish(false, 0) }
 func (m *bundleMsg) String() string              { return "bundle record on " + m.subject }
+
+// restFate is what a damaged bundle's rest dead letter says became of
+// the records before it.
+func restFate(x expansion) string {
+	if x.held {
+		return "it may hold an unsend, so the records before it that carry a message are held back as dead letters with the same stream_seq, and the others stored"
+	}
+	return "the records before it are handled as events of their own"
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -109,47 +110,92 @@ func TestBundleRecordsStoredOneByOne(t *testing.T) {
 	}
 }
 
-// A damaged bundle whose unreadable rest may hold an unsend is not split:
-// the message that unsend takes back may be among the readable records,
-// so none is stored (its text would be readable and handed to the bot,
-// with the unsend out of reach) and the bundle is one dead letter.
-func TestDamagedBundleWithUnsendInRestIsKeptWhole(t *testing.T) {
+// A damaged bundle whose unreadable rest may hold an unsend stores none
+// of its messages: the message that unsend takes back may be one of them.
+// They are held in dead_letters, where an unsend finds them by message
+// id; the events without a message are stored. The README's procedure
+// then applies the unsend found in the rest (make that row the event and
+// replay it) and replays the held rows: the message is stored scrubbed,
+// and its text is readable nowhere.
+func TestDamagedBundleWithUnsendInRestHoldsItsMessages(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := setup(t)
+	const channel = "1650000033"
 	user := fixture.User(fixture.UserID(1))
 	text := fixture.Text(user, time.Now(), "unsent in the damaged record")
-	whole := events.EncodeBundle(bundleRecords("1650000033", []fixture.E{text, fixture.Unsend(user, time.Now(), fixture.MsgID(text))}))
-	damaged := whole[:len(whole)-5]
-	b.publishBundleBytes(t, damaged)
+	follow := fixture.Event("follow", fixture.User(fixture.UserID(2)), time.Now())
+	earlier := fixture.Unsend(fixture.User(fixture.UserID(3)), time.Now(), "earlier-message")
+	whole := events.EncodeBundle(bundleRecords(channel, []fixture.E{text, follow, earlier, fixture.Unsend(user, time.Now(), fixture.MsgID(text))}))
+	b.publishBundleBytes(t, whole[:len(whole)-5])
 	runWorker(t, New(Config{AckWait: 2 * time.Second, IdleWait: 200 * time.Millisecond}, b.sc, b.js, b.db.Pool,
 		NewMetrics(ops.NewRegistry()), zap.NewNop()), 1)
-	b.waitStored(t, 0)
-	var id int64
-	var data []byte
-	if err := b.db.Pool.QueryRow(ctx, `SELECT id, data FROM dead_letters`).Scan(&id, &data); err != nil {
-		t.Fatalf("the bundle is not the one dead letter: %v", err)
+	b.waitStored(t, 2)
+
+	var stored []string
+	if err := b.db.Pool.QueryRow(ctx, `SELECT array_agg(webhook_event_id ORDER BY id) FROM events`).Scan(&stored); err != nil ||
+		!slices.Equal(stored, []string{fixture.ID(follow), fixture.ID(earlier)}) {
+		t.Fatalf("stored %q (%v); want the follow and the readable unsend, which carry no message to hold", stored, err)
 	}
-	if string(data) != string(damaged) {
-		t.Errorf("dead letter %q; want the whole bundle's bytes", data)
+	letters := func() map[string]string { // subject → error
+		rows, err := b.db.Pool.Query(ctx, `SELECT subject, coalesce(message_id, ''), error FROM dead_letters`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for rows.Next() {
+			var subject, msg, errText string
+			if err := rows.Scan(&subject, &msg, &errText); err != nil {
+				t.Fatal(err)
+			}
+			out[subject+" "+msg] = errText
+		}
+		return out
+	}
+	dl := letters()
+	held, rest := b.sc.EventSubject(channel)+" "+fixture.MsgID(text), b.sc.BundleSubject()+" "
+	if len(dl) != 2 || !strings.HasPrefix(dl[held], "held back from a damaged bundle") || !strings.Contains(dl[rest], "malformed bundle") {
+		t.Fatalf("dead letters %v; want the text held back under its message id, and the rest on the bundle subject", dl)
+	}
+	var seqs int
+	if err := b.db.Pool.QueryRow(ctx, `SELECT count(DISTINCT stream_seq) FROM dead_letters`).Scan(&seqs); err != nil || seqs != 1 {
+		t.Errorf("%d stream_seqs (%v); the held rows and the rest must share the bundle's", seqs, err)
 	}
 
-	// The README's way to apply by hand an unsend found in such a row:
-	// make the row that event, and replay it.
+	// The README's procedure: apply the unsend found in the rest by
+	// making that row the event and replaying it, then replay the rows
+	// held back from the same bundle.
 	unsend, _ := json.Marshal(fixture.Unsend(user, time.Now(), fixture.MsgID(text)))
-	if _, err := b.db.Pool.Exec(ctx, `UPDATE dead_letters SET data = convert_to($2, 'UTF8'),
+	if _, err := b.db.Pool.Exec(ctx, `UPDATE dead_letters SET data = convert_to($1, 'UTF8'),
 			headers = '{"Linepipe-Kind":["event"],"Linepipe-Channel":["1650000033"]}', replay_requested_at = now()
-		WHERE id = $1`, id, string(unsend)); err != nil {
+		WHERE subject LIKE '%.bundle'`, string(unsend)); err != nil {
 		t.Fatal(err)
 	}
 	w := New(Config{}, b.sc, nil, b.db.Pool, NewMetrics(ops.NewRegistry()), zap.NewNop())
 	if done, err := w.ReplayOne(ctx); !done || err != nil {
 		t.Fatalf("replaying the unsend: %v, %v", done, err)
 	}
-	var tombstones int
-	if err := b.db.Pool.QueryRow(ctx, `SELECT count(*) FROM unsent_messages WHERE channel_id = '1650000033'
-		AND message_id = $1`, fixture.MsgID(text)).Scan(&tombstones); err != nil || tombstones != 1 {
-		t.Errorf("%d tombstones after the replay (%v), want the unsend's one", tombstones, err)
+	if _, err := b.db.Pool.Exec(ctx, `UPDATE dead_letters SET replay_requested_at = now()
+		WHERE stream_seq = (SELECT stream_seq FROM dead_letters LIMIT 1) AND error LIKE 'held back from a damaged bundle%'`); err != nil {
+		t.Fatal(err)
+	}
+	if done, err := w.ReplayOne(ctx); !done || err != nil {
+		t.Fatalf("replaying the held message: %v, %v", done, err)
+	}
+	var tombstones, messageEvents, readable, left int
+	if err := b.db.Pool.QueryRow(ctx, `SELECT
+			(SELECT count(*) FROM unsent_messages WHERE channel_id = $1 AND message_id = $2),
+			(SELECT count(*) FROM events WHERE webhook_event_id = $3),
+			(SELECT count(*) FROM events WHERE raw::text LIKE '%unsent in the damaged%')
+				+ (SELECT count(*) FROM messages WHERE coalesce(text, '') || coalesce(content::text, '') LIKE '%unsent in the damaged%')
+				+ (SELECT count(*) FROM dead_letters WHERE position('unsent in the damaged' IN encode(data, 'escape')) > 0),
+			(SELECT count(*) FROM dead_letters)`,
+		channel, fixture.MsgID(text), fixture.ID(text)).Scan(&tombstones, &messageEvents, &readable, &left); err != nil {
+		t.Fatal(err)
+	}
+	if tombstones != 1 || messageEvents != 1 || readable != 0 || left != 0 {
+		t.Errorf("after the procedure: %d tombstones, %d events rows of the message, %d readable copies, %d dead letters; want 1, 1, 0, 0",
+			tombstones, messageEvents, readable, left)
 	}
 }
 
@@ -299,11 +345,11 @@ func bundleOf(t *testing.T, parent *recordingMsg, n int) []jetstream.Msg {
 		recs[i] = events.Record{Header: map[string][]string{events.HeaderChannel: {"1"}}, Data: []byte("{}")}
 	}
 	parent.data = events.EncodeBundle(recs)
-	parts, _, err := expand(parent, stream.Config{SubjectPrefix: "test"})
+	x, err := expand(parent, stream.Config{SubjectPrefix: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return parts
+	return x.parts
 }
 
 // The bundle is acknowledged once, after its last record is settled, and

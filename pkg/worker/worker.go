@@ -274,7 +274,7 @@ func (w *Worker) decodeAll(ctx context.Context, msgs []jetstream.Msg) decoded {
 	d := decoded{start: w.now(), stored: make(chan struct{})}
 	d.items = make([]*item, 0, len(msgs))
 	for _, m := range msgs {
-		parts, damaged, err := expand(m, w.stream)
+		x, err := expand(m, w.stream)
 		if errors.Is(err, events.ErrNewerBundle) {
 			w.keepForNewer(m)
 			continue
@@ -284,14 +284,15 @@ func (w *Worker) decodeAll(ctx context.Context, msgs []jetstream.Msg) decoded {
 			w.deadLetter(ctx, it, fmt.Errorf("%w: %v", errPoison, err), 0)
 			continue
 		}
-		if damaged != nil {
-			rest := parts[len(parts)-1]
-			parts = parts[:len(parts)-1]
-			it := &item{msg: rest, meta: events.MetaFromHeaders(rest.Headers(), d.start)}
-			w.deadLetter(ctx, it, fmt.Errorf("%w: %v (the records before it are handled as events of their own; this is the rest)", errPoison, damaged), 0)
+		if x.rest != nil {
+			it := &item{msg: x.rest, meta: events.MetaFromHeaders(x.rest.Headers(), d.start)}
+			w.deadLetter(ctx, it, fmt.Errorf("%w: %v (this is the rest; %s)", errPoison, x.damaged, restFate(x)), 0)
 		}
-		for _, pm := range parts {
+		for _, pm := range x.parts {
 			it, err := decode(pm, d.start)
+			if err == nil && hold(x, it) {
+				err = fmt.Errorf("%w: the unreadable rest of its bundle, a dead letter on the bundle subject with this stream_seq, may hold an unsend of this message; replay this row once any unsend found there is applied", errHeld)
+			}
 			if err != nil {
 				w.deadLetter(ctx, it, err, 0)
 				continue

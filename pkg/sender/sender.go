@@ -318,15 +318,19 @@ func (s *Sender) try(row store.OutboxClaimed, pl *planner, g *claimShift) bool {
 		s.complete(row, outcome{Status: status, Error: reason}, apiResponse{}, nil)
 		return true
 	}
-	// Never past the lease: after it another replica may resend the row.
-	// The request's own timeout goes in the same deadline: the client
-	// then finds a context that ends first and adds no second one (a
-	// context and a timer per send).
-	ctx, cancel := context.WithDeadline(context.Background(),
-		earliest(target.Add(s.cfg.Lease-leaseSafety), time.Now().Add(s.cfg.RequestTimeout)))
+	ctx, cancel := context.WithDeadline(context.Background(), sendDeadline(s.cfg, target, time.Now()))
 	defer cancel()
 	s.attempt(ctx, row, token)
 	return true
+}
+
+// sendDeadline is when a send whose slot is target, starting at now,
+// gives up. Never past the lease, less leaseSafety: after it another
+// replica may take the row and send it again. The request's own timeout
+// goes in the same deadline: the client then finds a context that ends
+// first and adds no second one (a context and a timer per send).
+func sendDeadline(cfg Config, target, now time.Time) time.Time {
+	return earliest(target.Add(cfg.Lease-leaseSafety), now.Add(cfg.RequestTimeout))
 }
 
 // earliest is the earlier of a and b.

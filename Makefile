@@ -7,7 +7,7 @@ export TEST_NATS_URL ?= nats://127.0.0.1:4222
 # and a demo channel whose secret and token the emulator shares. The
 # passwords are for development only; compose refuses to start without them.
 DEV_ENV := COMPOSE_PROFILES=dev LINE_API_BASE_URL=http://linefake:8090 \
-	LINE_DATA_API_BASE_URL=http://linefake:8090 ECHO_BOT=true \
+	LINE_DATA_API_BASE_URL=http://linefake:8090/data ECHO_BOT=true \
 	LINE_CHANNEL_ID=1234567890 LINE_CHANNEL_SECRET=0123456789abcdef0123456789abcdef \
 	LINE_CHANNEL_ACCESS_TOKEN=dev-static-token \
 	POSTGRES_PASSWORD=dev-owner INGEST_DB_PASSWORD=dev-ingest WORKER_DB_PASSWORD=dev-worker \

@@ -102,7 +102,7 @@ func (g *bodyGate) wrap(next http.Handler) http.Handler {
 		g.mu.Lock()
 		id := g.id
 		g.mu.Unlock()
-		if id != "" && r.URL.Path == "/v2/bot/message/"+id+"/content" {
+		if id != "" && r.URL.Path == linefake.DataPrefix+"/v2/bot/message/"+id+"/content" {
 			g.mu.Lock()
 			g.id = "" // once
 			g.mu.Unlock()
@@ -164,7 +164,7 @@ func (p *bodyPacer) wrap(next http.Handler) http.Handler {
 		var pc pace
 		var ok bool
 		for id, v := range p.paces {
-			if r.URL.Path == "/v2/bot/message/"+id+"/content" {
+			if r.URL.Path == linefake.DataPrefix+"/v2/bot/message/"+id+"/content" {
 				pc, ok = v, true
 			}
 		}
@@ -217,7 +217,7 @@ func newContentRigWith(t *testing.T, preparing time.Duration, mod func(*linefake
 }
 
 func (r *contentRig) fetcherConfig() content.Config {
-	return content.Config{BaseURL: r.api.URL, Bucket: r.bucket, PollInterval: 50 * time.Millisecond,
+	return content.Config{BaseURL: linefake.DataURL(r.api.URL), Bucket: r.bucket, PollInterval: 50 * time.Millisecond,
 		HTTPTimeout: 2 * time.Second, Lease: 12 * time.Second, BackoffBase: 100 * time.Millisecond,
 		BackoffMax: time.Second, PollBase: 100 * time.Millisecond, PollMax: 200 * time.Millisecond,
 		Owner: "test", Log: r.log}

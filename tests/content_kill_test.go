@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/linepipe/linepipe/pkg/content"
+	"github.com/linepipe/linepipe/pkg/linefake"
 	"github.com/linepipe/linepipe/pkg/store"
 	"github.com/linepipe/linepipe/pkg/stream"
 )
@@ -53,7 +54,7 @@ func TestContentKilledMidDownload(t *testing.T) {
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestContentFetcherChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), "LINEPIPE_CONTENT_CHILD=1", "CHILD_DATABASE_URL="+r.db.URL,
-		"CHILD_NATS_URL="+r.sc.URL, "CHILD_BUCKET="+r.bucket, "CHILD_API_URL="+r.api.URL)
+		"CHILD_NATS_URL="+r.sc.URL, "CHILD_BUCKET="+r.bucket, "CHILD_API_URL="+linefake.DataURL(r.api.URL))
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/linepipe/linepipe/pkg/linefake"
 	"github.com/linepipe/linepipe/pkg/store"
 	"github.com/linepipe/linepipe/tests/testenv"
 )
@@ -168,7 +169,7 @@ func TestProcessesQuickStart(t *testing.T) {
 	wk1 := start(t, "worker-1", append(append(common, nsrv.Env(nsrv.Users.Worker)...), dbAs(store.RoleWorker), "WORKER_ADDR="+w1, "ECHO_BOT=true"), "worker")
 	wk2 := start(t, "worker-2", append(append(common, nsrv.Env(nsrv.Users.Worker)...), dbAs(store.RoleWorker), "WORKER_ADDR="+w2, "ECHO_BOT=true"), "worker")
 	snd := start(t, "sender", append(append(common, nsrv.Env(nsrv.Users.Sender)...), dbAs(store.RoleSender), "SENDER_ADDR="+sAddr, "LINE_API_BASE_URL=http://"+fakeAddr,
-		"LINE_DATA_API_BASE_URL=http://"+fakeAddr,
+		"LINE_DATA_API_BASE_URL="+linefake.DataURL("http://"+fakeAddr),
 		"LINE_CHANNEL_ACCESS_TOKEN="+token), "sender")
 	for _, a := range []string{ingestAdmin, w1, w2, sAddr, fakeAddr} {
 		waitReady(t, a)

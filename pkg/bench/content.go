@@ -119,7 +119,7 @@ func (b *Bench) fetchAll(ctx context.Context, emu *Emulator, bucket, name string
 // fetchRows runs a sender (outbox empty: only its fetcher works) until
 // ids are stored, and returns MB/s, its peak RSS and wrong digests.
 func (b *Bench) fetchRows(ctx context.Context, emu *Emulator, bucket, name string, ids []string, size int64) (float64, int64, int, error) {
-	p, err := b.stack.Sender(name, "LINE_DATA_API_BASE_URL="+emu.URL, "CONTENT_BUCKET="+bucket,
+	p, err := b.stack.Sender(name, "LINE_DATA_API_BASE_URL="+linefake.DataURL(emu.URL), "CONTENT_BUCKET="+bucket,
 		fmt.Sprintf("CONTENT_CONCURRENCY=%d", contentInFlight), "CONTENT_MAX_BYTES=100MiB", "LOG_LEVEL=warn")
 	if err != nil {
 		return 0, 0, 0, err
@@ -170,7 +170,7 @@ func rawCopy(ctx context.Context, emu *Emulator, objs *content.Objects, token st
 		go func(id string) {
 			defer func() { <-sem; wg.Done() }()
 			copyOnce := func() error {
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, emu.URL+"/v2/bot/message/"+id+"/content", nil)
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, linefake.DataURL(emu.URL)+"/v2/bot/message/"+id+"/content", nil)
 				req.Header.Set("Authorization", "Bearer "+token)
 				res, err := client.Do(req)
 				if err != nil {

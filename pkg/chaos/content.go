@@ -30,7 +30,7 @@ const (
 
 // contentEnv shortens the fetcher's clocks like the rest of the run's.
 func contentEnv(emuURL string) []string {
-	return []string{"LINE_DATA_API_BASE_URL=" + emuURL, "CONTENT_HTTP_TIMEOUT=2s", "CONTENT_LEASE=12s",
+	return []string{"LINE_DATA_API_BASE_URL=" + linefake.DataURL(emuURL), "CONTENT_HTTP_TIMEOUT=2s", "CONTENT_LEASE=12s",
 		"CONTENT_BACKOFF_BASE=200ms", "CONTENT_BACKOFF_MAX=3s", "CONTENT_MAX_ATTEMPTS=1000"}
 }
 

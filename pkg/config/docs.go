@@ -89,7 +89,7 @@ var Docs = map[string]Doc{
 	"SENDER_DB_MAX_CONNS":      {Meaning: "Postgres pool size, opened at start (see `DATABASE_URL`)."},
 
 	"CONTENT_FETCH":          {Meaning: "Run the content fetcher beside the outbox loop (see Message content)."},
-	"LINE_DATA_API_BASE_URL": {Meaning: "LINE's data API (message content and transcoding status); the emulator in development."},
+	"LINE_DATA_API_BASE_URL": {Meaning: "LINE's data API (message content and transcoding status), a host of its own at LINE; in development the emulator's `/data` (`http://linefake:8090/data`)."},
 	"CONTENT_BUCKET":         {Meaning: "JetStream Object Store bucket for message content, objects `<channelID>/<messageID>`; replicas follow `NATS_REPLICAS`. `worker content get` reads it too, as the sender's NATS user."},
 	"CONTENT_MAX_BYTES":      {Meaning: "Largest content kept; a larger one ends `failed` and nothing of it is stored. Accepts `KiB`/`MiB` suffixes."},
 	"CONTENT_CONCURRENCY":    {Meaning: "Downloads in flight per replica; each streams through one 128 KiB chunk at a time."},

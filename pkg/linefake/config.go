@@ -128,7 +128,8 @@ type Config struct {
 	// StatelessTokenTTL is the life of a token from /oauth2/v3/token.
 	// Default 15m.
 	StatelessTokenTTL time.Duration
-	// MaxBodyBytes above which a send gets 413. Default 2 MiB.
+	// MaxBodyBytes above which a send gets 413. Default 2,000,000 (LINE's
+	// "2MB", read strictly).
 	MaxBodyBytes int64
 	// Faults injected into send requests from the start.
 	Faults Faults

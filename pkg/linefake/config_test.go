@@ -48,7 +48,7 @@ func TestConfigValidateAndDefaults(t *testing.T) {
 	}
 	if c.RateLimits.Push != (Limit{2000, time.Second}) || c.RateLimits.Multicast != (Limit{200, time.Second}) ||
 		c.RateLimits.Narrowcast != (Limit{60, time.Hour}) || c.ReplyTokenTTL != time.Minute ||
-		c.RetryKeyWindow != 24*time.Hour || c.StatelessTokenTTL != 15*time.Minute || c.MaxBodyBytes != 2<<20 {
+		c.RetryKeyWindow != 24*time.Hour || c.StatelessTokenTTL != 15*time.Minute || c.MaxBodyBytes != 2_000_000 {
 		t.Fatalf("defaults %+v are not LINE's", c)
 	}
 	bad := []Config{

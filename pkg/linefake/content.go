@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -29,10 +30,22 @@ import (
 // per channel, each with its own bucket at LINE's "Other API endpoints"
 // rate (RateLimits.Other, 2,000/s), and answer 429 past it.
 
+// DataPrefix is where the emulator serves LINE's data API. LINE serves it
+// on a host of its own (api-data.line.me) and the sends and the token
+// endpoint on api.line.me, so the emulator keeps the two apart under one
+// listener: a content fetcher pointed at LINE_API_BASE_URL, or a send at
+// LINE_DATA_API_BASE_URL, gets a 404 here as it would at LINE, instead of
+// passing every test and failing in production.
+const DataPrefix = "/data"
+
+// DataURL is the data API's base URL of an emulator whose base URL is
+// base: what LINE_DATA_API_BASE_URL is set to.
+func DataURL(base string) string { return strings.TrimRight(base, "/") + DataPrefix }
+
 // API paths of the data API.
 const (
-	PathContent     = "/v2/bot/message/{messageId}/content"
-	PathTranscoding = "/v2/bot/message/{messageId}/content/transcoding"
+	PathContent     = DataPrefix + "/v2/bot/message/{messageId}/content"
+	PathTranscoding = DataPrefix + "/v2/bot/message/{messageId}/content/transcoding"
 )
 
 // Endpoint names of the data API in Stats.

@@ -22,7 +22,7 @@ func TestContentEndpoints(t *testing.T) {
 		t.Fatalf("image message %+v", img.Message)
 	}
 
-	res, err := b.do(http.MethodGet, "/v2/bot/message/"+img.Message.ID+"/content", nil, auth)
+	res, err := b.do(http.MethodGet, DataPrefix+"/v2/bot/message/"+img.Message.ID+"/content", nil, auth)
 	if err != nil || res.status != 200 || res.header.Get("Content-Type") != "image/jpeg" || len(res.body) != 5000 {
 		t.Fatalf("image: %v %d %q %d bytes", err, res.status, res.header.Get("Content-Type"), len(res.body))
 	}
@@ -33,33 +33,33 @@ func TestContentEndpoints(t *testing.T) {
 		t.Fatal("two messages share their bytes")
 	}
 
-	res, _ = b.do(http.MethodGet, "/v2/bot/message/"+vid.Message.ID+"/content", nil, auth)
-	tr, _ := b.do(http.MethodGet, "/v2/bot/message/"+vid.Message.ID+"/content/transcoding", nil, auth)
+	res, _ = b.do(http.MethodGet, DataPrefix+"/v2/bot/message/"+vid.Message.ID+"/content", nil, auth)
+	tr, _ := b.do(http.MethodGet, DataPrefix+"/v2/bot/message/"+vid.Message.ID+"/content/transcoding", nil, auth)
 	if res.status != http.StatusAccepted || string(tr.body) != "{\"status\":\"processing\"}\n" {
 		t.Fatalf("preparing video: %d, transcoding %s", res.status, tr.body)
 	}
 	b.clock.Advance(time.Minute)
-	tr, _ = b.do(http.MethodGet, "/v2/bot/message/"+vid.Message.ID+"/content/transcoding", nil, auth)
-	res, _ = b.do(http.MethodGet, "/v2/bot/message/"+vid.Message.ID+"/content", nil, auth)
+	tr, _ = b.do(http.MethodGet, DataPrefix+"/v2/bot/message/"+vid.Message.ID+"/content/transcoding", nil, auth)
+	res, _ = b.do(http.MethodGet, DataPrefix+"/v2/bot/message/"+vid.Message.ID+"/content", nil, auth)
 	if res.status != 200 || len(res.body) != DefaultContentSize || string(tr.body) != "{\"status\":\"succeeded\"}\n" {
 		t.Fatalf("prepared video: %d, %d bytes, transcoding %s", res.status, len(res.body), tr.body)
 	}
 
-	if res, _ := b.do(http.MethodGet, "/v2/bot/message/123/content", nil, auth); res.status != 404 {
+	if res, _ := b.do(http.MethodGet, DataPrefix+"/v2/bot/message/123/content", nil, auth); res.status != 404 {
 		t.Fatalf("unknown id: %d", res.status)
 	}
 	// The data API takes no retry key: "any other API returns 400".
 	keyed := map[string]string{"Authorization": auth["Authorization"], RetryKeyHeader: "123e4567-e89b-42d3-a456-426614174000"}
 	for _, path := range []string{"/content", "/content/transcoding"} {
-		if res, _ := b.do(http.MethodGet, "/v2/bot/message/"+img.Message.ID+path, nil, keyed); res.status != http.StatusBadRequest {
+		if res, _ := b.do(http.MethodGet, DataPrefix+"/v2/bot/message/"+img.Message.ID+path, nil, keyed); res.status != http.StatusBadRequest {
 			t.Fatalf("%s with a retry key: %d, want 400", path, res.status)
 		}
 	}
-	if res, _ := b.do(http.MethodGet, "/v2/bot/message/"+img.Message.ID+"/content", nil, nil); res.status != 401 {
+	if res, _ := b.do(http.MethodGet, DataPrefix+"/v2/bot/message/"+img.Message.ID+"/content", nil, nil); res.status != 401 {
 		t.Fatalf("no token: %d", res.status)
 	}
 	b.srv.UnsendEvent(userA, img.Message.ID)
-	res, _ = b.do(http.MethodGet, "/v2/bot/message/"+img.Message.ID+"/content", nil, auth)
+	res, _ = b.do(http.MethodGet, DataPrefix+"/v2/bot/message/"+img.Message.ID+"/content", nil, auth)
 	if res.status != http.StatusGone || res.errorBody(t).Message != "The content is gone" {
 		t.Fatalf("unsent: %d %s", res.status, res.body)
 	}
@@ -70,7 +70,7 @@ func TestContentDropCutsBody(t *testing.T) {
 	t.Parallel()
 	b := setup(t, func(c *Config) { c.ContentFaults = Faults{DropRate: 1} })
 	img := b.srv.MediaEvent(testChannel, userA, "image", 100000)
-	_, err := b.do(http.MethodGet, "/v2/bot/message/"+img.Message.ID+"/content", nil,
+	_, err := b.do(http.MethodGet, DataPrefix+"/v2/bot/message/"+img.Message.ID+"/content", nil,
 		map[string]string{"Authorization": "Bearer " + testToken})
 	if err == nil {
 		t.Fatal("a dropped download read cleanly")
@@ -100,7 +100,7 @@ func TestContentRateLimit(t *testing.T) {
 		}
 		return res
 	}
-	content := "/v2/bot/message/" + img.Message.ID + "/content"
+	content := DataPrefix + "/v2/bot/message/" + img.Message.ID + "/content"
 	for range 3 {
 		wantStatus(t, get(content, auth), http.StatusOK)
 	}
@@ -149,7 +149,7 @@ func TestContentDefaultRateIs2000PerSecond(t *testing.T) {
 		srv.ServeHTTP(rec, req)
 		return rec.Code
 	}
-	tr := "/v2/bot/message/" + vid.Message.ID + "/content/transcoding"
+	tr := DataPrefix + "/v2/bot/message/" + vid.Message.ID + "/content/transcoding"
 	for i := range 2000 {
 		if code := call(tr); code != http.StatusOK {
 			t.Fatalf("transcoding request %d: %d within the limit", i+1, code)
@@ -158,7 +158,30 @@ func TestContentDefaultRateIs2000PerSecond(t *testing.T) {
 	if code := call(tr); code != http.StatusTooManyRequests {
 		t.Fatalf("request 2001: %d, want 429", code)
 	}
-	if code := call("/v2/bot/message/" + vid.Message.ID + "/content"); code != http.StatusOK {
+	if code := call(DataPrefix + "/v2/bot/message/" + vid.Message.ID + "/content"); code != http.StatusOK {
 		t.Fatalf("content after transcoding's bucket ran dry: %d, want 200 from its own bucket", code)
+	}
+}
+
+// The data API and the Messaging API are on separate hosts at LINE, so
+// here under separate bases: content asked of the API base, or a send
+// posted to the data base, is not found, as it would not be at LINE.
+func TestDataAPIHasItsOwnBase(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	auth := map[string]string{"Authorization": "Bearer " + testToken}
+	img := b.srv.MediaEvent(testChannel, userA, "image", 100)
+	if res, _ := b.do(http.MethodGet, DataPrefix+"/v2/bot/message/"+img.Message.ID+"/content", nil, auth); res.status != http.StatusOK {
+		t.Fatalf("content on the data base: %d, want 200", res.status)
+	}
+	if res, _ := b.do(http.MethodGet, "/v2/bot/message/"+img.Message.ID+"/content", nil, auth); res.status != http.StatusNotFound {
+		t.Errorf("content on the API base: %d, want 404", res.status)
+	}
+	push := []byte(`{"to":"` + userA + `","messages":[{"type":"text","text":"hi"}]}`)
+	if res, _ := b.do(http.MethodPost, DataPrefix+PathPush, push, auth); res.status != http.StatusNotFound {
+		t.Errorf("a push on the data base: %d, want 404", res.status)
+	}
+	if got := DataURL("http://emu:8090/"); got != "http://emu:8090/data" {
+		t.Errorf("DataURL = %q", got)
 	}
 }

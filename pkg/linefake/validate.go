@@ -64,18 +64,14 @@ type sendRequest struct {
 	messageTypes []string
 }
 
-type rawSend struct {
-	ReplyToken json.RawMessage   `json:"replyToken"`
-	To         json.RawMessage   `json:"to"`
-	Messages   []json.RawMessage `json:"messages"`
-}
-
 // validate checks body against LINE's rules for endpoint ep. It returns
-// the error body to answer 400 with, or nil.
+// the error body to answer 400 with, or nil. Property names match
+// exactly, as LINE's definitions name them: "To" is not "to" (Go's
+// decoder would take either, and so hide a body LINE refuses).
 func validate(ep string, body []byte) (*sendRequest, *ErrorBody) {
-	var raw rawSend
+	var raw map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&raw); err != nil || dec.More() {
+	if err := dec.Decode(&raw); err != nil || dec.More() || raw == nil {
 		return nil, &ErrorBody{Message: "The request body could not be parsed as JSON"}
 	}
 	var req sendRequest
@@ -84,21 +80,25 @@ func validate(ep string, body []byte) (*sendRequest, *ErrorBody) {
 
 	switch ep {
 	case epReply:
-		if err := json.Unmarshal(raw.ReplyToken, &req.replyToken); err != nil || req.replyToken == "" {
+		if err := json.Unmarshal(raw["replyToken"], &req.replyToken); err != nil || req.replyToken == "" {
 			add("replyToken", "must be specified")
 		}
 	case epPush:
 		var to string
-		if err := json.Unmarshal(raw.To, &to); err != nil || to == "" {
+		if err := json.Unmarshal(raw["to"], &to); err != nil || to == "" {
 			add("to", "must be specified")
 		} else if !userIDPattern.MatchString(to) && !chatIDPattern.MatchString(to) {
 			add("to", "The property, 'to', in the request body is invalid")
 		}
 		req.recipients = []string{to}
 	case epMulticast:
-		req.recipients, details = validateMulticastTo(raw.To, details)
+		req.recipients, details = validateMulticastTo(raw["to"], details)
 	}
-	req.messageTypes, details = validateMessages(limits.Messages[ep], raw.Messages, details)
+	var msgs []json.RawMessage
+	if err := json.Unmarshal(raw["messages"], &msgs); err != nil {
+		msgs = nil
+	}
+	req.messageTypes, details = validateMessages(limits.Messages[ep], msgs, details)
 	if len(details) > 0 {
 		return nil, &ErrorBody{Message: fmt.Sprintf("The request body has %d error(s)", len(details)), Details: details}
 	}
@@ -128,28 +128,32 @@ func validateMessages(size openapi.Range, msgs []json.RawMessage, details []Erro
 	}
 	types := make([]string, len(msgs))
 	for i, m := range msgs {
-		var obj struct {
-			Type string  `json:"type"`
-			Text *string `json:"text"`
-		}
 		prop := fmt.Sprintf("messages[%d]", i)
-		if err := json.Unmarshal(m, &obj); err != nil {
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(m, &obj); err != nil || obj == nil {
 			details = append(details, ErrorDetail{Message: "must be an object", Property: prop})
 			continue
 		}
-		types[i] = obj.Type
-		if !messageTypes[obj.Type] {
+		var typ string
+		_ = json.Unmarshal(obj["type"], &typ)
+		types[i] = typ
+		if !messageTypes[typ] {
 			details = append(details, ErrorDetail{Message: "Invalid message type", Property: prop + ".type"})
 			continue
 		}
-		if obj.Type != "text" && obj.Type != "textV2" {
+		for _, name := range limits.Required[typ] {
+			if v, ok := obj[name]; !ok || string(v) == "null" {
+				details = append(details, ErrorDetail{Message: "must be specified", Property: prop + "." + name})
+			}
+		}
+		if typ != "text" && typ != "textV2" {
 			continue
 		}
-		switch {
-		case obj.Text == nil || *obj.Text == "":
-			details = append(details, ErrorDetail{Message: "must be specified", Property: prop + ".text"})
-		case utf16Len(*obj.Text) > MaxTextUTF16:
+		var text string
+		if json.Unmarshal(obj["text"], &text) == nil && utf16Len(text) > MaxTextUTF16 {
 			details = append(details, ErrorDetail{Message: fmt.Sprintf("Length must be between 0 and %d", MaxTextUTF16), Property: prop + ".text"})
+		} else if text == "" && obj["text"] != nil && string(obj["text"]) != "null" {
+			details = append(details, ErrorDetail{Message: "must be specified", Property: prop + ".text"})
 		}
 	}
 	return types, details

@@ -55,6 +55,18 @@ func TestValidationLimits(t *testing.T) {
 		{"narrowcast ok is 202", PathNarrowcast, map[string]any{"messages": texts(1)}, 202, ""},
 		{"narrowcast 6", PathNarrowcast, map[string]any{"messages": texts(6)}, 400, "messages"},
 		{"reply without token", PathReply, map[string]any{"messages": texts(1)}, 400, "replyToken"},
+		// Property names match as LINE's definitions spell them.
+		{"To in capitals", PathPush, map[string]any{"To": userA, "messages": texts(1)}, 400, "to"},
+		{"Messages in capitals", PathPush, map[string]any{"to": userA, "Messages": texts(1)}, 400, "messages"},
+		{"Type in capitals", PathPush, push(userA, map[string]any{"Type": "text", "text": "hi"}), 400, "messages[0].type"},
+		{"Text in capitals", PathPush, push(userA, map[string]any{"type": "text", "Text": "hi"}), 400, "messages[0].text"},
+		// Each message type's required properties, from messaging-api.yml.
+		{"image ok", PathPush, push(userA, map[string]any{"type": "image", "originalContentUrl": "https://x/a.jpg", "previewImageUrl": "https://x/p.jpg"}), 200, ""},
+		{"image without preview", PathPush, push(userA, map[string]any{"type": "image", "originalContentUrl": "https://x/a.jpg"}), 400, "messages[0].previewImageUrl"},
+		{"sticker ok", PathPush, push(userA, map[string]any{"type": "sticker", "packageId": "446", "stickerId": "1988"}), 200, ""},
+		{"sticker without id", PathPush, push(userA, map[string]any{"type": "sticker", "packageId": "446"}), 400, "messages[0].stickerId"},
+		{"flex without altText", PathPush, push(userA, map[string]any{"type": "flex", "contents": map[string]any{"type": "bubble"}}), 400, "messages[0].altText"},
+		{"location with null title", PathPush, push(userA, map[string]any{"type": "location", "title": nil, "address": "a", "latitude": 1, "longitude": 2}), 400, "messages[0].title"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -177,7 +177,9 @@ func (s *Server) SendWebhookBody(ctx context.Context, url, channelID string, bod
 	}
 	req.Header.Set("Content-Type", "application/json; charset=utf-8")
 	req.Header.Set(events.SignatureHeader, events.Sign(ch.Secret, body))
-	res, err := s.cfg.WebhookClient.Do(req)
+	client := *s.cfg.WebhookClient
+	client.CheckRedirect = answerIsFinal
+	res, err := client.Do(req)
 	if err != nil {
 		return 0, fmt.Errorf("posting webhook: %w", err)
 	}
@@ -185,6 +187,13 @@ func (s *Server) SendWebhookBody(ctx context.Context, url, channelID string, bod
 	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 1<<20))
 	return res.StatusCode, nil
 }
+
+// answerIsFinal makes a redirect the webhook's answer rather than a
+// request to follow: LINE counts any status but 200 as an error
+// (error_status_code in its webhook error statistics) and does not post
+// the webhook again elsewhere, so a bot server that redirects must fail
+// here as it would at LINE.
+func answerIsFinal(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // newULID returns a webhookEventId for time t, its entropy from the
 // seeded source so runs are reproducible.

@@ -217,3 +217,22 @@ func TestWebhookGivesUpAfterTwoSeconds(t *testing.T) {
 		t.Fatalf("gave up after %s, want LINE's 2 s", took)
 	}
 }
+
+// A bot server that redirects fails the webhook, as at LINE, which counts
+// any status but 200 as an error and posts nothing to the new location.
+func TestWebhookRedirectIsTheAnswer(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	target := newReceiver(t, http.StatusOK)
+	redirect := httptest.NewServer(http.RedirectHandler(target.srv.URL, http.StatusPermanentRedirect))
+	t.Cleanup(redirect.Close)
+	status, err := b.srv.SendWebhook(context.Background(), redirect.URL, testChannel, b.srv.TextEvent(testChannel, userA, "x"))
+	if err != nil || status != http.StatusPermanentRedirect {
+		t.Fatalf("status %d, err %v; want the redirect's 308 as the answer", status, err)
+	}
+	target.mu.Lock()
+	defer target.mu.Unlock()
+	if len(target.bodies) != 0 {
+		t.Fatalf("the redirect's target got %d webhooks; want none", len(target.bodies))
+	}
+}

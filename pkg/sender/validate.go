@@ -11,9 +11,9 @@ import (
 
 // LINE's request limits (Messaging API reference and OpenAPI).
 const (
-	MaxBodyBytes        = 2 << 20 // larger requests get 413
-	MaxMessages         = 5       // message objects per request
-	MaxTextUTF16        = 5000    // text message length in UTF-16 code units
+	MaxBodyBytes        = 2_000_000 // larger requests get 413; LINE's "2MB" read as 10^6 bytes, the stricter
+	MaxMessages         = 5         // message objects per request
+	MaxTextUTF16        = 5000      // text message length in UTF-16 code units
 	MaxMulticastTargets = 500
 )
 

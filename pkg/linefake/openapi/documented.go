@@ -9,6 +9,8 @@ const (
 	// "Max character limit: 5000" (Messaging API reference, Text message).
 	TextMaxUTF16 = 5000
 	// MaxBodyBytes is the largest send request: "Request larger than 2MB"
-	// gets 413 (Messaging API reference, Status codes).
-	MaxBodyBytes = 2 << 20
+	// gets 413 (Messaging API reference, Status codes). LINE does not say
+	// whether its MB is 10^6 or 2^20 bytes; the smaller reading is taken,
+	// so a body the sender lets through is one LINE accepts under either.
+	MaxBodyBytes = 2_000_000
 )

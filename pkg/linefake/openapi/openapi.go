@@ -8,7 +8,9 @@ package openapi
 import (
 	_ "embed"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"go.yaml.in/yaml/v3"
@@ -40,16 +42,25 @@ type Limits struct {
 	MulticastTo Range
 	// MessageTypes are the message object types (Message's discriminator).
 	MessageTypes []string
+	// Required is, per message type, the properties its schema and the
+	// schemas it is composed of (allOf) require, "type" included, sorted.
+	Required map[string][]string
 }
 
 type schema struct {
+	Ref           string            `yaml:"$ref"`
 	MaxItems      *int              `yaml:"maxItems"`
 	MinItems      *int              `yaml:"minItems"`
+	Required      []string          `yaml:"required"`
+	AllOf         []schema          `yaml:"allOf"`
 	Properties    map[string]schema `yaml:"properties"`
 	Discriminator *struct {
 		Mapping map[string]string `yaml:"mapping"`
 	} `yaml:"discriminator"`
 }
+
+// schemaRefPrefix starts every reference to a schema of the definition.
+const schemaRefPrefix = "#/components/schemas/"
 
 type document struct {
 	Components struct {
@@ -96,11 +107,43 @@ func Parse(doc []byte) (Limits, error) {
 	if !ok || msg.Discriminator == nil || len(msg.Discriminator.Mapping) == 0 {
 		return Limits{}, fmt.Errorf("messaging-api.yml: Message has no discriminator mapping")
 	}
-	for t := range msg.Discriminator.Mapping {
+	l.Required = map[string][]string{}
+	for t, ref := range msg.Discriminator.Mapping {
 		l.MessageTypes = append(l.MessageTypes, t)
+		req, err := required(s, ref, 0)
+		if err != nil {
+			return Limits{}, fmt.Errorf("messaging-api.yml: message type %s: %w", t, err)
+		}
+		l.Required[t] = req
 	}
 	sort.Strings(l.MessageTypes)
 	return l, nil
+}
+
+// required is the properties the schema ref points at requires, with
+// those of every schema it is composed of (allOf), sorted and once each.
+func required(s map[string]schema, ref string, depth int) ([]string, error) {
+	name, ok := strings.CutPrefix(ref, schemaRefPrefix)
+	sc, found := s[name]
+	if !ok || !found {
+		return nil, fmt.Errorf("no schema %q", ref)
+	}
+	if depth > 8 {
+		return nil, fmt.Errorf("schema %q: allOf nested too deep", ref)
+	}
+	out := slices.Clone(sc.Required)
+	for _, part := range sc.AllOf {
+		out = append(out, part.Required...)
+		if part.Ref != "" {
+			more, err := required(s, part.Ref, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, more...)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
 }
 
 func arrayRange(s map[string]schema, name, prop string) (Range, error) {

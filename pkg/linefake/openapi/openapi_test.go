@@ -24,6 +24,24 @@ func TestLoad(t *testing.T) {
 	if !strings.Contains(strings.Join(l.MessageTypes, ","), "text,textV2") || len(l.MessageTypes) < 10 {
 		t.Errorf("message types %v", l.MessageTypes)
 	}
+	// As LINE's reference lists each message object's required fields.
+	for typ, want := range map[string]string{
+		"text":     "text,type",
+		"sticker":  "packageId,stickerId,type",
+		"image":    "originalContentUrl,previewImageUrl,type",
+		"audio":    "duration,originalContentUrl,type",
+		"location": "address,latitude,longitude,title,type",
+		"flex":     "altText,contents,type",
+		"template": "altText,template,type",
+		"coupon":   "couponId,type",
+	} {
+		if got := strings.Join(l.Required[typ], ","); got != want {
+			t.Errorf("%s requires %s, want %s", typ, got, want)
+		}
+	}
+	if len(l.Required) != len(l.MessageTypes) {
+		t.Errorf("required properties for %d of %d message types", len(l.Required), len(l.MessageTypes))
+	}
 }
 
 // TestParseRefusesMissingLimits: a definition that stops stating a limit

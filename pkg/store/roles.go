@@ -46,11 +46,23 @@ func ensureLoginUser(ctx context.Context, q Querier, name, password, role string
 	if exists {
 		verb = "ALTER"
 	}
+	// The password goes as its SCRAM verifier wherever it can: never in
+	// the statement's text or parameters, which the server may log.
+	secret := password
+	if password != "" {
+		v, ok, err := newScramVerifier(password)
+		if err != nil {
+			return err
+		}
+		if ok {
+			secret = v
+		}
+	}
 	// Utility statements take no parameters: quote with format().
 	var stmt string
 	if err := q.QueryRow(ctx, `SELECT format('%s ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT', $1::text, $2::text)
 		|| CASE WHEN $3::text = '' THEN ' PASSWORD NULL' ELSE format(' PASSWORD %L', $3::text) END`,
-		verb, name, password).Scan(&stmt); err != nil {
+		verb, name, secret).Scan(&stmt); err != nil {
 		return err
 	}
 	if _, err := q.Exec(ctx, stmt); err != nil {

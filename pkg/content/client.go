@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/linepipe/linepipe/pkg/config"
 )
 
 // Tokens hands out a channel's access token and drops one LINE refused.
@@ -39,11 +41,13 @@ func newHTTPClient(timeout time.Duration) *http.Client {
 }
 
 // get sends GET path with token. A nil error means an answer arrived;
-// the caller closes its body.
+// the caller closes its body. A request that could not be built was not
+// sent (errNotSent).
 func get(ctx context.Context, c *http.Client, baseURL, path, token string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+path, nil)
 	if err != nil {
-		return nil, fmt.Errorf("building GET %s: %w", path, err)
+		// It ends in the row's error: never the base URL's credentials.
+		return nil, fmt.Errorf("building GET %s: %w (%w)", path, config.RedactURLError(err), errNotSent)
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	res, err := c.Do(req)

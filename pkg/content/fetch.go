@@ -52,21 +52,29 @@ func (a *attempt) path(suffix string) string {
 	return "/v2/bot/message/" + url.PathEscape(a.c.MessageID) + "/content" + suffix
 }
 
+// errNotSent marks a call that failed before its request was sent: its
+// rate slot could not be reserved, the context ended while it waited for
+// the slot, or the request could not be built. LINE saw nothing, so it is
+// no call to log: an api_log row with status 0 would read as a request
+// LINE never answered.
+var errNotSent = errors.New("no request sent")
+
 // call reserves a rate slot in the channel's shared bucket and sends GET.
+// An error wrapping errNotSent means no request left.
 func (a *attempt) call(ctx context.Context, bucket, path string) (*http.Response, time.Time, error) {
 	f := a.f
 	if f.cfg.RateLimit > 0 {
 		wait, err := store.ReserveRateSlot(ctx, f.db, store.RateKey{ChannelID: a.c.ChannelID, Bucket: bucket},
 			f.cfg.RatePer/time.Duration(f.cfg.RateLimit))
 		if err != nil {
-			return nil, time.Now(), err
+			return nil, time.Now(), fmt.Errorf("%w (%w)", err, errNotSent)
 		}
 		if wait > 0 {
 			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				return nil, time.Now(), ctx.Err()
+				return nil, time.Now(), fmt.Errorf("waiting for a %s rate slot: %w (%w)", bucket, ctx.Err(), errNotSent)
 			case <-t.C:
 			}
 		}
@@ -97,14 +105,23 @@ func (a *attempt) logCall(path string, start time.Time, status int, requestID, e
 	}
 }
 
+// unanswered is the outcome of a call that got no answer, retried with
+// backoff. It is logged as a call with status 0 only if its request was
+// sent.
+func (a *attempt) unanswered(path string, start time.Time, err error) store.ContentOutcome {
+	if !errors.Is(err, errNotSent) {
+		a.logCall(path, start, 0, "", err.Error())
+	}
+	return a.retry(0, err.Error())
+}
+
 // pollTranscoding asks whether LINE has prepared the video or audio. It
 // reports done with an outcome unless the content is ready to download.
 func (a *attempt) pollTranscoding(ctx context.Context) (store.ContentOutcome, bool) {
 	p := a.path("/transcoding")
 	res, start, err := a.call(ctx, bucketTranscoding, p)
 	if err != nil {
-		a.logCall(p, start, 0, "", err.Error())
-		return a.retry(0, err.Error()), true
+		return a.unanswered(p, start, err), true
 	}
 	defer res.Body.Close()
 	rid := res.Header.Get("X-Line-Request-Id")
@@ -146,8 +163,7 @@ func (a *attempt) download(ctx context.Context, objs *Objects) store.ContentOutc
 	defer cancel()
 	res, start, err := a.call(dctx, bucketContent, p)
 	if err != nil {
-		a.logCall(p, start, 0, "", err.Error())
-		return a.retry(0, err.Error())
+		return a.unanswered(p, start, err)
 	}
 	defer res.Body.Close()
 	rid := res.Header.Get("X-Line-Request-Id")

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/linepipe/linepipe/pkg/config"
 	"github.com/linepipe/linepipe/pkg/store"
 )
 
@@ -70,7 +71,7 @@ func (f *Fetcher) Run(ctx context.Context) error {
 		case <-time.After(2 * time.Second):
 		}
 	}
-	f.cfg.Log.Info("content fetcher started", zap.String("bucket", f.cfg.Bucket), zap.String("api", f.cfg.BaseURL))
+	f.cfg.Log.Info("content fetcher started", zap.String("bucket", f.cfg.Bucket), zap.String("api", config.RedactURL(f.cfg.BaseURL)))
 	defer f.wg.Wait()
 	f.wg.Add(1)
 	go f.sweep(ctx)

@@ -86,7 +86,7 @@ func (e *bundleEnv) webhook(channel string, n int, redelivered bool) []*nats.Msg
 		b, _ := json.Marshal(ev)
 		evs = append(evs, events.WebhookEvent{Raw: b, WebhookEventID: ev["webhookEventId"].(string), Redelivery: redelivered})
 	}
-	msgs, _ := eventMsgs(e.sc, events.Meta{ChannelID: channel, ReceivedAt: time.Now(), WebhookID: fixture.EventID()}, evs)
+	msgs := eventMsgs(e.sc, events.Meta{ChannelID: channel, ReceivedAt: time.Now(), WebhookID: fixture.EventID()}, evs)
 	return msgs
 }
 

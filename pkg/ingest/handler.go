@@ -41,6 +41,11 @@ type outcome struct {
 	events    int
 	dups      int
 	webhookID string
+	// parsed: the body was read as a webhook, so redelivery is known.
+	// A webhook answered 413 or 503 after that still records whether it
+	// was LINE's redelivery, though it has no webhook_log row.
+	parsed     bool
+	redelivery bool
 }
 
 // ServeHTTP serves POST /webhook/{channelID} and answers any other path
@@ -81,6 +86,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		zap.Int("status", out.status),
 		zap.Duration("took", took),
 		zap.Int("events", out.events),
+	}
+	if out.parsed {
+		fields = append(fields, zap.Bool("redelivery", out.redelivery))
 	}
 	if out.webhookID != "" {
 		fields = append(fields, zap.String("webhook_id", out.webhookID), zap.Int("duplicates", out.dups))
@@ -170,6 +178,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, channel string, 
 		return out
 	}
 	out.events = len(wh.Events)
+	out.parsed, out.redelivery = true, redelivered(wh.Events)
 	cost := int64(len(wh.Events)) * (EventOverhead + int64(len(wh.Destination)))
 	if cost > h.Config.MaxBufferedBytes {
 		out.status, out.reason = http.StatusRequestEntityTooLarge, tooManyEvents
@@ -258,10 +267,10 @@ func (h *Handler) publish(r *http.Request, start, answerBy time.Time, wh *events
 	ctx, cancel := context.WithDeadline(r.Context(), answerBy)
 	defer cancel()
 	meta := events.Meta{ChannelID: out.channel, Destination: wh.Destination, ReceivedAt: start, WebhookID: out.webhookID}
-	msgs, redelivery := eventMsgs(h.Stream, meta, wh.Events)
+	msgs := eventMsgs(h.Stream, meta, wh.Events)
 	rec, _ := json.Marshal(events.WebhookLog{WebhookID: out.webhookID, ChannelID: out.channel, RemoteIP: h.remoteIP(r),
 		ReceivedAt: start, Method: r.Method, Path: r.URL.Path, Status: http.StatusOK,
-		EventCount: len(wh.Events), Redelivery: redelivery})
+		EventCount: len(wh.Events), Redelivery: out.redelivery})
 	logHeader := []string{string(rec)} // shared: headers are only read once built
 	for _, m := range msgs {
 		m.Header[events.HeaderWebhookLog] = logHeader

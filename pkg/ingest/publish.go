@@ -67,22 +67,31 @@ const eventHeaders = 8
 // drops a redelivered event inside its duplicates window. The id and the
 // redelivery flag were read by ParseWebhook's single walk of the body, so
 // no event is decoded again here.
-func eventMsgs(cfg stream.Config, meta events.Meta, evs []events.WebhookEvent) ([]*nats.Msg, bool) {
+func eventMsgs(cfg stream.Config, meta events.Meta, evs []events.WebhookEvent) []*nats.Msg {
 	msgs := make([]*nats.Msg, len(evs))
-	redelivery := false
 	subject := cfg.EventSubject(meta.ChannelID)
 	for i, ev := range evs {
 		// Sized for every header set below, so the map never grows.
 		m := &nats.Msg{Subject: subject, Data: ev.Raw, Header: make(nats.Header, eventHeaders)}
 		em := meta
 		em.Redelivery = ev.Redelivery
-		redelivery = redelivery || em.Redelivery
 		em.SetHeaders(m.Header)
 		m.Header[events.HeaderKind] = []string{events.KindEvent}
 		m.Header[jetstream.MsgIDHeader] = []string{events.DedupID(meta.ChannelID, ev.WebhookEventID, ev.Raw)}
 		msgs[i] = m
 	}
-	return msgs, redelivery
+	return msgs
+}
+
+// redelivered reports whether LINE marked any event of a webhook a
+// redelivery (webhook_log.redelivery and ingest's log line).
+func redelivered(evs []events.WebhookEvent) bool {
+	for _, ev := range evs {
+		if ev.Redelivery {
+			return true
+		}
+	}
+	return false
 }
 
 // webhookLogMsg carries a webhook's log record on its own, for a webhook

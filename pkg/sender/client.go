@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/linepipe/linepipe/pkg/config"
 	"github.com/linepipe/linepipe/pkg/store"
 )
 
@@ -93,7 +94,8 @@ func answerID(s string) string { return store.SanitizeText(s, maxAnswerID) }
 func messageRequest(ctx context.Context, baseURL, endpoint string, body []byte, retryKey string) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+"/v2/bot/message/"+endpoint, bytes.NewReader(body))
 	if err != nil {
-		return nil, fmt.Errorf("building %s request: %w", endpoint, err)
+		// It ends in last_error: never the base URL's credentials.
+		return nil, fmt.Errorf("building %s request: %w", endpoint, config.RedactURLError(err))
 	}
 	req.Header = make(http.Header, 4) // with Authorization (do)
 	req.Header["Content-Type"] = contentTypeJSON

@@ -274,7 +274,7 @@ func LongestSend(rateHorizon, requestTimeout time.Duration) time.Duration {
 func (c *Config) Validate() error {
 	var errs []error
 	if !strings.HasPrefix(c.BaseURL, "http://") && !strings.HasPrefix(c.BaseURL, "https://") {
-		errs = append(errs, fmt.Errorf("LINE_API_BASE_URL %q: want an http(s) URL", c.BaseURL))
+		errs = append(errs, fmt.Errorf("LINE_API_BASE_URL %q: want an http(s) URL", config.RedactURL(c.BaseURL)))
 	}
 	if c.BatchSize < 1 || c.Concurrency < 1 {
 		errs = append(errs, errors.New("batch size and concurrency must be at least 1"))

@@ -146,7 +146,7 @@ func RunService(ctx context.Context, st Settings, log *zap.Logger) error {
 		}
 	}()
 
-	log.Info("sender started", zap.String("addr", st.Addr), zap.String("api", cfg.BaseURL))
+	log.Info("sender started", zap.String("addr", st.Addr), zap.String("api", config.RedactURL(cfg.BaseURL)))
 	contentErr := make(chan error, 1)
 	go func() { contentErr <- runContent(runCtx, st.Content, snd, reg, log) }()
 	runErr := snd.Run(runCtx)

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/linepipe/linepipe/pkg/config"
 	"github.com/linepipe/linepipe/pkg/store"
 )
 
@@ -188,22 +189,24 @@ func (s *tokenSource) issue(ctx context.Context, ch store.Channel) (string, time
 	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {ch.ID}, "client_secret": {ch.Secret}}
 	req, err := http.NewRequest(http.MethodPost, s.baseURL+"/oauth2/v3/token", strings.NewReader(form.Encode()))
 	if err != nil {
-		return "", 0, fmt.Errorf("building token request: %w", err)
+		return "", 0, fmt.Errorf("building token request: %w", config.RedactURLError(err))
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	start := s.clock()
 	r, callErr := do(ctx, s.client, req, "")
 	entry := store.APILogEntry{CalledAt: start, Method: http.MethodPost, Endpoint: "/oauth2/v3/token",
 		Status: r.Status, RequestID: r.RequestID, ChannelID: ch.ID, Duration: s.clock().Sub(start)}
-	if r.Status != http.StatusOK {
-		entry.Error = string(r.Body) // OAuth error body; holds no secret
-	}
+	entry.Error = tokenError(r.Status, r.Body)
 	s.logCall(entry, callErr)
 	if callErr != nil {
 		return "", 0, fmt.Errorf("issuing access token for channel %s: %w", ch.ID, callErr)
 	}
 	if r.Status != http.StatusOK {
-		return "", 0, fmt.Errorf("issuing access token for channel %s: status %d: %s", ch.ID, r.Status, r.Body)
+		err := fmt.Errorf("issuing access token for channel %s: status %d", ch.ID, r.Status)
+		if entry.Error != "" {
+			err = fmt.Errorf("%w: %s", err, entry.Error)
+		}
+		return "", 0, err
 	}
 	var tok struct {
 		AccessToken string `json:"access_token"`
@@ -213,4 +216,29 @@ func (s *tokenSource) issue(ctx context.Context, ch store.Channel) (string, time
 		return "", 0, fmt.Errorf("issuing access token for channel %s: unreadable answer", ch.ID)
 	}
 	return tok.AccessToken, time.Duration(tok.ExpiresIn) * time.Second, nil
+}
+
+// tokenError is what of the token endpoint's answer may be kept in
+// api_log.error and last_error: for an error status (300 and up) only,
+// only LINE's error fields ("error" and "error_description", OAuth-style,
+// or "message"), never the raw body. Any 2xx answer may carry an access
+// token (a gateway's 201 or 203 as well as LINE's 200), and an error body
+// in a shape LINE does not send could echo anything.
+func tokenError(status int, body []byte) string {
+	if status < http.StatusMultipleChoices {
+		return ""
+	}
+	var e struct {
+		Error            string `json:"error"`
+		ErrorDescription string `json:"error_description"`
+		Message          string `json:"message"`
+	}
+	_ = json.Unmarshal(body, &e) // a field of another type is left empty; the rest are read
+	var parts []string
+	for _, p := range []string{e.Error, e.ErrorDescription, e.Message} {
+		if p != "" {
+			parts = append(parts, p)
+		}
+	}
+	return strings.Join(parts, ": ")
 }

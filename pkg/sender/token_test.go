@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -177,5 +178,56 @@ func TestTokenSourceRecheck(t *testing.T) {
 	}
 	if reads != 2 {
 		t.Fatalf("channels read %d times for a burst of rechecks, want 2", reads)
+	}
+}
+
+// TestTokenErrorKeepsOnlyLINEErrorFields: of the token endpoint's
+// answer, api_log.error and the returned error (the row's last_error)
+// keep only LINE's error fields, and only for an error status: a 2xx
+// other than 200 (a gateway's 201 or 203) may carry a token, and an
+// error body LINE does not send may echo anything.
+func TestTokenErrorKeepsOnlyLINEErrorFields(t *testing.T) {
+	t.Parallel()
+	answers := map[string]struct {
+		status int
+		body   string
+	}{
+		"c201": {201, `{"access_token":"tok-secret-201","expires_in":900,"token_type":"Bearer"}`},
+		"c203": {203, `{"access_token":"tok-secret-203","expires_in":900,"token_type":"Bearer"}`},
+		"c400": {400, `{"error":"invalid_client","error_description":"invalid client_secret","access_token":"tok-secret-400"}`},
+		"c429": {429, `{"message":"Too many requests","details":["tok-secret-429"]}`},
+		"c502": {502, `<html>bad gateway tok-secret-502</html>`},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a := answers[r.PostFormValue("client_id")]
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(a.status)
+		fmt.Fprint(w, a.body)
+	}))
+	t.Cleanup(srv.Close)
+	m := map[string]store.Channel{}
+	for id := range answers {
+		m[id] = store.Channel{ID: id, Secret: "sec"}
+	}
+	var mu sync.Mutex
+	logged := map[string]store.APILogEntry{}
+	ts := newTokenSource(channels(m), srv.Client(), srv.URL, func() time.Time { return time.Unix(1_700_000_000, 0) },
+		func(e store.APILogEntry, _ error) { mu.Lock(); logged[e.ChannelID] = e; mu.Unlock() })
+	want := map[string]string{"c201": "", "c203": "", "c400": "invalid_client: invalid client_secret",
+		"c429": "Too many requests", "c502": ""}
+	for id, text := range want {
+		_, err := ts.Get(context.Background(), id)
+		if err == nil {
+			t.Fatalf("%s: a token was handed out for status %d", id, answers[id].status)
+		}
+		mu.Lock()
+		e := logged[id]
+		mu.Unlock()
+		if e.Error != text || e.Status != answers[id].status {
+			t.Errorf("%s: api_log status %d error %q, want %d %q", id, e.Status, e.Error, answers[id].status, text)
+		}
+		if strings.Contains(err.Error(), "tok-secret") || !strings.Contains(err.Error(), text) {
+			t.Errorf("%s: returned error %q, want only %q of the answer", id, err, text)
+		}
 	}
 }

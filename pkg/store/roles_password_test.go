@@ -52,7 +52,9 @@ func TestLoginUserPasswordNeverSentInPlain(t *testing.T) {
 	ctx := context.Background()
 	db := testenv.NewDB(t)
 	name := fmt.Sprintf("linepipe_pw_%d", time.Now().UnixNano())
-	t.Cleanup(func() { _, _ = db.Pool.Exec(context.Background(), `DROP ROLE IF EXISTS `+pgx.Identifier{name}.Sanitize()) })
+	t.Cleanup(func() {
+		_, _ = db.Pool.Exec(context.Background(), `DROP ROLE IF EXISTS `+pgx.Identifier{name}.Sanitize())
+	})
 	for _, password := range []string{"first-Secret-1", "rotated Secret 2"} {
 		rec := &recording{Querier: db.Pool}
 		if err := store.EnsureLoginUser(ctx, rec, name, password, store.RoleWorker); err != nil {

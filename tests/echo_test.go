@@ -25,11 +25,18 @@ func TestEchoBotEnqueuesOneReply(t *testing.T) {
 	standby := fixture.Text(user, time.Now(), "not this")
 	standby["mode"] = "standby"
 	delete(standby, "replyToken") // LINE sends no reply token in standby
+	// Were one to come with a token, standby still means another channel
+	// answers: the mode alone keeps the bot quiet.
+	standbyWithToken := fixture.Text(user, time.Now(), "nor this")
+	standbyWithToken["mode"] = "standby"
 	sticker := fixture.MessageEvents(user, time.Now())["sticker"]
-	p.mustPost(fixture.Body(fixture.Destination, active, standby, sticker))
+	p.mustPost(fixture.Body(fixture.Destination, active, standby, standbyWithToken, sticker))
 	p.mustPost(fixture.Body(fixture.Destination, fixture.Redelivered(active)))
-	p.waitCount(3, `SELECT count(*) FROM events`)
+	p.waitCount(4, `SELECT count(*) FROM events`)
 	p.waitStreamEmpty()
+	if n := p.count(`SELECT count(*) FROM outbox`); n != 1 {
+		t.Fatalf("%d outbox rows; want the one reply to the active message", n)
+	}
 
 	var body string
 	var notAfter, received time.Time

@@ -2,7 +2,9 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
+	"strings"
 )
 
 // redactedURL stands for a URL setting that does not parse: its secret
@@ -23,6 +25,9 @@ var errUnparsable = errors.New("not a valid URL")
 func RedactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil || u.Opaque != "" { // "http:user:pw@host" parses, all of it opaque
+		return redactedURL
+	}
+	if strayAt(s, u) {
 		return redactedURL
 	}
 	if u.User != nil {
@@ -48,4 +53,33 @@ func RedactURLError(err error) error {
 		reason = errUnparsable
 	}
 	return &url.Error{Op: ue.Op, URL: RedactURL(ue.URL), Err: reason}
+}
+
+// strayAt reports an "@" that u did not read as ending its user info: a
+// credential with an unescaped "/", "?" or "#" in it ends the authority
+// early, so the rest of it, "@" and all, parses as the path, query or
+// fragment ("https://ab/cd==@gw.example" is host "ab", path "/cd==@…").
+func strayAt(s string, u *url.URL) bool {
+	return (u.User == nil && strings.Contains(s, "@")) ||
+		strings.Contains(u.Path, "@") || strings.Contains(u.RawQuery, "@") || strings.Contains(u.Fragment, "@")
+}
+
+// CheckBaseURL refuses a base URL setting (LINE_API_BASE_URL,
+// LINE_DATA_API_BASE_URL) that cannot work: not http(s), no host, or a
+// query or fragment, which the API paths appended to it would end up
+// inside. Also one whose credentials hold an unescaped "/", "?" or "#":
+// it parses as another host with the rest in its path, and would reach
+// api_log and the logs in every request's path. The error names the
+// setting's value redacted.
+func CheckBaseURL(name, s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil || u.Opaque != "" || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return fmt.Errorf("%s %q: want an http(s) URL with a host", name, RedactURL(s))
+	case strayAt(s, u):
+		return fmt.Errorf("%s %q: an \"@\" outside the user info; escape \"/\", \"?\" and \"#\" in credentials (%%2F, %%3F, %%23)", name, RedactURL(s))
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return fmt.Errorf("%s %q: a base URL takes no query or fragment; the API paths are appended to it", name, RedactURL(s))
+	}
+	return nil
 }

@@ -206,6 +206,9 @@ func (c *Config) setDefaults() {
 // Validate reports settings that cannot work.
 func (c Config) Validate() error {
 	var errs []error
+	if err := config.CheckBaseURL("LINE_DATA_API_BASE_URL", c.BaseURL); err != nil {
+		errs = append(errs, err)
+	}
 	if c.MaxBytes <= 0 {
 		errs = append(errs, errors.New("CONTENT_MAX_BYTES must be positive"))
 	}

@@ -189,10 +189,10 @@ func (s *Server) SendWebhookBody(ctx context.Context, url, channelID string, bod
 }
 
 // answerIsFinal makes a redirect the webhook's answer rather than a
-// request to follow: LINE counts any status but 200 as an error
-// (error_status_code in its webhook error statistics) and does not post
-// the webhook again elsewhere, so a bot server that redirects must fail
-// here as it would at LINE.
+// request to follow: LINE counts any status outside 2xx as an error
+// (error_status_code in its webhook error statistics, and a cause of
+// redelivery) and does not post the webhook again elsewhere, so a bot
+// server that redirects must fail here as it would at LINE.
 func answerIsFinal(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // newULID returns a webhookEventId for time t, its entropy from the

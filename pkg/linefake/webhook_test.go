@@ -219,7 +219,7 @@ func TestWebhookGivesUpAfterTwoSeconds(t *testing.T) {
 }
 
 // A bot server that redirects fails the webhook, as at LINE, which counts
-// any status but 200 as an error and posts nothing to the new location.
+// any status outside 2xx as an error and posts nothing to the new location.
 func TestWebhookRedirectIsTheAnswer(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)

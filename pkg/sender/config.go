@@ -273,8 +273,8 @@ func LongestSend(rateHorizon, requestTimeout time.Duration) time.Duration {
 // Validate reports every setting that cannot work.
 func (c *Config) Validate() error {
 	var errs []error
-	if !strings.HasPrefix(c.BaseURL, "http://") && !strings.HasPrefix(c.BaseURL, "https://") {
-		errs = append(errs, fmt.Errorf("LINE_API_BASE_URL %q: want an http(s) URL", config.RedactURL(c.BaseURL)))
+	if err := config.CheckBaseURL("LINE_API_BASE_URL", c.BaseURL); err != nil {
+		errs = append(errs, err)
 	}
 	if c.BatchSize < 1 || c.Concurrency < 1 {
 		errs = append(errs, errors.New("batch size and concurrency must be at least 1"))

@@ -7,6 +7,7 @@ var (
 	MigrateFS         = migrateFS
 	MigrationStatusFS = migrationStatusFS
 	SchemaReadyFor    = schemaReady
+	ScramVerifier     = scramVerifier
 )
 
 // ContentDueSQL is the statement a content claim reads its rows with.

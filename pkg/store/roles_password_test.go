@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"strings"
 	"testing"
@@ -70,7 +71,18 @@ func TestLoginUserPasswordNeverSentInPlain(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !strings.HasPrefix(stored, "SCRAM-SHA-256$4096:") || strings.Contains(stored, password) {
-			t.Errorf("stored password %q, want a SCRAM-SHA-256 verifier", stored)
+			t.Fatalf("stored password %q, want a SCRAM-SHA-256 verifier", stored)
+		}
+		// The verifier is this password's: recomputed with its salt, it
+		// is what Postgres holds (a client logging in with the password
+		// proves the same keys).
+		salt64, _, _ := strings.Cut(strings.TrimPrefix(stored, "SCRAM-SHA-256$4096:"), "$")
+		salt, err := base64.StdEncoding.DecodeString(salt64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want, _, _ := store.ScramVerifier(password, salt, 4096); stored != want {
+			t.Errorf("stored verifier %q is not the password's (%q)", stored, want)
 		}
 	}
 }

@@ -356,12 +356,12 @@ func (b *Bench) stages(ctx context.Context, res *Result) error {
 		{"fairness", func() (err error) { res.Fairness, err = b.runFairness(ctx); return err }},
 		{"claim", func() (err error) { res.Claim, err = b.runClaim(ctx); return err }},
 		{"e2e", func() (err error) {
-			res.E2E, err = b.runE2E(ctx, ing, e2eSpec{name: "e2e", rate: b.cfg.E2ERate, duration: b.cfg.E2EDuration,
+			res.E2E, err = b.runE2E(ctx, ing, js, e2eSpec{name: "e2e", rate: b.cfg.E2ERate, duration: b.cfg.E2EDuration,
 				warmup: b.cfg.Warmup, workers: 1, senders: 1})
 			return err
 		}},
 		{"reply", func() (err error) {
-			res.Reply, err = b.runE2E(ctx, ing, e2eSpec{name: "reply", rate: b.cfg.ReplyRate, duration: b.cfg.ReplyDuration,
+			res.Reply, err = b.runE2E(ctx, ing, js, e2eSpec{name: "reply", rate: b.cfg.ReplyRate, duration: b.cfg.ReplyDuration,
 				warmup: b.cfg.Warmup, workers: b.cfg.ReplyWorkers, workerLoops: b.cfg.ReplyWorkerLoops,
 				senders: b.cfg.ReplySenders})
 			return err

@@ -39,6 +39,17 @@ func RedactURL(s string) string {
 	return u.Redacted()
 }
 
+// WithoutURL is a transport error (of http.Client.Do) without the URL
+// url.Error puts in it: callers name the method and path themselves, and
+// a base URL setting could carry credentials.
+func WithoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
 // RedactURLError is err, as net/http or net/url returned it for a URL
 // built on a URL setting, with that URL redacted (RedactURL). Errors of
 // http.NewRequest end in api_log.error and outbox.last_error. A failure to

@@ -3,12 +3,10 @@ package sender
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/linepipe/linepipe/pkg/config"
@@ -59,7 +57,7 @@ func do(ctx context.Context, c *http.Client, req *http.Request, token string) (a
 	}
 	res, err := c.Do(req)
 	if err != nil {
-		return apiResponse{}, fmt.Errorf("%s %s: %w", req.Method, req.URL.Path, redact(err))
+		return apiResponse{}, fmt.Errorf("%s %s: %w", req.Method, req.URL.Path, config.WithoutURL(err))
 	}
 	defer res.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(res.Body, maxAnswerBytes))
@@ -108,14 +106,3 @@ func messageRequest(ctx context.Context, baseURL, endpoint string, body []byte, 
 // contentTypeJSON is shared by every request's header map; net/http never
 // writes into a header's values, and an append would copy.
 var contentTypeJSON = []string{"application/json"}
-
-// redact drops the URL from a transport error: the method and path are
-// already in the message, and a configured base URL could carry
-// credentials.
-func redact(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
-}

@@ -3,7 +3,6 @@ package tests
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 	"testing"
@@ -12,7 +11,6 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/linepipe/linepipe/pkg/config"
 	"github.com/linepipe/linepipe/pkg/linefake"
 	"github.com/linepipe/linepipe/pkg/sender"
 	"github.com/linepipe/linepipe/pkg/store"
@@ -49,24 +47,8 @@ func logsShowing(logs *observer.ObservedLogs, s string) []string {
 func TestSenderLogsBaseURLRedacted(t *testing.T) {
 	t.Parallel()
 	b := setupSender(t, linefake.Config{})
-	if err := b.line.AddChannel(linefake.Channel{ID: "2000000001", Secret: "env-secret"}); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
 	api := withGatewayCredentials(t, b.api.URL)
-	st, err := sender.SettingsFromEnv(config.FromMap(map[string]string{
-		"DATABASE_URL": b.db.URL, "LINE_API_BASE_URL": api, "SENDER_ADDR": addr,
-		"LINE_CHANNEL_ID": "2000000001", "LINE_CHANNEL_SECRET": "env-secret",
-		"SENDER_POLL_INTERVAL": "20ms", "CONTENT_FETCH": "false",
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, _ := senderServiceSettings(t, b, map[string]string{"LINE_API_BASE_URL": api})
 	core, logs := observer.New(zapcore.DebugLevel)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -49,23 +49,7 @@ func TestSenderGracefulShutdown(t *testing.T) {
 func TestSenderService(t *testing.T) {
 	t.Parallel()
 	b := setupSender(t, linefake.Config{})
-	if err := b.line.AddChannel(linefake.Channel{ID: "2000000001", Secret: "env-secret"}); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	st, err := sender.SettingsFromEnv(config.FromMap(map[string]string{
-		"DATABASE_URL": b.db.URL, "LINE_API_BASE_URL": b.api.URL, "SENDER_ADDR": addr,
-		"LINE_CHANNEL_ID": "2000000001", "LINE_CHANNEL_SECRET": "env-secret",
-		"SENDER_POLL_INTERVAL": "20ms", "SENDER_RATE_BROADCAST": "30/1h", "CONTENT_FETCH": "false",
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, addr := senderServiceSettings(t, b, map[string]string{"SENDER_RATE_BROADCAST": "30/1h"})
 	if _, err := sender.SettingsFromEnv(config.FromMap(map[string]string{"SENDER_RATE_PUSH": "fast"})); err == nil {
 		t.Fatal("bad settings accepted")
 	}
@@ -133,4 +117,26 @@ func metricValue(t *testing.T, body, name string) float64 {
 	}
 	t.Fatalf("metric %s not exposed", name)
 	return 0
+}
+
+// senderServiceSettings is what cmd/sender reads from an environment
+// naming b's database and emulator and the single channel 2000000001
+// (added to the emulator), with extra set on top; and the ops address.
+func senderServiceSettings(t *testing.T, b *senderBundle, extra map[string]string) (sender.Settings, string) {
+	t.Helper()
+	if err := b.line.AddChannel(linefake.Channel{ID: "2000000001", Secret: "env-secret"}); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	env := map[string]string{
+		"DATABASE_URL": b.db.URL, "LINE_API_BASE_URL": b.api.URL, "SENDER_ADDR": addr,
+		"LINE_CHANNEL_ID": "2000000001", "LINE_CHANNEL_SECRET": "env-secret",
+		"SENDER_POLL_INTERVAL": "20ms", "CONTENT_FETCH": "false",
+	}
+	maps.Copy(env, extra)
+	st, err := sender.SettingsFromEnv(config.FromMap(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, addr
 }

@@ -142,7 +142,7 @@ func validateMessages(size openapi.Range, msgs []json.RawMessage, details []Erro
 			continue
 		}
 		for _, name := range limits.Required[typ] {
-			if v, ok := obj[name]; !ok || string(v) == "null" {
+			if !present(obj[name]) {
 				details = append(details, ErrorDetail{Message: "must be specified", Property: prop + "." + name})
 			}
 		}
@@ -150,14 +150,19 @@ func validateMessages(size openapi.Range, msgs []json.RawMessage, details []Erro
 			continue
 		}
 		var text string
-		if json.Unmarshal(obj["text"], &text) == nil && utf16Len(text) > MaxTextUTF16 {
-			details = append(details, ErrorDetail{Message: fmt.Sprintf("Length must be between 0 and %d", MaxTextUTF16), Property: prop + ".text"})
-		} else if text == "" && obj["text"] != nil && string(obj["text"]) != "null" {
+		switch raw := obj["text"]; {
+		case !present(raw): // reported with the required properties
+		case json.Unmarshal(raw, &text) != nil || text == "":
 			details = append(details, ErrorDetail{Message: "must be specified", Property: prop + ".text"})
+		case utf16Len(text) > MaxTextUTF16:
+			details = append(details, ErrorDetail{Message: fmt.Sprintf("Length must be between 0 and %d", MaxTextUTF16), Property: prop + ".text"})
 		}
 	}
 	return types, details
 }
+
+// present reports a property given with a value: LINE reads null as absent.
+func present(v json.RawMessage) bool { return v != nil && string(v) != "null" }
 
 // utf16Len counts UTF-16 code units, the unit of LINE's 5,000 limit: an
 // emoji outside the BMP counts twice.

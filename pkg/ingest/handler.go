@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -64,7 +65,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = http.NewResponseController(w).SetReadDeadline(began.Add(BodyReadTimeout))
 	out := outcome{status: http.StatusNotFound, reason: "not found: webhooks go to POST /webhook/{channelID}"}
 	if channel, ok := webhookChannel(r.URL.Path); ok {
-		out = h.serve(w, r, channel, start, began.Add(h.Config.PublishTimeout))
+		out = h.serveRecovering(w, r, channel, start, began.Add(h.Config.PublishTimeout))
 	}
 	if out.status == http.StatusMethodNotAllowed {
 		w.Header().Set("Allow", http.MethodPost)
@@ -98,6 +99,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		h.Log.Warn("webhook", append(fields, zap.String("reason", out.reason))...)
 	}
+}
+
+// serveRecovering is serve, with a panic in it answered 500 instead of
+// being left to net/http, which would close the connection with no
+// answer, no metrics and no log line. LINE redelivers a webhook answered
+// 500 as one it got no answer to, and the webhook still gets its log line.
+// Only the panic's type and stack are logged: its value may have been
+// built from the body.
+func (h *Handler) serveRecovering(w http.ResponseWriter, r *http.Request, channel string, start, answerBy time.Time) (out outcome) {
+	defer func() {
+		p := recover()
+		if p == nil {
+			return
+		}
+		if p == http.ErrAbortHandler {
+			panic(p)
+		}
+		h.Log.Error("webhook handler panicked", zap.String("panic_type", fmt.Sprintf("%T", p)), zap.StackSkip("stack", 1))
+		out = outcome{status: http.StatusInternalServerError, reason: "internal error; retry later", channel: channel}
+	}()
+	return h.serve(w, r, channel, start, answerBy)
 }
 
 // webhookChannel is the channel id of a /webhook/{channelID} path. The

@@ -101,7 +101,7 @@ func (p *purger) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			p.round(fctx)
+			p.final(fctx)
 			cancel()
 			return
 		case <-p.wake:
@@ -148,7 +148,18 @@ func (p *purger) pending() int {
 
 // round reads the floor, purges below it, and deletes on its own every
 // settled message that has waited for the floor longer than PurgeGrace.
-func (p *purger) round(ctx context.Context) {
+func (p *purger) round(ctx context.Context) { p.sweep(ctx, p.now().Add(-PurgeGrace)) }
+
+// final is the stopping process's last round: it deletes on its own every
+// settled message the floor has not passed, however recently settled,
+// since no later round of this process would. Acknowledgements are sent
+// without waiting for NATS to apply them, so the floor read right after
+// the last ones may not have passed even messages nothing precedes.
+func (p *purger) final(ctx context.Context) { p.sweep(ctx, time.Time{}) }
+
+// sweep is a round that deletes on its own every settled message above
+// the floor settled before deadline; the zero deadline means all of them.
+func (p *purger) sweep(ctx context.Context, deadline time.Time) {
 	if p.pending() == 0 {
 		return
 	}
@@ -171,11 +182,10 @@ func (p *purger) round(ctx context.Context) {
 	p.floor = max(p.floor, floor)
 	var late []uint64
 	keep := p.settled[:0]
-	deadline := p.now().Add(-PurgeGrace)
 	for _, s := range p.settled {
 		switch {
 		case s.seq <= floor:
-		case s.at.Before(deadline):
+		case deadline.IsZero() || s.at.Before(deadline):
 			late = append(late, s.seq)
 		default:
 			keep = append(keep, s)

@@ -253,3 +253,57 @@ func TestWorkerRecreatesItsConsumer(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// staleFloor is the consumer read before its last acknowledgements were
+// applied: acks go without waiting for NATS, so a stopping worker's final
+// round can read a floor that has not passed what it just stored.
+type staleFloor struct{ purgeConsumer }
+
+func (s staleFloor) Info(ctx context.Context) (*jetstream.ConsumerInfo, error) {
+	ci, err := s.purgeConsumer.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := *ci
+	c.AckFloor = jetstream.SequenceInfo{}
+	return &c, nil
+}
+
+// TestFinalRoundRemovesWhatTheFloorHasNotPassed: when the worker stops,
+// its purger's last round deletes every message it stored that the floor
+// has not passed, however recently settled: no later round of this
+// process would, and a stored message left on the stream stays readable
+// there after its unsend. A message not settled stays.
+func TestFinalRoundRemovesWhatTheFloorHasNotPassed(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	w := New(Config{}, b.sc, b.js, nil, NewMetrics(ops.NewRegistry()), zaptest.NewLogger(t))
+	cons, err := b.stream.CreateOrUpdateConsumer(ctx, w.ConsumerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		b.publish(t, "C1", fixture.Text(fixture.User(fixture.UserID(1)), time.Now(), "hi"))
+	}
+	p := newPurger(b.stream, staleFloor{cons}, time.Hour, time.Now, zaptest.NewLogger(t), w.metrics.ops.purgeFailures)
+	msgs := fetchTracked(t, cons, p, 3)
+	for _, m := range msgs[:2] {
+		if err := m.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stopped, stop := context.WithCancel(ctx)
+	stop()
+	p.run(stopped)
+	info, err := b.stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 {
+		t.Fatalf("the stream holds %d messages after the final round, want 1 (the one not settled)", info.State.Msgs)
+	}
+	if _, err := b.stream.GetMsg(ctx, 3); err != nil {
+		t.Fatalf("message 3, not settled, was removed: %v", err)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/linepipe/linepipe/pkg/config"
 	"github.com/linepipe/linepipe/pkg/linefake"
 	"github.com/linepipe/linepipe/pkg/sender"
+	"github.com/linepipe/linepipe/tests/testenv"
 )
 
 // TestSenderGracefulShutdown: stopping a sender while requests are in
@@ -99,6 +100,33 @@ func TestSenderService(t *testing.T) {
 	// the claim that took the row is timed.
 	if n := metricValue(t, body, `linepipe_sender_claim_seconds_count`); n != 1 {
 		t.Fatalf("metrics: %v claims timed, want 1, the one that took the row", n)
+	}
+}
+
+// TestSenderStopsAtStartOnContentSettingsNATSRefuses: a content setting
+// NATS cannot use (a client certificate that does not load) stops the
+// sender at start, as it stops ingest and the worker, before anything is
+// sent; it does not send on with no content fetched and say so only when
+// it stops.
+func TestSenderStopsAtStartOnContentSettingsNATSRefuses(t *testing.T) {
+	t.Parallel()
+	b := setupSender(t, linefake.Config{})
+	missing := t.TempDir() + "/missing.pem"
+	st, _ := senderServiceSettings(t, b, map[string]string{"CONTENT_FETCH": "true",
+		"NATS_URL": testenv.NATSURL(t), "NATS_TLS_CERT": missing, "NATS_TLS_KEY": missing})
+	id := b.insert(t, "push", pushBody(userID(1), "not yet"))
+	done := make(chan error, 1)
+	go func() { done <- sender.RunService(context.Background(), st, zap.NewNop()) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "content fetcher") {
+			t.Fatalf("service returned %v, want the content fetcher's setting refused", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the sender ran on with a client certificate NATS cannot load")
+	}
+	if c := b.statusCounts(t); c["pending"] != 1 || len(b.line.Accepted()) != 0 {
+		t.Fatalf("row %d after a refused start: %v, LINE accepted %d; want it pending, nothing sent", id, c, len(b.line.Accepted()))
 	}
 }
 

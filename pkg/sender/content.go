@@ -29,22 +29,28 @@ func contentSettingsFromEnv(env *config.Env) (ContentSettings, error) {
 	return ContentSettings{Enabled: on, Fetcher: cfg, NATS: stream.FromEnv(env)}, err
 }
 
-// runContent runs the fetcher until ctx ends, when enabled. It returns
-// at once otherwise.
-func runContent(ctx context.Context, st ContentSettings, s *Sender, reg prometheus.Registerer, log *zap.Logger) error {
+// startContent sets the content role up, when enabled, and returns what
+// runs it until its ctx ends and what closes its connection. A setting
+// NATS or the fetcher refuses (a client certificate that cannot be
+// loaded, say) is an error here, before the sender starts, as it is for
+// ingest and the worker: found only when the fetcher ran, it left the
+// sender sending with no content fetched and nothing said until it
+// stopped. A NATS server that is down is no error: the connection is
+// retried in the background, and content waits for it.
+func startContent(st ContentSettings, s *Sender, reg prometheus.Registerer, log *zap.Logger) (run func(context.Context) error, closeFn func(), err error) {
 	if !st.Enabled {
-		return nil
+		return func(context.Context) error { return nil }, func() {}, nil
 	}
 	nc, js, err := stream.Connect(st.NATS, "linepipe-sender-content", log)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer nc.Close()
 	cfg := st.Fetcher
 	cfg.Log, cfg.Registerer = log, reg
 	f, err := content.New(cfg, s.db, js, s.tokens)
 	if err != nil {
-		return err
+		nc.Close()
+		return nil, nil, err
 	}
-	return f.Run(ctx)
+	return f.Run, nc.Close, nil
 }

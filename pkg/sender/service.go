@@ -103,6 +103,11 @@ func RunService(ctx context.Context, st Settings, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	runContent, closeContent, err := startContent(st.Content, snd, reg, log)
+	if err != nil {
+		return fmt.Errorf("content fetcher: %w", err)
+	}
+	defer closeContent()
 	var schema store.SchemaCheck
 	ready := func(ctx context.Context) error {
 		if err := snd.Ready(ctx); err != nil {
@@ -140,7 +145,7 @@ func RunService(ctx context.Context, st Settings, log *zap.Logger) error {
 			if err == nil {
 				err = errors.New("stopped")
 			}
-			failed = err
+			failed = fmt.Errorf("ops server: %w", err)
 			stopRun()
 		case <-runCtx.Done():
 		}
@@ -148,13 +153,25 @@ func RunService(ctx context.Context, st Settings, log *zap.Logger) error {
 
 	log.Info("sender started", zap.String("addr", st.Addr), zap.String("api", config.RedactURL(cfg.BaseURL)))
 	contentErr := make(chan error, 1)
-	go func() { contentErr <- runContent(runCtx, st.Content, snd, reg, log) }()
+	go func() {
+		// The fetcher ends with an error only if it cannot go on: stop
+		// the sender too, so it is restarted and seen, rather than
+		// send on with no content fetched.
+		err := runContent(runCtx)
+		if err != nil {
+			log.Error("content fetcher stopped; stopping the sender", zap.Error(err))
+			stopRun()
+		}
+		contentErr <- err
+	}()
 	runErr := snd.Run(runCtx)
 	stopRun()
-	runErr = errors.Join(runErr, <-contentErr)
+	if err := <-contentErr; err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("content fetcher: %w", err))
+	}
 	<-watched
 	if failed != nil {
-		return fmt.Errorf("ops server: %w", failed)
+		return failed
 	}
 	stopSrv()
 	if err := <-srvErr; err != nil && runErr == nil {

@@ -256,6 +256,19 @@ func (s *Secrets) Refresh(ctx context.Context) error {
 	return nil
 }
 
+// Read reports whether ingest can tell a channel's secret: without a
+// database, always; with one, once a refresh has read the table. Before
+// that every webhook gets 503, so ingest is not ready; after it, an
+// outage of the table leaves the cached secrets in service.
+func (s *Secrets) Read() bool {
+	if s.db == nil {
+		return true
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.base > 0
+}
+
 // Run refreshes the cache every interval until ctx ends.
 func (s *Secrets) Run(ctx context.Context, interval time.Duration) {
 	if s.db == nil {

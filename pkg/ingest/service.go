@@ -162,7 +162,7 @@ func Run(ctx context.Context, s Settings, log *zap.Logger) error {
 	h := &Handler{Config: s.Handler, Stream: s.Stream, Secrets: secrets, Publisher: pub,
 		Metrics: metrics, Log: ops.AccessLog(log), Now: time.Now}
 	admin := http.NewServeMux()
-	ops.Mount(admin, readiness(nc, js, streamReady, s.Stream.Stream), reg)
+	ops.Mount(admin, readiness(nc, js, streamReady, s.Stream.Stream, secrets), reg)
 
 	srv := ops.NewServer(s.Server, h, log)
 	adminSrv := ops.NewServer(s.Admin, admin, log)
@@ -222,10 +222,16 @@ func awaitPayload(ctx context.Context, nc payloadServer, fits func(int64) error)
 	}
 }
 
-// readiness is ready only while JetStream answers and the stream exists:
-// without them every webhook would get 503.
-func readiness(nc *nats.Conn, js jetstream.JetStream, streamReady <-chan struct{}, name string) ops.ReadyFunc {
+// readiness is ready only while JetStream answers, the stream exists and
+// secrets has read the channels table once: without any of them every
+// webhook would get 503. A replica started during a Postgres outage thus
+// stays out of rotation, while those already serving keep their cached
+// secrets.
+func readiness(nc *nats.Conn, js jetstream.JetStream, streamReady <-chan struct{}, name string, secrets *Secrets) ops.ReadyFunc {
 	return func(ctx context.Context) error {
+		if !secrets.Read() {
+			return ops.NotReady("channels", errors.New("channels table not read yet"))
+		}
 		select {
 		case <-streamReady:
 		default:

@@ -94,6 +94,10 @@ type Sender struct {
 	turn      atomic.Int64   // claims so far: whose lane goes first (store.ClaimParams.Turn)
 	nextLanes *store.LaneKey // where the next claim lists lanes from (store.ClaimResult.NextLanes); the claim loop alone uses it
 	reslots   chan reslotReq // late rows waiting for fresh slots (runReslots)
+	// now is the clock awaitSlot checks slots against: time.Now, except
+	// in tests that set it ahead to play a replica so overloaded that it
+	// reaches every slot late, which no real timing does reliably.
+	now func() time.Time
 }
 
 // New builds a Sender; cfg's zero values take the defaults.
@@ -105,7 +109,7 @@ func New(cfg Config, db *pgxpool.Pool) (*Sender, error) {
 	s := &Sender{cfg: cfg, db: db, m: newMetrics(cfg.Registerer), log: cfg.Log,
 		calls:     ops.AccessLog(cfg.Log),
 		slots:     make(chan struct{}, cfg.Concurrency),
-		unwritten: make(chan struct{}, cfg.Concurrency), reslots: make(chan reslotReq)}
+		unwritten: make(chan struct{}, cfg.Concurrency), reslots: make(chan reslotReq), now: time.Now}
 	s.done = newCompleter(db, cfg.Concurrency, s.m, func() int { return len(s.slots) })
 	lookup := func(ctx context.Context, id string) (store.Channel, error) {
 		c, err := store.GetChannel(ctx, db, id)
@@ -453,7 +457,7 @@ func (s *Sender) awaitSlot(row store.OutboxClaimed, target time.Time, pl *planne
 	first := true
 	reslotted := false // the row's send_at no longer is the claim's
 	for misses := 0; ; {
-		d := time.Until(target)
+		d := target.Sub(s.now())
 		if d > 0 {
 			time.Sleep(d) // at most RateHorizon
 			continue
@@ -473,7 +477,7 @@ func (s *Sender) awaitSlot(row store.OutboxClaimed, target time.Time, pl *planne
 			// Late for the claim's plan: the whole claim moves once.
 			if by := s.shift(g, row, spec, -d, pl.leadFor(row.OutboxCandidate)); by > 0 && target.Equal(base) {
 				target = base.Add(by)
-				if late := -time.Until(target); late <= spec.late {
+				if late := s.now().Sub(target); late <= spec.late {
 					continue
 				}
 			}

@@ -239,9 +239,9 @@ type Reslot struct {
 	Lease    time.Duration // the lease after the new slot
 	Horizon  time.Duration // a slot further away than this is refused
 	// Lead is the time the answer takes to reach the sender: a new slot
-	// is put this far after the database's now, or, when the row held the
-	// bucket's latest reservation and is sent at once, the next
-	// reservation is put this much later.
+	// is put this far after the database's now, also when the row held
+	// the bucket's latest reservation and is sent at once (its reservation
+	// then starts when the answer reaches the sender).
 	Lead time.Duration
 }
 
@@ -373,12 +373,16 @@ func reslotOutboxRows(ctx context.Context, db Acquirer, b ReslotBatch) ([]Reslot
 	atOnce := false
 	if len(locked) == 1 && tat.Equal(sendAt[locked[0]].Add(b.Interval)) {
 		// The row holds the bucket's latest reservation, so nobody is
-		// booked after it: the reservation moves to now and the row is
-		// sent as soon as this commits, with the next reservation pushed
-		// Lead further out to cover that return trip. Waiting for a slot
-		// a few milliseconds ahead instead would, on a loaded host, only
-		// miss it again.
-		slots[locked[0]], next, atOnce = dbNow, dbNow.Add(b.Lead).Add(b.Interval), true
+		// booked after it: the row is sent as soon as this commits, and
+		// its reservation moves to now plus Lead, the return trip before
+		// the send starts. Waiting for a slot a few milliseconds ahead
+		// instead would, on a loaded host, only miss it again. The
+		// reservation is the row's send_at, so the bucket stays booked
+		// one cell past it, as a release's refund and the next re-slot
+		// look for: with send_at at now, Lead stood between them and a
+		// row handed back refunded nothing (a broadcast's bucket stayed
+		// booked a whole cell).
+		slots[locked[0]], next, atOnce = dbNow.Add(b.Lead), dbNow.Add(b.Lead).Add(b.Interval), true
 	} else {
 		base := dbNow.Add(b.Lead)
 		if tat.After(base) {

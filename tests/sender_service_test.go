@@ -168,3 +168,33 @@ func senderServiceSettings(t *testing.T, b *senderBundle, extra map[string]strin
 	}
 	return st, addr
 }
+
+// TestSenderStoppedMidClaimLeavesNothingInFlight: a sender stopped under a
+// backlog, whenever the stop lands (in the middle of a claim's round trip
+// too), sends every row it claimed before it returns; none is left
+// in_flight to wait for its lease's end, which a reply's token would not
+// outlive. The stop is repeated at varied moments, as the claim it must
+// land in takes a few milliseconds of every cycle.
+func TestSenderStoppedMidClaimLeavesNothingInFlight(t *testing.T) {
+	t.Parallel()
+	b := setupSender(t, linefake.Config{})
+	if _, err := b.db.Pool.Exec(context.Background(), `INSERT INTO outbox (channel_id, endpoint, body)
+		SELECT $1, 'push', format('{"to":"U%s","messages":[{"type":"text","text":"backlog"}]}', lpad(to_hex(i), 32, '0'))::json
+		FROM generate_series(1, 20000) i`, b.channel); err != nil {
+		t.Fatal(err)
+	}
+	cfg := b.config("stopped")
+	cfg.Concurrency, cfg.BatchSize = 64, 50
+	for i := range 24 {
+		stop := b.start(t, cfg)
+		time.Sleep(time.Duration(100+13*i) * time.Millisecond)
+		stop()
+		c := b.statusCounts(t)
+		if c["in_flight"] != 0 {
+			t.Fatalf("stop %d: %d rows left in_flight (%v)", i+1, c["in_flight"], c)
+		}
+		if c["delivered"] != len(b.line.Accepted()) {
+			t.Fatalf("stop %d: %d delivered, LINE accepted %d", i+1, c["delivered"], len(b.line.Accepted()))
+		}
+	}
+}

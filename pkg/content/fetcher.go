@@ -81,12 +81,21 @@ func (f *Fetcher) Run(ctx context.Context) error {
 	}
 	wait := f.cfg.PollInterval
 	for {
+		if ctx.Err() != nil {
+			return nil
+		}
 		n := f.reserve(ctx)
 		if n == 0 {
 			return nil
 		}
 		claimedAt := time.Now()
-		claims, err := store.ClaimContent(ctx, f.db, n, f.cfg.Owner, f.cfg.Lease)
+		// The claim runs to its end even if ctx ends meanwhile: cancelled
+		// while its commit is on the wire, it could leave rows claimed
+		// that no fetch hands back, until CONTENT_LEASE ends. Run to its
+		// end, the rows it took are handed back at once (work).
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		claims, err := store.ClaimContent(cctx, f.db, n, f.cfg.Owner, f.cfg.Lease)
+		cancel()
 		for i := len(claims); i < n; i++ {
 			<-f.slots
 		}

@@ -152,11 +152,16 @@ func (s *Sender) Run(ctx context.Context) error {
 
 	backoff := s.cfg.PollInterval
 	for {
+		// A claim is not cancelled by the stop (claimThrough), so none
+		// may start after it, even with a slot free for reserve to take.
+		if ctx.Err() != nil {
+			return nil
+		}
 		n := s.reserve(ctx)
 		if n == 0 {
 			return nil
 		}
-		res, err := s.claim(ctx, n)
+		res, err := s.claimThrough(ctx, n)
 		lastClaim := time.Now()
 		for i := len(res.Claimed); i < n; i++ {
 			<-s.slots
@@ -242,6 +247,21 @@ func (s *Sender) reserve(ctx context.Context) int {
 		}
 	}
 	return n
+}
+
+// claimBound bounds a claim that a stop no longer cancels.
+const claimBound = 10 * time.Second
+
+// claimThrough is claim, run to its end even when ctx ends meanwhile.
+// The claim's writes and its COMMIT go in one round trip: cancelled while
+// that is on the wire, Postgres may commit rows in_flight whose claim
+// the sender never read, so none would be sent until their lease ended
+// (with default settings a minute, past a reply token's life). Run to its
+// end, the rows it claimed are delivered before Run returns.
+func (s *Sender) claimThrough(ctx context.Context, n int) (store.ClaimResult, error) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimBound)
+	defer cancel()
+	return s.claim(cctx, n)
 }
 
 // claim takes up to n rows and starts a delivery for each one claimed.

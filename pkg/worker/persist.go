@@ -150,7 +150,7 @@ func (w *Worker) handle(ctx context.Context, htx pgx.Tx, items []*item, unsent m
 			Unsent: unsent[it.key], outbox: &queued}
 		for _, h := range w.handlers {
 			if err := h.Handle(ctx, htx, s); err != nil {
-				return nil, fmt.Errorf("handler for event %s: %w", it.row.DedupID, err)
+				return nil, &handlerError{event: it.row.DedupID, err: err}
 			}
 		}
 	}

@@ -15,15 +15,43 @@ import (
 // transaction that lost a race. They are retried without ever counting
 // towards a dead letter.
 func (w *Worker) transient(ctx context.Context, err error) bool {
+	var he *handlerError
+	if errors.As(err, &he) && ctx.Err() == nil {
+		// A bot's own call (a CRM over HTTP, say) can time out or lose
+		// its connection: outage-shaped, but no outage of Postgres
+		// unless Postgres, asked now, does not answer. Counted as the
+		// event's failure, it reaches dead_letters at MaxAttempts
+		// instead of holding its batch back for ever. Postgres's own
+		// answers to the bot's statements keep their meaning.
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			return transientCode(pgErr.Code)
+		}
+		return w.pingFails(ctx)
+	}
 	if c, known := classify(err); known {
 		return c
 	}
 	// An error Postgres did not answer with (a driver or network error
 	// of a shape not listed): ask Postgres whether it is there at all.
+	return w.pingFails(ctx)
+}
+
+// pingFails reports whether Postgres does not answer a ping within 2 s.
+func (w *Worker) pingFails(ctx context.Context) bool {
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	return w.db.Ping(pctx) != nil
 }
+
+// handlerError is a bot handler's failure on one event.
+type handlerError struct {
+	event string // the event's dedup id
+	err   error
+}
+
+func (e *handlerError) Error() string { return "handler for event " + e.event + ": " + e.err.Error() }
+func (e *handlerError) Unwrap() error { return e.err }
 
 // classify sorts an error without asking the database: transient or
 // not, and whether the error's kind is known at all.

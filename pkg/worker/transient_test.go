@@ -9,6 +9,12 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+
+	"github.com/linepipe/linepipe/pkg/ops"
+	"github.com/linepipe/linepipe/pkg/stream"
+	"github.com/linepipe/linepipe/tests/testenv"
 )
 
 // Every outage-shaped error is transient, however it reaches the worker
@@ -57,5 +63,46 @@ func TestClassifyOutageShapedErrors(t *testing.T) {
 	}
 	if _, known := classify(errors.New("bot logic failed")); known {
 		t.Error("an unknown error was classified without asking Postgres")
+	}
+}
+
+// TestHandlerErrorsAreOutagesOnlyWhilePostgresIsAway: a bot handler's
+// timeout or network error (its own call to another service, or its
+// statement on a lost connection) is an outage only while Postgres does
+// not answer; Postgres's own answers to a handler's statements keep their
+// meaning, and a stopping worker's cancelled handler is no failure.
+func TestHandlerErrorsAreOutagesOnlyWhilePostgresIsAway(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	up := New(Config{}, stream.Config{}, nil, testenv.NewDB(t).Pool, NewMetrics(ops.NewRegistry()), zap.NewNop())
+	awayPool, err := pgxpool.New(ctx, "postgres://nobody@127.0.0.1:1/none?connect_timeout=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(awayPool.Close)
+	away := New(Config{}, stream.Config{}, nil, awayPool, NewMetrics(ops.NewRegistry()), zap.NewNop())
+	h := func(err error) error { return &handlerError{event: "e", err: err} }
+	timeout := h(fmt.Errorf("calling the CRM: %w", context.DeadlineExceeded))
+	refused := h(&net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")})
+	for name, c := range map[string]struct {
+		w    *Worker
+		err  error
+		want bool
+	}{
+		"timeout, Postgres up":           {up, timeout, false},
+		"refused, Postgres up":           {up, refused, false},
+		"timeout, Postgres away":         {away, timeout, true},
+		"refused, Postgres away":         {away, refused, true},
+		"serialization from Postgres":    {up, h(&pgconn.PgError{Code: "40001"}), true},
+		"unique violation from Postgres": {up, h(&pgconn.PgError{Code: "23505"}), false},
+	} {
+		if got := c.w.transient(ctx, c.err); got != c.want {
+			t.Errorf("%s: transient %v, want %v", name, got, c.want)
+		}
+	}
+	stopped, cancel := context.WithCancel(ctx)
+	cancel()
+	if !up.transient(stopped, h(context.Canceled)) {
+		t.Error("a handler cancelled by the worker's stop counted as the event's failure")
 	}
 }

@@ -70,7 +70,7 @@ func decode(m jetstream.Msg, now time.Time) (*item, error) {
 	}
 	it.row = store.EventRow{
 		DedupID: events.DedupID(it.meta.ChannelID, ev.WebhookEventID, raw), ChannelID: it.meta.ChannelID,
-		Destination: it.meta.Destination, Type: ev.Type, Mode: ev.Mode, Source: ev.Source,
+		Destination: store.SanitizeText(it.meta.Destination, 0), Type: ev.Type, Mode: ev.Mode, Source: ev.Source,
 		MessageID: messageIDOf(ev), EventTime: at, ReceivedAt: it.meta.ReceivedAt,
 		Redelivery: ev.DeliveryContext.IsRedelivery, WebhookID: it.meta.WebhookID, Raw: raw,
 	}

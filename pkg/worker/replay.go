@@ -63,6 +63,10 @@ func (w *Worker) RunReplays(ctx context.Context, interval time.Duration) {
 	}
 }
 
+// replayDeferral is how far a replay that failed transiently moves back,
+// behind the requests waiting after it.
+const replayDeferral = 5 * time.Second
+
 // ReplayOne replays the longest-waiting requested dead letter, if any,
 // and reports whether there was one. The claim, the store and the
 // deletion of the row are one transaction holding the row's lock: a
@@ -70,9 +74,9 @@ func (w *Worker) RunReplays(ctx context.Context, interval time.Duration) {
 // store runs under a savepoint, so a failure rolls back only what the
 // event did and is recorded on the row. Failures that are not the
 // message's fault (Postgres unreachable, deadlock) leave the request in
-// place for the next round.
+// place, moved replayDeferral later so the requests behind it go first.
 func (w *Worker) ReplayOne(ctx context.Context) (bool, error) {
-	found := false
+	found, deferred := false, false
 	var result string
 	var dl store.ReplayRequest
 	err := pgx.BeginFunc(ctx, w.db, func(tx pgx.Tx) error {
@@ -94,6 +98,7 @@ func (w *Worker) ReplayOne(ctx context.Context) (bool, error) {
 		}
 		if cause != nil {
 			if w.transient(ctx, cause) {
+				deferred = true
 				return cause
 			}
 			result = replayFailed
@@ -106,6 +111,11 @@ func (w *Worker) ReplayOne(ctx context.Context) (bool, error) {
 		return store.DeleteDeadLetter(ctx, tx, dl.ID)
 	})
 	if err != nil {
+		if found && deferred {
+			// Best effort: while Postgres is away this fails too, and
+			// the request is simply taken again next round.
+			_ = store.DeferReplay(ctx, w.db, dl.ID, dl.RequestedAt, replayDeferral)
+		}
 		return found, err
 	}
 	if found {

@@ -187,6 +187,25 @@ func TestSenderLateSendsTakeFreshSlots(t *testing.T) {
 	}
 }
 
+// TestSenderTokenFetchIsBoundedAsASend: a token request LINE leaves
+// unanswered is cut off at SENDER_HTTP_TIMEOUT, as a send is, so a row's
+// time in the sender stays within LongestSend (the lease and a stopping
+// sender's grace are sized by it); the row is retried and delivered.
+// Bounded by the lease instead, the first attempt waited out the stall.
+func TestSenderTokenFetchIsBoundedAsASend(t *testing.T) {
+	t.Parallel()
+	b := setupSender(t, linefake.Config{})
+	id := b.insert(t, "push", pushBody(userID(1), "after a stalled token"))
+	cfg := b.config("token-stall")
+	cfg.RequestTimeout = 300 * time.Millisecond
+	cfg.HTTPClient = &http.Client{Transport: &stallTokens{next: http.DefaultTransport, stall: time.Minute}}
+	b.start(t, cfg)
+	waitWithin(t, 10*time.Second, "the row delivered after its token request was cut off", func() (bool, string) {
+		r := b.row(t, id)
+		return r.Status == "delivered", fmt.Sprintf("%+v", r)
+	})
+}
+
 // counterValue reads a counter without labels from reg.
 func counterValue(t testing.TB, reg *prometheus.Registry, name string) float64 {
 	t.Helper()

@@ -322,7 +322,9 @@ func (s *Sender) try(row store.OutboxClaimed, pl *planner, g *claimShift) bool {
 	if row.LastStatusCode == http.StatusUnauthorized {
 		s.tokens.Recheck(row.ChannelID)
 	}
-	token, err := s.tokens.GetBy(target.Add(s.cfg.Lease-leaseSafety), row.ChannelID)
+	// A token fetch is one HTTP call, bounded as a send is: LongestSend
+	// counts it within the request timeout.
+	token, err := s.tokens.GetBy(sendDeadline(s.cfg, target, time.Now()), row.ChannelID)
 	if err != nil {
 		status := store.OutboxRetrying
 		if errors.Is(err, ErrUnknownChannel) {

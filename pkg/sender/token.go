@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/linepipe/linepipe/pkg/config"
@@ -48,6 +49,14 @@ type tokenEntry struct {
 	expires    time.Time // after this the token is not handed out
 	fetchedAt  time.Time
 	refreshing bool
+	// failures numbers the foreground fetches that failed, and failErr
+	// is the last one's error. A call that queued on mu while a fetch
+	// ran takes that fetch's failure as its own answer rather than fetch
+	// again: behind a token endpoint that stalls, every send queued for
+	// the channel would otherwise wait out a stall of its own in turn,
+	// far past the bound a stopping sender is given.
+	failures atomic.Uint64
+	failErr  error
 }
 
 // tokenRecheckAge is how old a cached token may be and still be used for
@@ -96,9 +105,13 @@ func (s *tokenSource) GetBy(deadline time.Time, channel string) (string, error) 
 
 func (s *tokenSource) get(channel string, fetchCtx func() (context.Context, context.CancelFunc)) (string, error) {
 	e := s.entry(channel)
+	failedBefore := e.failures.Load()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := s.clock()
+	if e.token == "" && e.failures.Load() != failedBefore {
+		return "", e.failErr // the fetch this call waited for failed
+	}
 	if e.token != "" && now.Before(e.expires) {
 		if !now.Before(e.refreshAt) && !e.refreshing {
 			e.refreshing = true
@@ -111,6 +124,8 @@ func (s *tokenSource) get(channel string, fetchCtx func() (context.Context, cont
 	defer cancel()
 	tok, refreshAt, expires, err := s.fetch(ctx, channel)
 	if err != nil {
+		e.failErr = err
+		e.failures.Add(1)
 		return "", err
 	}
 	e.token, e.refreshAt, e.expires, e.fetchedAt = tok, refreshAt, expires, now

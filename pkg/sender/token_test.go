@@ -231,3 +231,47 @@ func TestTokenErrorKeepsOnlyLINEErrorFields(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenFetchFailureAnswersTheCallsQueuedBehindIt: while a channel's
+// token fetch stalls and then fails, the calls queued behind it take its
+// failure as their answer instead of each fetching (and stalling) in
+// turn: a stopping sender's sends for the channel then end within one
+// stall, not one per queued send. A call after the failure fetches anew.
+func TestTokenFetchFailureAnswersTheCallsQueuedBehindIt(t *testing.T) {
+	t.Parallel()
+	const stall = time.Second
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		time.Sleep(stall)
+		http.Error(w, `{"error":"server_error"}`, http.StatusInternalServerError)
+	}))
+	t.Cleanup(srv.Close)
+	ts := newTokenSource(channels(map[string]store.Channel{"c1": {ID: "c1", Secret: "sec"}}),
+		srv.Client(), srv.URL, time.Now, func(store.APILogEntry, error) {})
+	const queued = 8
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, queued)
+	for range queued {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := ts.GetBy(time.Now().Add(time.Minute), "c1")
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err == nil {
+			t.Fatal("a token was handed out by an endpoint that only fails")
+		}
+	}
+	if n := requests.Load(); n != 1 {
+		t.Fatalf("%d token requests for %d calls queued behind one failing fetch, want 1 (took %s)", n, queued, time.Since(start))
+	}
+	if _, err := ts.GetBy(time.Now().Add(time.Minute), "c1"); err == nil || requests.Load() != 2 {
+		t.Fatalf("a call after the failure: %v, %d requests; want a fetch of its own that fails", err, requests.Load())
+	}
+}

@@ -153,6 +153,41 @@ func TestContentUnsendDuringFetch(t *testing.T) {
 	}
 }
 
+// TestContentFetchStoppedMidDownloadIsHandedBack: a fetcher stopped
+// while a download runs (a deploy) hands the row back at once, pending
+// and unclaimed, for the next fetcher, rather than leaving it claimed
+// until CONTENT_LEASE ends; and the cut-off fetch uses up none of the
+// row's CONTENT_MAX_ATTEMPTS. The next fetcher stores it.
+func TestContentFetchStoppedMidDownloadIsHandedBack(t *testing.T) {
+	t.Parallel()
+	r := newContentRig(t, 0)
+	img := r.fake.MediaEvent(r.channel, mediaUser, "image", 1<<20)
+	started, release := r.gate.hold(img.Message.ID)
+	defer release()
+	cfg := r.fetcherConfig()
+	cfg.Lease = time.Hour
+	stop := r.startFetcher(cfg)
+	r.webhook(img)
+	select {
+	case <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("download never started")
+	}
+	stop()
+	var claimed bool
+	if err := r.db.Pool.QueryRow(context.Background(), `SELECT claim_id IS NOT NULL OR lease_until IS NOT NULL
+		FROM message_content WHERE message_id = $1`, img.Message.ID).Scan(&claimed); err != nil {
+		t.Fatal(err)
+	}
+	if c := r.row(img.Message.ID); c.Status != store.ContentPending || claimed || c.Attempts != 0 {
+		t.Fatalf("row after its fetcher stopped mid-download: %+v, claimed %v; want pending, unclaimed, no attempt counted", c, claimed)
+	}
+	release()
+	r.startFetcher(r.fetcherConfig())
+	r.waitStatus(img.Message.ID, store.ContentStored)
+	r.assertStored(img.Message.ID, 1<<20)
+}
+
 // A message unsent before any fetch is never downloaded: neither when
 // its row waits for a fetcher, nor when the unsend arrives first.
 func TestContentAlreadyUnsentNeverDownloads(t *testing.T) {

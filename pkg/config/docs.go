@@ -97,7 +97,7 @@ var Docs = map[string]Doc{
 	"CONTENT_HTTP_TIMEOUT":   {Meaning: "Wait for LINE's answer headers, and longest pause in a body, before the attempt is retried."},
 	"CONTENT_BACKOFF_BASE":   {Meaning: "First delay of the exponential backoff with jitter after a 5xx, 429, timeout or cut body."},
 	"CONTENT_BACKOFF_MAX":    {Meaning: "Longest content backoff delay."},
-	"CONTENT_MAX_ATTEMPTS":   {Meaning: "Failed attempts before a content row ends `failed`."},
+	"CONTENT_MAX_ATTEMPTS":   {Meaning: "Failed attempts before a content row ends `failed`. A fetch cut off by its fetcher's stop is handed back at once and not counted."},
 	"CONTENT_RATE":           {Meaning: "Content and transcoding calls per channel and endpoint (LINE's \"other endpoints\" limit), drawn from the `outbox_rate` buckets all replicas share; `N/duration` or `off`."},
 
 	"LINEFAKE_ADDR":               {Meaning: "The emulator's address (also `/healthz`, `/readyz`, `/metrics`, and its admin API)."},

@@ -166,7 +166,7 @@ func (f *Fetcher) work(runCtx context.Context, c store.ContentClaim, claimedAt t
 	if runCtx.Err() != nil && out.Status != store.ContentStored {
 		// Shut down mid-fetch: hand the row back for the next fetcher.
 		out = store.ContentOutcome{Status: store.ContentPending, Transcoding: c.Transcoding,
-			Error: "interrupted by shutdown"}
+			Error: "interrupted by shutdown", Uncounted: true}
 	}
 	f.complete(c, out, objs)
 }

@@ -194,6 +194,10 @@ type ContentOutcome struct {
 	StatusCode  int
 	Error       string
 	RetryIn     time.Duration // a pending row is due again this long from now (database clock)
+	// Uncounted hands the row back without counting an attempt: the
+	// fetch was cut off by the fetcher's own stop (a deploy), which says
+	// nothing about the content, and must not use up its attempts.
+	Uncounted bool
 }
 
 // CompleteContent records an attempt's outcome under the row's lock, if
@@ -255,12 +259,12 @@ func CompleteContent(ctx context.Context, db Beginner, k MessageKey, claimID uui
 				size = CASE WHEN $3 = 'stored' THEN $6 ELSE size END,
 				sha256 = CASE WHEN $3 = 'stored' THEN nullif($7, '') ELSE sha256 END,
 				last_status_code = nullif($8, 0), last_error = nullif($9, ''),
-				attempts = attempts + 1, next_attempt_at = clock_timestamp() + $10 * interval '1 millisecond',
+				attempts = attempts + CASE WHEN $11 THEN 0 ELSE 1 END, next_attempt_at = clock_timestamp() + $10 * interval '1 millisecond',
 				stored_at = CASE WHEN $3 = 'stored' THEN now() ELSE stored_at END,
 				claim_id = NULL, claimed_by = NULL, lease_until = NULL, updated_at = now()
 			WHERE channel_id = $1 AND message_id = $2`,
 			k.ChannelID, k.MessageID, o.Status, o.Transcoding, o.ContentType, o.Size, o.SHA256,
-			o.StatusCode, o.Error, o.RetryIn.Milliseconds())
+			o.StatusCode, o.Error, o.RetryIn.Milliseconds(), o.Uncounted)
 		return err
 	})
 	if err == nil && delErr != nil {

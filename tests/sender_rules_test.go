@@ -51,6 +51,27 @@ func TestSenderInvalidRowsFailWithoutCalls(t *testing.T) {
 	}
 }
 
+// TestSenderUnknownChannelFails: a row for a channel linepipe has no
+// credentials for (an operator's typo) ends failed, saying so, at once and
+// without a request to LINE: no retry could ever send it.
+func TestSenderUnknownChannelFails(t *testing.T) {
+	t.Parallel()
+	b := setupSender(t, linefake.Config{})
+	var id int64
+	if err := b.db.Pool.QueryRow(context.Background(), `INSERT INTO outbox (channel_id, endpoint, body)
+		VALUES ('1999999999', 'push', $1) RETURNING id`, pushBody(userID(1), "to nowhere")).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	b.start(t, b.config("s"))
+	r := b.waitStatus(t, id, "failed")
+	if r.LastError == nil || !strings.Contains(*r.LastError, "not configured") {
+		t.Fatalf("row for an unknown channel: error %v, want it named not configured", r.LastError)
+	}
+	if st := b.line.Stats(); len(st.Requests) != 0 {
+		t.Fatalf("LINE saw requests for a channel linepipe has no credentials for: %v", st.Requests)
+	}
+}
+
 // TestSenderCancelsRowScrubbedInFlight: an unsend scrubs a row while its
 // sender holds it, and that sender dies. The replica that takes the row
 // over when the lease ends does not send it and does not call it failed:

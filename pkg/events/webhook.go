@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // ErrMalformed is returned for a body that is not a webhook object. Callers
@@ -84,7 +85,31 @@ func decodeError(body []byte) error {
 		Events      *[]json.RawMessage `json:"events"`
 	}
 	if err := json.Unmarshal(body, &w); err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformed, err)
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	return fmt.Errorf("%w: not a webhook object", ErrMalformed) // unreachable while the walk agrees with encoding/json
+}
+
+// MalformedReason says why a webhook body was refused, for ingest's answer
+// and log line, without quoting the body: encoding/json's syntax errors
+// quote the character they stopped at, which may be a user's text, so
+// they are given by offset; the other reasons name only fields and types.
+func MalformedReason(err error) string {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("not valid JSON at byte %d", syntax.Offset)
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			field = "the body"
+		}
+		return fmt.Sprintf("%s is a JSON %s, not the type a webhook has there", field, typ.Value)
+	case errors.Is(err, ErrMalformed):
+		if _, why, ok := strings.Cut(err.Error(), ErrMalformed.Error()+": "); ok {
+			return why
+		}
+	}
+	return "not a webhook"
 }

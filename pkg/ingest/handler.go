@@ -196,7 +196,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, channel string, 
 		out.status, out.reason = http.StatusRequestEntityTooLarge, tooManyEvents
 		return out
 	case err != nil:
-		out.status, out.reason = http.StatusBadRequest, "malformed webhook body"
+		out.status, out.reason = http.StatusBadRequest, "malformed webhook body: "+events.MalformedReason(err)
 		return out
 	}
 	out.events = len(wh.Events)

@@ -12,15 +12,16 @@ import (
 // before Docker kills it:
 //   - a worker, per loop, the batch being stored and the one fetched
 //     behind it, each within worker.FinishBound;
-//   - a sender, the rows it claimed, each within sender.LongestSend:
-//     killed between LINE's answer and its record, a reply would be sent
-//     again with a used token and end uncertain.
+//   - a sender, the claim on its way and the rows it claimed, each within
+//     sender.LongestSend (sender.LongestStop): killed between LINE's
+//     answer and its record, a reply would be sent again with a used
+//     token and end uncertain.
 func TestStopGrace(t *testing.T) {
 	t.Parallel()
 	compose := readCompose(t)
 	for service, need := range map[string]time.Duration{
 		"worker": 2 * worker.FinishBound(worker.DefaultAckWait),
-		"sender": sender.LongestSend(sender.DefaultRateHorizon, sender.DefaultRequestTimeout),
+		"sender": sender.LongestStop(sender.DefaultRateHorizon, sender.DefaultRequestTimeout),
 	} {
 		grace, err := time.ParseDuration(compose.Services[service].StopGrace)
 		if err != nil {

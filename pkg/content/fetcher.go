@@ -127,6 +127,10 @@ func (f *Fetcher) reserve(ctx context.Context) int {
 		return 0
 	case f.slots <- struct{}{}:
 	}
+	if ctx.Err() != nil { // both were ready: the stop wins
+		<-f.slots
+		return 0
+	}
 	n := 1
 	for n < cap(f.slots) {
 		select {
@@ -148,7 +152,11 @@ func (f *Fetcher) work(runCtx context.Context, c store.ContentClaim, claimedAt t
 	objs := f.objs.Load()
 	name := ObjectName(c.ChannelID, c.MessageID)
 	if c.Status == store.ContentUnsent {
-		ctx, cancel := context.WithDeadline(runCtx, claimedAt.Add(f.cfg.Lease-f.safety()))
+		// Short, and done even when the fetcher is stopping (a claim
+		// that straddled the stop): handed back instead, the row would
+		// stay claimed, and the unsent object in the bucket, until
+		// CONTENT_LEASE ended.
+		ctx, cancel := context.WithDeadline(context.WithoutCancel(runCtx), claimedAt.Add(f.cfg.Lease-f.safety()))
 		defer cancel()
 		err := store.DeleteUnsentContent(ctx, f.db, c.MessageKey, c.ClaimID, func(ctx context.Context) error {
 			return objs.Delete(ctx, name)
@@ -163,8 +171,10 @@ func (f *Fetcher) work(runCtx context.Context, c store.ContentClaim, claimedAt t
 	ctx, keeper := f.keepLease(runCtx, c, claimedAt)
 	out := f.fetch(ctx, c, objs, &keeper.progress)
 	keeper.stop()
-	if runCtx.Err() != nil && out.Status != store.ContentStored {
-		// Shut down mid-fetch: hand the row back for the next fetcher.
+	if runCtx.Err() != nil && out.Status == store.ContentPending {
+		// Shut down mid-fetch: hand the row back for the next fetcher,
+		// at once and without counting the attempt. An outcome that
+		// ends the row (stored, missing, failed) stands.
 		out = store.ContentOutcome{Status: store.ContentPending, Transcoding: c.Transcoding,
 			Error: "interrupted by shutdown", Uncounted: true}
 	}

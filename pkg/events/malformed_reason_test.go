@@ -13,10 +13,10 @@ func TestMalformedReasonSaysWhyWithoutQuotingTheBody(t *testing.T) {
 	t.Parallel()
 	for body, want := range map[string]string{
 		`{"events":[{"message":{"text":"secret"}}]Zsecret`: "not valid JSON at byte 42",
-		`{"events":{"secret":1}}`:                           "events is a JSON object",
-		`{"destination":"U1"}`:                              "no events array",
-		`{"events":[{"type":"message"},"secret"]}`:          "events[1] is not an object",
-		`["secret"]`:                                        "the body is a JSON array",
+		`{"events":{"secret":1}}`:                          "events is a JSON object",
+		`{"destination":"U1"}`:                             "no events array",
+		`{"events":[{"type":"message"},"secret"]}`:         "events[1] is not an object",
+		`["secret"]`: "the body is a JSON array",
 	} {
 		_, err := ParseWebhookLimit([]byte(body), 100)
 		if err == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -51,6 +52,8 @@ type Secrets struct {
 	listed  func()
 	missing map[string]time.Time // negative cache: unknown ids, until when
 	fetched map[string]time.Time // last direct lookup per id, to rate-limit them
+	// answered is set once the table has answered a read (Read).
+	answered atomic.Bool
 }
 
 // negativeTTL is how long an unknown channel id is remembered, so a flood
@@ -133,6 +136,9 @@ func (s *Secrets) lookup(ctx context.Context, id string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	c, err := store.GetChannel(ctx, s.db, id)
+	if err == nil || errors.Is(err, store.ErrNotFound) {
+		s.answered.Store(true)
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		s.mu.Lock()
@@ -251,23 +257,18 @@ func (s *Secrets) Refresh(ctx context.Context) error {
 	}
 	s.base = read
 	s.cached = next
+	s.answered.Store(true)
 	s.missing = map[string]time.Time{}
 	s.mu.Unlock()
 	return nil
 }
 
 // Read reports whether ingest can tell a channel's secret: without a
-// database, always; with one, once a refresh has read the table. Before
-// that every webhook gets 503, so ingest is not ready; after it, an
-// outage of the table leaves the cached secrets in service.
-func (s *Secrets) Read() bool {
-	if s.db == nil {
-		return true
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.base > 0
-}
+// database, always; with one, once the table has answered a refresh or a
+// webhook's lookup. Before that every webhook gets 503, so ingest is not
+// ready; after it, an outage of the table leaves the cached secrets in
+// service.
+func (s *Secrets) Read() bool { return s.db == nil || s.answered.Load() }
 
 // Run refreshes the cache every interval until ctx ends.
 func (s *Secrets) Run(ctx context.Context, interval time.Duration) {

@@ -263,11 +263,19 @@ func (c *Config) setDefaults() {
 // SENDER_HTTP_TIMEOUT requestTimeout: the wait for its rate slot, a token
 // fetch and the request, each HTTP call within the timeout, and 5 s for
 // the rest. The lease must outlast it, or another replica could resend a
-// row still in flight; so must a stopping sender's grace
-// (docker-compose.yml), or it is killed between LINE's answer and its
-// record, and the row is sent again.
+// row still in flight; so must a stopping sender's grace, with the claim
+// it may finish first (LongestStop), or it is killed between LINE's
+// answer and its record, and the row is sent again.
 func LongestSend(rateHorizon, requestTimeout time.Duration) time.Duration {
 	return rateHorizon + 2*requestTimeout + 5*time.Second
+}
+
+// LongestStop bounds a stopping sender's exit from SIGTERM: a claim on
+// its way when the signal came runs to its end (claimBound), then each
+// row it took gets LongestSend. A stopping sender's grace
+// (docker-compose.yml) must outlast it.
+func LongestStop(rateHorizon, requestTimeout time.Duration) time.Duration {
+	return claimBound + LongestSend(rateHorizon, requestTimeout)
 }
 
 // Validate reports every setting that cannot work.

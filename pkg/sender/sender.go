@@ -237,6 +237,12 @@ func (s *Sender) reserve(ctx context.Context) int {
 		return 0
 	case s.slots <- struct{}{}:
 	}
+	if ctx.Err() != nil {
+		// Both were ready and select took the slot: the stop wins, as
+		// no claim may start after it.
+		<-s.slots
+		return 0
+	}
 	n := 1
 	for n < s.cfg.BatchSize {
 		select {
@@ -249,8 +255,10 @@ func (s *Sender) reserve(ctx context.Context) int {
 	return n
 }
 
-// claimBound bounds a claim that a stop no longer cancels.
-const claimBound = 10 * time.Second
+// claimBound bounds a claim that a stop no longer cancels. A claim takes
+// milliseconds; the bound only matters against a stalled Postgres, and
+// LongestStop counts it.
+const claimBound = 5 * time.Second
 
 // claimThrough is claim, run to its end even when ctx ends meanwhile.
 // The claim's writes and its COMMIT go in one round trip: cancelled while

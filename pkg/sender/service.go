@@ -154,7 +154,7 @@ func RunService(ctx context.Context, st Settings, log *zap.Logger) error {
 	log.Info("sender started", zap.String("addr", st.Addr), zap.String("api", config.RedactURL(cfg.BaseURL)))
 	contentErr := make(chan error, 1)
 	go func() {
-		// The fetcher ends with an error only if it cannot go on: stop
+		// Should the fetcher end with an error (it cannot go on), stop
 		// the sender too, so it is restarted and seen, rather than
 		// send on with no content fetched.
 		err := runContent(runCtx)

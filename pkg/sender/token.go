@@ -49,12 +49,13 @@ type tokenEntry struct {
 	expires    time.Time // after this the token is not handed out
 	fetchedAt  time.Time
 	refreshing bool
-	// failures numbers the foreground fetches that failed, and failErr
-	// is the last one's error. A call that queued on mu while a fetch
-	// ran takes that fetch's failure as its own answer rather than fetch
-	// again: behind a token endpoint that stalls, every send queued for
-	// the channel would otherwise wait out a stall of its own in turn,
-	// far past the bound a stopping sender is given.
+	// failures numbers the foreground fetches that failed for a reason
+	// not their caller's own (its context ending), and failErr is the
+	// last one's error. A call that queued on mu while such a fetch ran,
+	// and finds no valid token, takes that failure as its own answer
+	// rather than fetch again: behind a token endpoint that stalls, every
+	// send queued for the channel would otherwise wait out a stall of its
+	// own in turn, far past the bound a stopping sender is given.
 	failures atomic.Uint64
 	failErr  error
 }
@@ -109,10 +110,11 @@ func (s *tokenSource) get(channel string, fetchCtx func() (context.Context, cont
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := s.clock()
-	if e.token == "" && e.failures.Load() != failedBefore {
+	valid := e.token != "" && now.Before(e.expires)
+	if !valid && e.failures.Load() != failedBefore {
 		return "", e.failErr // the fetch this call waited for failed
 	}
-	if e.token != "" && now.Before(e.expires) {
+	if valid {
 		if !now.Before(e.refreshAt) && !e.refreshing {
 			e.refreshing = true
 			s.bg.Add(1)
@@ -124,8 +126,13 @@ func (s *tokenSource) get(channel string, fetchCtx func() (context.Context, cont
 	defer cancel()
 	tok, refreshAt, expires, err := s.fetch(ctx, channel)
 	if err != nil {
-		e.failErr = err
-		e.failures.Add(1)
+		if ctx.Err() == nil {
+			// Only a failure of the endpoint or of channels answers the
+			// calls queued behind: one that ended with this call's own
+			// context (a content fetch stopping) says nothing of theirs.
+			e.failErr = err
+			e.failures.Add(1)
+		}
 		return "", err
 	}
 	e.token, e.refreshAt, e.expires, e.fetchedAt = tok, refreshAt, expires, now

@@ -239,7 +239,7 @@ func TestTokenErrorKeepsOnlyLINEErrorFields(t *testing.T) {
 // stall, not one per queued send. A call after the failure fetches anew.
 func TestTokenFetchFailureAnswersTheCallsQueuedBehindIt(t *testing.T) {
 	t.Parallel()
-	const stall = time.Second
+	const stall = 2 * time.Second
 	var requests atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		requests.Add(1)
@@ -273,5 +273,77 @@ func TestTokenFetchFailureAnswersTheCallsQueuedBehindIt(t *testing.T) {
 	}
 	if _, err := ts.GetBy(time.Now().Add(time.Minute), "c1"); err == nil || requests.Load() != 2 {
 		t.Fatalf("a call after the failure: %v, %d requests; want a fetch of its own that fails", err, requests.Load())
+	}
+}
+
+// TestTokenFetchEndedByItsCallerIsNotShared: a fetch that ends because its
+// own caller's context did (a content fetch stopping) is no answer for
+// the calls queued behind it: they fetch, and get a token.
+func TestTokenFetchEndedByItsCallerIsNotShared(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+		fmt.Fprint(w, `{"access_token":"tok","expires_in":900,"token_type":"Bearer"}`)
+	}))
+	t.Cleanup(srv.Close)
+	ts := newTokenSource(channels(map[string]store.Channel{"c1": {ID: "c1", Secret: "sec"}}),
+		srv.Client(), srv.URL, time.Now, func(store.APILogEntry, error) {})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	first := make(chan error, 1)
+	go func() { _, err := ts.Get(ctx, "c1"); first <- err }()
+	time.Sleep(20 * time.Millisecond) // the first call holds the channel's lock
+	tok, err := ts.GetBy(time.Now().Add(time.Minute), "c1")
+	if err != nil || tok != "tok" {
+		t.Fatalf("a call queued behind a fetch its caller cancelled: %q, %v; want a token of its own", tok, err)
+	}
+	if err := <-first; err == nil {
+		t.Fatal("the cancelled call got a token")
+	}
+}
+
+// TestTokenFetchFailureAnswersQueuedCallsOnceTheTokenExpired: the queued
+// calls share a failed fetch also when the channel's token is cached but
+// expired, the case of a stalled endpoint whose background renewals
+// failed until the token ran out.
+func TestTokenFetchFailureAnswersQueuedCallsOnceTheTokenExpired(t *testing.T) {
+	t.Parallel()
+	var requests atomic.Int32
+	var failing atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		if failing.Load() {
+			time.Sleep(2 * time.Second)
+			http.Error(w, `{"error":"server_error"}`, http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprint(w, `{"access_token":"tok","expires_in":900,"token_type":"Bearer"}`)
+	}))
+	t.Cleanup(srv.Close)
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	ts := newTokenSource(channels(map[string]store.Channel{"c1": {ID: "c1", Secret: "sec"}}),
+		srv.Client(), srv.URL, clock, func(store.APILogEntry, error) {})
+	if _, err := ts.GetBy(time.Now().Add(time.Minute), "c1"); err != nil {
+		t.Fatal(err)
+	}
+	failing.Store(true)
+	mu.Lock()
+	now = now.Add(time.Hour) // past the token's expiry
+	mu.Unlock()
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := ts.GetBy(time.Now().Add(time.Minute), "c1"); err == nil {
+				t.Error("an expired token, or none, was handed out")
+			}
+		}()
+	}
+	wg.Wait()
+	if n := requests.Load(); n != 2 {
+		t.Fatalf("%d token requests (the first issue included) for 6 calls queued behind one failing fetch, want 2", n)
 	}
 }

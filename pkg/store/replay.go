@@ -21,9 +21,8 @@ type ReplayRequest struct {
 	MessageID      string
 	Headers        []byte // JSON object, as the stream message carried them
 	Data           []byte
-	Scrubbed       bool      // an unsend scrubbed the data
-	Attempts       int       // earlier replay attempts
-	RequestedAt    time.Time // replay_requested_at as claimed
+	Scrubbed       bool // an unsend scrubbed the data
+	Attempts       int  // earlier replay attempts
 }
 
 // ClaimReplay locks the longest-waiting requested replay in tx, skipping
@@ -35,13 +34,13 @@ func ClaimReplay(ctx context.Context, tx pgx.Tx) (ReplayRequest, error) {
 	var headers string
 	err := tx.QueryRow(ctx, `SELECT id, subject, stream_seq, deliveries, coalesce(channel_id, ''),
 			coalesce(webhook_event_id, ''), coalesce(message_id, ''), headers::text, data,
-			scrubbed_at IS NOT NULL, replay_attempts, replay_requested_at
+			scrubbed_at IS NOT NULL, replay_attempts
 		FROM dead_letters
 		WHERE replay_requested_at IS NOT NULL AND replay_requested_at <= now()
 		ORDER BY replay_requested_at, id
 		LIMIT 1
 		FOR UPDATE SKIP LOCKED`).Scan(&r.ID, &r.Subject, &seq, &deliveries, &r.ChannelID,
-		&r.WebhookEventID, &r.MessageID, &headers, &r.Data, &r.Scrubbed, &r.Attempts, &r.RequestedAt)
+		&r.WebhookEventID, &r.MessageID, &headers, &r.Data, &r.Scrubbed, &r.Attempts)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return r, ErrNotFound
 	}
@@ -89,11 +88,11 @@ func ReplayFailed(ctx context.Context, q Querier, id int64, cause string) error 
 // DeferReplay moves a requested replay that failed for no fault of its
 // own (a deadlock, a timeout) after, so the requests behind it take their
 // turn: the claim takes the longest-waiting request first, and would
-// take this one again at once. A request an operator withdrew or renewed
-// meanwhile is left as it is.
-func DeferReplay(ctx context.Context, q Querier, id int64, requested time.Time, after time.Duration) error {
-	_, err := q.Exec(ctx, `UPDATE dead_letters SET replay_requested_at = now() + $3::interval
-		WHERE id = $1 AND replay_requested_at = $2`, id, requested, after)
+// take this one again at once. A request an operator withdrew meanwhile
+// (NULL), or moved later, is left as it is.
+func DeferReplay(ctx context.Context, q Querier, id int64, after time.Duration) error {
+	_, err := q.Exec(ctx, `UPDATE dead_letters SET replay_requested_at = now() + $2::interval
+		WHERE id = $1 AND replay_requested_at <= now()`, id, after)
 	if err != nil {
 		return fmt.Errorf("deferring replay of dead letter %d: %w", id, err)
 	}

@@ -111,10 +111,10 @@ func (w *Worker) ReplayOne(ctx context.Context) (bool, error) {
 		return store.DeleteDeadLetter(ctx, tx, dl.ID)
 	})
 	if err != nil {
-		if found && deferred {
+		if found && (deferred || w.transient(ctx, err)) {
 			// Best effort: while Postgres is away this fails too, and
 			// the request is simply taken again next round.
-			_ = store.DeferReplay(ctx, w.db, dl.ID, dl.RequestedAt, replayDeferral)
+			_ = store.DeferReplay(ctx, w.db, dl.ID, replayDeferral)
 		}
 		return found, err
 	}

@@ -16,13 +16,15 @@ import (
 // towards a dead letter.
 func (w *Worker) transient(ctx context.Context, err error) bool {
 	var he *handlerError
-	if errors.As(err, &he) && ctx.Err() == nil {
+	if errors.As(err, &he) {
 		// A bot's own call (a CRM over HTTP, say) can time out or lose
 		// its connection: outage-shaped, but no outage of Postgres
-		// unless Postgres, asked now, does not answer. Counted as the
-		// event's failure, it reaches dead_letters at MaxAttempts
-		// instead of holding its batch back for ever. Postgres's own
-		// answers to the bot's statements keep their meaning.
+		// unless Postgres, asked now, does not answer (asked with a
+		// context that has ended, as when a replay is cut off by the
+		// stop, it does not). Counted as the event's failure, it
+		// reaches dead_letters at MaxAttempts instead of holding its
+		// batch back for ever. Postgres's own answers to the bot's
+		// statements keep their meaning.
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) {
 			return transientCode(pgErr.Code)

@@ -188,6 +188,35 @@ func TestContentFetchStoppedMidDownloadIsHandedBack(t *testing.T) {
 	r.assertStored(img.Message.ID, 1<<20)
 }
 
+// TestContentFetcherStoppedMidClaimLeavesNothingClaimed: a fetcher
+// stopped under a backlog, whenever the stop lands (in the middle of a
+// claim's round trip too), leaves no row claimed behind it: every row it
+// took is stored or handed back before Run returns, none waits for
+// CONTENT_LEASE. The stop is repeated at varied moments.
+func TestContentFetcherStoppedMidClaimLeavesNothingClaimed(t *testing.T) {
+	t.Parallel()
+	r := newContentRig(t, 0)
+	const media = 400
+	var evs []linefake.WebhookEvent
+	for range media {
+		evs = append(evs, r.fake.MediaEvent(r.channel, mediaUser, "image", 1024))
+	}
+	for i := 0; i < media; i += 100 {
+		r.webhook(evs[i : i+100]...)
+	}
+	r.waitCount(media, `SELECT count(*) FROM message_content`)
+	cfg := r.fetcherConfig()
+	cfg.Lease = time.Hour
+	for i := range 16 {
+		stop := r.startFetcher(cfg)
+		time.Sleep(time.Duration(20+11*i) * time.Millisecond)
+		stop()
+		if n := r.count(`SELECT count(*) FROM message_content WHERE status = 'processing' OR claim_id IS NOT NULL`); n != 0 {
+			t.Fatalf("stop %d: %d rows left claimed", i+1, n)
+		}
+	}
+}
+
 // A message unsent before any fetch is never downloaded: neither when
 // its row waits for a fetcher, nor when the unsend arrives first.
 func TestContentAlreadyUnsentNeverDownloads(t *testing.T) {

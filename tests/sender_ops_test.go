@@ -20,7 +20,11 @@ const (
 	newSendSQL = `UPDATE outbox SET retry_key = gen_random_uuid(), status = 'pending', attempts = 0,
 		first_attempt_at = NULL, maybe_delivered = false, last_status_code = NULL, last_error = NULL,
 		request_id = NULL, accepted_request_id = NULL, sent_message_ids = NULL, next_attempt_at = now()
-		WHERE id = $1 AND status IN ('failed', 'expired', 'skipped', 'cancelled', 'uncertain')`
+		WHERE id = $1 AND status IN ('failed', 'expired', 'skipped', 'cancelled', 'uncertain') AND NOT maybe_delivered`
+	copySQL = `INSERT INTO outbox (channel_id, endpoint, body, source_message_id, not_after, priority)
+		SELECT channel_id, endpoint, body, source_message_id, not_after, priority FROM outbox
+		WHERE id = $1 AND scrubbed_at IS NULL
+		  AND status IN ('failed', 'expired', 'skipped', 'cancelled', 'uncertain') AND NOT maybe_delivered`
 )
 
 // TestOutboxOperatorSQL: a row failed by a rejected token is requeued
@@ -78,6 +82,26 @@ func TestOutboxOperatorSQL(t *testing.T) {
 	}
 	if n := exec(newSendSQL, failed); n != 0 {
 		t.Fatal("new send accepted a delivered row")
+	}
+
+	// Neither a new key nor a copy for a row that is delivered, or whose
+	// earlier attempt may have reached LINE: either would send it twice.
+	// A copy of a finished row LINE never had is a new row of its own.
+	if n := exec(copySQL, failed); n != 0 {
+		t.Fatal("copy accepted a delivered row")
+	}
+	maybe := b.insert(t, "push", pushBody(userID(3), "maybe"))
+	exec(`UPDATE outbox SET status = 'expired', attempts = 1, first_attempt_at = now(), maybe_delivered = true,
+		finished_at = now() WHERE id = $1`, maybe)
+	if n := exec(newSendSQL, maybe); n != 0 {
+		t.Fatal("new send accepted a row that may have been delivered")
+	}
+	if n := exec(copySQL, maybe); n != 0 {
+		t.Fatal("copy accepted a row that may have been delivered")
+	}
+	exec(`UPDATE outbox SET maybe_delivered = false WHERE id = $1`, maybe)
+	if n := exec(copySQL, maybe); n != 1 {
+		t.Fatalf("copy of a finished, undelivered row inserted %d rows, want 1", n)
 	}
 }
 

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -77,5 +78,40 @@ func TestReleasedScrubbedRowIsFinished(t *testing.T) {
 	}
 	if status != "cancelled" || finished == nil {
 		t.Fatalf("scrubbed row released: status %s, finished_at %v; want cancelled and finished", status, finished)
+	}
+}
+
+// TestReleaseIsFencedByTheClaim: a sender that lost its row's lease (the
+// row taken over by another replica) cannot hand the row back: its
+// release is refused as a lost lease and the new owner keeps the row, so
+// no third claim can send it while the new owner does.
+func TestReleaseIsFencedByTheClaim(t *testing.T) {
+	t.Parallel()
+	b := setupSender(t, linefake.Config{})
+	ctx := context.Background()
+	id := b.insert(t, "push", pushBody(userID(1), "owned"))
+	first, err := store.ClaimOutbox(ctx, b.db.Pool, store.ClaimParams{Limit: 1, Owner: "a", Lease: time.Minute, Horizon: time.Second}, allPlanner{})
+	if err != nil || len(first.Claimed) != 1 {
+		t.Fatalf("claim: %v, %d rows", err, len(first.Claimed))
+	}
+	// The lease ends and another replica takes the row over.
+	if _, err := b.db.Pool.Exec(ctx, `UPDATE outbox SET lease_until = now() - interval '1 second' WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	second, err := store.ClaimOutbox(ctx, b.db.Pool, store.ClaimParams{Limit: 1, Owner: "b", Lease: time.Minute, Horizon: time.Second}, allPlanner{})
+	if err != nil || len(second.Claimed) != 1 || second.Claimed[0].ClaimID == first.Claimed[0].ClaimID {
+		t.Fatalf("takeover: %v, %+v", err, second.Claimed)
+	}
+	err = store.ReleaseOutbox(ctx, b.db.Pool, id, first.Claimed[0].ClaimID)
+	if !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("stale owner's release: %v, want ErrLeaseLost", err)
+	}
+	var owner string
+	var status string
+	if err := b.db.Pool.QueryRow(ctx, `SELECT status, claimed_by FROM outbox WHERE id = $1`, id).Scan(&status, &owner); err != nil {
+		t.Fatal(err)
+	}
+	if status != "in_flight" || owner != "b" {
+		t.Fatalf("after a stale release the row is %s, held by %q; want in_flight, held by b", status, owner)
 	}
 }

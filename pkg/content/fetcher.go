@@ -81,9 +81,6 @@ func (f *Fetcher) Run(ctx context.Context) error {
 	}
 	wait := f.cfg.PollInterval
 	for {
-		if ctx.Err() != nil {
-			return nil
-		}
 		n := f.reserve(ctx)
 		if n == 0 {
 			return nil

@@ -152,11 +152,6 @@ func (s *Sender) Run(ctx context.Context) error {
 
 	backoff := s.cfg.PollInterval
 	for {
-		// A claim is not cancelled by the stop (claimThrough), so none
-		// may start after it, even with a slot free for reserve to take.
-		if ctx.Err() != nil {
-			return nil
-		}
 		n := s.reserve(ctx)
 		if n == 0 {
 			return nil
@@ -238,8 +233,9 @@ func (s *Sender) reserve(ctx context.Context) int {
 	case s.slots <- struct{}{}:
 	}
 	if ctx.Err() != nil {
-		// Both were ready and select took the slot: the stop wins, as
-		// no claim may start after it.
+		// Both were ready and select took the slot: the stop wins. A
+		// claim is not cancelled by the stop (claimThrough), so none
+		// may start after it.
 		<-s.slots
 		return 0
 	}

@@ -76,7 +76,7 @@ const replayDeferral = 5 * time.Second
 // message's fault (Postgres unreachable, deadlock) leave the request in
 // place, moved replayDeferral later so the requests behind it go first.
 func (w *Worker) ReplayOne(ctx context.Context) (bool, error) {
-	found, deferred := false, false
+	found := false
 	var result string
 	var dl store.ReplayRequest
 	err := pgx.BeginFunc(ctx, w.db, func(tx pgx.Tx) error {
@@ -98,7 +98,6 @@ func (w *Worker) ReplayOne(ctx context.Context) (bool, error) {
 		}
 		if cause != nil {
 			if w.transient(ctx, cause) {
-				deferred = true
 				return cause
 			}
 			result = replayFailed
@@ -111,7 +110,7 @@ func (w *Worker) ReplayOne(ctx context.Context) (bool, error) {
 		return store.DeleteDeadLetter(ctx, tx, dl.ID)
 	})
 	if err != nil {
-		if found && (deferred || w.transient(ctx, err)) {
+		if found && w.transient(ctx, err) {
 			// Best effort: while Postgres is away this fails too, and
 			// the request is simply taken again next round.
 			_ = store.DeferReplay(ctx, w.db, dl.ID, replayDeferral)
